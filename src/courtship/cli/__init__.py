@@ -1,0 +1,60 @@
+"""The ``courtship`` command line: one module per command, joined here."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from courtship import __version__
+from courtship.cli import graph, schema, validate
+from courtship.findings import ExitCode
+
+app = typer.Typer(
+    name="courtship",
+    help="Treat every customer the way a good partner would: validate, graph and run playbooks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"courtship {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Courtship: playbooks for every stage of the customer journey."""
+
+
+app.command("validate")(validate.command)
+app.command("graph")(graph.command)
+app.command("schema")(schema.command)
+
+
+def main() -> None:
+    """Entry point of the console script: domain errors end in a message, never a traceback."""
+    try:
+        app()
+    except Exception as error:
+        if os.environ.get("COURTSHIP_DEBUG"):
+            raise
+        typer.secho(
+            f"courtship: internal error: {error!r}\n"
+            "This is a bug in Courtship; please report it. "
+            "Set COURTSHIP_DEBUG=1 to see the traceback.",
+            fg="red",
+            err=True,
+        )
+        sys.exit(ExitCode.INTERNAL)

@@ -1,0 +1,68 @@
+"""``courtship validate``: check playbooks, for people and for CI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from courtship.findings import ExitCode
+from courtship.reporters import FORMATTERS
+from courtship.validate import Report, discover, validate_files
+
+DEFAULT_PATHS = [Path("playbooks")]
+
+
+def default_format() -> str:
+    return "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
+
+
+def run_validation(paths: list[Path]) -> Report:
+    """Find and validate the playbooks under ``paths``; a missing path is a usage error."""
+    files, missing = discover(paths)
+    if missing:
+        typer.secho(f"courtship: no such file or folder: {', '.join(missing)}", fg="red", err=True)
+        raise typer.Exit(ExitCode.USAGE)
+    if not files:
+        typer.secho(
+            f"courtship: no playbooks (*.yaml, *.yml) in {', '.join(map(str, paths))}",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(ExitCode.USAGE)
+    return validate_files(files)
+
+
+def command(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Playbook files or folders (searched recursively). Default: playbooks/"
+        ),
+    ] = None,
+    output_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="text, json, github or sarif. Default: github under GitHub Actions, else text.",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail (exit 1) on warnings as well as errors.")
+    ] = False,
+) -> None:
+    """Validate playbooks: exit 0 when clean, 1 with findings, 2 on a usage error."""
+    name = output_format or default_format()
+    if name not in FORMATTERS:
+        typer.secho(
+            f"courtship: unknown format '{name}'; choose from {', '.join(FORMATTERS)}",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(ExitCode.USAGE)
+    report = run_validation(paths or DEFAULT_PATHS)
+    typer.echo(FORMATTERS[name](report), nl=False)
+    raise typer.Exit(report.exit_code(strict=strict))

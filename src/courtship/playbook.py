@@ -1,0 +1,128 @@
+"""The playbook model: what a loaded, validated YAML file says, with the place of every part."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from courtship.yamlload import Document, PathParts
+
+TRIGGER_KINDS = ("event", "anniversary", "becomes", "schedule")
+STEP_KINDS = ("send", "set", "tag", "untag", "notify", "wait")
+COMBINATORS = ("all", "any", "not")
+
+
+@dataclass
+class Playbook:
+    """One playbook. ``document`` keeps the source positions for findings and explanations."""
+
+    id: str
+    title: str
+    stage: str
+    category: str
+    trigger: dict[str, Any]
+    respond: list[dict[str, Any]]
+    document: Document
+    audience: dict[str, Any] | None = None
+    priority: int = 50
+    enabled: bool = True
+    description: str = ""
+    depends_on: list[str] = field(default_factory=list)
+    suppresses: list[str] = field(default_factory=list)
+    dedup_key: str | None = None
+    limits: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return self.document.path
+
+    @classmethod
+    def from_document(cls, doc: Document) -> Playbook | None:
+        """A playbook from a loaded document, as far as its shape allows; None if it has no id."""
+        data = doc.data
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            return None
+
+        def get(key: str, kind: type, default: Any) -> Any:
+            value = data.get(key, default)
+            return value if isinstance(value, kind) else default
+
+        return cls(
+            id=data["id"],
+            title=get("title", str, data["id"]),
+            stage=get("stage", str, ""),
+            category=get("category", str, "marketing"),
+            trigger=get("trigger", dict, {}),
+            respond=[step for step in get("respond", list, []) if isinstance(step, dict)],
+            document=doc,
+            audience=get("audience", dict, None),
+            priority=get("priority", int, 50),
+            enabled=get("enabled", bool, True),
+            description=get("description", str, ""),
+            depends_on=[d for d in get("depends_on", list, []) if isinstance(d, str)],
+            suppresses=[s for s in get("suppresses", list, []) if isinstance(s, str)],
+            dedup_key=get("dedup_key", str, None),
+            limits=get("limits", dict, {}),
+        )
+
+    # ── facts ──────────────────────────────────────────────────────────────
+    def conditions(self) -> Iterator[tuple[PathParts, dict[str, Any]]]:
+        """Every condition tree of the playbook with its path: the audience and ``becomes``."""
+        if isinstance(self.audience, dict):
+            yield ("audience",), self.audience
+        becomes = self.trigger.get("becomes")
+        if isinstance(becomes, dict):
+            yield ("trigger", "becomes"), becomes
+
+    @property
+    def facts_read(self) -> dict[str, PathParts]:
+        """Facts the playbook reads, each with the first place it reads it."""
+        reads: dict[str, PathParts] = {}
+        for parts, condition in self.conditions():
+            for leaf_parts, leaf in walk_conditions(condition, parts):
+                if isinstance(leaf.get("fact"), str):
+                    reads.setdefault(leaf["fact"], (*leaf_parts, "fact"))
+                for op, value in leaf.items():
+                    for ref_parts, ref in _fact_refs(value, (*leaf_parts, op)):
+                        reads.setdefault(ref, ref_parts)
+        anniversary = self.trigger.get("anniversary")
+        if isinstance(anniversary, str):
+            reads.setdefault(anniversary, ("trigger", "anniversary"))
+        return reads
+
+    @property
+    def facts_set(self) -> dict[str, tuple[PathParts, Any]]:
+        """Facts the playbook sets: name → (place, value)."""
+        sets: dict[str, tuple[PathParts, Any]] = {}
+        for index, step in enumerate(self.respond):
+            action = step.get("set")
+            if isinstance(action, dict) and isinstance(action.get("fact"), str):
+                sets.setdefault(action["fact"], (("respond", index, "set"), action.get("value")))
+        return sets
+
+
+def walk_conditions(condition: Any, parts: PathParts) -> Iterator[tuple[PathParts, dict[str, Any]]]:
+    """Every condition node (combinations and leaves) under ``condition``, depth first."""
+    stack: list[tuple[PathParts, Any]] = [(parts, condition)]
+    while stack:
+        here, node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        yield here, node
+        for key in ("all", "any"):
+            children = node.get(key)
+            if isinstance(children, list):
+                stack.extend(
+                    ((*here, key, i), child) for i, child in reversed(list(enumerate(children)))
+                )
+        if isinstance(node.get("not"), dict):
+            stack.append(((*here, "not"), node["not"]))
+
+
+def _fact_refs(value: Any, parts: PathParts) -> Iterator[tuple[PathParts, str]]:
+    if isinstance(value, dict) and isinstance(value.get("fact"), str):
+        yield (*parts, "fact"), value["fact"]
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _fact_refs(item, (*parts, index))

@@ -1,0 +1,217 @@
+"""Message templates: Markdown files beside the playbooks, one variant per tone, in Jinja's sandbox.
+
+``templates/apology.buddy.md``, ``apology.salesy.md`` and ``apology.direct.md`` are the three tones
+of the template ``apology``; a toneless ``apology.md`` serves every tone that has no file of its
+own. A template may open with YAML front matter (``subject:`` for email) between ``---`` lines.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jinja2 import TemplateSyntaxError, meta, nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+from courtship.catalogue import TONES
+from courtship.findings import Finding, Severity
+from courtship.yamlload import load_text
+
+FRONT_MATTER_KEYS = ("subject", "preheader")
+_GENERIC_GREETING = re.compile(
+    r"^\W*(dear\s+(valued\s+)?(customer|client|member|friend|sir|madam|user)"
+    r"|(hi|hello|hey)\s+there|honey|baby|dollface|sweetie|hey\s+you)\b",
+    re.IGNORECASE,
+)
+
+
+@functools.cache
+def environment() -> SandboxedEnvironment:
+    """The one Jinja environment: sandboxed, autoescape off (text channels), strict undefined."""
+    from jinja2 import StrictUndefined
+
+    return SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+
+
+@dataclass
+class TemplateFile:
+    """One template file, split and compiled; ``findings`` says what is wrong with it."""
+
+    path: Path
+    display: str
+    front_matter: dict[str, Any] = field(default_factory=dict)
+    body: str = ""
+    body_line: int = 1
+    variables: dict[str, int] = field(default_factory=dict)  # name → first line it is used on
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.is_error for f in self.findings)
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Every text the template renders: the body and each front-matter field."""
+        parts = {key: str(value) for key, value in self.front_matter.items()}
+        parts["body"] = self.body
+        return parts
+
+
+def _split(text: str) -> tuple[str | None, str, int]:
+    """(front matter or None, body, line the body starts on)."""
+    if not text.startswith("---"):
+        return None, text, 1
+    lines = text.split("\n")
+    if lines[0].strip() != "---":
+        return None, text, 1
+    for index in range(1, len(lines)):
+        if lines[index].strip() == "---":
+            return "\n".join(lines[1:index]), "\n".join(lines[index + 1 :]), index + 2
+    return "\n".join(lines[1:]), "", len(lines) + 1
+
+
+def _finding(
+    tpl: TemplateFile,
+    line: int,
+    rule: str,
+    message: str,
+    hint: str = "",
+    severity: Severity = Severity.ERROR,
+) -> None:
+    tpl.findings.append(Finding(tpl.display, line, 1, severity, rule, message, hint))
+
+
+def _used_names(ast: nodes.Template) -> dict[str, int]:
+    """Names the template reads from its context, each with the first line it appears on."""
+    undeclared = meta.find_undeclared_variables(ast)
+    lines: dict[str, int] = {}
+    for node in ast.find_all(nodes.Name):
+        if node.ctx == "load" and node.name in undeclared and node.name not in lines:
+            lines[node.name] = node.lineno
+    return lines
+
+
+def load_template(path: Path, display: str) -> TemplateFile:
+    tpl = TemplateFile(path, display)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        _finding(tpl, 1, "template-syntax", f"cannot read template: {error}", "save it as UTF-8")
+        return tpl
+    front, tpl.body, tpl.body_line = _split(text)
+    sources: list[tuple[str, str, int]] = []
+    if front is not None:
+        doc = load_text(front, display)
+        for item in doc.findings:  # front matter starts on line 2 of the file
+            tpl.findings.append(
+                Finding(
+                    display,
+                    item.line + 1,
+                    item.col,
+                    item.severity,
+                    "template-syntax",
+                    f"front matter: {item.message}",
+                    item.hint,
+                )
+            )
+        if doc.data is not None and not isinstance(doc.data, dict):
+            _finding(
+                tpl,
+                2,
+                "template-syntax",
+                "front matter must be key: value lines",
+                "for example subject: Happy birthday, {{ first_name }}!",
+            )
+        elif isinstance(doc.data, dict):
+            for key, value in doc.data.items():
+                line = doc.locate((key,), key=True).line + 1
+                if key not in FRONT_MATTER_KEYS:
+                    from courtship.schema import did_you_mean
+
+                    _finding(
+                        tpl,
+                        line,
+                        "template-syntax",
+                        f"'{key}' is not a front-matter key",
+                        did_you_mean(key, FRONT_MATTER_KEYS)
+                        or f"valid keys are {', '.join(FRONT_MATTER_KEYS)}",
+                    )
+                    continue
+                tpl.front_matter[key] = value
+                sources.append((key, str(value), doc.locate((key,)).line + 1))
+    sources.append(("body", tpl.body, tpl.body_line))
+    for name, source, first_line in sources:
+        try:
+            ast = environment().parse(source)
+        except TemplateSyntaxError as error:
+            line = first_line + (error.lineno or 1) - 1
+            _finding(
+                tpl,
+                line,
+                "template-syntax",
+                f"{name}: {error.message}",
+                "check the {{ }} and {% %} pairs around this line",
+            )
+            continue
+        for variable, line in _used_names(ast).items():
+            tpl.variables.setdefault(variable, first_line + line - 1)
+    return tpl
+
+
+def impersonal_findings(tpl: TemplateFile) -> list[Finding]:
+    """The seed's "Honey, Baby, Dollface": a customer message must call them by name."""
+    out = []
+    first_words = tpl.body.lstrip()
+    if _GENERIC_GREETING.match(first_words):
+        greeting = first_words.splitlines()[0][:40]
+        out.append(
+            Finding(
+                tpl.display,
+                tpl.body_line + tpl.body[: tpl.body.find(first_words[:1])].count("\n"),
+                1,
+                Severity.WARNING,
+                "template-impersonal",
+                f"the message opens with a generic greeting: '{greeting}'",
+                "call them by name: Hi {{ first_name }},",
+            )
+        )
+    if "first_name" not in tpl.variables:
+        out.append(
+            Finding(
+                tpl.display,
+                tpl.body_line,
+                1,
+                Severity.WARNING,
+                "template-impersonal",
+                "the message never uses the customer's name (first_name)",
+                "nobody likes to be everyone's 'Honey': start with Hi {{ first_name }},",
+            )
+        )
+    return out
+
+
+def variants(folder: Path, name: str) -> dict[str, Path]:
+    """The files of template ``name``: tone → path, with key ``""`` for a toneless file."""
+    found: dict[str, Path] = {}
+    if (folder / f"{name}.md").is_file():
+        found[""] = folder / f"{name}.md"
+    for tone in TONES:
+        candidate = folder / f"{name}.{tone}.md"
+        if candidate.is_file():
+            found[tone] = candidate
+    return found
+
+
+def template_names(folder: Path) -> set[str]:
+    """Every template name in a folder (``apology`` for ``apology.buddy.md``)."""
+    if not folder.is_dir():
+        return set()
+    names = set()
+    for file in folder.glob("*.md"):
+        stem = file.name[: -len(".md")]
+        base, _, tone = stem.rpartition(".")
+        names.add(base if base and tone in TONES else stem)
+    return names
