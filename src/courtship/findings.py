@@ -52,3 +52,29 @@ def json_path(parts: tuple[str | int, ...]) -> str:
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else f".{part}"
     return text
+
+
+#: Every rule validation applies: id → what it catches. ``docs/rules.md`` has a section for each.
+RULES: dict[str, str] = {
+    "yaml-syntax": "the file is not valid YAML (or not UTF-8 text)",
+    "yaml-duplicate-key": "a key appears twice in one mapping",
+    "yaml-unsupported": "YAML features a playbook does not use: tags, several documents, bombs",
+    "schema": "the playbook does not match the format: unknown keys, wrong types, missing keys",
+    "bad-duration": "a duration that is not a whole number and a unit, or is zero",
+    "bad-time": "a time of day that is not HH:MM on a 24-hour clock",
+    "bad-timezone": "a time zone that is not an IANA name",
+    "duplicate-id": "two playbooks share an id",
+    "unknown-dependency": "depends_on or suppresses names no playbook",
+    "dependency-cycle": "playbooks that depend on each other in a circle",
+    "unknown-fact": "a condition reads a fact nobody provides",
+    "condition-shape": "a condition that is not exactly one test or combination",
+    "fact-type-mismatch": "a fact compared with a value of another kind",
+    "trigger-shape": "a trigger that is not exactly one kind, or keys that do not go with it",
+    "step-shape": "a response step that is not exactly one action",
+    "unknown-channel": "a channel no plugin provides",
+    "unknown-template": "a template with no file",
+    "template-tone-missing": "a send template without all three tones",
+    "template-syntax": "a template that does not compile",
+    "template-unknown-variable": "a template that reads something that is no fact",
+    "template-impersonal": "a customer message that never uses their name",
+}

@@ -183,7 +183,8 @@ def _to_findings(doc: Document, error: ValidationError) -> list[Finding]:
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         prop = schema.get("properties", {}).get(missing, {})
-        hint = (prop.get("description") or "") if isinstance(prop, dict) else ""
+        about = (prop.get("description") or "") if isinstance(prop, dict) else ""
+        hint = f"add {missing}: ({about[0].lower()}{about[1:]})" if about else f"add {missing}:"
         return [doc.finding(parts, rule, f"{owner} is missing the required key '{missing}'", hint)]
     if error.validator == "type":
         wanted = error.validator_value

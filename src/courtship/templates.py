@@ -152,7 +152,7 @@ def load_template(path: Path, display: str) -> TemplateFile:
                 tpl,
                 line,
                 "template-syntax",
-                f"{name}: {error.message}",
+                f"{name}: {(error.message or '').rstrip('.')}",
                 "check the {{ }} and {% %} pairs around this line",
             )
             continue

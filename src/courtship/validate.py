@@ -146,7 +146,7 @@ def validate_files(files: Iterable[Path], catalogue: Catalogue | None = None) ->
                         "schema",
                         "the file is empty",
                         "a playbook needs at least id, title, stage, category, trigger "
-                        "and respond; see `courtship init` or docs/marketers-guide.md",
+                        "and respond; see docs/marketers-guide.md",
                     )
                 )
             continue
@@ -768,23 +768,24 @@ def _check_together(playbooks: list[Playbook]) -> list[Finding]:
     graph = PlaybookGraph(first.values())
     for cycle in graph.cycles():
         steps = []
+        places: list[tuple[Playbook, PathParts]] = []
         for source, target in itertools.pairwise(cycle):
             data = graph.graph.edges[source, target]
             dependent = first[target]
             if "depends_on" in data["kinds"]:
-                index = dependent.depends_on.index(source)
-                mark = dependent.document.locate(("depends_on", index))
-                steps.append(f"{target} depends_on {source} ({dependent.path}:{mark.line})")
+                parts: PathParts = ("depends_on", dependent.depends_on.index(source))
+                link = f"{target} depends_on {source}"
             else:
                 fact = sorted(data["facts"])[0]
-                mark = dependent.document.locate(dependent.facts_read[fact])
-                steps.append(
-                    f"{target} reads {fact} set by {source} ({dependent.path}:{mark.line})"
-                )
-        head = first[cycle[0]]
+                parts = dependent.facts_read[fact]
+                link = f"{target} reads {fact} set by {source}"
+            places.append((dependent, parts))
+            mark = dependent.document.locate(parts)
+            steps.append(f"{link} ({dependent.path}:{mark.line})")
+        where, parts = places[0]
         out.append(
-            head.document.finding(
-                ("id",),
+            where.document.finding(
+                parts,
                 "dependency-cycle",
                 f"dependency cycle: {' --> '.join(cycle)}",
                 "; ".join(steps) + ". Break one of these links",

@@ -351,7 +351,10 @@ def _compose(text: str, doc: Document) -> None:
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         context = getattr(error, "context", None)
         message = f"{problem} ({context})" if context else str(problem)
-        raise _fail(doc, mark, "yaml-syntax", message, _syntax_hint(message)) from None
+        lines = text.splitlines()
+        row = lines[mark.line - 1] if 0 < mark.line <= len(lines) else ""
+        char = row[mark.col - 1 : mark.col]
+        raise _fail(doc, mark, "yaml-syntax", message, _syntax_hint(message, char)) from None
     if documents == 0 or (doc.data is None and () not in doc.positions):
         doc.positions.setdefault((), Mark(1, 1))
 
@@ -387,7 +390,9 @@ def _attach(
         top.container.append(value)
 
 
-def _syntax_hint(message: str) -> str:
+def _syntax_hint(message: str, char: str) -> str:
+    if char == "\t":
+        return "indent with spaces, not tabs"
     if "control characters" in message or "special characters" in message:
         return "the file holds control characters; is it a binary file?"
     if re.search(r"\btabs?\b", message):
