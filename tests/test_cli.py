@@ -181,3 +181,14 @@ def test_an_internal_error_is_exit_3_without_traceback(monkeypatch, capsys):
     assert exit_info.value.code == 3
     err = capsys.readouterr().err
     assert "internal error" in err and "Traceback" not in err
+
+
+def test_every_rule_has_a_docs_section():
+    from courtship.findings import RULES
+
+    headings = {
+        line.lstrip("#").strip().strip("`")
+        for line in (ROOT / "docs" / "rules.md").read_text().splitlines()
+        if line.startswith("## ")
+    }
+    assert set(RULES) <= headings
