@@ -19,32 +19,43 @@ from courtship.yamlload import YAML11_BOOLEANS, Document
 SCHEMA_FILE = "playbook.schema.json"
 
 
-def schema_path() -> Path:
-    """Where the schema file is: inside the installed package, or in the checkout's ``schemas/``."""
-    packaged = files("courtship") / "schemas" / SCHEMA_FILE
+PROJECT_SCHEMA_FILE = "project.schema.json"
+
+
+def schema_path(name: str = SCHEMA_FILE) -> Path:
+    """Where a schema file is: inside the installed package, or in the checkout's ``schemas/``."""
+    packaged = files("courtship") / "schemas" / name
     if packaged.is_file():
         return Path(str(packaged))
-    return Path(__file__).resolve().parents[2] / "schemas" / SCHEMA_FILE
+    return Path(__file__).resolve().parents[2] / "schemas" / name
 
 
 @functools.cache
-def load_schema() -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads(schema_path().read_text(encoding="utf-8"))
+def load_schema(name: str = SCHEMA_FILE) -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(schema_path(name).read_text(encoding="utf-8"))
     return schema
 
 
 @functools.cache
-def _validator() -> Draft202012Validator:
-    return Draft202012Validator(load_schema())
+def _validator(name: str) -> Draft202012Validator:
+    return Draft202012Validator(load_schema(name))
 
 
 @functools.cache
 def _definition_names() -> dict[int, str]:
     """Map each schema definition (by identity) to the name a marketer knows it by."""
-    schema = load_schema()
-    names = {id(schema): "playbook"}
-    for name, definition in schema["$defs"].items():
-        names[id(definition)] = name.replace("_", " ")
+    names: dict[int, str] = {}
+    for file, title in ((SCHEMA_FILE, "playbook"), (PROJECT_SCHEMA_FILE, "the project file")):
+        schema = load_schema(file)
+        names[id(schema)] = title
+        for name, definition in schema.get("$defs", {}).items():
+            names[id(definition)] = name.replace("_", " ")
+            for key, prop in definition.get("properties", {}).items():
+                if isinstance(prop, dict) and prop.get("type") == "object":
+                    names[id(prop)] = key.replace("_", " ")
+        for key, prop in schema.get("properties", {}).items():
+            if isinstance(prop, dict) and prop.get("type") == "object":
+                names[id(prop)] = key.replace("_", " ")
     return names
 
 
@@ -144,10 +155,10 @@ def _leaves(error: ValidationError) -> Iterator[ValidationError]:
         yield error
 
 
-def schema_findings(doc: Document) -> list[Finding]:
-    """Validate ``doc.data`` against the playbook schema; every error placed at its node."""
+def schema_findings(doc: Document, schema: str = SCHEMA_FILE) -> list[Finding]:
+    """Validate ``doc.data`` against a schema (the playbook's by default), errors placed."""
     findings: list[Finding] = []
-    for error in _validator().iter_errors(doc.data):
+    for error in _validator(schema).iter_errors(doc.data):
         for leaf in _leaves(error):
             findings.extend(_to_findings(doc, leaf))
     return findings

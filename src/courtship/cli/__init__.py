@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from courtship import __version__
-from courtship.cli import graph, schema, validate
+from courtship.cli import explain, graph, plan, schema, validate
 from courtship.findings import ExitCode
 
 app = typer.Typer(
@@ -41,6 +41,8 @@ def root(
 app.command("validate")(validate.command)
 app.command("graph")(graph.command)
 app.command("schema")(schema.command)
+app.command("plan")(plan.command)
+app.command("explain")(explain.command)
 
 
 def main() -> None:

@@ -28,8 +28,7 @@ def command(
         Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
     ] = None,
 ) -> None:
-    """Print the dependency graph: depends_on, facts one playbook sets and another reads, and
-    suppression."""
+    """Print the dependency graph: depends_on, facts set and read, suppression."""
     if output_format not in FORMATS:
         typer.secho(
             f"courtship: unknown graph format '{output_format}'; choose from {', '.join(FORMATS)}",

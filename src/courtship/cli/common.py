@@ -1,0 +1,110 @@
+"""What the commands that evaluate playbooks share: the project, the data, the engine, ``--at``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from courtship.findings import ExitCode
+from courtship.project import Project, ProjectError, load_project
+from courtship.validate import Report, discover, validate_files
+
+if TYPE_CHECKING:  # the engine imports polars: only the commands that evaluate load it
+    from courtship.engine import Engine
+    from courtship.sources import CustomerBase
+    from courtship.state import StateStore
+
+
+def fail(message: str, code: ExitCode = ExitCode.FINDINGS) -> typer.Exit:
+    typer.secho(f"courtship: {message}", fg="red", err=True)
+    return typer.Exit(code)
+
+
+def parse_moment(text: str) -> dt.datetime:
+    """``--at``: an ISO 8601 moment with its time zone (``2026-11-23T15:00:00Z``)."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise fail(
+            f"--at {text!r} is not a moment; write it like 2026-11-23T15:00:00Z", ExitCode.USAGE
+        ) from None
+    if moment.tzinfo is None:
+        raise fail(
+            f"--at {text} has no time zone; add Z for UTC or an offset such as +01:00",
+            ExitCode.USAGE,
+        )
+    return moment.astimezone(dt.UTC)
+
+
+@dataclass
+class Loaded:
+    project: Project
+    report: Report
+    engine: Engine
+    base: CustomerBase
+
+
+def load(root: Path | None, *, quiet: bool = False) -> Loaded:
+    """Project file, playbooks (broken ones disabled with their reason), customers and events."""
+    from courtship.engine import Engine
+    from courtship.sources import (
+        CustomerBase,
+        SourceError,
+        empty_events,
+        read_customers_csv,
+        read_events_csv,
+        read_events_jsonl,
+    )
+
+    try:
+        project = load_project(root)
+    except ProjectError as error:
+        for finding in error.findings:
+            typer.echo(str(finding), err=True)
+        raise fail("the project file has errors", ExitCode.FINDINGS) from None
+    files, missing = discover([project.playbooks])
+    if missing or not files:
+        raise fail(f"no playbooks in {project.playbooks}", ExitCode.USAGE)
+    report = validate_files(files)
+    broken = sorted({f.path for f in report.errors})
+    if broken and not quiet:
+        for finding in report.errors:
+            typer.echo(str(finding), err=True)
+        typer.secho(
+            f"courtship: {len(broken)} playbook file(s) with errors are disabled: "
+            f"{', '.join(broken)}",
+            fg="yellow",
+            err=True,
+        )
+    if project.customers is None:
+        raise fail(
+            "the project file names no customers file; add customers: path/to/customers.csv",
+            ExitCode.USAGE,
+        )
+    try:
+        customers = read_customers_csv(project.customers)
+        if project.events is None:
+            events = empty_events()
+        elif project.events.suffix == ".csv":
+            events = read_events_csv(project.events)
+        else:
+            events = read_events_jsonl(project.events)
+    except SourceError as error:
+        raise fail(str(error)) from None
+    except FileNotFoundError as error:
+        raise fail(f"no such file: {error.filename}", ExitCode.USAGE) from None
+    engine = Engine(report.valid_playbooks, project)
+    return Loaded(project, report, engine, CustomerBase(customers, events))
+
+
+def open_state(project: Project, *, dry_run: bool) -> StateStore:
+    """The project's state store; a dry run on a project without one uses an empty one."""
+    from courtship.state import StateStore
+
+    if project.state is None or (dry_run and not project.state.exists()):
+        return StateStore(None)
+    return StateStore(project.state)

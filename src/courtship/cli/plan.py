@@ -1,0 +1,103 @@
+"""``courtship plan --at T``: a dry run. What would be sent, deferred and blocked, and why."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from courtship.cli.common import fail, parse_moment
+from courtship.findings import ExitCode
+
+if TYPE_CHECKING:
+    from courtship.engine import Plan
+
+FORMATS = ("text", "json", "csv")
+
+
+def render_text(plan: Plan) -> str:
+    lines = [
+        f"Plan at {plan.now:%Y-%m-%dT%H:%M:%SZ} (events since {plan.since:%Y-%m-%dT%H:%M:%SZ})"
+    ]
+    sends = Counter((d.playbook, d.channel) for d in plan.sends)
+    lines.append(f"\nsends: {len(plan.sends)}")
+    for (playbook, channel), count in sorted(sends.items()):
+        lines.append(f"  {playbook:<32} {channel:<10} {count:>6}")
+    lines.append(f"\ndeferred: {len(plan.deferred)}")
+    for (playbook, reason), count in sorted(
+        Counter((d.playbook, d.reason) for d in plan.deferred).items()
+    ):
+        lines.append(f"  {playbook:<32} {count:>6}  {reason}")
+    lines.append(f"\nnot sent: {len(plan.blocked)}")
+    reasons = Counter((d.reason.split(";")[0], d.playbook) for d in plan.blocked)
+    for (reason, playbook), count in sorted(reasons.items()):
+        lines.append(f"  {playbook:<32} {count:>6}  {reason}")
+    if plan.notifications:
+        lines.append(f"\nteam notifications: {len(plan.notifications)}")
+        teams = Counter((n["team"], n["playbook"]) for n in plan.notifications)
+        for (team, playbook), count in sorted(teams.items()):
+            lines.append(f"  {playbook:<32} {count:>6}  to {team}")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(plan: Plan) -> str:
+    payload = {
+        "at": plan.now.isoformat(),
+        "since": plan.since.isoformat(),
+        "summary": {
+            "sends": len(plan.sends),
+            "deferred": len(plan.deferred),
+            "blocked": len(plan.blocked),
+            "notifications": len(plan.notifications),
+        },
+        "sends": [d.as_dict() for d in plan.sends],
+        "deferred": [d.as_dict() for d in plan.deferred],
+        "blocked": [d.as_dict() for d in plan.blocked],
+        "notifications": plan.notifications,
+    }
+    return json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
+
+
+def render_csv(plan: Plan) -> str:
+    out = io.StringIO()
+    fields = list(plan.decisions[0].as_dict()) if plan.decisions else ["customer"]
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for decision in plan.decisions:
+        writer.writerow(decision.as_dict())
+    return out.getvalue()
+
+
+def command(
+    at: Annotated[
+        str, typer.Option("--at", help="The moment, ISO 8601 with a zone: 2026-11-23T15:00:00Z")
+    ],
+    output_format: Annotated[
+        str, typer.Option("--format", "-f", help="text, json or csv.")
+    ] = "text",
+    project: Annotated[
+        Path | None,
+        typer.Option("--project", "-p", help="Folder of courtship.yaml (default: here)."),
+    ] = None,
+) -> None:
+    """Dry run: decide every message at moment AT and print it; records nothing."""
+    if output_format not in FORMATS:
+        raise fail(
+            f"unknown format '{output_format}'; choose from {', '.join(FORMATS)}", ExitCode.USAGE
+        )
+    from courtship.cli.common import load, open_state
+
+    moment = parse_moment(at)
+    loaded = load(project)
+    state = open_state(loaded.project, dry_run=True)
+    try:
+        plan = loaded.engine.plan(loaded.base, moment, state)
+    finally:
+        state.close()
+    renderer = {"text": render_text, "json": render_json, "csv": render_csv}[output_format]
+    typer.echo(renderer(plan), nl=False)

@@ -1,0 +1,182 @@
+"""The state store: what Courtship remembers between runs, in one SQLite file.
+
+- ``runs``: the moments evaluated (the next run's window starts at the latest);
+- ``fired``: when a playbook last fired for a customer (limits, once a year, re-entry);
+- ``becomes``: since when a ``becomes`` condition has been true (``for: 3d``), and if it fired;
+- ``enrollments``: sequences waiting on a ``wait`` step, with the step and moment they resume;
+- ``sends``: every decided message, keyed by an idempotency key (the outbox);
+- ``facts`` and ``tags``: what ``set`` and ``tag`` steps recorded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (at TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS fired (
+    playbook TEXT, customer_id TEXT, at TEXT, PRIMARY KEY (playbook, customer_id, at));
+CREATE TABLE IF NOT EXISTS becomes (
+    playbook TEXT, customer_id TEXT, true_since TEXT, fired INTEGER DEFAULT 0,
+    PRIMARY KEY (playbook, customer_id));
+CREATE TABLE IF NOT EXISTS enrollments (
+    playbook TEXT, customer_id TEXT, started_at TEXT, step INTEGER, due_at TEXT,
+    status TEXT, context TEXT, PRIMARY KEY (playbook, customer_id, started_at));
+CREATE TABLE IF NOT EXISTS sends (
+    key TEXT PRIMARY KEY, customer_id TEXT, playbook TEXT, channel TEXT, category TEXT,
+    tone TEXT, dedup_key TEXT, at TEXT, due_at TEXT, status TEXT, subject TEXT, text TEXT);
+CREATE INDEX IF NOT EXISTS sends_customer ON sends (customer_id, at);
+CREATE TABLE IF NOT EXISTS facts (
+    customer_id TEXT, fact TEXT, value TEXT, type TEXT, at TEXT, PRIMARY KEY (customer_id, fact));
+CREATE TABLE IF NOT EXISTS tags (customer_id TEXT, tag TEXT, PRIMARY KEY (customer_id, tag));
+"""
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat()
+
+
+class StateStore:
+    """The SQLite state store. ``StateStore(None)`` is an in-memory store (a dry run's)."""
+
+    def __init__(self, path: Path | None) -> None:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(str(path) if path else ":memory:")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ── reading ───────────────────────────────────────────────────────────
+    def last_run(self) -> dt.datetime | None:
+        row = self.db.execute("SELECT max(at) FROM runs").fetchone()
+        return dt.datetime.fromisoformat(row[0]) if row and row[0] else None
+
+    def _frame(
+        self, query: str, schema: dict[str, Any], params: Iterable[Any] = ()
+    ) -> pl.DataFrame:
+        rows = self.db.execute(query, tuple(params)).fetchall()
+        return pl.DataFrame(rows, schema=schema, orient="row")
+
+    def fired(self) -> pl.DataFrame:
+        """playbook, customer_id, last (the latest moment it fired), times."""
+        frame = self._frame(
+            "SELECT playbook, customer_id, max(at), count(*) FROM fired GROUP BY 1, 2",
+            {"playbook": pl.String, "customer_id": pl.String, "last": pl.String, "times": pl.Int64},
+        )
+        return frame.with_columns(pl.col("last").str.to_datetime(time_zone="UTC"))
+
+    def becomes(self) -> pl.DataFrame:
+        frame = self._frame(
+            "SELECT playbook, customer_id, true_since, fired FROM becomes",
+            {
+                "playbook": pl.String,
+                "customer_id": pl.String,
+                "true_since": pl.String,
+                "fired": pl.Boolean,
+            },
+        )
+        return frame.with_columns(pl.col("true_since").str.to_datetime(time_zone="UTC"))
+
+    def sends(self) -> pl.DataFrame:
+        frame = self._frame(
+            "SELECT customer_id, at, channel, playbook, category, dedup_key, status FROM sends",
+            {
+                "customer_id": pl.String,
+                "at": pl.String,
+                "channel": pl.String,
+                "playbook": pl.String,
+                "category": pl.String,
+                "dedup_key": pl.String,
+                "status": pl.String,
+            },
+        )
+        return frame.with_columns(pl.col("at").str.to_datetime(time_zone="UTC"))
+
+    def due_enrollments(self, now: dt.datetime) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT playbook, customer_id, started_at, step, due_at, context FROM enrollments "
+            "WHERE status = 'waiting' AND due_at <= ? ORDER BY due_at, playbook, customer_id",
+            (_iso(now),),
+        ).fetchall()
+        return [
+            {
+                "playbook": p,
+                "customer_id": c,
+                "started_at": dt.datetime.fromisoformat(s),
+                "step": step,
+                "due_at": dt.datetime.fromisoformat(d),
+                "context": json.loads(ctx),
+            }
+            for p, c, s, step, d, ctx in rows
+        ]
+
+    def active_enrollments(self) -> set[tuple[str, str]]:
+        rows = self.db.execute(
+            "SELECT playbook, customer_id FROM enrollments WHERE status = 'waiting'"
+        ).fetchall()
+        return {(p, c) for p, c in rows}
+
+    def set_facts(self) -> pl.DataFrame:
+        return self._frame(
+            "SELECT customer_id, fact, value, type FROM facts",
+            {"customer_id": pl.String, "fact": pl.String, "value": pl.String, "type": pl.String},
+        )
+
+    def set_tags(self) -> pl.DataFrame:
+        return self._frame(
+            "SELECT customer_id, tag FROM tags", {"customer_id": pl.String, "tag": pl.String}
+        )
+
+    def dedup_keys(self) -> set[tuple[str, str]]:
+        rows = self.db.execute(
+            "SELECT customer_id, dedup_key FROM sends WHERE dedup_key IS NOT NULL"
+        ).fetchall()
+        return {(c, k) for c, k in rows}
+
+    def send_keys(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT key FROM sends")}
+
+    # ── writing: one transaction per evaluated moment ─────────────────────
+    def record(self, now: dt.datetime, changes: dict[str, list[tuple[Any, ...]]]) -> None:
+        """Record what a moment decided, all or nothing."""
+        with self.db:
+            self.db.execute("INSERT OR IGNORE INTO runs VALUES (?)", (_iso(now),))
+            self.db.executemany(
+                "INSERT OR IGNORE INTO fired VALUES (?, ?, ?)", changes.get("fired", [])
+            )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO becomes VALUES (?, ?, ?, ?)", changes.get("becomes", [])
+            )
+            self.db.executemany(
+                "DELETE FROM becomes WHERE playbook = ? AND customer_id = ?",
+                changes.get("becomes_false", []),
+            )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO enrollments VALUES (?, ?, ?, ?, ?, ?, ?)",
+                changes.get("enrollments", []),
+            )
+            self.db.executemany(
+                "INSERT OR IGNORE INTO sends VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                changes.get("sends", []),
+            )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO facts VALUES (?, ?, ?, ?, ?)", changes.get("facts", [])
+            )
+            self.db.executemany("INSERT OR IGNORE INTO tags VALUES (?, ?)", changes.get("tags", []))
+            self.db.executemany(
+                "DELETE FROM tags WHERE customer_id = ? AND tag = ?", changes.get("untags", [])
+            )
+
+    def count(self, table: str) -> int:
+        assert table in {"runs", "fired", "becomes", "enrollments", "sends", "facts", "tags"}
+        return int(self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
