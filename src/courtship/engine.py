@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,14 +29,14 @@ import polars as pl
 
 from courtship.catalogue import PREFERRED, TONES, Catalogue, builtin_catalogue
 from courtship.conditions import to_expression
-from courtship.facts import compute_facts
+from courtship.facts import FACT_DTYPES, compute_facts
 from courtship.graph import PlaybookGraph
 from courtship.playbook import Playbook
 from courtship.project import Project
 from courtship.sources import CustomerBase
 from courtship.state import StateStore
 from courtship.templates import environment, load_template, variants
-from courtship.validate import parse_duration
+from courtship.validate import declare_set_facts, parse_duration
 
 CHANNEL_ADDRESS = {"email": "email", "sms": "phone", "instagram": "instagram_id"}
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -137,7 +137,8 @@ class Engine:
         catalogue: Catalogue | None = None,
     ) -> None:
         self.project = project
-        self.catalogue = catalogue or builtin_catalogue()
+        self.catalogue = (catalogue or builtin_catalogue()).copy()
+        declare_set_facts(list(playbooks), self.catalogue)
         self.graph = PlaybookGraph(playbooks)
         self.playbooks = {pb.id: pb for pb in playbooks if pb.enabled}
         self.order = [pb_id for pb_id in self.graph.order() if pb_id in self.playbooks]
@@ -152,17 +153,32 @@ class Engine:
         last = state.last_run()
         since = last if last is not None and last <= now else now - self.project.lookback
         plan = Plan(now=now, since=since)
-        facts = compute_facts(
-            base,
-            now,
-            sends=state.sends().select("customer_id", "at", "channel", "playbook", "category"),
-            set_facts=state.set_facts(),
-            set_tags=state.set_tags(),
-            default_timezone=self.project.timezone,
-        )
-        facts = facts.with_columns(
-            pl.col("local_date").dt.combine(pl.col("local_time")).alias("_local_now")
-        )
+        sends = state.sends().select("customer_id", "at", "channel", "playbook", "category")
+        set_facts, set_tags = state.set_facts(), state.set_tags()
+        computed: dict[dt.datetime, pl.DataFrame] = {}
+
+        def facts_at(moment: dt.datetime) -> pl.DataFrame:
+            if moment not in computed:
+                frame = compute_facts(
+                    base,
+                    moment,
+                    sends=sends,
+                    set_facts=set_facts,
+                    set_tags=set_tags,
+                    default_timezone=self.project.timezone,
+                )
+                missing = [
+                    pl.lit(None, dtype=FACT_DTYPES[spec.type]).alias(name)
+                    for name, spec in self.catalogue.facts.items()
+                    if name not in frame.columns
+                ]
+                computed[moment] = frame.with_columns(
+                    *missing,
+                    pl.col("local_date").dt.combine(pl.col("local_time")).alias("_local_now"),
+                )
+            return computed[moment]
+
+        facts = facts_at(now)
         schema = dict(facts.schema)
         if trace is not None:
             rows = facts.filter(pl.col("customer_id") == trace).to_dicts()
@@ -172,12 +188,12 @@ class Engine:
         active = state.active_enrollments()
         events = base.events.filter((pl.col("at") > since) & (pl.col("at") <= now))
         candidates: list[dict[str, Any]] = []
-        first_run = last is None
+        past = facts_at if last is None else None  # a first run reads the past from the data
 
         for pb_id in self.order:
             pb = self.playbooks[pb_id]
             triggered = self._triggered(
-                pb, facts, schema, events, now, since, becomes_state, first_run, plan
+                pb, facts, schema, events, now, since, becomes_state, past, plan
             )
             audience = to_expression(pb.audience, schema, now) if pb.audience else pl.lit(True)
             chosen = triggered.join(
@@ -207,6 +223,31 @@ class Engine:
         self._render(plan, facts)
         return plan
 
+    def record(self, plan: Plan, state: StateStore) -> None:
+        """Make a plan happen exactly once: its sends enter the outbox (deferred ones with the
+        moment they are due), and its firings, enrollments and facts enter the state store, in
+        one transaction. Recording the same plan twice changes nothing."""
+        changes = dict(plan.changes)
+        changes["sends"] = [
+            (
+                d.key,
+                d.recipient_id,
+                d.playbook,
+                d.channel,
+                d.category,
+                d.tone,
+                d.dedup_key,
+                _iso(plan.now),
+                _iso(d.due_at or plan.now),
+                "pending" if d.status == "send" else "deferred",
+                d.subject,
+                d.text,
+            )
+            for d in plan.decisions
+            if d.status != "blocked"
+        ]
+        state.record(plan.now, changes)
+
     # ── triggers ──────────────────────────────────────────────────────────
     def _triggered(
         self,
@@ -217,7 +258,7 @@ class Engine:
         now: dt.datetime,
         since: dt.datetime,
         becomes_state: pl.DataFrame,
-        first_run: bool,
+        past: Callable[[dt.datetime], pl.DataFrame] | None,
         plan: Plan,
     ) -> pl.DataFrame:
         """customer_id (+ event context) of the customers the trigger selects in (since, now]."""
@@ -240,16 +281,11 @@ class Engine:
             local_now = pl.col("_local_now")
             local_since = local_now - window
             hits = []
-            for years_back in (0, 1):
-                year = pl.col("local_date").dt.year() - years_back
-                leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-                month, dom = day.dt.month(), day.dt.day()
-                dom = pl.when((month == 2) & (dom == 29) & ~leap).then(28).otherwise(dom)
-                moment = pl.date(year, month, dom).dt.combine(at) + offset
+            # This year's anniversary, last year's and next year's: a window or an offset can
+            # reach across New Year.
+            for shift in (-1, 0, 1):
+                moment = _anniversary(day, pl.col("local_date").dt.year() + shift, at) + offset
                 hits.append((moment > local_since) & (moment <= local_now))
-                # An offset can move the moment into the neighbouring year.
-                moment_next = pl.date(year + 1, month, dom).dt.combine(at) + offset
-                hits.append((moment_next > local_since) & (moment_next <= local_now))
             mask = pl.any_horizontal(hits).fill_null(False)
             return facts.filter(mask).select("customer_id")
         if "schedule" in trigger:
@@ -257,14 +293,13 @@ class Engine:
         condition = to_expression(trigger["becomes"], schema, now)
         hold = parse_duration(trigger["for"]) if "for" in trigger else dt.timedelta(0)
         current = facts.select("customer_id", condition.alias("_true"))
+        if past is not None:
+            return self._becomes_first_run(pb, current, condition, hold, now, since, past, plan)
         previous = becomes_state.filter(pl.col("playbook") == pb.id).drop("playbook")
         joined = current.join(previous, on="customer_id", how="left")
         now_true = joined.filter(pl.col("_true"))
         since_col = pl.col("true_since")
-        if first_run:  # nothing known of the past: true now counts as true long enough
-            ready = pl.lit(True)
-        else:
-            ready = since_col.is_not_null() & (since_col <= now - hold) if hold else pl.lit(True)
+        ready = since_col.is_not_null() & (since_col <= now - hold) if hold else pl.lit(True)
         fires = now_true.filter(ready & ~pl.col("fired").fill_null(False))
         waiting = now_true.filter(since_col.is_null() & ~ready)
         plan.changes.setdefault("becomes", []).extend(
@@ -277,6 +312,38 @@ class Engine:
         plan.changes.setdefault("becomes_false", []).extend(
             (pb.id, c) for c in ended["customer_id"].to_list()
         )
+        return fires.select("customer_id")
+
+    def _becomes_first_run(
+        self,
+        pb: Playbook,
+        current: pl.DataFrame,
+        condition: pl.Expr,
+        hold: dt.timedelta,
+        now: dt.datetime,
+        since: dt.datetime,
+        past: Callable[[dt.datetime], pl.DataFrame],
+        plan: Plan,
+    ) -> pl.DataFrame:
+        """With no state yet, the past comes from the data: the condition *became* true if it
+        was false at ``since - for`` and has been true from ``now - for`` until now. A streak
+        that began before the window is taken as already answered."""
+
+        def truth(moment: dt.datetime, name: str) -> pl.DataFrame:
+            return past(moment).select("customer_id", condition.alias(name))
+
+        frame = current.join(truth(since - hold, "_before"), on="customer_id")
+        if hold:
+            frame = frame.join(truth(now - hold, "_held"), on="customer_id")
+        else:
+            frame = frame.with_columns(_held=pl.col("_true"))
+        fires = frame.filter(pl.col("_true") & pl.col("_held") & ~pl.col("_before"))
+        waiting = frame.filter(pl.col("_true") & ~pl.col("_held"))
+        answered = frame.filter(pl.col("_true") & pl.col("_held") & pl.col("_before"))
+        changes = plan.changes.setdefault("becomes", [])
+        changes.extend((pb.id, c, _iso(now), 1) for c in fires["customer_id"].to_list())
+        changes.extend((pb.id, c, _iso(now), 0) for c in waiting["customer_id"].to_list())
+        changes.extend((pb.id, c, _iso(since), 1) for c in answered["customer_id"].to_list())
         return fires.select("customer_id")
 
     def _schedule_mask(self, trigger: dict[str, Any], window: dt.timedelta) -> pl.Expr:
@@ -659,7 +726,7 @@ class Engine:
             context = {k: v for k, v in person.items() if not k.startswith("_")}
             context.update(
                 offer=_offer(decision, plan.now),
-                friend={"first_name": (other or {}).get("first_name")} if other else {},
+                friend={"first_name": (other or {}).get("first_name")},
                 brand=self.project.brand,
                 playbook={"id": pb.id, "title": pb.title},
                 now=plan.now,
@@ -675,16 +742,29 @@ class Engine:
                 decision.reason = f"template {file.name} failed to render: {error}"
 
 
+def _anniversary(day: pl.Expr, year: pl.Expr, at: dt.time) -> pl.Expr:
+    """The local moment of the anniversary of ``day`` in ``year``; 29 February is 28 February
+    in other years."""
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month, dom = day.dt.month(), day.dt.day()
+    dom = pl.when((month == 2) & (dom == 29) & ~leap).then(28).otherwise(dom)
+    return pl.date(year, month, dom).dt.combine(at)
+
+
 def _templates_folder(pb: Playbook) -> Any:
     from pathlib import Path
 
     return Path(pb.document.path).parent / "templates"
 
 
+OFFER_FIELDS = ("percent_off", "amount_off", "gift", "free_shipping", "code", "expires_on")
+
+
 def _offer(decision: Decision, now: dt.datetime) -> dict[str, Any]:
-    offer = dict(decision.offer or {})
-    if not offer:
-        return {}
+    """The offer as templates see it: every field present, None where it does not apply."""
+    offer: dict[str, Any] = dict.fromkeys(OFFER_FIELDS) | dict(decision.offer or {})
+    if not decision.offer:
+        return offer
     prefix = offer.get("code_prefix", "GIFT")
     digest = hashlib.sha256(f"{decision.key}".encode()).hexdigest()[:6].upper()
     offer["code"] = f"{prefix}-{digest}"

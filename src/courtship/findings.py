@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import json
+import re
 from dataclasses import dataclass
 
 
@@ -50,7 +52,12 @@ def json_path(parts: tuple[str | int, ...]) -> str:
     """``('respond', 0, 'send')`` → ``$.respond[0].send``."""
     text = "$"
     for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][\w-]*", part):
+            text += f".{part}"
+        else:  # a key with dots, brackets or spaces: quoted, so the path stays unambiguous
+            text += f"[{json.dumps(part)}]"
     return text
 
 

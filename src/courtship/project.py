@@ -13,6 +13,7 @@ from courtship.validate import display_path, parse_duration
 from courtship.yamlload import load_file
 
 PROJECT_FILE = "courtship.yaml"
+DEFAULT_BRAND = {"name": "our shop", "url": "", "signature": "The team"}
 
 
 class ProjectError(Exception):
@@ -37,7 +38,7 @@ class Project:
     per_moment: int = 1
     per_customer_per_week: int | None = None
     per_channel: dict[str, int] = field(default_factory=dict)
-    brand: dict[str, str] = field(default_factory=dict)
+    brand: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_BRAND))
 
 
 def load_project(root: Path | None = None) -> Project:
@@ -73,5 +74,5 @@ def load_project(root: Path | None = None) -> Project:
         per_moment=caps.get("per_moment", 1),
         per_customer_per_week=caps.get("per_customer_per_week"),
         per_channel=dict(caps.get("per_channel", {})),
-        brand=dict(data.get("brand", {})),
+        brand=DEFAULT_BRAND | dict(data.get("brand", {})),
     )

@@ -100,7 +100,12 @@ def _pattern_rules() -> dict[str, tuple[str, str, str]]:
 def did_you_mean(word: str, choices: object) -> str:
     """A ``did you mean 'x'?`` hint, or the empty string."""
     names = [str(choice) for choice in choices]  # type: ignore[attr-defined]
-    close = difflib.get_close_matches(str(word), names, n=1, cutoff=0.6)
+    word = str(word)
+    swapped = {word[:i] + word[i + 1] + word[i] + word[i + 2 :] for i in range(len(word) - 1)}
+    transposed = sorted(name for name in names if name in swapped)
+    if transposed:  # two neighbouring letters swapped: one slip of the fingers
+        return f"did you mean '{transposed[0]}'?"
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else ""
 
 
@@ -150,7 +155,12 @@ def _example(schema: dict[str, Any]) -> str:
 def _leaves(error: ValidationError) -> Iterator[ValidationError]:
     """Replace an anyOf/oneOf failure by its most relevant branch error."""
     if error.validator in ("anyOf", "oneOf") and error.context:
-        yield from _leaves(best_match(error.context))
+        context = list(error.context)
+        if isinstance(error.instance, dict):
+            # A mapping was meant for the branch that takes mappings: explain that branch.
+            shaped = [e for e in context if e.validator != "type" or e.path]
+            context = shaped or context
+        yield from _leaves(best_match(context))
     else:
         yield error
 

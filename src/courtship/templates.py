@@ -30,10 +30,15 @@ _GENERIC_GREETING = re.compile(
 
 @functools.cache
 def environment() -> SandboxedEnvironment:
-    """The one Jinja environment: sandboxed, autoescape off (text channels), strict undefined."""
+    """The one Jinja environment: sandboxed, autoescape off (text channels), strict about
+    unknown names; a known field without a value (``offer.gift`` of a discount) renders empty."""
     from jinja2 import StrictUndefined
 
-    return SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+    return SandboxedEnvironment(
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        finalize=lambda value: "" if value is None else value,
+    )
 
 
 @dataclass
@@ -154,6 +159,15 @@ def load_template(path: Path, display: str) -> TemplateFile:
                 "template-syntax",
                 f"{name}: {(error.message or '').rstrip('.')}",
                 "check the {{ }} and {% %} pairs around this line",
+            )
+            continue
+        except RecursionError:
+            _finding(
+                tpl,
+                first_line,
+                "template-syntax",
+                f"{name}: nested too deeply to read",
+                "simplify the expression: brackets nested hundreds deep are a mistake",
             )
             continue
         for variable, line in _used_names(ast).items():

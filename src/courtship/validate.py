@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import itertools
+import json
 import os
 import re
 import zoneinfo
@@ -157,7 +158,7 @@ def validate_files(files: Iterable[Path], catalogue: Catalogue | None = None) ->
         if playbook is not None:
             report.playbooks.append(playbook)
 
-    _declare_set_facts(report.playbooks, catalogue)
+    declare_set_facts(report.playbooks, catalogue)
     checker = _Checker(catalogue, _template_cache(), schema_errors)
     for playbook in report.playbooks:
         report.findings.extend(checker.check(playbook))
@@ -169,8 +170,14 @@ def validate_files(files: Iterable[Path], catalogue: Catalogue | None = None) ->
 
 def _parts_of(finding: Finding) -> PathParts:
     parts: list[str | int] = []
-    for match in re.finditer(r"\.([^.\[]+)|\[(\d+)\]", finding.json_path):
-        parts.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
+    path_part = r'\.([A-Za-z_][\w-]*)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]'
+    for match in re.finditer(path_part, finding.json_path):
+        if match.group(1) is not None:
+            parts.append(match.group(1))
+        elif match.group(2) is not None:
+            parts.append(int(match.group(2)))
+        else:
+            parts.append(json.loads(match.group(3)))
     return tuple(parts)
 
 
@@ -178,7 +185,7 @@ def _template_cache() -> dict[Path, TemplateFile]:
     return {}
 
 
-def _declare_set_facts(playbooks: list[Playbook], catalogue: Catalogue) -> None:
+def declare_set_facts(playbooks: list[Playbook], catalogue: Catalogue) -> None:
     """A fact a playbook sets becomes a fact every playbook may read; its type follows the value."""
     for pb in playbooks:
         for name, (_, value) in pb.facts_set.items():
@@ -250,6 +257,15 @@ class _Checker:
                         "template-syntax",
                         f"dedup_key: {error.message}",
                         "check the {{ }} pairs",
+                    )
+                )
+            except RecursionError:
+                out.append(
+                    doc.finding(
+                        ("dedup_key",),
+                        "template-syntax",
+                        "dedup_key: nested too deeply to read",
+                        "simplify the expression",
                     )
                 )
             else:

@@ -28,7 +28,7 @@ from courtship.findings import Finding, Severity, json_path
 _Parser: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 MAX_DEPTH = 64
-MAX_NODES = 200_000
+MAX_NODES = 50_000
 
 PathParts = tuple[str | int, ...]
 
@@ -135,6 +135,16 @@ def _mark(event: Any) -> Mark:
     return Mark(event.start_mark.line + 1, event.start_mark.column + 1)
 
 
+class _TooLong(ValueError):
+    """A number with more digits than Python converts (4300)."""
+
+
+def _int(value: str) -> int:
+    if len(value) > 4000:
+        raise _TooLong(value)
+    return int(value)
+
+
 def _scalar(event: Any) -> Any:
     """The value of a scalar, read the YAML 1.2 core way minus its traps."""
     value: str = event.value
@@ -143,7 +153,7 @@ def _scalar(event: Any) -> Any:
         if tag == f"{_CORE}str":
             return value
         if tag == f"{_CORE}int" and _INT.match(value):
-            return int(value)
+            return _int(value)
         if tag == f"{_CORE}float" and (_FLOAT.match(value) or _INT.match(value)):
             return float(value)
         if tag == f"{_CORE}bool" and value in _BOOL:
@@ -158,7 +168,7 @@ def _scalar(event: Any) -> Any:
     if value in _BOOL:
         return _BOOL[value]
     if _INT.match(value):
-        return int(value)
+        return _int(value)
     if _FLOAT.match(value):
         return float(value)
     return value
@@ -293,6 +303,14 @@ def _compose(text: str, doc: Document) -> None:
             elif isinstance(event, yaml.ScalarEvent):
                 try:
                     value = _scalar(event)
+                except _TooLong:
+                    raise _fail(
+                        doc,
+                        mark,
+                        "yaml-unsupported",
+                        f"a number of {len(event.value)} digits is too long",
+                        "numbers in a playbook are short: did a paste go wrong?",
+                    ) from None
                 except ValueError:
                     raise _fail(
                         doc,
