@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
 import json
@@ -36,9 +37,41 @@ def load_schema(name: str = SCHEMA_FILE) -> dict[str, Any]:
     return schema
 
 
+#: Definitions that refer to themselves stay references; every other reference is inlined.
+_RECURSIVE = frozenset({"condition", "event_filter"})
+
+
+@functools.cache
+def _validation_schema(name: str) -> dict[str, Any]:
+    """A copy of the schema with ``$ref``s to non-recursive definitions replaced by the very
+    definition objects: validation skips reference resolution (half its time), and a
+    definition keeps its identity, which messages use to name it."""
+    schema: dict[str, Any] = copy.deepcopy(load_schema(name))
+    defs: dict[str, Any] = schema.get("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            target = ref.removeprefix("#/$defs/")
+            if len(node) == 1 and ref.startswith("#/$defs/") and target not in _RECURSIVE:
+                return defs[target]
+            for key, value in node.items():
+                node[key] = inline(value)
+        elif isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    for definition in defs.values():
+        inline(definition)
+    for key, value in schema.items():
+        if key != "$defs":
+            schema[key] = inline(value)
+    return schema
+
+
 @functools.cache
 def _validator(name: str) -> Draft202012Validator:
-    return Draft202012Validator(load_schema(name))
+    return Draft202012Validator(_validation_schema(name))
 
 
 @functools.cache
@@ -46,7 +79,7 @@ def _definition_names() -> dict[int, str]:
     """Map each schema definition (by identity) to the name a marketer knows it by."""
     names: dict[int, str] = {}
     for file, title in ((SCHEMA_FILE, "playbook"), (PROJECT_SCHEMA_FILE, "the project file")):
-        schema = load_schema(file)
+        schema = _validation_schema(file)
         names[id(schema)] = title
         for name, definition in schema.get("$defs", {}).items():
             names[id(definition)] = name.replace("_", " ")
