@@ -1,0 +1,32 @@
+"""Email over SMTP: the ``email`` channel.
+
+Settings (``channels.email`` in ``courtship.yaml``)::
+
+    email:
+      host: smtp.example.org
+      port: 587                     # default: 587 starttls, 465 ssl, 25 none
+      security: starttls            # starttls | ssl | none
+      username: mailer@example.org  # optional; needs password_env
+      password_env: SMTP_PASSWORD   # the environment variable that holds the password
+      from: "Lotus & Co <hello@lotus.example.org>"
+      reply_to: "Sam <sam@lotus.example.org>"             # optional
+      unsubscribe_mailto: unsubscribe@lotus.example.org   # optional, marketing only
+      timeout: 10                   # seconds, for connecting and for each command
+      ca_file: /etc/ssl/private-ca.pem                    # optional: also trust this CA
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import courtship
+from courtship.channels import ChannelFactory
+
+from .channel import SMTPChannel
+
+__all__ = ["SMTPChannel"]
+
+
+@courtship.hookimpl
+def register_channels(register: Callable[[str, ChannelFactory], None]) -> None:
+    register("email", SMTPChannel)

@@ -1,0 +1,198 @@
+"""The SMTP channel: one connection per message, smtplib and ``email.message.EmailMessage``."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import smtplib
+import ssl
+from collections.abc import Mapping
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+from typing import Any
+
+from courtship.channels import ChannelConfigError, Delivery, Message, secret, setting
+
+SECURITY_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+
+
+def _address(text: str) -> str:
+    """The bare address in ``text`` ('Sam <sam@example.org>' → 'sam@example.org'), or ''."""
+    if any(char in text for char in "\r\n"):
+        return ""
+    address = parseaddr(text)[1]
+    local, at, domain = address.rpartition("@")
+    if not at or not local or "." not in domain or any(char.isspace() for char in address):
+        return ""
+    return address
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class SMTPChannel:
+    """Email over SMTP: plain text, or multipart/alternative with HTML."""
+
+    name = "email"
+    idempotent = False
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self.security: str = setting(settings, "security", "starttls")
+        if self.security not in SECURITY_PORTS:
+            raise ChannelConfigError(
+                f"setting 'security' must be one of starttls, ssl, none; not {self.security!r}"
+            )
+        self.host: str = setting(settings, "host", "localhost")
+        self.port: int = setting(settings, "port", SECURITY_PORTS[self.security], kind=int)
+        self.sender: str = setting(settings, "from")
+        self.envelope_from = _address(self.sender)
+        if not self.envelope_from:
+            raise ChannelConfigError(f"setting 'from' is not an email address: {self.sender!r}")
+        self.reply_to: str | None = settings.get("reply_to")
+        if self.reply_to is not None and not _address(self.reply_to):
+            raise ChannelConfigError(
+                f"setting 'reply_to' is not an email address: {self.reply_to!r}"
+            )
+        self.username: str | None = settings.get("username")
+        if self.username and not settings.get("password_env"):
+            raise ChannelConfigError("setting 'username' needs 'password_env' too")
+        self._password: str | None = secret(settings, "password_env") if self.username else None
+        self.timeout: float = setting(settings, "timeout", 10.0, kind=float)
+        self.unsubscribe_mailto: str | None = settings.get("unsubscribe_mailto")
+        self.require_unsubscribe: bool = setting(settings, "require_unsubscribe", True, kind=bool)
+        self.ca_file: str | None = settings.get("ca_file")
+        self.verify: bool = setting(settings, "verify", True, kind=bool)
+        self.local_hostname: str | None = settings.get("local_hostname")
+        self.domain: str = settings.get("message_id_domain") or self.envelope_from.partition("@")[2]
+
+    def __repr__(self) -> str:
+        return (
+            f"SMTPChannel(host={self.host!r}, port={self.port}, security={self.security!r}, "
+            f"username={self.username!r}, from={self.sender!r})"
+        )
+
+    # -- the Channel protocol ------------------------------------------------------------------
+
+    def check(self, message: Message) -> str | None:
+        if not _address(message.to):
+            return "the recipient is not an email address"
+        if any(char in message.subject for char in "\r\n"):
+            return "the subject has a line break"
+        if (
+            message.is_marketing
+            and self.require_unsubscribe
+            and not (message.unsubscribe_url or self.unsubscribe_mailto)
+        ):
+            return (
+                "a marketing email needs an unsubscribe link: give the message an "
+                "unsubscribe_url or set unsubscribe_mailto"
+            )
+        return None
+
+    def send(self, message: Message) -> Delivery:
+        problem = self.check(message)
+        if problem:
+            return Delivery.failed(problem)
+        try:
+            email = self.build(message)
+        except (ValueError, TypeError) as error:
+            return Delivery.failed(f"cannot build the email: {error}")
+        try:
+            self._deliver(email, _address(message.to))
+        except smtplib.SMTPRecipientsRefused as error:
+            code, text = next(iter(error.recipients.values()))
+            return self._answer(code, text)
+        except smtplib.SMTPResponseException as error:
+            return self._answer(error.smtp_code, error.smtp_error)
+        except smtplib.SMTPNotSupportedError as error:
+            return Delivery.failed(f"the SMTP server at {self.host}:{self.port}: {error}")
+        except ssl.SSLCertVerificationError as error:
+            return Delivery.failed(
+                f"the TLS certificate of {self.host}:{self.port} is not trusted: "
+                f"{error.verify_message or error}"
+            )
+        except (smtplib.SMTPException, OSError) as error:
+            return Delivery.retry(f"cannot reach {self.host}:{self.port}: {error or type(error)}")
+        return Delivery.delivered(email["Message-ID"])
+
+    # -- building and delivering ---------------------------------------------------------------
+
+    def build(self, message: Message) -> EmailMessage:
+        """The email for ``message``: headers, text, and HTML as an alternative when given."""
+        email = EmailMessage()
+        email["From"] = self.sender
+        email["To"] = message.to
+        if self.reply_to:
+            email["Reply-To"] = self.reply_to
+        email["Subject"] = message.subject
+        email["Date"] = formatdate(usegmt=True)
+        digest = hashlib.sha256(message.key.encode("utf-8")).hexdigest()[:32]
+        email["Message-ID"] = f"<{digest}.courtship@{self.domain}>"
+        email["X-Courtship-Key"] = message.key
+        if message.is_marketing:
+            links = []
+            if message.unsubscribe_url:
+                links.append(f"<{message.unsubscribe_url}>")
+            if self.unsubscribe_mailto:
+                links.append(f"<mailto:{self.unsubscribe_mailto}?subject=unsubscribe>")
+            if links:
+                email["List-Unsubscribe"] = ", ".join(links)
+            # RFC 8058: one-click unsubscribe needs an HTTPS link to POST to.
+            if message.unsubscribe_url and message.unsubscribe_url.startswith("https://"):
+                email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        email.set_content(message.text)
+        if message.html is not None:
+            email.add_alternative(message.html, subtype="html")
+        return email
+
+    def _context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        if self.ca_file:
+            context.load_verify_locations(cafile=self.ca_file)
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def _connect(self) -> smtplib.SMTP:
+        if self.security == "ssl":
+            return smtplib.SMTP_SSL(
+                self.host,
+                self.port,
+                local_hostname=self.local_hostname,
+                timeout=self.timeout,
+                context=self._context(),
+            )
+        smtp = smtplib.SMTP(
+            self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout
+        )
+        if self.security == "starttls":
+            try:
+                smtp.ehlo()
+                smtp.starttls(context=self._context())
+                smtp.ehlo()
+            except BaseException:
+                smtp.close()
+                raise
+        return smtp
+
+    def _deliver(self, email: EmailMessage, to: str) -> None:
+        smtp = self._connect()
+        try:
+            if self.username and self._password is not None:
+                smtp.login(self.username, self._password)
+            smtp.send_message(email, from_addr=self.envelope_from, to_addrs=[to])
+        finally:
+            # The message is accepted once DATA is answered: a failing QUIT must not retry it.
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                smtp.quit()
+            smtp.close()
+
+    def _answer(self, code: int, text: bytes | str) -> Delivery:
+        reason = f"SMTP {code} {_text(text)}".strip()
+        if 400 <= code < 500:
+            return Delivery.retry(reason)
+        if 500 <= code < 600:
+            return Delivery.failed(reason)
+        return Delivery.retry(reason)

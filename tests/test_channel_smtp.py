@@ -1,0 +1,352 @@
+"""The SMTP channel against a real SMTP server (aiosmtpd) on 127.0.0.1."""
+
+import socket
+import ssl
+from dataclasses import replace
+from email import message_from_bytes, policy
+
+import pytest
+import trustme
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from courtship_smtp import SMTPChannel
+
+from courtship.channels import ChannelConfigError
+from courtship.testing import ChannelContract, sample_message
+
+PASSWORD = "s3cret-smtp-password"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Recorder:
+    """An aiosmtpd handler that keeps what it receives, or answers with a code it is given."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.messages = []
+        self.data_answer = None
+        self.rcpt_answer = None
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.rcpt_answer:
+            return self.rcpt_answer
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.data_answer:
+            return self.data_answer
+        email = message_from_bytes(envelope.content, policy=policy.default)
+        self.messages.append(
+            {
+                "mail_from": envelope.mail_from,
+                "rcpt_tos": list(envelope.rcpt_tos),
+                "email": email,
+                "tls": server.transport.get_extra_info("ssl_object") is not None,
+                "authenticated": bool(session.authenticated),
+            }
+        )
+        return "250 Message accepted for delivery"
+
+
+def authenticator(server, session, envelope, mechanism, auth_data):
+    ok = isinstance(auth_data, LoginPassword) and auth_data == (
+        b"mailer",
+        PASSWORD.encode(),
+    )
+    return AuthResult(success=ok, handled=False)  # handled=False: the server answers 535
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    """A throwaway CA, a certificate for 127.0.0.1, and the CA's file for the client."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_context)
+    ca_file = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return server_context, str(ca_file)
+
+
+def start(handler, **kwargs):
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=free_port(), server_hostname="localhost", **kwargs
+    )
+    controller.start()
+    return controller
+
+
+@pytest.fixture(scope="module")
+def plain_server():
+    recorder = Recorder()
+    controller = start(recorder)
+    yield controller, recorder
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
+def starttls_server(tls):
+    recorder = Recorder()
+    controller = start(
+        recorder,
+        tls_context=tls[0],
+        require_starttls=True,
+        auth_required=True,
+        auth_require_tls=True,
+        authenticator=authenticator,
+    )
+    yield controller, recorder
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
+def ssl_server(tls):
+    recorder = Recorder()
+    controller = start(recorder, ssl_context=tls[0])
+    yield controller, recorder
+    controller.stop()
+
+
+@pytest.fixture
+def plain(plain_server):
+    controller, recorder = plain_server
+    recorder.reset()
+    return controller, recorder
+
+
+def settings(port, **extra):
+    return {
+        "host": "127.0.0.1",
+        "port": port,
+        "security": "none",
+        "from": "Lotus & Co <hello@lotus.example.org>",
+        "reply_to": "Sam <sam@lotus.example.org>",
+        "timeout": 2,
+        "local_hostname": "courtship.test",  # no FQDN lookup per connection
+        **extra,
+    }
+
+
+class TestSMTPChannel(ChannelContract):
+    @pytest.fixture
+    def channel(self, plain):
+        return SMTPChannel(settings(plain[0].port))
+
+    @pytest.fixture
+    def message(self):
+        return sample_message(channel="email", to="ada@example.org")
+
+    @pytest.fixture
+    def received(self, plain):
+        return lambda: plain[1].messages
+
+    @pytest.fixture
+    def unreachable_channel(self):
+        return SMTPChannel(settings(free_port()))
+
+    def test_transactional_email_is_plain_text(self, channel, message, received):
+        delivery = channel.send(message)
+        assert delivery.status == "delivered"
+        (got,) = received()
+        email = got["email"]
+        assert got["mail_from"] == "hello@lotus.example.org"
+        assert got["rcpt_tos"] == ["ada@example.org"]
+        assert email["From"] == "Lotus & Co <hello@lotus.example.org>"
+        assert email["To"] == "ada@example.org"
+        assert email["Reply-To"] == "Sam <sam@lotus.example.org>"
+        assert email["Subject"] == "Welcome, Ada"
+        assert email["X-Courtship-Key"] == message.key
+        assert email["Message-ID"] == delivery.provider_id
+        assert email["Message-ID"].endswith("@lotus.example.org>")
+        assert email["Date"]
+        assert email.get_content_type() == "text/plain"
+        assert email.get_content().rstrip() == message.text
+        assert "List-Unsubscribe" not in email
+        assert "List-Unsubscribe-Post" not in email
+
+    def test_marketing_email_with_html_and_unsubscribe(self, plain, message, received):
+        channel = SMTPChannel(
+            settings(plain[0].port, unsubscribe_mailto="unsubscribe@lotus.example.org")
+        )
+        marketing = replace(
+            message,
+            category="marketing",
+            html="<p>Hi <b>Ada</b></p>",
+            unsubscribe_url="https://lotus.example.org/u/abc",
+        )
+        assert channel.send(marketing).status == "delivered"
+        email = received()[0]["email"]
+        assert email["List-Unsubscribe"] == (
+            "<https://lotus.example.org/u/abc>, "
+            "<mailto:unsubscribe@lotus.example.org?subject=unsubscribe>"
+        )
+        assert email["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert email.get_content_type() == "multipart/alternative"
+        parts = {part.get_content_type(): part for part in email.iter_parts()}
+        assert list(parts) == ["text/plain", "text/html"]
+        assert parts["text/plain"].get_content().rstrip() == message.text
+        assert parts["text/html"].get_content().rstrip() == "<p>Hi <b>Ada</b></p>"
+
+    def test_one_click_needs_an_https_link(self, plain, message, received):
+        channel = SMTPChannel(settings(plain[0].port))
+        marketing = replace(message, category="marketing", unsubscribe_url="http://x.example/u")
+        assert channel.send(marketing).status == "delivered"
+        email = received()[0]["email"]
+        assert email["List-Unsubscribe"] == "<http://x.example/u>"
+        assert "List-Unsubscribe-Post" not in email
+
+    def test_marketing_without_unsubscribe_is_refused(self, channel, message, received):
+        marketing = replace(message, category="marketing")
+        assert "unsubscribe" in channel.check(marketing)
+        assert channel.send(marketing).status == "failed"
+        assert received() == []
+
+    def test_check_refuses_what_is_not_an_address(self, channel, message):
+        assert channel.check(replace(message, to="+15551234567")) == (
+            "the recipient is not an email address"
+        )
+        assert channel.check(replace(message, to="ada@example.org\r\nBcc: x@y.org"))
+
+    def test_4xx_on_data_is_a_retry(self, channel, message, plain):
+        plain[1].data_answer = "451 4.3.0 Try again later"
+        delivery = channel.send(message)
+        assert delivery.status == "retry"
+        assert delivery.reason == "SMTP 451 4.3.0 Try again later"
+
+    def test_5xx_on_data_fails_with_the_servers_reason(self, channel, message, plain):
+        plain[1].data_answer = "554 5.7.1 Message rejected as spam"
+        delivery = channel.send(message)
+        assert delivery.status == "failed"
+        assert delivery.reason == "SMTP 554 5.7.1 Message rejected as spam"
+
+    def test_refused_recipient_fails(self, channel, message, plain):
+        plain[1].rcpt_answer = "550 5.1.1 No such user here"
+        delivery = channel.send(message)
+        assert delivery.status == "failed"
+        assert delivery.reason == "SMTP 550 5.1.1 No such user here"
+
+    def test_refused_connection_is_a_retry(self, unreachable_channel, message):
+        delivery = unreachable_channel.send(message)
+        assert delivery.status == "retry"
+        assert "cannot reach 127.0.0.1" in delivery.reason
+
+    def test_a_silent_server_times_out_into_a_retry(self, message):
+        with socket.socket() as silent:  # listens, never greets
+            silent.bind(("127.0.0.1", 0))
+            silent.listen()
+            channel = SMTPChannel(settings(silent.getsockname()[1], timeout=0.3))
+            delivery = channel.send(message)
+        assert delivery.status == "retry"
+        assert "timed out" in delivery.reason
+
+
+class TestSMTPChannelStartTLS(ChannelContract):
+    """STARTTLS to a server with a certificate from a test CA, and AUTH with a password."""
+
+    @pytest.fixture(autouse=True)
+    def password(self, monkeypatch):
+        monkeypatch.setenv("COURTSHIP_TEST_SMTP_PASSWORD", PASSWORD)
+
+    @pytest.fixture
+    def server(self, starttls_server):
+        starttls_server[1].reset()
+        return starttls_server
+
+    def make(self, port, ca_file, **extra):
+        return SMTPChannel(
+            settings(
+                port,
+                security="starttls",
+                username="mailer",
+                password_env="COURTSHIP_TEST_SMTP_PASSWORD",
+                ca_file=ca_file,
+                **extra,
+            )
+        )
+
+    @pytest.fixture
+    def channel(self, server, tls):
+        return self.make(server[0].port, tls[1])
+
+    @pytest.fixture
+    def message(self):
+        return sample_message(channel="email")
+
+    @pytest.fixture
+    def received(self, server):
+        return lambda: server[1].messages
+
+    @pytest.fixture
+    def unreachable_channel(self, tls):
+        return self.make(free_port(), tls[1])
+
+    @pytest.fixture
+    def secrets(self):
+        return [PASSWORD]
+
+    def test_sends_over_tls_after_authenticating(self, channel, message, received):
+        assert channel.send(message).status == "delivered"
+        (got,) = received()
+        assert got["tls"]
+        assert got["authenticated"]
+
+    def test_a_wrong_password_fails(self, server, tls, message, monkeypatch):
+        monkeypatch.setenv("COURTSHIP_TEST_SMTP_PASSWORD", "wrong")
+        delivery = self.make(server[0].port, tls[1]).send(message)
+        assert delivery.status == "failed"
+        assert delivery.reason.startswith("SMTP 535")
+        assert "wrong" not in delivery.reason
+
+    def test_an_untrusted_certificate_fails(self, server, message):
+        delivery = self.make(server[0].port, None).send(message)
+        assert delivery.status == "failed"
+        assert "not trusted" in delivery.reason
+
+    def test_implicit_tls(self, ssl_server, tls, message):
+        controller, recorder = ssl_server
+        recorder.reset()
+        channel = SMTPChannel(settings(controller.port, security="ssl", ca_file=tls[1]))
+        assert channel.send(message).status == "delivered"
+        assert recorder.messages[0]["tls"]
+
+
+class TestSettings:
+    def test_a_missing_password_variable_names_setting_and_variable(self, monkeypatch):
+        monkeypatch.delenv("NO_SUCH_SMTP_PASSWORD", raising=False)
+        with pytest.raises(ChannelConfigError) as error:
+            SMTPChannel(settings(25, username="u", password_env="NO_SUCH_SMTP_PASSWORD"))
+        assert "password_env" in str(error.value)
+        assert "NO_SUCH_SMTP_PASSWORD" in str(error.value)
+
+    def test_a_username_needs_a_password_variable(self):
+        with pytest.raises(ChannelConfigError, match="password_env"):
+            SMTPChannel(settings(25, username="u"))
+
+    def test_security_must_be_known(self):
+        with pytest.raises(ChannelConfigError, match="security"):
+            SMTPChannel(settings(25, security="tls"))
+
+    def test_from_is_required_and_must_be_an_address(self):
+        with pytest.raises(ChannelConfigError, match="'from'"):
+            SMTPChannel({"host": "127.0.0.1"})
+        with pytest.raises(ChannelConfigError, match="'from'"):
+            SMTPChannel(settings(25, **{"from": "nobody"}))
+
+    def test_default_ports_follow_security(self):
+        assert SMTPChannel(settings(None, security="ssl") | {"port": None}).port == 465
+        assert SMTPChannel({"from": "a@b.org"}).port == 587
+
+    def test_repr_shows_no_password(self, monkeypatch):
+        monkeypatch.setenv("COURTSHIP_TEST_SMTP_PASSWORD", PASSWORD)
+        channel = SMTPChannel(
+            settings(25, username="u", password_env="COURTSHIP_TEST_SMTP_PASSWORD")
+        )
+        assert PASSWORD not in repr(channel)
