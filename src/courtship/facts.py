@@ -1,0 +1,749 @@
+"""The facts engine: every fact of the catalogue, for the whole customer base, at a moment ``now``.
+
+Everything is column-wise: events are mapped to customer row numbers with one join and
+aggregated with ``group_by``; the results are joined back onto the customers. Work that depends
+on a time zone is done once per distinct zone (there are few), never once per customer. The
+referral graph is built once with networkx and its results turned back into a DataFrame.
+
+What each fact means is in ``docs/data.md`` ("How facts are computed at now"), and the
+decisions taken where it left room in its last section, "Facts engine".
+"""
+
+from __future__ import annotations
+
+from calendar import isleap
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import networkx as nx
+import polars as pl
+
+from courtship.catalogue import builtin_catalogue
+from courtship.sources import (
+    CUSTOMER_SCHEMA,
+    UTC_DATETIME,
+    CustomerBase,
+    is_time_zone,
+    parse_boolean,
+    parse_instant,
+)
+
+#: The polars type of each catalogue type.
+FACT_DTYPES: dict[str, pl.DataType] = {
+    "number": pl.Float64(),
+    "integer": pl.Int64(),
+    "boolean": pl.Boolean(),
+    "date": pl.Date(),
+    "datetime": UTC_DATETIME,
+    "list": pl.List(pl.String()),
+    "string": pl.String(),
+    "enum": pl.String(),
+}
+
+#: Columns next to the facts: the customer's local calendar and clock at ``now``.
+LOCAL_COLUMNS: dict[str, pl.DataType] = {
+    "local_date": pl.Date(),
+    "local_time": pl.Time(),
+    "utc_offset_minutes": pl.Int32(),
+}
+
+#: The event types the engine reads; every other type is left to triggers and filters.
+EVENT_KINDS: tuple[str, ...] = (
+    "order",
+    "visit",
+    "inbound_message",
+    "reply",
+    "referral",
+    "sent",
+    "signup",
+)
+KIND = pl.Enum(EVENT_KINDS)
+#: The event columns the engine reads.
+EVENT_COLUMNS: dict[str, pl.DataType] = {
+    "customer_id": pl.String(),
+    "type": pl.String(),
+    "at": UTC_DATETIME,
+    "channel": pl.String(),
+    "amount": pl.Float64(),
+    "friend_id": pl.String(),
+}
+AT_RISK_STAGES: tuple[str, ...] = ("at-risk", "lapsed", "churned")
+ORDER_WINDOW = timedelta(days=90)
+MESSAGE_WINDOW = timedelta(days=30)
+MICROSECONDS_PER_DAY = 86_400_000_000
+MICROSECONDS_PER_HOUR = 3_600_000_000
+#: The birth year that means "year unknown".
+UNKNOWN_YEAR = 1900
+
+#: The customer's row number: the key every per-customer result is joined on.
+ROW = "_row"
+#: The number of the customer's local date among the distinct local dates at ``now``.
+TODAY = "_today"
+#: What ``set`` steps recorded: one row per customer and fact, the latest value.
+LATEST_SCHEMA: dict[str, pl.DataType] = {
+    ROW: pl.UInt32(),
+    "customer_id": pl.String(),
+    "fact": pl.String(),
+    "value": pl.String(),
+    "type": pl.String(),
+}
+#: Facts computed from other facts, once those are known.
+RHYTHM_FACTS: tuple[str, ...] = ("lapse_ratio", "persona_order_interval", "persona_lapse_ratio")
+#: Instants (µs since the epoch) whose local date is a fact.
+LOCAL_DATE_OF: dict[str, str] = {
+    "first_order_at": "first_order_date",
+    "last_order_at": "last_order_date",
+    "first_signup_at": "first_signup_date",
+}
+
+
+def facts_schema() -> dict[str, pl.DataType]:
+    """The columns ``compute_facts`` returns (before facts set by playbooks), with their types."""
+    schema = {name: FACT_DTYPES[spec.type] for name, spec in builtin_catalogue().facts.items()}
+    schema.update(LOCAL_COLUMNS)
+    return schema
+
+
+def compute_facts(
+    base: CustomerBase,
+    now: datetime,
+    *,
+    sends: pl.DataFrame | None = None,
+    set_facts: pl.DataFrame | None = None,
+    set_tags: pl.DataFrame | None = None,
+    default_timezone: str = "UTC",
+) -> pl.DataFrame:
+    """Every fact for every customer at ``now``: one row per customer, in the customers' order.
+
+    ``sends`` are Courtship's own sends (customer_id, at, channel, playbook, category); they
+    count with ``sent`` events. ``set_facts`` (customer_id, fact, value, type, optionally at:
+    the latest wins) and ``set_tags`` (customer_id, tag) are what playbooks recorded: they
+    override or extend the customer file before anything is derived from it, and override
+    derived facts (or add new ones) after. A naive ``now`` is taken as UTC. Only events and
+    sends at or before ``now`` count. Raises ``ValueError`` for an unknown time zone or a set
+    value that is not of its fact's type.
+    """
+    if not is_time_zone(default_timezone):
+        raise ValueError(f"default time zone {default_timezone!r} is not a known IANA time zone")
+    now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+    customers = _customer_file(base.customers, default_timezone)
+    ids = customers.select("customer_id", ROW)
+    latest = _latest_set_facts(set_facts, ids)
+    customers = _extend_customer_file(customers, latest, set_tags, ids, default_timezone)
+    zones, calendar = _zone_columns(customers.get_column("timezone"), now)
+    _check_events(base.events, "events")
+    if sends is not None:
+        _check_events(sends.with_columns(type=pl.lit("sent")), "sends")
+
+    # The referral graph is built (in Python, by networkx) while polars aggregates the events.
+    links = _referral_links(_referral_pairs(base.events, now).collect(), customers)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        friend_counts = pool.submit(_friend_counts, links)
+        relevant = _events(base.events, sends, now)
+        counted = (
+            relevant.join(ids.lazy(), on="customer_id", how="inner")
+            .select(ROW, "kind", "at", "channel", "amount")
+            .collect()
+        )
+        activity = _activity(*pl.collect_all(_activity_queries(counted.lazy(), now)), now)
+        del counted
+        with_orders = next(part for part in activity if "orders_count" in part.columns)
+        ordered = with_orders.get_column(ROW)
+        friends = _friends(links, friend_counts.result(), customers, ordered)
+
+    # Per-customer results, aligned with the customers' rows (joins on sorted row numbers),
+    # then put side by side with them: the customer columns are never copied through a join.
+    derived = customers.select(ROW, "timezone")
+    for part in (*activity, friends):
+        derived = derived.join(part, on=ROW, how="left", maintain_order="left")
+    derived = derived.join(_local_dates(derived), on=ROW, how="left", maintain_order="left")
+    frame = pl.concat([customers, derived.drop(ROW, "timezone"), zones], how="horizontal")
+    facts = frame.lazy().select(_fact_expressions(now, calendar)).collect()
+    facts = facts.with_columns(_rhythm(facts)).select(ROW, *facts_schema())
+    facts = _override_derived_facts(facts, latest)
+    return facts.drop(ROW)
+
+
+# ── the customer file ────────────────────────────────────────────────────
+
+
+def _customer_file(customers: pl.DataFrame, default_timezone: str) -> pl.DataFrame:
+    """The customer columns with their types (missing ones null), a row number, a time zone."""
+    if "customer_id" not in customers.columns:
+        raise ValueError("the customers have no customer_id column")
+    frame = customers.select(
+        (pl.col(name).cast(dtype) if name in customers.columns else pl.lit(None, dtype).alias(name))
+        for name, dtype in CUSTOMER_SCHEMA.items()
+    )
+    ids = frame.get_column("customer_id")
+    if ids.null_count() or ids.n_unique() != frame.height:
+        raise ValueError("every customer needs a customer_id, and customer ids must be unique")
+    frame = frame.with_columns(pl.col("timezone").fill_null(default_timezone))
+    return frame.with_row_index(ROW)
+
+
+def _check_events(events: pl.DataFrame, name: str) -> None:
+    """The columns every event table has: customer_id, type and at (a datetime)."""
+    missing = [column for column in ("customer_id", "type", "at") if column not in events.columns]
+    if missing:
+        raise ValueError(f"the {name} have no {', '.join(missing)} column")
+    if not isinstance(events.schema["at"], pl.Datetime):
+        raise ValueError(f"the {name}' at column is {events.schema['at']}, not a datetime")
+
+
+# ── facts set by playbooks ───────────────────────────────────────────────
+
+
+def _latest_set_facts(set_facts: pl.DataFrame | None, ids: pl.DataFrame) -> pl.DataFrame:
+    """One row per (customer, fact): the latest value, typed by the catalogue or its own type."""
+    if set_facts is None or set_facts.is_empty():
+        return pl.DataFrame(schema=LATEST_SCHEMA)
+    frame = set_facts.with_columns(pl.col("customer_id", "fact", "value").cast(pl.String()))
+    if "type" not in frame.columns:
+        frame = frame.with_columns(pl.lit(None, pl.String()).alias("type"))
+    if "at" in frame.columns:
+        frame = frame.sort("at", nulls_last=False, maintain_order=True)
+    if frame.get_column("fact").is_in(["customer_id", *LOCAL_COLUMNS]).any():
+        raise ValueError("customer_id, local_date, local_time and utc_offset_minutes are not set")
+    catalogue = builtin_catalogue().facts
+    unknown_types = (
+        frame.filter(~pl.col("fact").is_in(list(catalogue)))
+        .filter(~pl.col("type").is_in(list(FACT_DTYPES)) | pl.col("type").is_null())
+        .get_column("type")
+        .unique()
+        .to_list()
+    )
+    if unknown_types:
+        raise ValueError(f"set facts have unknown types {unknown_types}; use {list(FACT_DTYPES)}")
+    # A fact keeps one type: the catalogue's, or the latest one a playbook recorded.
+    types = frame.group_by("fact").agg(pl.col("type").last().alias("fact_type"))
+    types = types.with_columns(
+        pl.col("fact")
+        .replace_strict(
+            {name: spec.type for name, spec in catalogue.items()},
+            default=pl.col("fact_type"),
+            return_dtype=pl.String(),
+        )
+        .alias("fact_type")
+    )
+    return (
+        frame.unique(subset=["customer_id", "fact"], keep="last", maintain_order=True)
+        .join(ids, on="customer_id", how="inner")
+        .join(types.rename({"fact_type": "type"}), on="fact", how="left")
+        .select(ROW, "customer_id", "fact", "value", "type")
+        .sort(ROW, "fact")
+    )
+
+
+def _extend_customer_file(
+    customers: pl.DataFrame,
+    latest: pl.DataFrame,
+    set_tags: pl.DataFrame | None,
+    ids: pl.DataFrame,
+    default_timezone: str,
+) -> pl.DataFrame:
+    """Playbooks' ``set`` of customer-file columns, then their ``tag`` steps."""
+    on_file = latest.filter(pl.col("fact").is_in(list(CUSTOMER_SCHEMA)))
+    customers = _apply(customers, on_file)
+    if "timezone" in on_file.get_column("fact").to_list():
+        customers = customers.with_columns(pl.col("timezone").fill_null(default_timezone))
+    if set_tags is None or set_tags.is_empty():
+        return customers
+    added = (
+        set_tags.select(pl.col("customer_id", "tag").cast(pl.String()))
+        .drop_nulls()
+        .join(ids, on="customer_id", how="inner")
+        .group_by(ROW)
+        .agg(pl.col("tag").alias("added_tags"))
+    )
+    return (
+        customers.join(added, on=ROW, how="left", maintain_order="left")
+        .with_columns(
+            pl.when(pl.col("added_tags").is_not_null())
+            .then(
+                pl.concat_list(
+                    pl.col("tags").fill_null(pl.lit([], pl.List(pl.String()))),
+                    pl.col("added_tags"),
+                )
+                .list.unique()
+                .list.sort()
+            )
+            .otherwise(pl.col("tags"))
+            .alias("tags")
+        )
+        .drop("added_tags")
+    )
+
+
+def _override_derived_facts(facts: pl.DataFrame, latest: pl.DataFrame) -> pl.DataFrame:
+    """Playbooks' ``set`` of every other fact: derived facts overridden, new facts added."""
+    return _apply(facts, latest.filter(~pl.col("fact").is_in(list(CUSTOMER_SCHEMA))))
+
+
+def _apply(frame: pl.DataFrame, latest: pl.DataFrame) -> pl.DataFrame:
+    """Override (or add) each fact in ``latest`` for the customers it names; null is a value."""
+    facts = latest.select("fact", "type").unique(maintain_order=True).sort("fact").rows()
+    for fact, kind in facts:
+        dtype = FACT_DTYPES[kind]
+        values = latest.filter(pl.col("fact") == fact).select(
+            ROW, "customer_id", "value", _typed(pl.col("value"), kind).alias("typed")
+        )
+        bad = values.filter(pl.col("value").is_not_null() & pl.col("typed").is_null()).head(1)
+        if bad.height:
+            _, customer, value, _ = bad.row(0)
+            raise ValueError(f"set fact {fact} of customer {customer}: {value!r} is not a {kind}")
+        values = values.select(ROW, pl.col("typed").alias("_set"), pl.lit(True).alias("_present"))
+        old = pl.col(fact) if fact in frame.columns else pl.lit(None, dtype)
+        frame = (
+            frame.join(values, on=ROW, how="left", maintain_order="left")
+            .with_columns(
+                pl.when(pl.col("_present")).then(pl.col("_set")).otherwise(old).alias(fact)
+            )
+            .drop("_set", "_present")
+        )
+    return frame
+
+
+def _typed(text: pl.Expr, kind: str) -> pl.Expr:
+    """A fact value recorded as text, read as its type (null when it cannot be)."""
+    text = text.str.strip_chars()
+    if kind == "number":
+        return text.cast(pl.Float64(), strict=False)
+    if kind == "integer":
+        number = text.cast(pl.Float64(), strict=False)
+        return pl.when(number == number.round()).then(number).cast(pl.Int64())
+    if kind == "boolean":
+        return parse_boolean(text)
+    if kind == "date":
+        return text.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+    if kind == "datetime":
+        return parse_instant(text)
+    if kind == "list":
+        as_json = pl.when(text.str.starts_with("[")).then(text)
+        return (
+            pl.when(text.str.starts_with("["))
+            .then(as_json.str.json_decode(pl.List(pl.String())))
+            .otherwise(text.str.split(";"))
+            .list.eval(pl.element().str.strip_chars().filter(pl.element() != ""))
+            .list.unique()
+            .list.sort()
+        )
+    return text
+
+
+# ── events ───────────────────────────────────────────────────────────────
+
+
+def _events(events: pl.DataFrame, sends: pl.DataFrame | None, now: datetime) -> pl.LazyFrame:
+    """The events the engine reads, at or before ``now``, with Courtship's sends as ``sent``.
+
+    Columns: customer_id, kind (an enum of ``EVENT_KINDS``), at (µs since the epoch, UTC),
+    channel, amount, friend_id.
+    """
+    tables = [events] if sends is None else [events, sends.with_columns(type=pl.lit("sent"))]
+    frames = [
+        table.lazy().select(
+            (
+                _as_utc(pl.col(name), table.schema[name]).cast(dtype)
+                if name in table.columns
+                else pl.lit(None, dtype)
+            ).alias(name)
+            for name, dtype in EVENT_COLUMNS.items()
+        )
+        for table in tables
+    ]
+    return (
+        pl.concat(frames, how="vertical")
+        .with_columns(pl.col("type").cast(KIND, strict=False).alias("kind"))
+        .filter(pl.col("kind").is_not_null(), pl.col("at") <= now)
+        .select(
+            "customer_id", "kind", pl.col("at").dt.epoch("us"), "channel", "amount", "friend_id"
+        )
+    )
+
+
+def _as_utc(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
+        return column.dt.replace_time_zone("UTC")
+    if isinstance(dtype, pl.Datetime):
+        return column.dt.convert_time_zone("UTC")
+    return column
+
+
+def _activity_queries(events: pl.LazyFrame, now: datetime) -> list[pl.LazyFrame]:
+    """What the orders, visits, conversations and sends say, as queries to collect together.
+
+    One ``group_by`` takes the latest visit, send and signup; orders and inbound messages are
+    sorted by customer and time, which makes their counts, sums, gaps and "the latest" cheap
+    passes over sorted rows.
+    """
+    now_us = _epoch_us(now)
+    kind, at = pl.col("kind"), pl.col("at")
+    sent = kind == "sent"
+
+    def when(condition: pl.Expr) -> pl.Expr:
+        return pl.when(condition).then(at)
+
+    latest = (
+        events.filter(kind.is_in(["visit", "sent", "signup"]))
+        .group_by(ROW)
+        .agg(
+            when(kind == "visit").max().alias("last_visit_at"),
+            when(sent).max().alias("last_message_at"),
+            (sent & (at >= now_us - _us(MESSAGE_WINDOW))).sum().alias("messages_sent_30d"),
+            when(kind == "signup").min().alias("first_signup_at"),
+        )
+    )
+    orders = events.filter(kind == "order").select(ROW, "at", "amount").sort(ROW, "at")
+    replies = events.filter(kind == "reply").group_by(ROW).agg(at.max().alias("last_reply_at"))
+    messages = (
+        events.filter(kind == "inbound_message")
+        .select(ROW, "at", "channel")
+        .sort(ROW, "at", "channel")
+    )
+    return [latest, orders, replies, messages]
+
+
+def _activity(
+    latest: pl.DataFrame,
+    orders: pl.DataFrame,
+    replies: pl.DataFrame,
+    messages: pl.DataFrame,
+    now: datetime,
+) -> list[pl.DataFrame]:
+    """Per customer row, in parts sorted by row: the collected ``_activity_queries``, with
+    orders, gaps and waiting messages. Orders are summed in time order, so a total does not
+    depend on how threads met."""
+    at = pl.col("at")
+    orders = orders.with_columns(pl.col(ROW).set_sorted())
+    messages = messages.with_columns(pl.col(ROW).set_sorted())
+    by_orders = orders.group_by(ROW, maintain_order=True).agg(
+        pl.len().alias("orders_count"),
+        pl.col("amount").sum().alias("total_spent"),
+        at.first().alias("first_order_at"),
+        at.last().alias("last_order_at"),
+        (at >= _epoch_us(now) - _us(ORDER_WINDOW)).sum().alias("orders_last_90d"),
+    )
+    gap = pl.when(pl.col(ROW) == pl.col(ROW).shift(1)).then(at - at.shift(1))
+    by_gaps = (
+        orders.select(ROW, gap.alias("gap"))
+        .drop_nulls("gap")
+        .group_by(ROW, maintain_order=True)
+        .agg(pl.col("gap").median().alias("order_gap_us"))
+    )
+    # At the same instant, ties are broken by the channel's name (the sort above).
+    by_latest = messages.group_by(ROW, maintain_order=True).agg(
+        at.last().alias("last_inbound_at"), pl.col("channel").last().alias("last_inbound_channel")
+    )
+    # Inbound messages after our latest reply wait for an answer.
+    by_waiting = (
+        messages.join(replies, on=ROW, how="left", maintain_order="left")
+        .filter(pl.col("last_reply_at").is_null() | (at > pl.col("last_reply_at")))
+        .group_by(ROW, maintain_order=True)
+        .agg(pl.len().alias("unanswered_inbound_count"), at.first().alias("oldest_waiting_at"))
+    )
+    parts = [latest.sort(ROW), by_orders, by_gaps, by_latest, by_waiting]
+    return [part.with_columns(pl.col(ROW).set_sorted()) for part in parts]
+
+
+# ── time zones ───────────────────────────────────────────────────────────
+
+
+def _zone_columns(zones: pl.Series, now: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Each customer's local date, wall-clock time and UTC offset at ``now``, and a calendar.
+
+    Computed once per distinct time zone, then spread over the customers by zone number. The
+    column ``_today`` numbers the distinct local dates: it is the key into the calendar (see
+    ``_calendar``).
+    """
+    names = sorted(zones.unique().to_list())
+    unknown = [name for name in names if not is_time_zone(name)]
+    if unknown:
+        raise ValueError(f"unknown time zones {unknown}; use IANA names such as Europe/London")
+    rows = []
+    for name in names:
+        local = now.astimezone(ZoneInfo(name))
+        offset = local.utcoffset() or timedelta(0)
+        rows.append((local.date(), local.time(), int(offset.total_seconds() // 60)))
+    days = sorted({local_date for local_date, _, _ in rows})
+    table = pl.DataFrame(
+        [(*row, days.index(row[0])) for row in rows],
+        schema={**LOCAL_COLUMNS, TODAY: pl.UInt32()},
+        orient="row",
+    )
+    return table[zones.cast(pl.Enum(names)).to_physical()], _calendar(days)
+
+
+def _calendar(days: list[date]) -> pl.DataFrame:
+    """For each local date (by number) and each month and day of the year: how many days to
+    that day's next anniversary, and whether this year's is still ahead.
+
+    Row ``today * 416 + month * 32 + day`` (416 = 13 * 32). 29 February falls on 28 February
+    in other years. A handful of local dates times 366 days, in Python; customers read it by index.
+    """
+    until: list[int | None] = []
+    ahead: list[int | None] = []
+    for today in days:
+        for month in range(13):
+            for day in range(32):
+                this_year = _anniversary(today.year, month, day)
+                if this_year is None:
+                    until.append(None)
+                    ahead.append(None)
+                    continue
+                next_one = (
+                    this_year if this_year >= today else _anniversary(today.year + 1, month, day)
+                )
+                until.append((next_one - today).days if next_one else None)
+                ahead.append(int(this_year > today))
+    return pl.DataFrame(
+        {"until": until, "ahead": ahead}, schema={"until": pl.Int64(), "ahead": pl.Int64()}
+    )
+
+
+def _anniversary(year: int, month: int, day: int) -> date | None:
+    """``month``/``day`` in ``year`` (29 February is 28 February in other years), if it exists."""
+    if month == 2 and day == 29 and not isleap(year):
+        day = 28
+    try:
+        return date(year, month, day)
+    except ValueError:
+        return None
+
+
+def _local_dates(frame: pl.DataFrame) -> pl.DataFrame:
+    """The local date of each instant of ``LOCAL_DATE_OF``, in each customer's own time zone.
+
+    Offsets change over the years (summer time), so each instant is converted with its zone's
+    rules, one partition per distinct zone.
+    """
+    instants = list(LOCAL_DATE_OF)
+    dated = frame.select(ROW, "timezone", *instants).filter(
+        pl.any_horizontal(pl.col(instants).is_not_null())
+    )
+    names = list(LOCAL_DATE_OF.values())
+    parts = [pl.DataFrame(schema={ROW: pl.UInt32(), **dict.fromkeys(names, pl.Date())})]
+    for (zone,), part in dated.partition_by("timezone", as_dict=True).items():
+        parts.append(
+            part.select(
+                ROW,
+                *(
+                    pl.col(instant)
+                    .cast(UTC_DATETIME)
+                    .dt.convert_time_zone(str(zone))
+                    .dt.date()
+                    .alias(name)
+                    for instant, name in LOCAL_DATE_OF.items()
+                ),
+            )
+        )
+    return pl.concat(parts).sort(ROW)
+
+
+# ── friends ──────────────────────────────────────────────────────────────
+
+
+def _referral_pairs(events: pl.DataFrame, now: datetime) -> pl.LazyFrame:
+    """Who referred whom (once per pair), with the first and latest referral (µs) of the pair."""
+    if "friend_id" not in events.columns:
+        events = events.with_columns(pl.lit(None, pl.String()).alias("friend_id"))
+    return (
+        events.lazy()
+        .filter(pl.col("type") == "referral")
+        .select(
+            pl.col("customer_id", "friend_id").cast(pl.String()),
+            _as_utc(pl.col("at"), events.schema["at"]).cast(UTC_DATETIME).dt.epoch("us"),
+        )
+        .filter(
+            pl.col("at") <= _epoch_us(now),
+            pl.col("friend_id").is_not_null(),
+            pl.col("friend_id") != pl.col("customer_id"),
+        )
+        .group_by("customer_id", "friend_id")
+        .agg(pl.col("at").min().alias("first_at"), pl.col("at").max().alias("last_at"))
+    )
+
+
+def _referral_links(pairs: pl.DataFrame, customers: pl.DataFrame) -> pl.DataFrame:
+    """The ``_referral_pairs`` with everyone numbered: a customer by their row, anyone else
+    (a friend who is not in the customer file) after the last row."""
+    count = customers.height
+    people = (
+        pl.concat([pairs.get_column("customer_id"), pairs.get_column("friend_id")])
+        .unique()
+        .to_frame("customer_id")
+        .join(customers.select("customer_id", ROW), on="customer_id", how="left")
+    )
+    outsider = pl.col(ROW).is_null()
+    people = people.select(
+        "customer_id",
+        pl.when(outsider)
+        .then(count - 1 + outsider.cum_sum())
+        .otherwise(pl.col(ROW))
+        .cast(pl.Int64())
+        .alias("node"),
+    )
+    return (
+        pairs.join(people, on="customer_id")
+        .join(people.rename({"customer_id": "friend_id", "node": "friend"}), on="friend_id")
+        .rename({"customer_id": "referrer_id", "node": "referrer"})
+    )
+
+
+def _friend_counts(links: pl.DataFrame) -> pl.DataFrame:
+    """The referral graph, built once with networkx: each person's number of friends."""
+    graph = nx.Graph()
+    referrers, friends = links.get_column("referrer"), links.get_column("friend")
+    graph.add_edges_from(zip(referrers.to_list(), friends.to_list(), strict=True))
+    degrees = dict(graph.degree)
+    return pl.DataFrame(
+        {"node": list(degrees), "friends_count": list(degrees.values())},
+        schema={"node": pl.Int64(), "friends_count": pl.Int64()},
+    )
+
+
+def _friends(
+    links: pl.DataFrame, friends: pl.DataFrame, customers: pl.DataFrame, ordered: pl.Series
+) -> pl.DataFrame:
+    """Referral facts per customer row.
+
+    ``links`` are the ``_referral_links``, ``friends`` the ``_friend_counts``; ``ordered``
+    holds the rows of customers with at least one order. A friend who is not in the customer
+    file counts as a friend, but never as converted or at risk: nothing is known about them.
+    """
+    count = customers.height
+    one, other = pl.min_horizontal("referrer", "friend"), pl.max_horizontal("referrer", "friend")
+    edges = links.select(one.alias("node"), other.alias("friend")).unique()
+    at_risk_rows = customers.filter(pl.col("stage").is_in(AT_RISK_STAGES)).get_column(ROW)
+    at_risk = (
+        pl.concat([edges, edges.select(node="friend", friend="node")])
+        .filter(pl.col("friend").is_in(at_risk_rows.cast(pl.Int64()).implode()))
+        .group_by("node")
+        .agg(pl.len().cast(pl.Int64()).alias("friends_at_risk"))
+    )
+    referred = (
+        links.with_columns(pl.col("friend").is_in(ordered.cast(pl.Int64()).implode()))
+        .group_by(pl.col("referrer").alias("node"))
+        .agg(
+            pl.len().cast(pl.Int64()).alias("referrals_count"),
+            pl.col("friend").sum().cast(pl.Int64()).alias("referrals_converted"),
+            pl.col("last_at").max().alias("last_referral_at"),
+        )
+    )
+    referred_by = (
+        links.sort("first_at", "referrer_id")
+        .group_by(pl.col("friend").alias("node"), maintain_order=True)
+        .agg(pl.col("referrer_id").first().alias("referred_by"))
+    )
+    merged = friends
+    for part in (at_risk, referred, referred_by):
+        merged = merged.join(part, on="node", how="left")
+    return (
+        merged.filter(pl.col("node") < count)
+        .with_columns(pl.col("node").cast(pl.UInt32()).alias(ROW))
+        .drop("node")
+        .sort(ROW)
+    )
+
+
+# ── the facts ────────────────────────────────────────────────────────────
+
+
+def _fact_expressions(now: datetime, calendar: pl.DataFrame) -> list[pl.Expr]:
+    """Every fact but the rhythm baselines, in catalogue order, from the side-by-side frame."""
+    now_us = _epoch_us(now)
+
+    def days_since(column: str) -> pl.Expr:
+        return (now_us - pl.col(column)) / MICROSECONDS_PER_DAY
+
+    def hours_since(column: str) -> pl.Expr:
+        return (now_us - pl.col(column)) / MICROSECONDS_PER_HOUR
+
+    today = pl.col("local_date")
+    orders = pl.col("orders_count").fill_null(0)
+    signup = pl.coalesce(pl.col("signup_date"), pl.col("first_signup_date"))
+    birthday = _Anniversary(pl.col("birthday"), calendar)
+    joined = _Anniversary(signup, calendar)
+    zero = pl.lit(0, pl.Int64())
+    derived: dict[str, pl.Expr] = {
+        "signup_date": signup,
+        "orders_count": orders,
+        "total_spent": pl.col("total_spent").fill_null(0.0),
+        "average_order_value": pl.when(orders > 0).then(pl.col("total_spent") / orders),
+        "first_order_date": pl.col("first_order_date"),
+        "last_order_date": pl.col("last_order_date"),
+        "days_since_last_order": days_since("last_order_at"),
+        "days_since_signup": pl.when(signup <= today).then((today - signup).dt.total_days()),
+        "orders_last_90d": pl.col("orders_last_90d").fill_null(0),
+        "days_since_last_visit": days_since("last_visit_at"),
+        "usual_order_interval": pl.when(orders >= 2).then(
+            pl.col("order_gap_us") / MICROSECONDS_PER_DAY
+        ),
+        "age": pl.when((pl.col("birthday") <= today) & (birthday.year != UNKNOWN_YEAR)).then(
+            birthday.years
+        ),
+        "days_until_birthday": birthday.days_until_next,
+        "is_birthday_today": birthday.days_until_next == 0,
+        "customer_years": pl.when(signup <= today).then(joined.years),
+        "unanswered_inbound_hours": hours_since("oldest_waiting_at").fill_null(0.0),
+        "unanswered_inbound_count": pl.col("unanswered_inbound_count").fill_null(0),
+        "last_inbound_channel": pl.col("last_inbound_channel"),
+        "days_since_last_message": days_since("last_message_at"),
+        "messages_sent_30d": pl.col("messages_sent_30d").fill_null(0),
+        "hours_since_last_inbound": hours_since("last_inbound_at"),
+        "friends_count": pl.col("friends_count").fill_null(zero),
+        "referrals_count": pl.col("referrals_count").fill_null(zero),
+        "referrals_converted": pl.col("referrals_converted").fill_null(zero),
+        "referred_by": pl.col("referred_by"),
+        "days_since_last_referral": days_since("last_referral_at"),
+        "friends_at_risk": pl.col("friends_at_risk").fill_null(zero),
+    }
+    expressions = [pl.col(ROW)]
+    for name, dtype in facts_schema().items():
+        if name in RHYTHM_FACTS:
+            continue
+        expressions.append(derived.get(name, pl.col(name)).cast(dtype).alias(name))
+    return expressions
+
+
+def _rhythm(facts: pl.DataFrame) -> list[pl.Expr]:
+    """The customer's own rhythm and their persona's: lateness against the usual interval."""
+    interval, late = pl.col("usual_order_interval"), pl.col("days_since_last_order")
+    medians = (
+        facts.select("persona", "usual_order_interval")
+        .drop_nulls()
+        .group_by("persona")
+        .agg(interval.median())
+    )
+    persona = pl.col("persona").replace_strict(
+        medians.get_column("persona"),
+        medians.get_column("usual_order_interval"),
+        default=None,
+        return_dtype=pl.Float64(),
+    )
+    return [
+        pl.when(interval > 0).then(late / interval).alias("lapse_ratio"),
+        persona.alias("persona_order_interval"),
+        pl.when(persona > 0).then(late / persona).alias("persona_lapse_ratio"),
+    ]
+
+
+class _Anniversary:
+    """A date's yearly anniversary against each customer's local date, read from the calendar."""
+
+    def __init__(self, since: pl.Expr, calendar: pl.DataFrame) -> None:
+        month, day = since.dt.month().cast(pl.Int64()), since.dt.day().cast(pl.Int64())
+        key = pl.col(TODAY).cast(pl.Int64()) * 416 + month * 32 + day
+        self.year = since.dt.year()
+        self.days_until_next = pl.lit(calendar.get_column("until")).gather(key)
+        ahead = pl.lit(calendar.get_column("ahead")).gather(key)
+        self.years = pl.col("local_date").dt.year() - self.year - ahead
+
+
+def _epoch_us(moment: datetime) -> int:
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def _us(span: timedelta) -> int:
+    return span // timedelta(microseconds=1)
