@@ -558,6 +558,10 @@ class Engine:
             "consent_sms",
             "consent_instagram",
         )
+        wanted = {c["customer_id"] for c in candidates} | {
+            c["friend_id"] for c in candidates if c.get("friend_id")
+        }
+        rows = rows.filter(pl.col("customer_id").is_in(list(wanted)))
         by_customer = {r["customer_id"]: r for r in rows.iter_rows(named=True)}
         decided: list[Decision] = []
         dedup_seen = state.dedup_keys()
