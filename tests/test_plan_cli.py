@@ -17,14 +17,34 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def plan():
-    result = runner.invoke(app, ["plan", "--at", AT, "--project", str(ROOT), "--format", "json"])
+def project(tmp_path_factory):
+    """The bundled project, with its state store in a scratch folder."""
+    folder = tmp_path_factory.mktemp("project")
+    (folder / "courtship.yaml").write_text(
+        (ROOT / "courtship.yaml")
+        .read_text()
+        .replace("playbooks: playbooks", f"playbooks: {ROOT / 'playbooks'}")
+        .replace("examples/", f"{ROOT / 'examples'}/")
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def plan(project):
+    result = runner.invoke(app, ["plan", "--at", AT, "--project", str(project), "-f", "json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
 
 def find(items, customer, playbook):
     return [i for i in items if i["recipient"] == customer and i["playbook"] == playbook]
+
+
+def test_instagram_only_inside_its_24_hour_window(plan):
+    for send in plan["sends"]:
+        if send["channel"] == "instagram":
+            assert "window" not in send["reason"]
+    assert any("24-hour messaging window" in d["reason"] for d in plan["sends"] + plan["blocked"])
 
 
 def test_birthday_by_sms_in_buddy_tone_by_name(plan):
@@ -79,27 +99,27 @@ def test_plan_is_deterministic_and_records_nothing(tmp_path):
     assert not (tmp_path / "state.sqlite").exists()
 
 
-def test_plan_text_and_csv(plan):
-    text = runner.invoke(app, ["plan", "--at", AT, "--project", str(ROOT)])
+def test_plan_text_and_csv(plan, project):
+    text = runner.invoke(app, ["plan", "--at", AT, "--project", str(project)])
     assert text.exit_code == 0
     assert "birthday-gift" in text.stdout and "deferred:" in text.stdout
-    result = runner.invoke(app, ["plan", "--at", AT, "--project", str(ROOT), "-f", "csv"])
+    result = runner.invoke(app, ["plan", "--at", AT, "--project", str(project), "-f", "csv"])
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     total = plan["summary"]
     assert len(rows) == total["sends"] + total["deferred"] + total["blocked"]
 
 
-def test_explain_gives_the_reasons():
-    result = runner.invoke(app, ["explain", "c-0010", "--at", AT, "--project", str(ROOT)])
+def test_explain_gives_the_reasons(project):
+    result = runner.invoke(app, ["explain", "c-0010", "--at", AT, "--project", str(project)])
     assert result.exit_code == 0, result.output
     assert "call-them-by-name" in result.stdout
     assert "cadence" in result.stdout
     assert "not triggered" in result.stdout
 
 
-def test_explain_json_names_the_failing_condition_and_value():
+def test_explain_json_names_the_failing_condition_and_value(project):
     result = runner.invoke(
-        app, ["explain", "c-0009", "--at", AT, "--project", str(ROOT), "--format", "json"]
+        app, ["explain", "c-0009", "--at", AT, "--project", str(project), "--format", "json"]
     )
     payload = json.loads(result.stdout)
     win_back = next(p for p in payload["playbooks"] if p["playbook"] == "win-back")
@@ -107,15 +127,15 @@ def test_explain_json_names_the_failing_condition_and_value():
     assert any("days_since_last_order" in why for why in win_back["why"])
 
 
-def test_explain_unknown_customer_is_a_usage_error():
-    result = runner.invoke(app, ["explain", "c-00O1", "--at", AT, "--project", str(ROOT)])
+def test_explain_unknown_customer_is_a_usage_error(project):
+    result = runner.invoke(app, ["explain", "c-00O1", "--at", AT, "--project", str(project)])
     assert result.exit_code == 2
     assert "no customer 'c-00O1'" in result.stderr
 
 
 @pytest.mark.parametrize("moment", ["yesterday", "2026-11-23T15:00:00"])
-def test_a_bad_moment_is_a_usage_error(moment):
-    result = runner.invoke(app, ["plan", "--at", moment, "--project", str(ROOT)])
+def test_a_bad_moment_is_a_usage_error(moment, project):
+    result = runner.invoke(app, ["plan", "--at", moment, "--project", str(project)])
     assert result.exit_code == 2
     assert "--at" in result.stderr
 

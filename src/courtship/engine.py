@@ -38,6 +38,7 @@ from courtship.state import StateStore
 from courtship.templates import environment, load_template, variants
 from courtship.validate import declare_set_facts, parse_duration
 
+INSTAGRAM_WINDOW_HOURS = 24
 CHANNEL_ADDRESS = {"email": "email", "sms": "phone", "instagram": "instagram_id"}
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -74,6 +75,11 @@ class Decision:
     recipient_id: str = ""
     subject: str = ""
     text: str = ""
+    channels: list[str] = field(default_factory=list)  # the consented channels, in order
+    addresses: dict[str, str] = field(default_factory=dict)
+    hours_since_last_inbound: float | None = None
+    unsubscribe_url: str | None = None
+    max_segments: int | None = None
     offer: dict[str, Any] | None = None
     key: str = ""
 
@@ -242,9 +248,42 @@ class Engine:
                 "pending" if d.status == "send" else "deferred",
                 d.subject,
                 d.text,
+                json.dumps(d.channels),
+                json.dumps(d.addresses),
+                d.hours_since_last_inbound,
+                d.unsubscribe_url,
+                d.max_segments,
+                0,
+                None,
+                None,
             )
             for d in plan.decisions
             if d.status != "blocked"
+        ]
+        changes["sends"] += [
+            (
+                note["key"],
+                note["customer"],
+                note["playbook"],
+                "team",
+                "transactional",
+                "direct",
+                None,
+                _iso(plan.now),
+                _iso(plan.now),
+                "pending",
+                note["subject"],
+                note["text"],
+                json.dumps(["team"]),
+                json.dumps({"team": note["team"]}),
+                None,
+                None,
+                None,
+                0,
+                None,
+                None,
+            )
+            for note in plan.notifications
         ]
         state.record(plan.now, changes)
 
@@ -554,6 +593,7 @@ class Engine:
             "email",
             "phone",
             "instagram_id",
+            "hours_since_last_inbound",
             "consent_email",
             "consent_sms",
             "consent_instagram",
@@ -600,18 +640,38 @@ class Engine:
             # 1. consent, channel by channel: preferred first, then the fallbacks in order.
             wanted = [step["channel"], *step.get("fallback", [])]
             channels = [person["preferred_channel"] if c == PREFERRED else c for c in wanted]
-            usable = [
-                c
-                for c in channels
-                if c and person.get(f"consent_{c}") and person.get(CHANNEL_ADDRESS.get(c, ""), "x")
-            ]
+            usable = list(
+                dict.fromkeys(
+                    c
+                    for c in channels
+                    if c
+                    and person.get(f"consent_{c}")
+                    and person.get(CHANNEL_ADDRESS.get(c, ""), "x")
+                )
+            )
             if not usable:
                 decision.status = "blocked"
                 decision.reason = REASONS["no-consent"].format(
                     channels=", ".join(c for c in channels if c) or "none"
                 )
                 continue
+            # Instagram answers only within 24 hours of the customer's last message to us.
+            hours = person.get("hours_since_last_inbound")
+            if "instagram" in usable and (hours is None or hours > INSTAGRAM_WINDOW_HOURS):
+                usable.remove("instagram")
+                decision.reason = "instagram: outside the 24-hour messaging window"
+                if not usable:
+                    decision.status = "blocked"
+                    decision.reason += ", and no other consented channel"
+                    continue
+                decision.reason += f"; fell back to {usable[0]}"
             decision.channel = usable[0]
+            decision.channels = usable
+            decision.addresses = {
+                c: str(person.get(CHANNEL_ADDRESS[c])) for c in usable if c in CHANNEL_ADDRESS
+            }
+            decision.hours_since_last_inbound = person.get("hours_since_last_inbound")
+            decision.max_segments = step.get("max_segments")
             # 2. personalization
             if not (person.get("first_name") or "").strip():
                 decision.status, decision.reason = "blocked", REASONS["no-name"]
@@ -696,6 +756,37 @@ class Engine:
                         f"{decision.channel} per moment"
                     )
 
+    def _render_note(self, note: dict[str, Any], person: dict[str, Any], now: dt.datetime) -> None:
+        """A team notification: its template (``NAME.md``) or a one-line summary."""
+        pb = self.playbooks[note["playbook"]]
+        note["key"] = hashlib.sha256(
+            f"team|{note['team']}|{pb.id}|{note['customer']}|{_iso(now)}".encode()
+        ).hexdigest()[:24]
+        note["subject"] = f"[{note['urgency']}] {pb.title}: {note['customer']}"
+        note["text"] = _note_text(note, person)
+        files = variants(_templates_folder(pb), note["template"]) if note["template"] else {}
+        file = files.get("") or next(iter(files.values()), None)
+        if file is None:
+            return
+        context = {k: v for k, v in person.items() if not k.startswith("_")}
+        context.update(
+            offer=dict.fromkeys(OFFER_FIELDS),
+            friend={"first_name": None},
+            brand=self.project.brand,
+            playbook={"id": pb.id, "title": pb.title},
+            now=now,
+            unsubscribe_url=None,
+        )
+        try:
+            note["text"] = (
+                environment()
+                .from_string(load_template(file, str(file)).body)
+                .render(context)
+                .strip()
+            )
+        except Exception as error:
+            note["text"] += f" (template {file.name} failed: {error})"
+
     @staticmethod
     def _sends_last_week(state: StateStore, now: dt.datetime) -> dict[str, int]:
         sends = state.sends().filter(
@@ -707,13 +798,16 @@ class Engine:
     # ── rendering ─────────────────────────────────────────────────────────
     def _render(self, plan: Plan, facts: pl.DataFrame) -> None:
         todo = [d for d in plan.decisions if d.status != "blocked"]
-        if not todo:
-            return
         wanted = {d.recipient_id for d in todo} | {d.customer_id for d in todo}
+        wanted |= {note["customer"] for note in plan.notifications}
+        if not wanted:
+            return
         people = {
             r["customer_id"]: r
             for r in facts.filter(pl.col("customer_id").is_in(list(wanted))).iter_rows(named=True)
         }
+        for note in plan.notifications:
+            self._render_note(note, people.get(note["customer"], {}), plan.now)
         for decision in todo:
             pb = self.playbooks[decision.playbook]
             folder = pb.document.path and _templates_folder(pb)
@@ -728,13 +822,17 @@ class Engine:
                 decision.customer_id if decision.to == "friend" else decision.recipient_id
             )
             context = {k: v for k, v in person.items() if not k.startswith("_")}
+            base_url = self.project.brand.get("url") or ""
+            decision.unsubscribe_url = (
+                f"{base_url}/unsubscribe?c={decision.recipient_id}" if base_url else None
+            )
             context.update(
                 offer=_offer(decision, plan.now),
                 friend={"first_name": (other or {}).get("first_name")},
                 brand=self.project.brand,
                 playbook={"id": pb.id, "title": pb.title},
                 now=plan.now,
-                unsubscribe_url=f"{self.project.brand.get('url', '')}/unsubscribe",
+                unsubscribe_url=decision.unsubscribe_url,
             )
             try:
                 env = environment()
@@ -744,6 +842,14 @@ class Engine:
             except Exception as error:
                 decision.status = "blocked"
                 decision.reason = f"template {file.name} failed to render: {error}"
+
+
+def _note_text(note: dict[str, Any], person: dict[str, Any]) -> str:
+    name = " ".join(filter(None, [person.get("first_name"), person.get("last_name")]))
+    return (
+        f"{note['playbook']} asks {note['team']} to look after {name or 'a customer'} "
+        f"({note['customer']}), urgency {note['urgency']}."
+    )
 
 
 def _anniversary(day: pl.Expr, year: pl.Expr, at: dt.time) -> pl.Expr:

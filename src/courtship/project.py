@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from courtship.findings import Finding
 from courtship.schema import PROJECT_SCHEMA_FILE, schema_findings
 from courtship.validate import display_path, parse_duration
-from courtship.yamlload import load_file
+from courtship.yamlload import Document, load_file
 
 PROJECT_FILE = "courtship.yaml"
 DEFAULT_BRAND = {"name": "our shop", "url": "", "signature": "The team"}
@@ -39,6 +40,12 @@ class Project:
     per_customer_per_week: int | None = None
     per_channel: dict[str, int] = field(default_factory=dict)
     brand: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_BRAND))
+    channels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outbox: Path | None = None
+    max_attempts: int = 6
+    backoff: dt.timedelta = dt.timedelta(minutes=1)
+    max_backoff: dt.timedelta = dt.timedelta(hours=6)
 
 
 def load_project(root: Path | None = None) -> Project:
@@ -51,6 +58,8 @@ def load_project(root: Path | None = None) -> Project:
     findings = [*doc.findings]
     if doc.data is not None:
         findings.extend(schema_findings(doc, PROJECT_SCHEMA_FILE))
+    if isinstance(doc.data, dict):
+        findings.extend(_secrets_in_file(doc))
     if findings:
         raise ProjectError(findings)
     data: dict[str, Any] = doc.data or {}
@@ -61,6 +70,7 @@ def load_project(root: Path | None = None) -> Project:
 
     quiet = data.get("quiet_hours", {"start": "21:00", "end": "08:00"})
     caps = data.get("caps", {})
+    delivery = data.get("delivery", {})
     return Project(
         root=root,
         playbooks=path("playbooks", "playbooks") or root / "playbooks",
@@ -75,4 +85,35 @@ def load_project(root: Path | None = None) -> Project:
         per_customer_per_week=caps.get("per_customer_per_week"),
         per_channel=dict(caps.get("per_channel", {})),
         brand=DEFAULT_BRAND | dict(data.get("brand", {})),
+        channels={name: dict(value) for name, value in data.get("channels", {}).items()},
+        sources={role: dict(value) for role, value in data.get("sources", {}).items()},
+        outbox=root / delivery.get("outbox", ".courtship/outbox"),
+        max_attempts=delivery.get("max_attempts", 6),
+        backoff=parse_duration(delivery.get("backoff", "1m")),
+        max_backoff=parse_duration(delivery.get("max_backoff", "6h")),
     )
+
+
+_SECRET = re.compile(r"(password|passwd|token|secret|api_key|apikey|private_key)$", re.IGNORECASE)
+
+
+def _secrets_in_file(doc: Document) -> list[Finding]:
+    """Secrets come from the environment: a setting that looks like one is an error."""
+    out = []
+    for section in ("channels", "sources"):
+        for name, settings in (doc.data.get(section) or {}).items():
+            if not isinstance(settings, dict):
+                continue
+            for key in settings:
+                if _SECRET.search(str(key)):
+                    out.append(
+                        doc.finding(
+                            (section, name, key),
+                            f"schema[{section}]",
+                            f"'{key}' would put a secret in the project file",
+                            f"name an environment variable instead: {key}_env: "
+                            f"{name.upper()}_{str(key).upper()}",
+                            key=True,
+                        )
+                    )
+    return out

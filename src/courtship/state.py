@@ -31,7 +31,13 @@ CREATE TABLE IF NOT EXISTS enrollments (
     status TEXT, context TEXT, PRIMARY KEY (playbook, customer_id, started_at));
 CREATE TABLE IF NOT EXISTS sends (
     key TEXT PRIMARY KEY, customer_id TEXT, playbook TEXT, channel TEXT, category TEXT,
-    tone TEXT, dedup_key TEXT, at TEXT, due_at TEXT, status TEXT, subject TEXT, text TEXT);
+    tone TEXT, dedup_key TEXT, at TEXT, due_at TEXT, status TEXT, subject TEXT, text TEXT,
+    channels TEXT, addresses TEXT, hours_since_last_inbound REAL, unsubscribe_url TEXT,
+    max_segments INTEGER, attempts INTEGER DEFAULT 0, provider_id TEXT, error TEXT);
+CREATE INDEX IF NOT EXISTS sends_due ON sends (status, due_at);
+CREATE TABLE IF NOT EXISTS attempts (
+    key TEXT, attempt INTEGER, at TEXT, channel TEXT, status TEXT, reason TEXT,
+    PRIMARY KEY (key, attempt));
 CREATE INDEX IF NOT EXISTS sends_customer ON sends (customer_id, at);
 CREATE TABLE IF NOT EXISTS facts (
     customer_id TEXT, fact TEXT, value TEXT, type TEXT, at TEXT, PRIMARY KEY (customer_id, fact));
@@ -166,7 +172,8 @@ class StateStore:
                 changes.get("enrollments", []),
             )
             self.db.executemany(
-                "INSERT OR IGNORE INTO sends VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO sends VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 changes.get("sends", []),
             )
             self.db.executemany(
@@ -178,5 +185,14 @@ class StateStore:
             )
 
     def count(self, table: str) -> int:
-        assert table in {"runs", "fired", "becomes", "enrollments", "sends", "facts", "tags"}
+        assert table in {
+            "runs",
+            "fired",
+            "becomes",
+            "enrollments",
+            "sends",
+            "facts",
+            "tags",
+            "attempts",
+        }
         return int(self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])

@@ -1,0 +1,149 @@
+"""``courtship run --at T``: decide, record and deliver, exactly once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from courtship.cli.common import fail, parse_moment
+from courtship.findings import ExitCode
+
+if TYPE_CHECKING:
+    from courtship.channels import Channel
+    from courtship.project import Project
+
+#: Team notifications go to the outbox unless a ``team`` channel is configured.
+DEFAULT_CHANNELS = ("email", "sms", "instagram", "team")
+
+
+def build_channels(project: Project) -> dict[str, Channel]:
+    """The channels of ``courtship.yaml`` (``channels:``), built by their plugins. Without that
+    section, every channel writes to the outbox folder."""
+    from courtship.channels import ChannelConfigError
+    from courtship.plugins import PluginError, Registry, get_plugin_manager
+    from courtship.schema import did_you_mean
+
+    try:
+        available = Registry(get_plugin_manager()).channels()
+    except PluginError as error:
+        raise fail(str(error), ExitCode.USAGE) from None
+    configured: dict[str, dict[str, Any]] = dict(project.channels)
+    for name in DEFAULT_CHANNELS:
+        if not project.channels or name == "team":
+            configured.setdefault(name, {"via": "outbox"})
+    channels: dict[str, Channel] = {}
+    for name, settings in configured.items():
+        via = settings.get("via", name)
+        spec = available.get(via)
+        if spec is None:
+            hint = did_you_mean(via, available) or f"installed: {', '.join(sorted(available))}"
+            raise fail(f"channels.{name}: no channel plugin '{via}'; {hint}", ExitCode.USAGE)
+        options = {k: v for k, v in settings.items() if k != "via"}
+        if via == "outbox":
+            folder = Path(options.get("folder", project.outbox or ".courtship/outbox"))
+            options["folder"] = str(folder if folder.is_absolute() else project.root / folder)
+        try:
+            channels[name] = spec.create(options)
+        except ChannelConfigError as error:
+            raise fail(f"channels.{name}: {error}", ExitCode.FINDINGS) from None
+    return channels
+
+
+@contextmanager
+def progress_bar(quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on a terminal; nothing in CI, in a pipe, or with -q."""
+    if quiet or not sys.stderr.isatty() or os.environ.get("CI"):
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("delivering", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance
+
+
+def command(
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="The moment, ISO 8601 with a zone (default: the clock)."),
+    ] = None,
+    project: Annotated[
+        Path | None,
+        typer.Option("--project", "-p", help="Folder of courtship.yaml (default: here)."),
+    ] = None,
+    output_format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Decide every message at moment AT, record it in the state store, and deliver what is due.
+    Running the same moment again sends nothing twice."""
+    from courtship.cli.common import load, open_state
+    from courtship.delivery import Dispatcher, RetryPolicy
+
+    if output_format not in ("text", "json"):
+        raise fail(f"unknown format '{output_format}'; choose text or json", ExitCode.USAGE)
+    moment = parse_moment(at) if at else dt.datetime.now(dt.UTC)
+    loaded = load(project, quiet=quiet)
+    channels = build_channels(loaded.project)
+    state = open_state(loaded.project, dry_run=False)
+    try:
+        plan = loaded.engine.plan(loaded.base, moment, state)
+        loaded.engine.record(plan, state)
+        policy = RetryPolicy(
+            max_attempts=loaded.project.max_attempts,
+            backoff=loaded.project.backoff,
+            max_backoff=loaded.project.max_backoff,
+        )
+        with progress_bar(quiet) as advance:
+            report = Dispatcher(state, channels, policy).dispatch(moment, advance)
+        waiting = state.db.execute(
+            "SELECT count(*) FROM sends WHERE status IN ('deferred', 'retry')"
+        ).fetchone()[0]
+    finally:
+        for channel in channels.values():
+            close = getattr(channel, "close", None)
+            if callable(close):
+                close()
+        state.close()
+    summary = report.as_dict() | {
+        "at": moment.isoformat(),
+        "decided": len(plan.sends) + len(plan.deferred) + len(plan.notifications),
+        "blocked": len(plan.blocked),
+        "waiting": waiting,
+    }
+    if output_format == "json":
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        typer.echo(render(summary))
+    raise typer.Exit(ExitCode.FINDINGS if report.failed else ExitCode.CLEAN)
+
+
+def render(summary: Mapping[str, Any]) -> str:
+    def count(name: str) -> str:
+        items = summary[name]
+        return f"{sum(items.values())}" + (
+            f" ({', '.join(f'{k} {v}' for k, v in sorted(items.items()))})" if items else ""
+        )
+
+    lines = [
+        f"Run at {summary['at']}: {summary['decided']} message(s) decided, "
+        f"{summary['blocked']} held back (see `courtship plan`)",
+        f"  delivered: {count('delivered')}",
+        f"  retrying:  {count('retrying')}",
+        f"  fell back: {count('fell_back')}",
+        f"  failed:    {count('failed')}",
+        f"  waiting (quiet hours, retries): {summary['waiting']}",
+    ]
+    lines += [f"    {f['customer']} {f['key']}: {f['reason']}" for f in summary["failures"]]
+    return "\n".join(lines)
