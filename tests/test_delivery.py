@@ -1,0 +1,293 @@
+"""`courtship run` end to end, against real peers on 127.0.0.1: an SMTP server (aiosmtpd) and an
+HTTP server speaking Twilio's Messages API. What the peers received is counted by idempotency
+key: nothing lost, nothing doubled — also across provider failures and a SIGKILL mid-run."""
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+from email import message_from_bytes, policy
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import pytest
+from aiosmtpd.controller import Controller
+from typer.testing import CliRunner
+
+from courtship.cli import app
+from courtship.testing import HTTPPeer, PeerResponse
+
+ACCOUNT_SID = "AC" + "0" * 32
+AT = "2026-11-23T15:00:00Z"
+HEADER = (
+    "customer_id,first_name,last_name,email,phone,instagram_id,timezone,language,city,persona,"
+    "birthday,signup_date,stage,tags,preferred_channel,cadence_days,tone,consent_email,"
+    "consent_sms,consent_instagram"
+)
+WELCOME = """\
+id: welcome
+title: Welcome
+stage: new
+category: transactional
+trigger: {event: signup}
+respond:
+  - send: {channel: preferred, fallback: [email], template: hello}
+"""
+runner = CliRunner()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class SMTPPeer:
+    """Counts the messages it accepted, by X-Courtship-Key; can be told to fail or to kill."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.answer: str | None = None
+        self.kill_at: tuple[int, int] | None = None  # (nth message, pid): SIGKILL, no answer
+        self.seen = 0
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.answer:
+            return self.answer
+        email = message_from_bytes(envelope.content, policy=policy.default)
+        with self.lock:
+            self.seen += 1
+            if self.kill_at and self.seen == self.kill_at[0]:
+                os.kill(self.kill_at[1], signal.SIGKILL)
+                return "421 going away"  # never accepted: the client is dead anyway
+            self.keys.append(email["X-Courtship-Key"])
+        return "250 accepted"
+
+
+class TwilioPeer:
+    """Answers as Twilio's Messages API does; counts accepted messages by body marker."""
+
+    def __init__(self) -> None:
+        self.accepted: list[str] = []
+        self.mode = "ok"
+        self.kill_at: tuple[int, int] | None = None
+        self.seen = 0
+
+    def __call__(self, request):
+        assert request.path == f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+        form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
+        self.seen += 1
+        if self.kill_at and self.seen == self.kill_at[0]:
+            os.kill(self.kill_at[1], signal.SIGKILL)
+            return PeerResponse(503, {"code": 20503, "message": "gone"})
+        if self.mode == "429":
+            return PeerResponse(
+                429, {"code": 20429, "message": "Too Many Requests"}, {"Retry-After": "120"}
+            )
+        if self.mode == "500":
+            return PeerResponse(500, {"code": 20500, "message": "Internal Server Error"})
+        if self.mode == "garbage":
+            return PeerResponse(200, "<html>not json</html>")
+        if self.mode == "slow":
+            return PeerResponse(201, {"sid": "SM1", "status": "queued"}, delay=0.6)
+        if self.mode == "invalid":
+            return PeerResponse(
+                400, {"code": 21211, "message": "The 'To' number is not a valid phone number."}
+            )
+        self.accepted.append(form["To"])
+        return PeerResponse(201, {"sid": f"SM{len(self.accepted):032d}", "status": "queued"})
+
+
+@pytest.fixture
+def smtp():
+    peer = SMTPPeer()
+    controller = Controller(peer, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield peer, controller.port
+    controller.stop()
+
+
+@pytest.fixture
+def twilio(monkeypatch):
+    monkeypatch.setenv("COURTSHIP_TEST_TWILIO_TOKEN", "twilio-secret-token")
+    peer = TwilioPeer()
+    with HTTPPeer(peer) as server:
+        yield peer, server.url
+
+
+def project(root: Path, smtp_port: int, twilio_url: str, customers: list[str]) -> Path:
+    (root / "playbooks" / "templates").mkdir(parents=True)
+    (root / "playbooks" / "welcome.yaml").write_text(WELCOME)
+    (root / "playbooks" / "templates" / "hello.md").write_text(
+        "---\nsubject: Welcome, {{ first_name }}\n---\nHi {{ first_name }}, welcome!\n"
+    )
+    rows, events = [HEADER], []
+    for cid, channel in customers:
+        number = f"+1555010{int(cid[1:]):04d}"
+        rows.append(
+            f"{cid},Ann{cid},Lee,{cid}@example.org,{number},,UTC,en,Leeds,p,1990-01-01,"
+            f"2026-11-23,new,,{channel},0,direct,true,true,false"
+        )
+        events.append(
+            json.dumps({"customer_id": cid, "type": "signup", "at": "2026-11-23T12:00:00Z"})
+        )
+    (root / "customers.csv").write_text("\n".join(rows) + "\n")
+    (root / "events.jsonl").write_text("\n".join(events) + "\n")
+    (root / "courtship.yaml").write_text(
+        f"""\
+playbooks: playbooks
+customers: customers.csv
+events: events.jsonl
+state: state.sqlite
+brand: {{name: Lotus, url: https://lotus.example.org}}
+channels:
+  email: {{host: 127.0.0.1, port: {smtp_port}, security: none, from: hello@lotus.example.org,
+          timeout: 2, local_hostname: courtship.test}}
+  sms: {{account_sid: {ACCOUNT_SID}, auth_token_env: COURTSHIP_TEST_TWILIO_TOKEN,
+        from: "+15550100000", base_url: "{twilio_url}", timeout: 0.3}}
+delivery: {{backoff: 1m, max_attempts: 3}}
+"""
+    )
+    return root
+
+
+def run(root: Path, at: str = AT):
+    result = runner.invoke(app, ["run", "--at", at, "--project", str(root), "-q", "-f", "json"])
+    assert result.exit_code in (0, 1), result.output
+    return result.exit_code, json.loads(result.stdout)
+
+
+def statuses(root: Path) -> dict[str, str]:
+    with sqlite3.connect(root / "state.sqlite") as db:
+        return dict(db.execute("SELECT key, status FROM sends"))
+
+
+def people(n: int, channel: str = "email") -> list[tuple[str, str]]:
+    return [(f"c{i:03d}", channel) for i in range(1, n + 1)]
+
+
+def test_run_delivers_each_message_once_and_a_rerun_sends_nothing(tmp_path, smtp, twilio):
+    root = project(tmp_path, smtp[1], twilio[1], [*people(3), ("c004", "sms"), ("c005", "sms")])
+    code, summary = run(root)
+    assert code == 0
+    assert summary["delivered"] == {"email": 3, "sms": 2}
+    delivered = {k for k, status in statuses(root).items() if status == "delivered"}
+    assert set(smtp[0].keys) <= delivered
+    assert len(set(smtp[0].keys)) == len(smtp[0].keys) == 3
+    assert sorted(twilio[0].accepted) == ["+15550100004", "+15550100005"]
+    assert run(root)[1]["delivered"] == {}
+    assert run(root, "2026-11-23T16:00:00Z")[1]["delivered"] == {}
+    assert len(smtp[0].keys) == 3 and len(twilio[0].accepted) == 2
+
+
+@pytest.mark.parametrize("mode", ["429", "500", "garbage", "slow"])
+def test_transient_provider_failures_are_retried_later_exactly_once(tmp_path, smtp, twilio, mode):
+    peer, url = twilio
+    root = project(tmp_path, smtp[1], url, [("c001", "sms")])
+    peer.mode = mode
+    _, first = run(root)
+    assert first["retrying"] == {"sms": 1} and peer.accepted == []
+    peer.mode = "ok"
+    # one minute later: the backoff (about 1 minute) or Retry-After (120 s) may not be over
+    _, soon = run(root, "2026-11-23T15:01:30Z")
+    if mode == "429":
+        assert soon["delivered"] == {}  # Retry-After: 120 is honoured
+    _, _later = run(root, "2026-11-23T15:10:00Z")
+    assert len(peer.accepted) == 1
+    assert set(statuses(root).values()) == {"delivered"}
+
+
+def test_smtp_server_down_then_up(tmp_path, twilio):
+    port = free_port()
+    root = project(tmp_path, port, twilio[1], people(2))
+    _, first = run(root)
+    assert first["retrying"] == {"email": 2}
+    peer = SMTPPeer()
+    controller = Controller(peer, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        _, later = run(root, "2026-11-23T15:10:00Z")
+    finally:
+        controller.stop()
+    assert later["delivered"] == {"email": 2}
+    assert len(peer.keys) == 2
+
+
+def test_a_permanent_failure_falls_back_to_the_next_consented_channel(tmp_path, smtp, twilio):
+    peer, url = twilio
+    peer.mode = "invalid"
+    root = project(tmp_path, smtp[1], url, [("c001", "sms")])
+    code, summary = run(root)
+    assert code == 0
+    assert summary["fell_back"] == {"sms": 1} and summary["delivered"] == {"email": 1}
+    assert len(smtp[0].keys) == 1
+
+
+def test_a_permanent_failure_without_fallback_is_recorded_with_the_reason(tmp_path, smtp, twilio):
+    smtp[0].answer = "550 5.1.1 mailbox unavailable"
+    root = project(tmp_path, smtp[1], twilio[1], people(1))
+    code, summary = run(root)
+    assert code == 1
+    [failure] = summary["failures"]
+    assert "550" in failure["reason"]
+    with sqlite3.connect(root / "state.sqlite") as db:
+        [(status, error)] = db.execute("SELECT status, error FROM sends WHERE channel = 'email'")
+    assert status == "failed" and "mailbox unavailable" in error
+
+
+def test_retries_stop_after_max_attempts(tmp_path, smtp, twilio):
+    peer, url = twilio
+    peer.mode = "500"
+    root = project(tmp_path, smtp[1], url, [("c001", "sms")])
+    for minute in ("15:00", "15:30", "16:30"):
+        run(root, f"2026-11-23T{minute}:00Z")
+    # three attempts on sms (max_attempts: 3), then the email fallback
+    assert peer.seen == 3
+    assert len(smtp[0].keys) == 1
+
+
+def spawn(root: Path) -> subprocess.Popen:
+    courtship = Path(sys.executable).parent / "courtship"
+    return subprocess.Popen(
+        [str(courtship), "run", "--at", AT, "--project", str(root), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+    )
+
+
+@pytest.mark.parametrize("victim", ["smtp", "twilio"])
+def test_a_run_killed_midway_loses_nothing_and_doubles_nothing(tmp_path, smtp, twilio, victim):
+    customers = people(12) + [(f"c{i:03d}", "sms") for i in range(13, 25)]
+    root = project(tmp_path, smtp[1], twilio[1], customers)
+    process = spawn(root)
+    peer = smtp[0] if victim == "smtp" else twilio[0]
+    peer.kill_at = (5, process.pid)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    received_before = len(smtp[0].keys) + len(twilio[0].accepted)
+    assert received_before < 24  # killed midway
+    peer.kill_at = None
+    rerun = spawn(root)
+    _out, err = rerun.communicate(timeout=60)
+    assert rerun.returncode == 0, err.decode()
+    assert len(smtp[0].keys) == len(set(smtp[0].keys)) == 12
+    assert sorted(twilio[0].accepted) == sorted(f"+1555010{i:04d}" for i in range(13, 25))
+    assert set(statuses(root).values()) == {"delivered"}
+
+
+def test_secrets_in_the_project_file_are_refused(tmp_path, smtp, twilio):
+    root = project(tmp_path, smtp[1], twilio[1], people(1))
+    text = (root / "courtship.yaml").read_text()
+    (root / "courtship.yaml").write_text(
+        text.replace("timeout: 2,", "timeout: 2, password: hunter2,")
+    )
+    result = runner.invoke(app, ["run", "--at", AT, "--project", str(root)])
+    assert result.exit_code == 1
+    assert "'password' would put a secret in the project file" in result.stderr
+    assert "hunter2" not in result.output
