@@ -178,6 +178,16 @@ class Engine:
                     for name, spec in self.catalogue.facts.items()
                     if name not in frame.columns
                 ]
+                # Facts plugins declare arrive as columns of the customer data, as text.
+                missing += [
+                    pl.col(name).cast(FACT_DTYPES[spec.type], strict=False)
+                    for name, spec in self.catalogue.facts.items()
+                    if spec.source not in ("core",)
+                    and not spec.source.startswith("playbook ")
+                    and spec.type != "list"
+                    and name in frame.columns
+                    and frame.schema[name] != FACT_DTYPES[spec.type]
+                ]
                 computed[moment] = frame.with_columns(
                     *missing,
                     pl.col("local_date").dt.combine(pl.col("local_time")).alias("_local_now"),

@@ -85,3 +85,8 @@ RULES: dict[str, str] = {
     "template-unknown-variable": "a template that reads something that is no fact",
     "template-impersonal": "a customer message that never uses their name",
 }
+
+#: Rules of ``courtship lint`` beyond validation, across the whole library.
+LINT_RULES: dict[str, str] = {
+    "stage-uncovered": "a stage of the customer journey that no playbook serves",
+}

@@ -14,6 +14,7 @@ Two environment variables steer loading (names are entry-point names, such as
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -167,6 +168,13 @@ def _block_filtered(pm: pluggy.PluginManager) -> None:
         for name in sorted(names):
             if not any(_matches(entry_point, {name}) for entry_point in entry_points):
                 log.warning("%s names '%s', but no such plugin is installed", variable, name)
+
+
+@functools.cache
+def installed() -> Registry:
+    """What the installed plugins register, loaded once per process (``cache_clear()`` to
+    reload, as tests that change ``COURTSHIP_*_PLUGINS`` do)."""
+    return Registry(get_plugin_manager())
 
 
 def add_plugin_commands(app: Any, pm: pluggy.PluginManager | None = None) -> None:

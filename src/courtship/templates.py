@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jinja2 import TemplateSyntaxError, meta, nodes
+from jinja2 import TemplateAssertionError, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from courtship.catalogue import TONES
@@ -34,11 +34,20 @@ def environment() -> SandboxedEnvironment:
     unknown names; a known field without a value (``offer.gift`` of a discount) renders empty."""
     from jinja2 import StrictUndefined
 
-    return SandboxedEnvironment(
+    from courtship.plugins import PluginError, installed
+
+    env = SandboxedEnvironment(
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         finalize=lambda value: "" if value is None else value,
     )
+    try:
+        filters = installed().template_filters()
+    except PluginError:
+        filters = {}  # the command that loads plugins reports the error itself
+    for name, spec in filters.items():
+        env.filters[name] = spec.function
+    return env
 
 
 @dataclass
@@ -170,7 +179,18 @@ def load_template(path: Path, display: str) -> TemplateFile:
                 "simplify the expression: brackets nested hundreds deep are a mistake",
             )
             continue
-        for variable, line in _used_names(ast).items():
+        try:
+            used = _used_names(ast)
+        except TemplateAssertionError as error:  # an unknown filter or test
+            _finding(
+                tpl,
+                first_line + (error.lineno or 1) - 1,
+                "template-syntax",
+                f"{name}: {(error.message or '').rstrip('.')}",
+                "use a Jinja filter, or one a plugin adds (see `courtship plugins`)",
+            )
+            continue
+        for variable, line in used.items():
             tpl.variables.setdefault(variable, first_line + line - 1)
     return tpl
 

@@ -271,7 +271,19 @@ class _Checker:
             else:
                 from jinja2 import meta
 
-                for name in sorted(meta.find_undeclared_variables(ast)):
+                try:
+                    undeclared = meta.find_undeclared_variables(ast)
+                except TemplateSyntaxError as error:  # an unknown filter
+                    undeclared = set()
+                    out.append(
+                        doc.finding(
+                            ("dedup_key",),
+                            "template-syntax",
+                            f"dedup_key: {error.message}",
+                            "use a Jinja filter, or one a plugin adds",
+                        )
+                    )
+                for name in sorted(undeclared):
                     out.extend(self._variable(doc, ("dedup_key",), name))
         return out
 

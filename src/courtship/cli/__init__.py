@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from courtship import __version__
-from courtship.cli import explain, graph, plan, plugins, run, schema, validate
+from courtship.cli import explain, graph, lint, plan, plugins, run, schema, validate
 from courtship.findings import ExitCode
 
 app = typer.Typer(
@@ -39,6 +39,7 @@ def root(
 
 
 app.command("validate")(validate.command)
+app.command("lint")(lint.command)
 app.command("graph")(graph.command)
 app.command("schema")(schema.command)
 app.command("plan")(plan.command)
@@ -50,6 +51,13 @@ app.command("plugins")(plugins.command)
 def main() -> None:
     """Entry point of the console script: domain errors end in a message, never a traceback."""
     try:
+        from courtship.plugins import PluginError, add_plugin_commands
+
+        try:
+            add_plugin_commands(app)
+        except PluginError as error:
+            typer.secho(f"courtship: {error}", fg="red", err=True)
+            sys.exit(ExitCode.USAGE)
         app()
     except Exception as error:
         if os.environ.get("COURTSHIP_DEBUG"):

@@ -69,7 +69,13 @@ def load(root: Path | None, *, quiet: bool = False) -> Loaded:
     files, missing = discover([project.playbooks])
     if missing or not files:
         raise fail(f"no playbooks in {project.playbooks}", ExitCode.USAGE)
-    report = validate_files(files)
+    from courtship.plugins import PluginError, installed
+
+    try:
+        catalogue = installed().catalogue()
+    except PluginError as error:
+        raise fail(str(error), ExitCode.USAGE) from None
+    report = validate_files(files, catalogue)
     broken = sorted({f.path for f in report.errors})
     if broken and not quiet:
         for finding in report.errors:
@@ -97,7 +103,7 @@ def load(root: Path | None, *, quiet: bool = False) -> Loaded:
         raise fail(str(error)) from None
     except FileNotFoundError as error:
         raise fail(f"no such file: {error.filename}", ExitCode.USAGE) from None
-    engine = Engine(report.valid_playbooks, project)
+    engine = Engine(report.valid_playbooks, project, catalogue)
     return Loaded(project, report, engine, CustomerBase(customers, events))
 
 

@@ -32,7 +32,14 @@ def run_validation(paths: list[Path]) -> Report:
             err=True,
         )
         raise typer.Exit(ExitCode.USAGE)
-    return validate_files(files)
+    from courtship.plugins import PluginError, installed
+
+    try:
+        catalogue = installed().catalogue()
+    except PluginError as error:
+        typer.secho(f"courtship: {error}", fg="red", err=True)
+        raise typer.Exit(ExitCode.USAGE) from None
+    return validate_files(files, catalogue)
 
 
 def command(
