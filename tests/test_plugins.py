@@ -477,10 +477,12 @@ def test_retry_after_takes_seconds_or_a_date():
 
 # -- isolation: core never imports a plugin; plugins import only the public API ------------------
 
-PUBLIC_API = {"courtship", "courtship.channels", "courtship.catalogue"}
+PUBLIC_API = {"courtship", "courtship.channels", "courtship.catalogue", "courtship.sources"}
 PLUGIN_DEPENDENCIES = {
     "courtship_twilio": {"httpx"},
     "courtship_instagram": {"httpx"},
+    "courtship_files": {"polars"},
+    "courtship_sql": {"polars", "sqlalchemy"},
 }
 
 

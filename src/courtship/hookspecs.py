@@ -13,7 +13,7 @@ has one page per hook with its exact signature and an example.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pluggy import HookimplMarker, HookspecMarker
@@ -25,14 +25,16 @@ if TYPE_CHECKING:
     from courtship.channels import ChannelFactory
     from courtship.findings import Finding
     from courtship.playbook import Playbook
+    from courtship.sources import SourceFactory
 
 hookspec = HookspecMarker("courtship")
 hookimpl = HookimplMarker("courtship")
 
 #: ``register(name, factory)``: ``factory(settings)`` builds the channel (courtship.channels).
 RegisterChannel = Callable[[str, "ChannelFactory"], None]
-#: ``register(name, factory)``: ``factory(settings)`` builds a source of customers and events.
-RegisterSource = Callable[[str, Callable[[Mapping[str, Any]], Any]], None]
+#: ``register(name, factory)``: ``factory(settings, role, root)`` builds a source of customers or
+#: events (courtship.sources).
+RegisterSource = Callable[[str, "SourceFactory"], None]
 #: ``register(spec)``: one fact, typed, for conditions and templates.
 RegisterFact = Callable[["FactSpec"], None]
 #: ``register(rule_id, check, description)``: ``check(playbooks)`` yields findings.
@@ -76,9 +78,11 @@ def register_sources(register: RegisterSource) -> None:
     Runs once per plugin manager, the first time core asks for the sources: when a run or a
     plan reads the ``customers:`` and ``events:`` configured in ``courtship.yaml``.
 
-    :param register: ``register(name, factory)``. ``name`` is the source kind the project file
-        names; ``factory(settings)`` returns the source object (see ``docs/data.md`` for the
-        rows it must yield).
+    :param register: ``register(name, factory)``. ``name`` is the source type the project file
+        names (``sources: {events: {type: sql, …}}``); ``factory(settings, role, root)`` returns
+        a :class:`courtship.sources.Source` for ``role`` (``customers`` or ``events``), reading
+        relative paths from the project ``root``, and raises
+        :class:`courtship.sources.SourceError` naming the setting for bad settings.
     :returns: nothing; register through ``register``.
     """
 

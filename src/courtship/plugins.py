@@ -21,13 +21,17 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from importlib import metadata
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from courtship import hookspecs
 from courtship.catalogue import Catalogue, FactSpec, builtin_catalogue
 from courtship.channels import Channel, ChannelFactory
+
+if TYPE_CHECKING:
+    from courtship.sources import Source, SourceFactory
 
 __all__ = [
     "DISABLE_ENV",
@@ -202,11 +206,17 @@ class ChannelSpec:
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """A source of customers and events a plugin registered: ``factory(settings)`` builds it."""
+    """A source type a plugin registered (``csv``, ``sql``): ``factory(settings, role, root)``
+    builds a :class:`courtship.sources.Source` of customers or events."""
 
     name: str
-    factory: Callable[[Mapping[str, Any]], Any]
+    factory: SourceFactory
     plugin: str
+
+    def create(self, settings: Mapping[str, Any], role: str, root: Path) -> Source:
+        """The source of ``role`` (``customers`` or ``events``), built from its settings
+        (``sources.<role>`` in ``courtship.yaml``); relative paths are read from ``root``."""
+        return self.factory(dict(settings or {}), role, Path(root))
 
 
 @dataclass(frozen=True)
@@ -249,7 +259,7 @@ def _make_channel(plugin: str, name: str, factory: ChannelFactory) -> ChannelSpe
     return ChannelSpec(_check_name("channel", name, _NAME), factory, plugin)
 
 
-def _make_source(plugin: str, name: str, factory: Callable[..., Any]) -> SourceSpec:
+def _make_source(plugin: str, name: str, factory: SourceFactory) -> SourceSpec:
     _check_callable("the source factory", factory)
     return SourceSpec(_check_name("source", name, _NAME), factory, plugin)
 
@@ -356,7 +366,7 @@ class Registry:
         return self._collect("register_channels", lambda spec: spec.name)
 
     def sources(self) -> dict[str, SourceSpec]:
-        """Source name → :class:`SourceSpec`."""
+        """Source type → :class:`SourceSpec` (name, factory, plugin)."""
         return self._collect("register_sources", lambda spec: spec.name)
 
     def facts(self) -> dict[str, FactSpec]:

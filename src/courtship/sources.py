@@ -7,11 +7,14 @@ names the file, the line and the field, so a marketer can fix the cell and run a
 from __future__ import annotations
 
 import csv
+import difflib
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
@@ -104,6 +107,50 @@ class SourceError(ValueError):
         return (type(self), (self.path, self.line, self.field, self.message, self.hint))
 
 
+@dataclass(frozen=True)
+class _Place:
+    """Where rows come from, to place a problem: a file (a row is a line) or a table or query.
+
+    ``line_of`` maps a row (0-based, as ``_row`` numbers them) to the line it starts on; without
+    it rows are results of a query, named by their position and customer id. ``header_line`` is
+    where a missing column is reported (1 for CSV; None for JSON Lines and tables). ``names``
+    maps our column names to the source's, so a renamed column is called by both names.
+    """
+
+    path: Path | str
+    line_of: Callable[[int], int] | None = None
+    header_line: int | None = None
+    names: Mapping[str, str] = field(default_factory=dict)
+
+    def name_of(self, name: str) -> str:
+        their = self.names.get(name)
+        return f"{their} ({name})" if their and their != name else name
+
+    def position(self, row: int) -> str:
+        return f"line {self.line_of(row)}" if self.line_of else f"row {row + 1}"
+
+    def error(self, raw: pl.DataFrame, row: int, name: str, message: str, hint: str) -> SourceError:
+        if self.line_of is not None:
+            return SourceError(self.path, self.line_of(row), self.name_of(name), message, hint)
+        where = f"row {row + 1}"
+        if name != "customer_id" and "customer_id" in raw.columns and "_row" in raw.columns:
+            ids = raw.filter(pl.col("_row") == row).get_column("customer_id")
+            if ids.len() and ids[0] is not None:
+                where += f", customer_id '{ids[0]}'"
+        return SourceError(self.path, None, self.name_of(name), f"{message} ({where})", hint)
+
+    def missing(self, name: str, message: str, hint: str) -> SourceError:
+        return SourceError(self.path, self.header_line, self.name_of(name), message, hint)
+
+
+def _csv_place(path: Path, names: Mapping[str, str] | None = None) -> _Place:
+    return _Place(path, lambda row: _csv_line_of_row(path, row), 1, dict(names or {}))
+
+
+def _jsonl_place(path: Path, names: Mapping[str, str] | None = None) -> _Place:
+    return _Place(path, lambda row: _jsonl_line_of_row(path, row), None, dict(names or {}))
+
+
 @dataclass
 class CustomerBase:
     """The whole customer base: one row per customer, and everything that happened to them."""
@@ -137,24 +184,23 @@ def read_customers_csv(path: Path) -> pl.DataFrame:
     true/false, yes/no and 1/0 in any case.
     """
     path = Path(path)
-    header = _csv_header(path)
-    try:
-        raw = pl.read_csv(path, infer_schema=False, raise_if_empty=False)
-    except pl.exceptions.PolarsError as error:
-        raise _csv_failure(path, error) from None
-    raw = raw.rename(lambda name: name.strip().lstrip("\ufeff"))
-    raw = raw.with_columns(_blank_to_null(pl.col(name)) for name in raw.columns)
+    return _customers_from_text(_csv_place(path), _read_csv_text(path))
+
+
+def _customers_from_text(place: _Place, raw: pl.DataFrame) -> pl.DataFrame:
+    """Check and type a frame of text columns (one row per customer; ``_row`` numbers them)."""
+    if "_row" not in raw.columns:
+        raw = raw.with_row_index("_row")
+    raw = raw.with_columns(_blank_to_null(pl.col(name)) for name in raw.columns if name != "_row")
     # A blank line reads as a row of nulls: it is not a customer.
-    raw = raw.with_row_index("_row").filter(pl.any_horizontal(pl.exclude("_row").is_not_null()))
+    raw = raw.filter(pl.any_horizontal(pl.exclude("_row").is_not_null()))
     for name in REQUIRED_CUSTOMER_COLUMNS:
-        if name not in header:
-            raise SourceError(
-                path, 1, name, "the required column is missing", f"add a `{name}` column"
-            )
+        if name not in raw.columns:
+            raise place.missing(name, "the required column is missing", f"add a `{name}` column")
     raw = raw.with_columns(
-        pl.lit(None, pl.String()).alias(name) for name in CUSTOMER_SCHEMA if name not in header
+        pl.lit(None, pl.String()).alias(name) for name in CUSTOMER_SCHEMA if name not in raw.columns
     )
-    _check_customers(path, raw)
+    _check_customers(place.path, raw, place)
     typed = raw.select(
         pl.col("customer_id"),
         *(_customer_column(name) for name in CUSTOMER_SCHEMA if name != "customer_id"),
@@ -181,15 +227,16 @@ def _customer_column(name: str) -> pl.Expr:
     return column
 
 
-def _check_customers(path: Path, raw: pl.DataFrame) -> None:
+def _check_customers(path: Path, raw: pl.DataFrame, place: _Place | None = None) -> None:
     """Find every kind of problem; report the one on the earliest line (then the leftmost)."""
+    place = place or _csv_place(path)
     id_ = pl.col("customer_id")
     problems: list[tuple[str, pl.Expr, str, str]] = [
         ("customer_id", id_.is_null(), "the cell is empty", "every customer needs an id"),
         (
             "customer_id",
             id_.is_not_null() & ~id_.is_first_distinct(),
-            "'{value}' appears twice (first on line {first})",
+            "'{value}' appears twice (first on {first})",
             "customer ids must be unique",
         ),
     ]
@@ -251,17 +298,11 @@ def _check_customers(path: Path, raw: pl.DataFrame) -> None:
     row, index = min(hits)
     field, _, message, hint = problems[index]
     value = raw.filter(pl.col("_row") == row).get_column(field).item()
-    first_line = None
+    first = None
     if field == "customer_id" and value is not None:
-        first = raw.filter(id_ == value).get_column("_row").min()
-        first_line = _csv_line_of_row(path, int(first)) if isinstance(first, int) else None
-    raise SourceError(
-        path,
-        _csv_line_of_row(path, row),
-        field,
-        message.format(value=value, first=first_line),
-        hint,
-    )
+        first_row = raw.filter(id_ == value).get_column("_row").min()
+        first = place.position(int(first_row)) if isinstance(first_row, int) else None
+    raise place.error(raw, row, field, message.format(value=value, first=first), hint)
 
 
 def is_time_zone(name: str) -> bool:
@@ -387,36 +428,48 @@ def _first_undecodable_line(path: Path) -> int:
 def read_events_jsonl(path: Path) -> pl.DataFrame:
     """Read an event file in JSON Lines: one object per line, blank lines allowed."""
     path = Path(path)
-    if not path.is_file():
-        raise SourceError(path, None, None, "no such file", "check the path")
-    if path.stat().st_size == 0:
-        return empty_events()
-    try:
-        raw = pl.read_ndjson(path, infer_schema_length=None)
-    except pl.exceptions.PolarsError:
-        raw = _read_jsonl_slowly(path)
+    raw = _read_jsonl_raw(path)
     if raw.width == 0:
         return empty_events()
     return _normalise_events(path, raw, lambda row: _jsonl_line_of_row(path, row))
 
 
+def _read_jsonl_raw(path: Path) -> pl.DataFrame:
+    """A JSON Lines file as a frame, one row per object (no columns when there is none)."""
+    if not path.is_file():
+        raise SourceError(path, None, None, "no such file", "check the path")
+    if path.stat().st_size == 0:
+        return pl.DataFrame()
+    try:
+        return pl.read_ndjson(path, infer_schema_length=None)
+    except pl.exceptions.PolarsError:
+        return _read_jsonl_slowly(path)
+
+
 def read_events_csv(path: Path) -> pl.DataFrame:
     """Read an event file in CSV: a header naming the fields, one event per line."""
     path = Path(path)
-    header = _csv_header(path)
+    return _events_from_csv_text(_csv_place(path), _read_csv_text(path))
+
+
+def _events_from_csv_text(place: _Place, raw: pl.DataFrame) -> pl.DataFrame:
+    raw = raw.filter(pl.any_horizontal(pl.exclude("_row").is_not_null()))
+    for name in REQUIRED_EVENT_FIELDS:
+        if name not in raw.columns:
+            raise place.missing(name, "the required column is missing", f"add a `{name}` column")
+    return _normalise_event_frame(place, raw)
+
+
+def _read_csv_text(path: Path) -> pl.DataFrame:
+    """A CSV file as text columns: names and cells trimmed, blank cells null, ``_row`` added."""
+    _csv_header(path)
     try:
         raw = pl.read_csv(path, infer_schema=False, raise_if_empty=False)
     except pl.exceptions.PolarsError as error:
         raise _csv_failure(path, error) from None
     raw = raw.rename(lambda name: name.strip().lstrip("\ufeff"))
     raw = raw.with_columns(_blank_to_null(pl.col(name)) for name in raw.columns)
-    raw = raw.with_row_index("_row").filter(pl.any_horizontal(pl.exclude("_row").is_not_null()))
-    for name in REQUIRED_EVENT_FIELDS:
-        if name not in header:
-            raise SourceError(
-                path, 1, name, "the required column is missing", f"add a `{name}` column"
-            )
-    return _normalise_events(path, raw, lambda row: _csv_line_of_row(path, row))
+    return raw.with_row_index("_row")
 
 
 def _read_jsonl_slowly(path: Path) -> pl.DataFrame:
@@ -486,6 +539,11 @@ def _jsonl_line_of_row(path: Path, row: int) -> int:
 
 def _normalise_events(path: Path, raw: pl.DataFrame, line_of: Callable[[int], int]) -> pl.DataFrame:
     """Type the standard fields, check them, and keep every other field as its own column."""
+    return _normalise_event_frame(_Place(path, line_of), raw)
+
+
+def _normalise_event_frame(place: _Place, raw: pl.DataFrame) -> pl.DataFrame:
+    """Type the standard fields, check them, and keep every other field as its own column."""
     if "_row" not in raw.columns:
         raw = raw.with_row_index("_row")
     raw = raw.with_columns(
@@ -497,13 +555,13 @@ def _normalise_events(path: Path, raw: pl.DataFrame, line_of: Callable[[int], in
         if hit.height:
             row, value = hit.row(0)
             text = value if isinstance(value, str) else json.dumps(value, default=str)
-            raise SourceError(path, line_of(row), field, message.format(value=text), hint)
+            raise place.error(raw, row, field, message.format(value=text), hint)
 
     for name in REQUIRED_EVENT_FIELDS:
         if name not in raw.columns:
-            raise SourceError(
-                path,
-                line_of(0),
+            raise place.error(
+                raw,
+                0,
                 name,
                 "the event has no such field",
                 "every event needs customer_id, type and at",
@@ -608,3 +666,399 @@ def parse_instant(text: pl.Expr) -> pl.Expr:
     return pl.coalesce(
         [normal.str.to_datetime(form, strict=False, time_zone="UTC") for form in DATETIME_FORMATS]
     ).cast(UTC_DATETIME)
+
+
+# ── sources: the public API of source plugins ────────────────────────────
+
+#: What a source reads: ``sources.customers`` and ``sources.events`` in ``courtship.yaml``.
+ROLES: tuple[str, ...] = ("customers", "events")
+#: The project file that holds the sources' settings (named in settings errors).
+SETTINGS_FILE = "courtship.yaml"
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Reads one kind of data: ``role`` is ``"customers"`` or ``"events"``.
+
+    ``read()`` returns a frame shaped exactly like the file readers' output: for customers the
+    whole customer base (``since`` is ignored), typed as :data:`CUSTOMER_SCHEMA`, in that order,
+    other columns after; for events those with ``at > since`` (all when ``since`` is None),
+    typed as :data:`EVENT_SCHEMA` (``at`` a UTC instant), other fields after. Bad data raises a
+    :class:`SourceError` that names where it is (a file and line, a table and column).
+    """
+
+    role: str
+
+    def read(self, since: datetime | None = None) -> pl.DataFrame: ...
+
+
+#: ``factory(settings, role, root)``: the settings of ``sources.<role>`` (a plain mapping, ``type``
+#: included), the role (``customers`` or ``events``) and the project's root folder, which relative
+#: paths are read from. Raises :class:`SourceError` naming the setting when the settings are wrong.
+SourceFactory = Callable[[Mapping[str, Any], str, Path], Source]
+
+
+class SourceSettings:
+    """The settings of one source, read with errors that name the setting.
+
+    ``SourceSettings(settings, "events", root, known={"path", "columns"})`` checks the role and
+    refuses a setting it does not know (``type`` is always allowed), with a did-you-mean. Every
+    error is a :class:`SourceError` placed at ``courtship.yaml``, field ``sources.<role>.<key>``.
+    """
+
+    def __init__(
+        self, settings: Mapping[str, Any], role: str, root: Path, *, known: Iterable[str]
+    ) -> None:
+        self.values = dict(settings or {})
+        self.role = role
+        self.root = Path(root)
+        self.file = self.root / SETTINGS_FILE
+        if role not in ROLES:
+            raise SourceError(
+                self.file,
+                None,
+                f"sources.{role}",
+                f"'{role}' is not something a source reads",
+                "name the source customers or events",
+            )
+        allowed = {"type", *known}
+        for key in self.values:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+                hint = (
+                    f"did you mean '{close[0]}'?"
+                    if close
+                    else "settings: " + ", ".join(sorted(allowed))
+                )
+                raise self.error(str(key), "this source has no such setting", hint)
+
+    def name(self, key: str) -> str:
+        """``sources.<role>.<key>``: how messages name the setting."""
+        return f"sources.{self.role}.{key}"
+
+    def error(self, key: str, message: str, hint: str = "") -> SourceError:
+        """A :class:`SourceError` about the setting ``key``."""
+        return SourceError(self.file, None, self.name(key), message, hint)
+
+    def has(self, key: str) -> bool:
+        return self.values.get(key) is not None
+
+    def text(self, key: str, default: str | None = None, *, required: bool = False) -> str | None:
+        """A non-empty text setting, ``default`` when absent; ``required`` refuses absence."""
+        value = self.values.get(key)
+        if value is None:
+            if required and default is None:
+                raise self.error(key, "the setting is missing", f"add {key}: to the source")
+            return default
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(key, f"{value!r} is not a non-empty text", f"write {key}: <text>")
+        return value.strip()
+
+    def path(self, key: str = "path") -> Path:
+        """A required file path, relative to the project root (an absolute one stays as is)."""
+        return self.root / str(self.text(key, required=True))
+
+    def choice(self, key: str, options: Iterable[str], default: str | None = None) -> str | None:
+        """A setting that must be one of ``options``."""
+        value = self.text(key, default)
+        options = tuple(options)
+        if value is not None and value not in options:
+            raise self.error(key, f"'{value}' is not one of {', '.join(options)}")
+        return value
+
+    def columns(self) -> dict[str, str]:
+        """The ``columns`` mapping, ``{our_name: their_name}`` (empty when absent)."""
+        value = self.values.get("columns")
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise self.error(
+                "columns",
+                "must map our column names to yours",
+                "write columns: {customer_id: client_id}",
+            )
+        mapping: dict[str, str] = {}
+        for ours, theirs in value.items():
+            if not isinstance(ours, str) or not isinstance(theirs, str) or not theirs.strip():
+                raise self.error(
+                    f"columns.{ours}",
+                    f"{theirs!r} is not a column name",
+                    "write our name: your column's name",
+                )
+            mapping[ours] = theirs.strip()
+        return mapping
+
+    def env(self, key: str) -> str:
+        """The value of the environment variable the setting ``key`` names (never logged)."""
+        variable = self.text(key, required=True)
+        assert variable is not None
+        value = os.environ.get(variable)
+        if not value:
+            raise self.error(
+                key,
+                f"the environment variable {variable} is not set",
+                f"export {variable}=… before running; secrets never go in {SETTINGS_FILE}",
+            )
+        return value
+
+
+def apply_column_mapping(
+    frame: pl.DataFrame,
+    mapping: Mapping[str, str],
+    *,
+    where: Path | str = "the data",
+    line: int | None = None,
+) -> pl.DataFrame:
+    """Rename the source's columns to ours: ``mapping`` is ``columns: {our_name: their_name}``.
+
+    Columns the mapping does not name are kept. One of their columns may feed several of ours.
+    A mapped column that is missing, or a column that is already called by a name the mapping
+    gives to another, raises :class:`SourceError` at ``where`` (and ``line``, for a header).
+    """
+    if not mapping:
+        return frame
+    present = [name for name in frame.columns if name != "_row"]
+    for ours, theirs in mapping.items():
+        if theirs not in frame.columns:
+            raise SourceError(
+                where,
+                line,
+                theirs,
+                f"no such column (columns.{ours} names it)",
+                "the columns are: " + ", ".join(present) if present else "there are no columns",
+            )
+    theirs_mapped = set(mapping.values())
+    for name in present:
+        if name in mapping and name not in theirs_mapped:
+            raise SourceError(
+                where,
+                line,
+                name,
+                f"the column is there, but columns.{name} names '{mapping[name]}' for it",
+                f"drop the columns.{name} setting, or rename or remove the column",
+            )
+    out: list[pl.Expr] = []
+    for name in frame.columns:
+        targets = [ours for ours, theirs in mapping.items() if theirs == name]
+        if not targets:
+            out.append(pl.col(name))
+        out.extend(pl.col(name).alias(ours) for ours in targets)
+    return frame.select(out)
+
+
+def filter_since(events: pl.DataFrame, since: datetime | None) -> pl.DataFrame:
+    """The events with ``at`` after ``since`` (all of them when ``since`` is None)."""
+    if since is None:
+        return events
+    return events.filter(pl.col("at") > pl.lit(utc_instant(since), UTC_DATETIME))
+
+
+def utc_instant(moment: datetime) -> datetime:
+    """``moment`` in UTC; a moment without a zone is refused (``ValueError``)."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"since must carry a time zone, not {moment.isoformat()}")
+    return moment.astimezone(UTC)
+
+
+def normalise_customers(
+    frame: pl.DataFrame,
+    *,
+    where: Path | str,
+    line_of: Callable[[int], int] | None = None,
+    columns: Mapping[str, str] | None = None,
+) -> pl.DataFrame:
+    """A customer frame of any column types (a query's result, JSON) → the contract's shape.
+
+    Values go through the customer file's own checks and types: ``columns`` is applied first;
+    dates may be dates or ``YYYY-MM-DD`` text, consents booleans, 0/1 or words, ``tags`` a list
+    or ``;``-separated text, ``cadence_days`` a whole number. Other columns are kept as text.
+    Problems name ``where`` and the line (``line_of(row)``, for a file) or the row of the result.
+    """
+    place = _Place(where, line_of, None, dict(columns or {}))
+    frame = apply_column_mapping(frame, columns or {}, where=where)
+    if "_row" not in frame.columns:
+        frame = frame.with_row_index("_row")
+    if frame.width == 1:  # nothing but _row: no customer at all
+        return pl.DataFrame(schema=CUSTOMER_SCHEMA)
+    return _customers_from_text(place, _as_text(place, frame))
+
+
+def normalise_events(
+    frame: pl.DataFrame,
+    *,
+    where: Path | str,
+    line_of: Callable[[int], int] | None = None,
+    columns: Mapping[str, str] | None = None,
+    since: datetime | None = None,
+    naive_as_utc: bool = False,
+) -> pl.DataFrame:
+    """An event frame of any column types → the contract's shape, only ``at > since``.
+
+    ``columns`` is applied first. ``at`` may be ISO 8601 text with a zone or a datetime with a
+    zone; with ``naive_as_utc`` (databases whose timestamps carry no zone) a datetime or text
+    without a zone is read as UTC. Problems name ``where`` and the line or row.
+    """
+    place = _Place(where, line_of, None, dict(columns or {}))
+    frame = apply_column_mapping(frame, columns or {}, where=where)
+    if "_row" not in frame.columns:
+        frame = frame.with_row_index("_row")
+    if frame.height == 0 and all(name in frame.columns for name in REQUIRED_EVENT_FIELDS):
+        extras = [name for name in frame.columns if name not in EVENT_SCHEMA and name != "_row"]
+        return pl.concat([empty_events(), frame.select(extras).clear()], how="horizontal")
+    for name in REQUIRED_EVENT_FIELDS:
+        if name not in frame.columns:
+            raise place.missing(
+                name, "no such column", "every event needs customer_id, type and at"
+            )
+    if naive_as_utc:
+        frame = _naive_at_as_utc(place, frame)
+    return filter_since(_normalise_event_frame(place, frame), since)
+
+
+def _naive_at_as_utc(place: _Place, frame: pl.DataFrame) -> pl.DataFrame:
+    dtype = frame.schema["at"]
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
+        return frame.with_columns(pl.col("at").dt.replace_time_zone("UTC"))
+    if dtype != pl.String():
+        return frame
+    text = _blank_to_null(pl.col("at"))
+    naive = pl.coalesce(
+        [
+            _normal_iso(text).str.to_datetime(form, strict=False, time_zone="UTC")
+            for form in NAIVE_DATETIME_FORMATS
+        ]
+    )
+    parsed = pl.coalesce([parse_instant(text), naive.cast(UTC_DATETIME)])
+    bad = frame.filter(text.is_not_null() & parsed.is_null()).select("_row", "at").head(1)
+    if bad.height:
+        row, value = bad.row(0)
+        raise place.error(
+            frame,
+            row,
+            "at",
+            f"'{value}' is not a date and time (ISO 8601)",
+            "store a timestamp, or text like 2026-11-20T10:15:00Z",
+        )
+    return frame.with_columns(parsed.alias("at"))
+
+
+def _as_text(place: _Place, frame: pl.DataFrame) -> pl.DataFrame:
+    """Every column (but ``_row``) as the text a customer CSV would hold."""
+    out: list[pl.Series] = []
+    for series in frame.get_columns():
+        name, dtype = series.name, series.dtype
+        if name == "_row" or dtype == pl.String():
+            out.append(series)
+        elif dtype in (pl.Null(), pl.Boolean()) or dtype.is_integer():
+            out.append(series.cast(pl.String()))
+        elif dtype.is_float() or dtype.is_decimal():
+            numbers = series.cast(pl.Float64())
+            whole = bool((numbers.drop_nulls() == numbers.drop_nulls().floor()).all())
+            out.append(
+                numbers.cast(pl.Int64()).cast(pl.String()) if whole else series.cast(pl.String())
+            )
+        elif dtype == pl.Date():
+            out.append(series.dt.to_string("%Y-%m-%d"))
+        elif isinstance(dtype, pl.Datetime):
+            if name in DATE_COLUMNS:
+                out.append(series.dt.date().dt.to_string("%Y-%m-%d"))
+            else:
+                out.append(series.cast(pl.String()))
+        elif isinstance(dtype, pl.List | pl.Array):
+            out.append(
+                series.cast(pl.List(dtype.inner))
+                .list.eval(pl.element().cast(pl.String()))
+                .list.join(";")
+                .alias(name)
+            )
+        else:
+            out.append(
+                pl.Series(
+                    name,
+                    [None if v is None else json.dumps(v, default=str) for v in series.to_list()],
+                    dtype=pl.String(),
+                )
+            )
+    return pl.DataFrame(out)
+
+
+def read_customers_file(
+    path: Path, *, format: str = "csv", columns: Mapping[str, str] | None = None
+) -> pl.DataFrame:
+    """The customer file in CSV (``format="csv"``) or JSON Lines (``"jsonl"``), with the
+    ``columns`` mapping applied (their names in errors); like :func:`read_customers_csv`."""
+    path = Path(path)
+    mapping = dict(columns or {})
+    if format == "csv":
+        raw = apply_column_mapping(_read_csv_text(path), mapping, where=path, line=1)
+        return _customers_from_text(_csv_place(path, mapping), raw)
+    if format == "jsonl":
+        raw = _read_jsonl_raw(path)
+        if raw.width == 0:
+            return pl.DataFrame(schema=CUSTOMER_SCHEMA)
+        return normalise_customers(
+            raw, where=path, line_of=lambda row: _jsonl_line_of_row(path, row), columns=mapping
+        )
+    raise ValueError(f"unknown customer file format {format!r}; use csv or jsonl")
+
+
+def read_events_file(
+    path: Path,
+    *,
+    format: str = "jsonl",
+    columns: Mapping[str, str] | None = None,
+    at_format: str | None = None,
+    since: datetime | None = None,
+) -> pl.DataFrame:
+    """The event file in JSON Lines (``format="jsonl"``) or CSV (``"csv"``), with the
+    ``columns`` mapping applied, ``at`` read with ``at_format`` when given (a strftime format
+    that has a zone: ``%z``), only the events after ``since``; like :func:`read_events_jsonl`."""
+    path = Path(path)
+    mapping = dict(columns or {})
+    if format == "csv":
+        place = _csv_place(path, mapping)
+        raw = apply_column_mapping(_read_csv_text(path), mapping, where=path, line=1)
+        raw = raw.filter(pl.any_horizontal(pl.exclude("_row").is_not_null()))
+        for name in REQUIRED_EVENT_FIELDS:
+            if name not in raw.columns:
+                raise place.missing(
+                    name, "the required column is missing", f"add a `{name}` column"
+                )
+    elif format == "jsonl":
+        place = _jsonl_place(path, mapping)
+        raw = _read_jsonl_raw(path)
+        if raw.width == 0:
+            return empty_events()
+        raw = apply_column_mapping(raw, mapping, where=path)
+    else:
+        raise ValueError(f"unknown event file format {format!r}; use jsonl or csv")
+    if "_row" not in raw.columns:
+        raw = raw.with_row_index("_row")
+    if at_format is not None and "at" in raw.columns:
+        raw = _parse_at_with(place, raw, at_format)
+    return filter_since(_normalise_event_frame(place, raw), since)
+
+
+#: strftime directives that give a time zone (an offset, or ``Z`` with ``%#z``).
+ZONE_DIRECTIVES: tuple[str, ...] = ("%z", "%:z", "%::z", "%#z")
+
+
+def _parse_at_with(place: _Place, raw: pl.DataFrame, at_format: str) -> pl.DataFrame:
+    """Read ``at`` with a strftime format that names the zone; the first mismatch is an error."""
+    if raw.schema["at"] != pl.String():
+        bad = raw.filter(pl.col("at").is_not_null()).select("_row", "at").head(1)
+        if bad.height:
+            row, value = bad.row(0)
+            raise place.error(
+                raw, row, "at", f"{json.dumps(value, default=str)} is not text", "write it as text"
+            )
+        return raw
+    text = _blank_to_null(pl.col("at"))
+    parsed = text.str.to_datetime(at_format, strict=False, time_zone="UTC").cast(UTC_DATETIME)
+    bad = raw.filter(text.is_not_null() & parsed.is_null()).select("_row", "at").head(1)
+    if bad.height:
+        row, value = bad.row(0)
+        raise place.error(
+            raw, row, "at", f"'{value}' does not match the format {at_format}", "fix the time"
+        )
+    return raw.with_columns(parsed.alias("at"))

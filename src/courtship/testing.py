@@ -1,4 +1,4 @@
-"""A pytest plugin for plugin authors: the channel contract kit and a local HTTP peer.
+"""A pytest plugin for plugin authors: the channel and source contract kits, a local HTTP peer.
 
 Installed with Courtship (entry point ``pytest11: courtship``), so any test suite can write::
 
@@ -16,6 +16,18 @@ and every test of :class:`ChannelContract` runs against the channel. Optional fi
 ``unreachable_channel`` (the same channel pointed at a peer that does not answer) and
 ``secrets`` (the secret values in the channel's settings, which must never leak).
 
+A source's tests subclass :class:`SourceContract` and provide ``source_customers`` and
+``source_events`` (sources of each role over the same small data) and ``since`` (an instant with
+a zone, with events on both sides of it)::
+
+    class TestMySource(SourceContract):
+        @pytest.fixture
+        def source_customers(self, tmp_path): ...
+        @pytest.fixture
+        def source_events(self, tmp_path): ...
+        @pytest.fixture
+        def since(self): return datetime(2024, 5, 1, 12, tzinfo=UTC)
+
 The ``courtship_plugin_manager`` fixture gives a fresh plugin manager with nothing loaded;
 register the plugin under test on it (``pm.register(module, name)``).
 """
@@ -29,6 +41,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -40,7 +53,14 @@ from courtship.channels import Channel, Delivery, Message
 if TYPE_CHECKING:
     import pluggy
 
-__all__ = ["ChannelContract", "HTTPPeer", "PeerRequest", "PeerResponse", "sample_message"]
+__all__ = [
+    "ChannelContract",
+    "HTTPPeer",
+    "PeerRequest",
+    "PeerResponse",
+    "SourceContract",
+    "sample_message",
+]
 
 
 def sample_message(**overrides: Any) -> Message:
@@ -153,6 +173,112 @@ class ChannelContract:
         for value in secrets:
             for reason in reasons:
                 assert value not in reason
+
+
+# ---------------------------------------------------------------------------------------------
+# The source contract
+# ---------------------------------------------------------------------------------------------
+
+
+def _standard_rows(frame: Any, names: list[str]) -> list[tuple[Any, ...]]:
+    """The rows of ``frame``'s ``names`` columns, sorted: frames compared as multisets of rows."""
+    return sorted(frame.select(names).rows(), key=repr)
+
+
+class SourceContract:
+    """Tests every source passes. Subclass it as ``TestXxx`` and provide the fixtures
+    ``source_customers`` (a source with ``role == "customers"``), ``source_events`` (one with
+    ``role == "events"``, holding events before and after ``since``) and ``since`` (a
+    ``datetime`` with a zone)."""
+
+    # -- customers ----------------------------------------------------------------------------
+
+    def test_customers_source_follows_the_protocol(self, source_customers: Any) -> None:
+        from courtship.sources import Source
+
+        assert isinstance(source_customers, Source), "a source needs role and read(since)"
+        assert source_customers.role == "customers"
+
+    def test_customers_have_the_contract_columns_and_types(self, source_customers: Any) -> None:
+        import polars as pl
+
+        from courtship.sources import CUSTOMER_SCHEMA
+
+        frame = source_customers.read()
+        assert isinstance(frame, pl.DataFrame)
+        assert frame.columns[: len(CUSTOMER_SCHEMA)] == list(CUSTOMER_SCHEMA), (
+            "the contract columns come first, in the order of docs/data.md"
+        )
+        for name, dtype in CUSTOMER_SCHEMA.items():
+            assert frame.schema[name] == dtype, f"{name} is {frame.schema[name]}, not {dtype}"
+        assert frame.height > 0, "the `source_customers` fixture should hold customers"
+        ids = frame.get_column("customer_id")
+        assert ids.null_count() == 0, "every customer has an id"
+        assert ids.n_unique() == frame.height, "customer ids are unique"
+
+    def test_customers_ignore_since(self, source_customers: Any, since: datetime) -> None:
+        assert source_customers.read(since).equals(source_customers.read())
+
+    def test_reading_customers_twice_gives_the_same_frame(self, source_customers: Any) -> None:
+        assert source_customers.read().equals(source_customers.read())
+
+    # -- events -------------------------------------------------------------------------------
+
+    def test_events_source_follows_the_protocol(self, source_events: Any) -> None:
+        from courtship.sources import Source
+
+        assert isinstance(source_events, Source), "a source needs role and read(since)"
+        assert source_events.role == "events"
+
+    def test_events_have_the_contract_columns_and_types(self, source_events: Any) -> None:
+        import polars as pl
+
+        from courtship.sources import EVENT_SCHEMA, UTC_DATETIME
+
+        frame = source_events.read()
+        assert isinstance(frame, pl.DataFrame)
+        assert frame.columns[: len(EVENT_SCHEMA)] == list(EVENT_SCHEMA), (
+            "customer_id, type, at and the standard optional fields come first"
+        )
+        for name, dtype in EVENT_SCHEMA.items():
+            assert frame.schema[name] == dtype, f"{name} is {frame.schema[name]}, not {dtype}"
+        assert frame.schema["at"] == UTC_DATETIME, "at is an instant in UTC"
+        assert frame.height > 0, "the `source_events` fixture should hold events"
+        for name in ("customer_id", "type", "at"):
+            assert frame.get_column(name).null_count() == 0, f"every event has {name}"
+
+    def test_since_splits_the_sample(self, source_events: Any, since: datetime) -> None:
+        assert since.tzinfo is not None, "`since` must carry a time zone"
+        at = source_events.read().get_column("at")
+        assert at.min() <= since < at.max(), (
+            "the `source_events` fixture needs events at or before `since` and after it"
+        )
+
+    def test_read_since_returns_only_later_events(
+        self, source_events: Any, since: datetime
+    ) -> None:
+        later = source_events.read(since)
+        assert later.height > 0
+        assert later.get_column("at").min() > since
+
+    def test_read_since_is_the_later_part_of_read_all(
+        self, source_events: Any, since: datetime
+    ) -> None:
+        import polars as pl
+
+        from courtship.sources import EVENT_SCHEMA
+
+        names = list(EVENT_SCHEMA)
+        everything = source_events.read()
+        later = source_events.read(since)
+        expected = everything.filter(pl.col("at") > since)
+        assert _standard_rows(later, names) == _standard_rows(expected, names)
+
+    def test_reading_events_twice_gives_the_same_frame(
+        self, source_events: Any, since: datetime
+    ) -> None:
+        assert source_events.read().equals(source_events.read())
+        assert source_events.read(since).equals(source_events.read(since))
 
 
 # ---------------------------------------------------------------------------------------------
