@@ -48,17 +48,11 @@ class Loaded:
     base: CustomerBase
 
 
-def load(root: Path | None, *, quiet: bool = False) -> Loaded:
+def load(root: Path | None, *, quiet: bool = False, dry_run: bool = True) -> Loaded:
     """Project file, playbooks (broken ones disabled with their reason), customers and events."""
     from courtship.engine import Engine
-    from courtship.sources import (
-        CustomerBase,
-        SourceError,
-        empty_events,
-        read_customers_csv,
-        read_events_csv,
-        read_events_jsonl,
-    )
+    from courtship.intake import read_base
+    from courtship.sources import SourceError
 
     try:
         project = load_project(root)
@@ -86,25 +80,14 @@ def load(root: Path | None, *, quiet: bool = False) -> Loaded:
             fg="yellow",
             err=True,
         )
-    if project.customers is None:
-        raise fail(
-            "the project file names no customers file; add customers: path/to/customers.csv",
-            ExitCode.USAGE,
-        )
     try:
-        customers = read_customers_csv(project.customers)
-        if project.events is None:
-            events = empty_events()
-        elif project.events.suffix == ".csv":
-            events = read_events_csv(project.events)
-        else:
-            events = read_events_jsonl(project.events)
+        base = read_base(project, installed(), dry_run=dry_run)
     except SourceError as error:
         raise fail(str(error)) from None
     except FileNotFoundError as error:
         raise fail(f"no such file: {error.filename}", ExitCode.USAGE) from None
     engine = Engine(report.valid_playbooks, project, catalogue)
-    return Loaded(project, report, engine, CustomerBase(customers, events))
+    return Loaded(project, report, engine, base)
 
 
 def open_state(project: Project, *, dry_run: bool) -> StateStore:

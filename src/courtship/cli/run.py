@@ -94,7 +94,7 @@ def command(
     if output_format not in ("text", "json"):
         raise fail(f"unknown format '{output_format}'; choose text or json", ExitCode.USAGE)
     moment = parse_moment(at) if at else dt.datetime.now(dt.UTC)
-    loaded = load(project, quiet=quiet)
+    loaded = load(project, quiet=quiet, dry_run=False)
     channels = build_channels(loaded.project)
     state = open_state(loaded.project, dry_run=False)
     try:
