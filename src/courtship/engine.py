@@ -23,6 +23,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -35,7 +36,7 @@ from courtship.playbook import Playbook
 from courtship.project import Project
 from courtship.sources import CustomerBase
 from courtship.state import StateStore
-from courtship.templates import environment, load_template, variants
+from courtship.templates import compiled, environment, variants
 from courtship.validate import declare_set_facts, parse_duration
 
 INSTAGRAM_WINDOW_HOURS = 24
@@ -788,12 +789,7 @@ class Engine:
             unsubscribe_url=None,
         )
         try:
-            note["text"] = (
-                environment()
-                .from_string(load_template(file, str(file)).body)
-                .render(context)
-                .strip()
-            )
+            note["text"] = compiled(file).render(context)[1]
         except Exception as error:
             note["text"] += f" (template {file.name} failed: {error})"
 
@@ -818,15 +814,17 @@ class Engine:
         }
         for note in plan.notifications:
             self._render_note(note, people.get(note["customer"], {}), plan.now)
+        template_files: dict[tuple[str, str], dict[str, Path]] = {}
         for decision in todo:
             pb = self.playbooks[decision.playbook]
-            folder = pb.document.path and _templates_folder(pb)
-            files = variants(folder, decision.template)
+            found = (pb.id, decision.template)
+            if found not in template_files:
+                template_files[found] = variants(_templates_folder(pb), decision.template)
+            files = template_files[found]
             file = files.get(decision.tone) or files.get("")
             if file is None:
                 decision.status, decision.reason = "blocked", "template file missing"
                 continue
-            template = load_template(file, str(file))
             person = people[decision.recipient_id]
             other = people.get(
                 decision.customer_id if decision.to == "friend" else decision.recipient_id
@@ -845,10 +843,7 @@ class Engine:
                 unsubscribe_url=decision.unsubscribe_url,
             )
             try:
-                env = environment()
-                decision.text = env.from_string(template.body).render(context).strip()
-                subject = template.front_matter.get("subject")
-                decision.subject = env.from_string(str(subject)).render(context) if subject else ""
+                decision.subject, decision.text = compiled(file).render(context)
             except Exception as error:
                 decision.status = "blocked"
                 decision.reason = f"template {file.name} failed to render: {error}"
@@ -871,9 +866,7 @@ def _anniversary(day: pl.Expr, year: pl.Expr, at: dt.time) -> pl.Expr:
     return pl.date(year, month, dom).dt.combine(at)
 
 
-def _templates_folder(pb: Playbook) -> Any:
-    from pathlib import Path
-
+def _templates_folder(pb: Playbook) -> Path:
     return Path(pb.document.path).parent / "templates"
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jinja2 import TemplateAssertionError, TemplateSyntaxError, meta, nodes
+from jinja2 import Template, TemplateAssertionError, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from courtship.catalogue import TONES
@@ -249,3 +249,32 @@ def template_names(folder: Path) -> set[str]:
         base, _, tone = stem.rpartition(".")
         names.add(base if base and tone in TONES else stem)
     return names
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A template file compiled once for rendering: its body and subject as Jinja templates."""
+
+    file: TemplateFile
+    body: Template
+    subject: Template | None
+
+    def render(self, context: dict[str, Any]) -> tuple[str, str]:
+        """(subject, text) for one person."""
+        subject = self.subject.render(context) if self.subject is not None else ""
+        return subject, self.body.render(context).strip()
+
+
+def compiled(path: Path) -> Compiled:
+    """The compiled template at ``path``, cached until the file changes."""
+    return _compiled(path, path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(path: Path, mtime_ns: int) -> Compiled:
+    tpl = load_template(path, str(path))
+    env = environment()
+    subject = tpl.front_matter.get("subject")
+    return Compiled(
+        tpl, env.from_string(tpl.body), env.from_string(str(subject)) if subject else None
+    )
