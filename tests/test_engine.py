@@ -390,3 +390,21 @@ def test_referral_rewards_both_sides(world):
     assert sent(plan) == [("c001", "referral", "sms"), ("c002", "referral", "sms")]
     friend = next(d for d in plan.sends if d.recipient_id == "c002")
     assert friend.text.startswith("Hi Ana!")
+
+
+def test_lost_streaks_are_read_again_from_the_data_without_firing_twice(world):
+    world.playbook(ANSWER)
+    world.customers.append(customer("c001"))
+    world.event("c001", "inbound_message", "2026-11-23T09:00:00Z", channel="sms")
+    assert len(world.run().sends) == 1
+    streaks = world.root / "streaks"
+    assert [f.name.split("@")[0] for f in streaks.iterdir()] == ["answer"]
+    for file in streaks.iterdir():  # as if the run died after recording, before saving these
+        file.unlink()
+    assert world.run(NOW + dt.timedelta(hours=1)).decisions == []
+    # and a new unanswered message, once answered and asked again, is a new streak
+    world.event("c001", "reply", "2026-11-23T17:00:00Z", channel="sms")
+    world.event("c001", "inbound_message", "2026-11-23T18:00:00Z", channel="sms")
+    assert world.run(NOW + dt.timedelta(hours=4)).decisions == []  # 1 h: not yet 4 h
+    [answer] = world.run(NOW + dt.timedelta(hours=8)).decisions
+    assert answer.status == "deferred"  # 23:00 in London: quiet hours, even for an answer

@@ -116,6 +116,9 @@ class Plan:
     changes: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     disabled: dict[str, str] = field(default_factory=dict)
     customer_facts: dict[str, Any] | None = None
+    #: per ``becomes`` playbook: the customers whose condition holds now (customer_id,
+    #: true_since, fired) — saved beside the state store, read back by the next run
+    streaks: dict[str, pl.DataFrame] = field(default_factory=dict)
 
     @property
     def sends(self) -> list[Decision]:
@@ -201,16 +204,14 @@ class Engine:
             rows = facts.filter(pl.col("customer_id") == trace).to_dicts()
             plan.customer_facts = rows[0] if rows else None
         fired_state = state.fired()
-        becomes_state = state.becomes()
         active = state.active_enrollments()
         events = base.events.filter((pl.col("at") > since) & (pl.col("at") <= now))
         candidates: list[dict[str, Any]] = []
-        past = facts_at if last is None else None  # a first run reads the past from the data
 
         for pb_id in self.order:
             pb = self.playbooks[pb_id]
             triggered = self._triggered(
-                pb, facts, schema, events, now, since, becomes_state, past, plan
+                pb, facts, schema, events, now, since, state, last, facts_at, plan
             )
             audience = to_expression(pb.audience, schema, now) if pb.audience else pl.lit(True)
             chosen = triggered.join(
@@ -297,6 +298,7 @@ class Engine:
             for note in plan.notifications
         ]
         state.record(plan.now, changes)
+        state.save_streaks(plan.now, plan.streaks)
 
     # ── triggers ──────────────────────────────────────────────────────────
     def _triggered(
@@ -307,8 +309,9 @@ class Engine:
         events: pl.DataFrame,
         now: dt.datetime,
         since: dt.datetime,
-        becomes_state: pl.DataFrame,
-        past: Callable[[dt.datetime], pl.DataFrame] | None,
+        state: StateStore,
+        last: dt.datetime | None,
+        past: Callable[[dt.datetime], pl.DataFrame],
         plan: Plan,
     ) -> pl.DataFrame:
         """customer_id (+ event context) of the customers the trigger selects in (since, now]."""
@@ -343,41 +346,43 @@ class Engine:
         condition = to_expression(trigger["becomes"], schema, now)
         hold = parse_duration(trigger["for"]) if "for" in trigger else dt.timedelta(0)
         current = facts.select("customer_id", condition.alias("_true"))
-        if past is not None:
-            return self._becomes_first_run(pb, current, condition, hold, now, since, past, plan)
-        previous = becomes_state.filter(pl.col("playbook") == pb.id).drop("playbook")
-        joined = current.join(previous, on="customer_id", how="left")
-        now_true = joined.filter(pl.col("_true"))
-        since_col = pl.col("true_since")
-        ready = since_col.is_not_null() & (since_col <= now - hold) if hold else pl.lit(True)
-        fires = now_true.filter(ready & ~pl.col("fired").fill_null(False))
-        waiting = now_true.filter(since_col.is_null() & ~ready)
-        plan.changes.setdefault("becomes", []).extend(
-            (pb.id, c, _iso(now), 1) for c in fires["customer_id"].to_list()
-        )
-        plan.changes["becomes"].extend(
-            (pb.id, c, _iso(now), 0) for c in waiting["customer_id"].to_list()
-        )
-        ended = joined.filter(~pl.col("_true") & pl.col("true_since").is_not_null())
-        plan.changes.setdefault("becomes_false", []).extend(
-            (pb.id, c) for c in ended["customer_id"].to_list()
-        )
-        return fires.select("customer_id")
+        previous = state.load_streaks(pb.id, last) if last is not None else None
+        if previous is None:
+            streak = self._streaks_from_data(current, condition, hold, now, since, past)
+        else:
+            streak = self._streaks_from_state(current, previous, hold, now)
+        plan.streaks[pb.id] = streak.select("customer_id", "true_since", "fired")
+        return streak.filter(pl.col("_fires")).select("customer_id")
 
-    def _becomes_first_run(
-        self,
-        pb: Playbook,
+    @staticmethod
+    def _streaks_from_state(
+        current: pl.DataFrame, previous: pl.DataFrame, hold: dt.timedelta, now: dt.datetime
+    ) -> pl.DataFrame:
+        """The streaks of the last run carried on: a condition true now and not then began
+        now; it fires once it has held for ``for`` (at once without), once per streak."""
+        frame = current.filter(pl.col("_true")).join(previous, on="customer_id", how="left")
+        frame = frame.with_columns(
+            pl.col("true_since").fill_null(pl.lit(now).dt.cast_time_unit("us")),
+            pl.col("fired").fill_null(False),
+        )
+        ready = pl.col("true_since") <= now - hold
+        return frame.with_columns(_fires=ready & ~pl.col("fired")).with_columns(
+            fired=pl.col("fired") | pl.col("_fires")
+        )
+
+    @staticmethod
+    def _streaks_from_data(
         current: pl.DataFrame,
         condition: pl.Expr,
         hold: dt.timedelta,
         now: dt.datetime,
         since: dt.datetime,
         past: Callable[[dt.datetime], pl.DataFrame],
-        plan: Plan,
     ) -> pl.DataFrame:
-        """With no state yet, the past comes from the data: the condition *became* true if it
-        was false at ``since - for`` and has been true from ``now - for`` until now. A streak
-        that began before the window is taken as already answered."""
+        """With no streaks from the last run (a first run, or one after a crash), the past
+        comes from the data: the condition *became* true if it was false at ``since - for`` and
+        has held from ``now - for`` until now. A streak that began before the window is taken
+        as already answered."""
 
         def truth(moment: dt.datetime, name: str) -> pl.DataFrame:
             return past(moment).select("customer_id", condition.alias(name))
@@ -387,14 +392,12 @@ class Engine:
             frame = frame.join(truth(now - hold, "_held"), on="customer_id")
         else:
             frame = frame.with_columns(_held=pl.col("_true"))
-        fires = frame.filter(pl.col("_true") & pl.col("_held") & ~pl.col("_before"))
-        waiting = frame.filter(pl.col("_true") & ~pl.col("_held"))
-        answered = frame.filter(pl.col("_true") & pl.col("_held") & pl.col("_before"))
-        changes = plan.changes.setdefault("becomes", [])
-        changes.extend((pb.id, c, _iso(now), 1) for c in fires["customer_id"].to_list())
-        changes.extend((pb.id, c, _iso(now), 0) for c in waiting["customer_id"].to_list())
-        changes.extend((pb.id, c, _iso(since), 1) for c in answered["customer_id"].to_list())
-        return fires.select("customer_id")
+        frame = frame.filter(pl.col("_true"))
+        began = pl.when(pl.col("_held")).then(pl.lit(since - hold)).otherwise(pl.lit(now))
+        return frame.with_columns(
+            true_since=began.dt.cast_time_unit("us"),
+            _fires=pl.col("_held") & ~pl.col("_before"),
+        ).with_columns(fired=pl.col("_held"))
 
     def _schedule_mask(self, trigger: dict[str, Any], window: dt.timedelta) -> pl.Expr:
         schedule = trigger["schedule"]

@@ -2,7 +2,9 @@
 
 - ``runs``: the moments evaluated (the next run's window starts at the latest);
 - ``fired``: when a playbook last fired for a customer (limits, once a year, re-entry);
-- ``becomes``: since when a ``becomes`` condition has been true (``for: 3d``), and if it fired;
+- ``streaks/<playbook>@<moment>.parquet`` beside the database: for each ``becomes`` playbook, the
+  customers whose condition held at the last run, since when, and whether it fired — columnar,
+  because a condition may hold for most of the base;
 - ``enrollments``: sequences waiting on a ``wait`` step, with the step and moment they resume;
 - ``sends``: every decided message, keyed by an idempotency key (the outbox);
 - ``facts`` and ``tags``: what ``set`` and ``tag`` steps recorded.
@@ -23,9 +25,6 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (at TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS fired (
     playbook TEXT, customer_id TEXT, at TEXT, PRIMARY KEY (playbook, customer_id, at));
-CREATE TABLE IF NOT EXISTS becomes (
-    playbook TEXT, customer_id TEXT, true_since TEXT, fired INTEGER DEFAULT 0,
-    PRIMARY KEY (playbook, customer_id));
 CREATE TABLE IF NOT EXISTS enrollments (
     playbook TEXT, customer_id TEXT, started_at TEXT, step INTEGER, due_at TEXT,
     status TEXT, context TEXT, PRIMARY KEY (playbook, customer_id, started_at));
@@ -57,6 +56,8 @@ class StateStore:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.db = sqlite3.connect(str(path) if path else ":memory:")
+        self.streaks_folder = path.parent / "streaks" if path is not None else None
+        self._streaks: dict[str, tuple[dt.datetime, pl.DataFrame]] = {}
         self.db.executescript(SCHEMA)
 
     def close(self) -> None:
@@ -81,17 +82,36 @@ class StateStore:
         )
         return frame.with_columns(pl.col("last").str.to_datetime(time_zone="UTC"))
 
-    def becomes(self) -> pl.DataFrame:
-        frame = self._frame(
-            "SELECT playbook, customer_id, true_since, fired FROM becomes",
-            {
-                "playbook": pl.String,
-                "customer_id": pl.String,
-                "true_since": pl.String,
-                "fired": pl.Boolean,
-            },
-        )
-        return frame.with_columns(pl.col("true_since").str.to_datetime(time_zone="UTC"))
+    # ── streaks of ``becomes`` conditions ──────────────────────────────────
+    def load_streaks(self, playbook: str, moment: dt.datetime) -> pl.DataFrame | None:
+        """The streaks saved by the run at ``moment``; None when there are none for that very
+        moment (a crash between recording and saving them: the engine reads the data instead)."""
+        if self.streaks_folder is None:
+            saved = self._streaks.get(playbook)
+            return saved[1] if saved and saved[0] == moment else None
+        file = self._streak_file(playbook, moment)
+        return pl.read_parquet(file) if file.exists() else None
+
+    def save_streaks(self, moment: dt.datetime, streaks: dict[str, pl.DataFrame]) -> None:
+        """Save each playbook's streaks in a file named for the run's moment, then remove the
+        older ones: a file is either whole or absent."""
+        for playbook, frame in streaks.items():
+            if self.streaks_folder is None:
+                self._streaks[playbook] = (moment, frame)
+                continue
+            self.streaks_folder.mkdir(parents=True, exist_ok=True)
+            file = self._streak_file(playbook, moment)
+            partial = file.with_suffix(".tmp")
+            frame.write_parquet(partial)
+            partial.replace(file)
+            for old in self.streaks_folder.glob(f"{playbook}@*.parquet"):
+                if old != file:
+                    old.unlink(missing_ok=True)
+
+    def _streak_file(self, playbook: str, moment: dt.datetime) -> Path:
+        assert self.streaks_folder is not None
+        stamp = int(moment.timestamp() * 1_000_000)
+        return self.streaks_folder / f"{playbook}@{stamp}.parquet"
 
     def sends(self) -> pl.DataFrame:
         frame = self._frame(
@@ -159,13 +179,6 @@ class StateStore:
             self.db.execute("INSERT OR IGNORE INTO runs VALUES (?)", (_iso(now),))
             self.db.executemany(
                 "INSERT OR IGNORE INTO fired VALUES (?, ?, ?)", changes.get("fired", [])
-            )
-            self.db.executemany(
-                "INSERT OR REPLACE INTO becomes VALUES (?, ?, ?, ?)", changes.get("becomes", [])
-            )
-            self.db.executemany(
-                "DELETE FROM becomes WHERE playbook = ? AND customer_id = ?",
-                changes.get("becomes_false", []),
             )
             self.db.executemany(
                 "INSERT OR REPLACE INTO enrollments VALUES (?, ?, ?, ?, ?, ?, ?)",
