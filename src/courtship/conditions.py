@@ -111,7 +111,11 @@ def _leaf_expression(
         low, high = (_operand(v, schema, temporal) for v in value)
         return (column >= low) & (column <= high)
     if op in ("in", "not_in"):
-        members = column.is_in([_literal(v) for v in value])
+        listed: Any = [_literal(v) for v in value]
+        if dtype is not None and dtype.is_numeric():
+            # Numbers compare by value, whole or not: [0, 0.5] holds for 0 and for 0.5.
+            column, listed = column.cast(pl.Float64()), [float(v) for v in listed]
+        members = column.is_in(listed)
         return members if op == "in" else ~members & column.is_not_null()
     if op == "contains":
         return column.list.contains(pl.lit(value))
@@ -160,7 +164,11 @@ def _resolve(value: Any, facts: Mapping[str, Any], dates: bool) -> Any:
             return None
         if dates:
             return _as_date(other)
-        return other * value.get("times", 1) + value.get("plus", 0)
+        if "times" in value:
+            other = other * value["times"]
+        if "plus" in value:
+            other = other + value["plus"]
+        return other
     return _literal(value)
 
 

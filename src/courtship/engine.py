@@ -720,16 +720,19 @@ class Engine:
                 decision.status, decision.reason = "blocked", f"{REASONS['cap']}: {weekly} a week"
 
         self._priority(decided)
+        dedup_keys: dict[str, str] = {}
         for decision in decided:
             if decision.status == "blocked":
                 continue
             pb = self.playbooks[decision.playbook]
             if pb.dedup_key:
-                decision.dedup_key = (
-                    environment()
-                    .from_string(pb.dedup_key)
-                    .render(now=now, playbook={"id": pb.id, "title": pb.title})
-                )
+                if pb.id not in dedup_keys:  # the key reads only now and the playbook
+                    dedup_keys[pb.id] = (
+                        environment()
+                        .from_string(pb.dedup_key)
+                        .render(now=now, playbook={"id": pb.id, "title": pb.title})
+                    )
+                decision.dedup_key = dedup_keys[pb.id]
                 if (decision.recipient_id, decision.dedup_key) in dedup_seen:
                     decision.status, decision.reason = "blocked", REASONS["duplicate"]
                     continue

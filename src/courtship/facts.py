@@ -567,8 +567,10 @@ def _referral_pairs(events: pl.DataFrame, now: datetime) -> pl.LazyFrame:
 
 def _referral_links(pairs: pl.DataFrame, customers: pl.DataFrame) -> pl.DataFrame:
     """The ``_referral_pairs`` with everyone numbered: a customer by their row, anyone else
-    (a friend who is not in the customer file) after the last row."""
+    (a friend who is not in the customer file) after the last row. A referral by someone who
+    is not in the customer file is ignored, as all their events are."""
     count = customers.height
+    pairs = pairs.join(customers.select("customer_id"), on="customer_id", how="semi")
     people = (
         pl.concat([pairs.get_column("customer_id"), pairs.get_column("friend_id")])
         .unique()
