@@ -283,8 +283,16 @@ class _Checker:
                             "use a Jinja filter, or one a plugin adds",
                         )
                     )
-                for name in sorted(undeclared):
-                    out.extend(self._variable(doc, ("dedup_key",), name))
+                for name in sorted(undeclared - {"now", "playbook"}):
+                    out.append(
+                        doc.finding(
+                            ("dedup_key",),
+                            "template-unknown-variable",
+                            f"dedup_key: '{name}' is not available in a dedup key",
+                            "a dedup key may use now and playbook; it is kept per customer "
+                            "already, as in birthday-{{ now.year }}",
+                        )
+                    )
         return out
 
     # ── trigger ───────────────────────────────────────────────────────────
@@ -707,19 +715,6 @@ class _Checker:
             if file in self.customer_facing and tpl.ok:
                 out.extend(impersonal_findings(tpl))
         return out
-
-    def _variable(self, doc: Document, parts: PathParts, name: str) -> list[Finding]:
-        if name in self.catalogue.facts or name in TEMPLATE_CONTEXT:
-            return []
-        return [
-            doc.finding(
-                parts,
-                "template-unknown-variable",
-                f"'{name}' is neither a fact nor a template variable",
-                did_you_mean(name, [*self.catalogue.facts, *TEMPLATE_CONTEXT])
-                or "use a fact, or now, playbook, offer",
-            )
-        ]
 
     def _positive(self, doc: Document, parts: PathParts, text: str) -> list[Finding]:
         try:
