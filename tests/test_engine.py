@@ -408,3 +408,15 @@ def test_lost_streaks_are_read_again_from_the_data_without_firing_twice(world):
     assert world.run(NOW + dt.timedelta(hours=4)).decisions == []  # 1 h: not yet 4 h
     [answer] = world.run(NOW + dt.timedelta(hours=8)).decisions
     assert answer.status == "deferred"  # 23:00 in London: quiet hours, even for an answer
+
+
+def test_a_cooldown_keeps_other_marketing_away(world):
+    world.playbook(BIRTHDAY.replace("once_every: 300d", "cooldown: 3d"))
+    world.playbook(NUDGE)
+    world.customers.append(customer("c001", birthday="1990-11-23", cadence=0))
+    assert sent(world.run()) == [("c001", "birthday", "sms")]
+    world.event("c001", "visit", "2026-11-24T12:00:00Z")
+    [held] = world.run(NOW + dt.timedelta(days=1)).decisions
+    assert held.status == "blocked" and "cooldown after birthday" in held.reason
+    world.event("c001", "visit", "2026-11-27T12:00:00Z")
+    assert sent(world.run(NOW + dt.timedelta(days=4))) == [("c001", "nudge", "sms")]

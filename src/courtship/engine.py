@@ -621,6 +621,7 @@ class Engine:
         dedup_seen = state.dedup_keys()
         quiet_start, quiet_end = self.project.quiet_start, self.project.quiet_end
         sent_this_week = self._sends_last_week(state, now)
+        cooling = self._cooldowns(state, now)
 
         for candidate in candidates:
             pb: Playbook = candidate["playbook"]
@@ -715,6 +716,13 @@ class Engine:
                     f"; the last was {last:.1f} days ago"
                 )
                 continue
+            cooler = cooling.get(decision.recipient_id)
+            if cooler is not None and cooler[1] != pb.id:
+                decision.status = "blocked"
+                decision.reason = (
+                    f"the cooldown after {cooler[1]}, until {cooler[0]:%Y-%m-%d %H:%M} UTC"
+                )
+                continue
             weekly = self.project.per_customer_per_week
             if weekly and sent_this_week.get(decision.recipient_id, 0) >= weekly:
                 decision.status, decision.reason = "blocked", f"{REASONS['cap']}: {weekly} a week"
@@ -798,6 +806,24 @@ class Engine:
             note["text"] = compiled(file).render(context)[1]
         except Exception as error:
             note["text"] += f" (template {file.name} failed: {error})"
+
+    def _cooldowns(self, state: StateStore, now: dt.datetime) -> dict[str, tuple[dt.datetime, str]]:
+        """customer → (until, playbook) for marketing playbooks with ``limits.cooldown`` that
+        messaged the customer recently: no other marketing playbook speaks to them until then."""
+        cooldowns = {
+            pb.id: parse_duration(pb.limits["cooldown"])
+            for pb in self.playbooks.values()
+            if "cooldown" in pb.limits
+        }
+        if not cooldowns:
+            return {}
+        sends = state.sends().filter(pl.col("playbook").is_in(list(cooldowns)))
+        until: dict[str, tuple[dt.datetime, str]] = {}
+        for customer, playbook, at in sends.select("customer_id", "playbook", "at").iter_rows():
+            end = at + cooldowns[playbook]
+            if end > now and (customer not in until or end > until[customer][0]):
+                until[customer] = (end, playbook)
+        return until
 
     @staticmethod
     def _sends_last_week(state: StateStore, now: dt.datetime) -> dict[str, int]:
