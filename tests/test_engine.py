@@ -420,3 +420,27 @@ def test_a_cooldown_keeps_other_marketing_away(world):
     assert held.status == "blocked" and "cooldown after birthday" in held.reason
     world.event("c001", "visit", "2026-11-27T12:00:00Z")
     assert sent(world.run(NOW + dt.timedelta(days=4))) == [("c001", "nudge", "sms")]
+
+
+def test_a_schedule_in_its_own_time_zone(world):
+    world.playbook(
+        """
+        id: digest
+        title: Digest
+        stage: active
+        category: transactional
+        trigger: {schedule: {every: 1d, timezone: Asia/Tokyo}, at: "09:00"}
+        respond:
+          - send: {channel: email, template: hello}
+        """
+    )
+    world.customers += [customer("c001"), customer("c002", tz="America/New_York")]
+    # 09:00 in Tokyo is 00:00 UTC: both customers, whatever their own zone, at that moment
+    plan = world.plan(
+        dt.datetime(2026, 11, 24, 0, 30, tzinfo=dt.UTC), lookback=dt.timedelta(hours=1)
+    )
+    assert sorted(d.recipient_id for d in plan.decisions) == ["c001", "c002"]
+    later = world.plan(
+        dt.datetime(2026, 11, 24, 9, 30, tzinfo=dt.UTC), lookback=dt.timedelta(hours=1)
+    )
+    assert later.decisions == []

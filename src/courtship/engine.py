@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import zoneinfo
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -342,7 +343,7 @@ class Engine:
             mask = pl.any_horizontal(hits).fill_null(False)
             return facts.filter(mask).select("customer_id")
         if "schedule" in trigger:
-            return facts.filter(self._schedule_mask(trigger, window)).select("customer_id")
+            return facts.filter(self._schedule_mask(trigger, window, now)).select("customer_id")
         condition = to_expression(trigger["becomes"], schema, now)
         hold = parse_duration(trigger["for"]) if "for" in trigger else dt.timedelta(0)
         current = facts.select("customer_id", condition.alias("_true"))
@@ -399,17 +400,24 @@ class Engine:
             _fires=pl.col("_held") & ~pl.col("_before"),
         ).with_columns(fired=pl.col("_held"))
 
-    def _schedule_mask(self, trigger: dict[str, Any], window: dt.timedelta) -> pl.Expr:
+    def _schedule_mask(
+        self, trigger: dict[str, Any], window: dt.timedelta, now: dt.datetime
+    ) -> pl.Expr:
         schedule = trigger["schedule"]
         every = parse_duration(schedule["every"])
         at = dt.time.fromisoformat(trigger.get("at", "00:00"))
         days = schedule.get("days") or (["mon"] if every == dt.timedelta(weeks=1) else WEEKDAYS)
         weekdays = [WEEKDAYS.index(d) + 1 for d in days]  # polars: Monday is 1
-        local_now = pl.col("_local_now")
+        local_now: pl.Expr = pl.col("_local_now")
+        local_date: pl.Expr = pl.col("local_date")
+        if schedule.get("timezone"):  # one clock for everyone, not each customer's own
+            there = now.astimezone(zoneinfo.ZoneInfo(schedule["timezone"])).replace(tzinfo=None)
+            local_now = pl.lit(there).dt.cast_time_unit("us")
+            local_date = pl.lit(there.date())
         local_since = local_now - window
         hits = []
         for days_back in range(0, max(2, window.days + 2)):
-            date = pl.col("local_date") - dt.timedelta(days=days_back)
+            date = local_date - dt.timedelta(days=days_back)
             on_day = date.dt.weekday().is_in(weekdays)
             if every >= dt.timedelta(days=1) and every != dt.timedelta(weeks=1):
                 epoch_days = (date - dt.date(1970, 1, 1)).dt.total_days()
