@@ -10,6 +10,13 @@ a. every fact of ``compute_facts`` equals ``reference_facts``;
 b. random conditions, column-wise (``to_expression``), equal ``check`` customer by customer;
 c. the customers ``Engine.plan`` fires on a first run equal ``reference_selection``.
 
+What they found is kept at the end, one minimal example each: fixed in facts.py and
+conditions.py (a referral by a non-customer counted; ``check`` scaled text references; ``in``
+with whole and fractional numbers crashed), and engine.py disagreements marked xfail(strict)
+until fixed there, which the generators above steer clear of (summer-time changes inside the
+window, sub-day schedules on some weekdays from an ``at`` after midnight, ``within`` in
+``becomes``, ``in`` lists of whole numbers in event filters, offsets beyond a year).
+
 Budget: COURTSHIP_PROPERTY_SCALE=50 pytest tests/test_agreement.py for a long bug hunt.
 """
 
@@ -88,6 +95,11 @@ JITTER = (dt.timedelta(0),) * 4 + (
 )
 EVENT_TYPES = ("order", "visit", "inbound_message", "reply", "referral", "sent", "signup", "open")
 CHANNELS = ("email", "sms", "instagram", "phone", "web", "app", "store")
+#: The channels docs/data.md lists for an event type (last_inbound_channel is an enum of them).
+CHANNELS_OF = {
+    "inbound_message": ("email", "sms", "instagram", "phone", "web"),
+    "visit": ("web", "app", "store"),
+}
 COUPONS = ("SPRING", "VIP")
 TAGS = ("vip", "yoga", "new")
 SEND_SCHEMA: dict[str, pl.DataType] = {
@@ -229,7 +241,7 @@ def event_records(draw: st.DrawFn, ids: list[str], now: dt.datetime) -> dict[str
         "customer_id": draw(st.sampled_from((*ids, "zz"))),
         "type": kind,
         "at": now - steps * HALF_HOUR + draw(st.sampled_from(JITTER)),
-        "channel": draw(st.sampled_from((None, *CHANNELS))),
+        "channel": draw(st.sampled_from((None, *CHANNELS_OF.get(kind, CHANNELS)))),
     }
     if kind == "order":
         event["amount"] = draw(
@@ -382,7 +394,7 @@ def same(left: Any, right: Any) -> bool:
     return (type(left) is type(right) and left == right) or (left is None and right is None)
 
 
-@_settings(150)
+@_settings(100)
 @given(worlds(sends=True))
 def test_every_fact_agrees_with_the_reference(world: World) -> None:
     frame = world.facts()
@@ -407,7 +419,7 @@ def test_the_generated_conditions_use_every_operator_of_the_schema() -> None:
     assert set().union(*OPERATORS_BY_TYPE.values()) == set(OPERATORS)
 
 
-@_settings(120)
+@_settings(90)
 @given(worlds(sends=True), st.data())
 def test_conditions_column_wise_agree_with_check(world: World, data: st.DataObject) -> None:
     frame = world.facts()
@@ -544,6 +556,8 @@ def triggers(draw: st.DrawFn, hint: Hints) -> dict[str, Any]:
     elif kind == "schedule":
         every = ("30m", "1h", "2h", "3h", "6h", "8h", "12h", "1d", "1w")
         schedule: dict[str, Any] = {"every": draw(st.sampled_from(every))}
+        if draw(st.integers(0, 2)) == 0:
+            schedule["timezone"] = draw(st.sampled_from(ZONES[1:]))
         trigger = {"schedule": schedule}
         if draw(st.booleans()):
             trigger["at"] = draw(likely(hint.times, times_of_day()))
@@ -604,9 +618,11 @@ class Run:
             self.past[moment] = self.world.reference(moment)
         return self.past[moment]
 
-    def steady(self, cid: str) -> bool:
-        """The customer's clock keeps its offset through the window (no summer-time change)."""
-        zone = ZoneInfo(self.reference(self.world.now)[cid]["timezone"])
+    def steady(self, cid: str, pb: Playbook) -> bool:
+        """The clock the trigger reads (the schedule's, else the customer's) keeps its offset
+        through the window: no summer-time change."""
+        name = pb.trigger.get("schedule", {}).get("timezone")
+        zone = ZoneInfo(name or self.reference(self.world.now)[cid]["timezone"])
         return (
             self.since.astimezone(zone).utcoffset() == self.world.now.astimezone(zone).utcoffset()
         )
@@ -627,7 +643,7 @@ class Run:
                 k for k in ("event", "anniversary", "schedule", "becomes") if k in pb.trigger
             )
             # Local times across a change of summer time: see the xfail.
-            ids = [c for c in world.ids if kind in ("event", "becomes") or self.steady(c)]
+            ids = [c for c in world.ids if kind in ("event", "becomes") or self.steady(c, pb)]
             chosen = {
                 cid
                 for cid in ids
@@ -645,7 +661,7 @@ class Run:
             assert fired == chosen, json.dumps(pb.document.data, default=str)
 
 
-@_settings(150)
+@_settings(110)
 @given(worlds(), st.data())
 def test_engine_fires_whom_the_reference_selects(world: World, data: st.DataObject) -> None:
     # Random, or reaching back exactly to an event: the window (since, now] leaves it out.
@@ -661,7 +677,7 @@ def test_engine_fires_whom_the_reference_selects(world: World, data: st.DataObje
     run.compare([data.draw(playbook_documents(i, hint)) for i in range(count)])
 
 
-@_settings(50)
+@_settings(40)
 @given(worlds(), st.data())
 def test_anniversaries_and_schedules_right_on_the_edges(world: World, data: st.DataObject) -> None:
     """A local time exactly at ``since`` (left out) or at ``now`` (counted)."""
@@ -794,6 +810,7 @@ def test_times_of_a_sub_day_schedule_stay_on_their_weekday() -> None:
 
 
 def test_a_schedule_in_its_own_time_zone() -> None:
+    """Found ignored; fixed in engine.py since (f968996). 09:00 in Tokyo is 00:00Z."""
     trigger = {"schedule": {"every": "1d", "timezone": "Asia/Tokyo"}, "at": "09:00"}
     now = dt.datetime(2027, 3, 1, 0, 30, tzinfo=UTC)
     fired, chosen = both(trigger, [person(timezone="UTC")], now, dt.timedelta(hours=1))
