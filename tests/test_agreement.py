@@ -14,8 +14,7 @@ What they found is kept at the end, one minimal example each: fixed in facts.py 
 conditions.py (a referral by a non-customer counted; ``check`` scaled text references; ``in``
 with whole and fractional numbers crashed), and engine.py disagreements marked xfail(strict)
 until fixed there, which the generators above steer clear of (summer-time changes inside the
-window, sub-day schedules on some weekdays from an ``at`` after midnight, ``within`` in
-``becomes``, ``in`` lists of whole numbers in event filters, offsets beyond a year).
+window, sub-day schedules on some weekdays from an ``at`` after midnight, ``in`` lists of whole numbers in event filters, offsets beyond a year).
 
 Budget: COURTSHIP_PROPERTY_SCALE=50 pytest tests/test_agreement.py for a long bug hunt.
 """
@@ -344,9 +343,9 @@ def fact_refs(draw: st.DrawFn, kind: str) -> dict[str, Any]:
 
 @st.composite
 def leaves(draw: st.DrawFn, pools: dict[str, list[Any]], past: bool = False) -> dict[str, Any]:
-    """A test of one fact; ``past``: one that ``becomes`` reads at earlier moments too, where
-    ``within`` is left out (see the xfail)."""
-    usable = [op for op in OPERATORS if not (past and op == "within")]
+    """A test of one fact; ``past``: one that ``becomes`` reads at earlier moments too (where
+    ``within`` counts from that moment)."""
+    usable = list(OPERATORS)
     op = draw(st.sampled_from(usable))  # the operator first: each gets its share
     name = draw(st.sampled_from([n for n, f in CATALOGUE.items() if op in f.operators]))
     kind = CATALOGUE[name].type
@@ -818,13 +817,9 @@ def test_a_schedule_in_its_own_time_zone() -> None:
     assert fired == chosen
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.py: on a first run, `becomes` builds the condition once with the current now, "
-    "so `within` at the earlier moment (since - for) is measured from now, not from that "
-    "moment: a signup_date of today is 'within 1d' 3 days ago, and the trigger never fires",
-)
 def test_within_at_an_earlier_moment_counts_from_that_moment() -> None:
+    """On a first run, the earlier moment's facts are read at that moment, and so is
+    ``within``: a signup of today was not 'within 1d' three days ago."""
     now = dt.datetime(2027, 3, 1, 12, tzinfo=UTC)
     trigger = {"becomes": {"fact": "signup_date", "within": "1d"}}
     customer = person(signup_date=dt.date(2027, 3, 1))

@@ -22,7 +22,7 @@ import datetime as dt
 import hashlib
 import json
 import zoneinfo
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +31,9 @@ import polars as pl
 
 from courtship.catalogue import PREFERRED, TONES, Catalogue, builtin_catalogue
 from courtship.conditions import to_expression
-from courtship.facts import FACT_DTYPES, compute_facts
+from courtship.facts import FACT_DTYPES, ROW, FactHistory
 from courtship.graph import PlaybookGraph
-from courtship.playbook import Playbook
+from courtship.playbook import Playbook, facts_in
 from courtship.project import Project
 from courtship.sources import CustomerBase
 from courtship.state import StateStore
@@ -164,68 +164,56 @@ class Engine:
         last = state.last_run()
         since = last if last is not None and last <= now else now - self.project.lookback
         plan = Plan(now=now, since=since)
-        sends = state.sends().select("customer_id", "at", "channel", "playbook", "category")
-        set_facts, set_tags = state.set_facts(), state.set_tags()
-        computed: dict[dt.datetime, pl.DataFrame] = {}
-
-        def facts_at(moment: dt.datetime) -> pl.DataFrame:
-            if moment not in computed:
-                frame = compute_facts(
-                    base,
-                    moment,
-                    sends=sends,
-                    set_facts=set_facts,
-                    set_tags=set_tags,
-                    default_timezone=self.project.timezone,
-                )
-                missing = [
-                    pl.lit(None, dtype=FACT_DTYPES[spec.type]).alias(name)
-                    for name, spec in self.catalogue.facts.items()
-                    if name not in frame.columns
-                ]
-                # Facts plugins declare arrive as columns of the customer data, as text.
-                missing += [
-                    pl.col(name).cast(FACT_DTYPES[spec.type], strict=False)
-                    for name, spec in self.catalogue.facts.items()
-                    if spec.source not in ("core",)
-                    and not spec.source.startswith("playbook ")
-                    and spec.type != "list"
-                    and name in frame.columns
-                    and frame.schema[name] != FACT_DTYPES[spec.type]
-                ]
-                computed[moment] = frame.with_columns(
-                    *missing,
-                    pl.col("local_date").dt.combine(pl.col("local_time")).alias("_local_now"),
-                )
-            return computed[moment]
-
-        facts = facts_at(now)
+        history = FactHistory(
+            base,
+            sends=state.sends().select("customer_id", "at", "channel", "playbook", "category"),
+            set_facts=state.set_facts(),
+            set_tags=state.set_tags(),
+            default_timezone=self.project.timezone,
+        )
+        facts = self._completed(history.at(now))
         schema = dict(facts.schema)
         if trace is not None:
             rows = facts.filter(pl.col("customer_id") == trace).to_dicts()
             plan.customer_facts = rows[0] if rows else None
         fired_state = state.fired()
         active = state.active_enrollments()
-        events = base.events.filter((pl.col("at") > since) & (pl.col("at") <= now))
+        events = (
+            base.events.filter((pl.col("at") > since) & (pl.col("at") <= now))
+            .with_columns(pl.col("customer_id").cast(pl.String()))
+            .join(facts.select("customer_id", ROW), on="customer_id")
+        )
+        streaks = {
+            pb_id: state.load_streaks(pb_id, last) if last is not None else None
+            for pb_id in self.order
+            if "becomes" in self.playbooks[pb_id].trigger
+        }
+        past = self._past_truths(
+            [self.playbooks[pb_id] for pb_id, saved in streaks.items() if saved is None],
+            history,
+            now,
+            since,
+        )
         candidates: list[dict[str, Any]] = []
 
         for pb_id in self.order:
             pb = self.playbooks[pb_id]
             triggered = self._triggered(
-                pb, facts, schema, events, now, since, state, last, facts_at, plan
+                pb, facts, schema, events, now, since, streaks.get(pb_id), past, plan
             )
-            audience = to_expression(pb.audience, schema, now) if pb.audience else pl.lit(True)
-            chosen = triggered.join(
-                facts.select("customer_id", audience.alias("_audience")), on="customer_id"
-            )
+            if pb.audience:
+                audience = to_expression(pb.audience, schema, now).fill_null(False)
+                within = facts.select(audience).to_series().gather(triggered.get_column(ROW))
+            else:
+                within = pl.Series([True] * triggered.height, dtype=pl.Boolean())
+            chosen = triggered.with_columns(within.alias("_in"))
             if trace is not None:
+                mine = chosen.filter(pl.col("customer_id") == trace)
                 plan.traces[pb_id] = {
-                    "triggered": chosen.filter(pl.col("customer_id") == trace).height > 0,
-                    "audience": bool(
-                        chosen.filter(pl.col("customer_id") == trace)["_audience"].any()
-                    ),
+                    "triggered": mine.height > 0,
+                    "audience": bool(mine.get_column("_in").any()),
                 }
-            chosen = chosen.filter(pl.col("_audience")).drop("_audience")
+            chosen = chosen.filter(pl.col("_in")).drop("_in")
             chosen = self._limits(pb, chosen, fired_state, active, now, plan, trace)
             ids = chosen["customer_id"].to_list()
             plan.fired[pb_id] = ids
@@ -241,6 +229,59 @@ class Engine:
         plan.decisions = self._guard(candidates, facts, state, now)
         self._render(plan, facts)
         return plan
+
+    def _completed(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """The facts as conditions read them: every catalogue fact a column (facts no one has
+        set yet are null), facts plugins declare cast from the customer data's text to their
+        type, each customer's local now, and the row number."""
+        missing = [
+            pl.lit(None, dtype=FACT_DTYPES[spec.type]).alias(name)
+            for name, spec in self.catalogue.facts.items()
+            if name not in frame.columns
+        ]
+        missing += [
+            pl.col(name).cast(FACT_DTYPES[spec.type], strict=False)
+            for name, spec in self.catalogue.facts.items()
+            if spec.source not in ("core",)
+            and not spec.source.startswith("playbook ")
+            and spec.type != "list"
+            and name in frame.columns
+            and frame.schema[name] != FACT_DTYPES[spec.type]
+        ]
+        return frame.with_columns(
+            *missing,
+            pl.col("local_date").dt.combine(pl.col("local_time")).alias("_local_now"),
+            pl.int_range(pl.len(), dtype=pl.UInt32()).alias(ROW),
+        )
+
+    def _past_truths(
+        self,
+        playbooks: list[Playbook],
+        history: FactHistory,
+        now: dt.datetime,
+        since: dt.datetime,
+    ) -> dict[tuple[str, dt.datetime], pl.Series]:
+        """For ``becomes`` playbooks with no streaks from the last run (a first run, or one
+        after a crash): whether each condition held at the earlier moments the data must tell
+        (``since - for``, and ``now - for``), per customer row. Each moment's facts are read
+        once, for all these playbooks, and only the facts their conditions read."""
+        wanted: dict[dt.datetime, list[Playbook]] = {}
+        for pb in playbooks:
+            hold = parse_duration(pb.trigger["for"]) if "for" in pb.trigger else dt.timedelta(0)
+            for moment in {since - hold, now - hold} - {now}:
+                wanted.setdefault(moment, []).append(pb)
+        truths: dict[tuple[str, dt.datetime], pl.Series] = {}
+        for moment, readers in sorted(wanted.items()):
+            read = set().union(*(facts_in(pb.trigger["becomes"]) for pb in readers))
+            facts = self._completed(history.before(moment, now, read & set(self.catalogue.facts)))
+            schema = dict(facts.schema)
+            answers = facts.select(
+                to_expression(pb.trigger["becomes"], schema, moment).fill_null(False).alias(pb.id)
+                for pb in readers
+            )
+            for pb in readers:
+                truths[(pb.id, moment)] = answers.get_column(pb.id)
+        return truths
 
     def record(self, plan: Plan, state: StateStore) -> None:
         """Make a plan happen exactly once: its sends enter the outbox (deferred ones with the
@@ -310,12 +351,12 @@ class Engine:
         events: pl.DataFrame,
         now: dt.datetime,
         since: dt.datetime,
-        state: StateStore,
-        last: dt.datetime | None,
-        past: Callable[[dt.datetime], pl.DataFrame],
+        previous: pl.DataFrame | None,
+        past: dict[tuple[str, dt.datetime], pl.Series],
         plan: Plan,
     ) -> pl.DataFrame:
-        """customer_id (+ event context) of the customers the trigger selects in (since, now]."""
+        """The rows and customer_id (+ event context) of the customers the trigger selects in
+        (since, now]."""
         trigger = pb.trigger
         window = now - since
         if "event" in trigger:
@@ -324,9 +365,9 @@ class Engine:
                 chosen = chosen.filter(_event_filter(trigger["where"], chosen.columns))
             return (
                 chosen.sort("at")
-                .group_by("customer_id", maintain_order=True)
+                .group_by(ROW, maintain_order=True)
                 .last()
-                .select("customer_id", pl.col("at").alias("_event_at"), "friend_id")
+                .select(ROW, "customer_id", pl.col("at").alias("_event_at"), "friend_id")
             )
         if "anniversary" in trigger:
             day = pl.col(trigger["anniversary"])
@@ -341,19 +382,25 @@ class Engine:
                 moment = _anniversary(day, pl.col("local_date").dt.year() + shift, at) + offset
                 hits.append((moment > local_since) & (moment <= local_now))
             mask = pl.any_horizontal(hits).fill_null(False)
-            return facts.filter(mask).select("customer_id")
+            return facts.filter(mask).select(ROW, "customer_id")
         if "schedule" in trigger:
-            return facts.filter(self._schedule_mask(trigger, window, now)).select("customer_id")
-        condition = to_expression(trigger["becomes"], schema, now)
+            return facts.filter(self._schedule_mask(trigger, window, now)).select(
+                ROW, "customer_id"
+            )
+        condition = to_expression(trigger["becomes"], schema, now).fill_null(False)
         hold = parse_duration(trigger["for"]) if "for" in trigger else dt.timedelta(0)
-        current = facts.select("customer_id", condition.alias("_true"))
-        previous = state.load_streaks(pb.id, last) if last is not None else None
+        current = facts.select(ROW, "customer_id", condition.alias("_true"))
         if previous is None:
-            streak = self._streaks_from_data(current, condition, hold, now, since, past)
+
+            def truth(moment: dt.datetime) -> pl.Series:
+                return past[(pb.id, moment)] if moment < now else current.get_column("_true")
+
+            before, held = truth(since - hold), truth(now - hold)
+            streak = self._streaks_from_data(current, before, held, now, since, hold)
         else:
             streak = self._streaks_from_state(current, previous, hold, now)
         plan.streaks[pb.id] = streak.select("customer_id", "true_since", "fired")
-        return streak.filter(pl.col("_fires")).select("customer_id")
+        return streak.filter(pl.col("_fires")).select(ROW, "customer_id")
 
     @staticmethod
     def _streaks_from_state(
@@ -361,7 +408,9 @@ class Engine:
     ) -> pl.DataFrame:
         """The streaks of the last run carried on: a condition true now and not then began
         now; it fires once it has held for ``for`` (at once without), once per streak."""
-        frame = current.filter(pl.col("_true")).join(previous, on="customer_id", how="left")
+        frame = current.filter(pl.col("_true")).join(
+            previous, on="customer_id", how="left", maintain_order="left"
+        )
         frame = frame.with_columns(
             pl.col("true_since").fill_null(pl.lit(now).dt.cast_time_unit("us")),
             pl.col("fired").fill_null(False),
@@ -374,25 +423,17 @@ class Engine:
     @staticmethod
     def _streaks_from_data(
         current: pl.DataFrame,
-        condition: pl.Expr,
-        hold: dt.timedelta,
+        before: pl.Series,
+        held: pl.Series,
         now: dt.datetime,
         since: dt.datetime,
-        past: Callable[[dt.datetime], pl.DataFrame],
+        hold: dt.timedelta,
     ) -> pl.DataFrame:
         """With no streaks from the last run (a first run, or one after a crash), the past
-        comes from the data: the condition *became* true if it was false at ``since - for`` and
-        has held from ``now - for`` until now. A streak that began before the window is taken
-        as already answered."""
-
-        def truth(moment: dt.datetime, name: str) -> pl.DataFrame:
-            return past(moment).select("customer_id", condition.alias(name))
-
-        frame = current.join(truth(since - hold, "_before"), on="customer_id")
-        if hold:
-            frame = frame.join(truth(now - hold, "_held"), on="customer_id")
-        else:
-            frame = frame.with_columns(_held=pl.col("_true"))
+        comes from the data: the condition *became* true if it was false at ``since - for``
+        (``before``) and has held from ``now - for`` until now (``held``). A streak that began
+        before the window is taken as already answered."""
+        frame = current.with_columns(before.alias("_before"), held.alias("_held"))
         frame = frame.filter(pl.col("_true"))
         began = pl.when(pl.col("_held")).then(pl.lit(since - hold)).otherwise(pl.lit(now))
         return frame.with_columns(
@@ -496,35 +537,21 @@ class Engine:
                     (c, name, text, type_name, _iso(now)) for c in ids
                 )
                 literal = now if value == "now" else value
-                if name in facts.columns:
-                    dtype = facts.schema[name]
-                    facts = facts.with_columns(
-                        pl.when(pl.col("customer_id").is_in(ids))
-                        .then(pl.lit(literal).cast(dtype))
-                        .otherwise(pl.col(name))
-                        .alias(name)
-                    )
-                else:
-                    facts = facts.with_columns(
-                        pl.when(pl.col("customer_id").is_in(ids))
-                        .then(pl.lit(literal))
-                        .otherwise(None)
-                        .alias(name)
-                    )
+                dtype = facts.schema[name] if name in facts.columns else None
+                values = pl.Series(name, [literal] * len(contexts))
+                facts = _patched(facts, _rows(facts, contexts), name, values, dtype)
             elif "tag" in step or "untag" in step:
                 tag = step.get("tag") or step["untag"]
                 key = "tags" if "tag" in step else "untags"
                 plan.changes.setdefault(key, []).extend((c, tag) for c in ids)
-                inside = pl.col("customer_id").is_in(ids)
-                tags = pl.col("tags").fill_null([])
-                updated = (
-                    pl.concat_list(tags, pl.lit([tag])).list.unique().list.sort()
+                rows = _rows(facts, contexts)
+                tags = facts.get_column("tags").gather(rows).fill_null([]).to_frame()
+                updated = tags.select(
+                    pl.concat_list("tags", pl.lit([tag])).list.unique().list.sort()
                     if key == "tags"
-                    else tags.list.set_difference(pl.lit([tag]))
-                )
-                facts = facts.with_columns(
-                    pl.when(inside).then(updated).otherwise(pl.col("tags")).alias("tags")
-                )
+                    else pl.col("tags").list.set_difference(pl.lit([tag]))
+                ).to_series()
+                facts = _patched(facts, rows, "tags", updated, facts.schema["tags"])
             elif "notify" in step:
                 for context in contexts:
                     plan.notifications.append(
@@ -927,7 +954,43 @@ def _offer(decision: Decision, now: dt.datetime) -> dict[str, Any]:
 
 
 def _plain(context: dict[str, Any]) -> dict[str, Any]:
-    return {k: (_iso(v) if isinstance(v, dt.datetime) else v) for k, v in context.items()}
+    """A context as the state store keeps it: instants as text, without the row number (rows
+    are numbered anew at every run)."""
+    return {
+        k: (_iso(v) if isinstance(v, dt.datetime) else v) for k, v in context.items() if k != ROW
+    }
+
+
+def _rows(facts: pl.DataFrame, contexts: list[dict[str, Any]]) -> pl.Series:
+    """The facts rows of these customers: carried by contexts from a trigger, looked up for a
+    sequence resumed from the state store."""
+    if all(ROW in c for c in contexts):
+        return pl.Series(ROW, [c[ROW] for c in contexts], dtype=pl.UInt32())
+    ids = pl.Series([c["customer_id"] for c in contexts], dtype=pl.String())
+    found = facts.select("customer_id", ROW).filter(pl.col("customer_id").is_in(ids.implode()))
+    return pl.DataFrame({"customer_id": ids}).join(found, on="customer_id").get_column(ROW)
+
+
+def _patched(
+    facts: pl.DataFrame,
+    rows: pl.Series,
+    name: str,
+    values: pl.Series,
+    dtype: pl.DataType | None,
+) -> pl.DataFrame:
+    """``facts`` with column ``name`` holding ``values`` at ``rows`` (a new column is null
+    elsewhere), without rewriting the other rows: a step changes a few customers of many."""
+    if dtype is not None:
+        values = values.cast(dtype)
+    patch = pl.DataFrame(
+        {ROW: rows.cast(pl.UInt32()), "_value": values, "_hit": [True] * len(rows)}
+    ).unique(ROW, keep="last", maintain_order=True)
+    placed = facts.select(ROW).join(patch, on=ROW, how="left", maintain_order="left")
+    hit = placed.get_column("_hit").is_not_null()
+    old = pl.col(name) if name in facts.columns else pl.lit(None, values.dtype)
+    return facts.with_columns(
+        pl.when(hit).then(placed.get_column("_value")).otherwise(old).alias(name)
+    )
 
 
 def _event_filter(condition: dict[str, Any], columns: list[str]) -> pl.Expr:

@@ -11,6 +11,7 @@ decisions taken where it left room in its last section, "Facts engine".
 
 from __future__ import annotations
 
+import gc
 from calendar import isleap
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
@@ -124,45 +125,217 @@ def compute_facts(
     sends at or before ``now`` count. Raises ``ValueError`` for an unknown time zone or a set
     value that is not of its fact's type.
     """
-    if not is_time_zone(default_timezone):
-        raise ValueError(f"default time zone {default_timezone!r} is not a known IANA time zone")
-    now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
-    customers = _customer_file(base.customers, default_timezone)
-    ids = customers.select("customer_id", ROW)
-    latest = _latest_set_facts(set_facts, ids)
-    customers = _extend_customer_file(customers, latest, set_tags, ids, default_timezone)
-    zones, calendar = _zone_columns(customers.get_column("timezone"), now)
-    _check_events(base.events, "events")
-    if sends is not None:
-        _check_events(sends.with_columns(type=pl.lit("sent")), "sends")
+    history = FactHistory(
+        base,
+        sends=sends,
+        set_facts=set_facts,
+        set_tags=set_tags,
+        default_timezone=default_timezone,
+    )
+    return history.at(now)
 
-    # The referral graph is built (in Python, by networkx) while polars aggregates the events.
-    links = _referral_links(_referral_pairs(base.events, now).collect(), customers)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        friend_counts = pool.submit(_friend_counts, links)
-        relevant = _events(base.events, sends, now)
-        counted = (
-            relevant.join(ids.lazy(), on="customer_id", how="inner")
-            .select(ROW, "kind", "at", "channel", "amount")
+
+class FactHistory:
+    """The facts of one customer base, at ``now`` and at moments before it.
+
+    Everything that does not depend on the moment is done once: the customer file with what
+    playbooks set, and every event numbered with its customer's row (kept on the base, see
+    :func:`event_rows`). ``at(now)`` computes every fact; ``before(moment, facts)`` then gives
+    the facts a ``becomes`` trigger reads at an earlier moment without aggregating the whole
+    history again: only the customers something happened to between that moment and now (or
+    whose 30- and 90-day windows lost an event) are aggregated anew; everyone else's
+    aggregates are the same as at now, read at the earlier moment.
+    """
+
+    def __init__(
+        self,
+        base: CustomerBase,
+        *,
+        sends: pl.DataFrame | None = None,
+        set_facts: pl.DataFrame | None = None,
+        set_tags: pl.DataFrame | None = None,
+        default_timezone: str = "UTC",
+    ) -> None:
+        if not is_time_zone(default_timezone):
+            raise ValueError(
+                f"default time zone {default_timezone!r} is not a known IANA time zone"
+            )
+        self.base = base
+        customers = _customer_file(base.customers, default_timezone)
+        self.ids = customers.select("customer_id", ROW)
+        self.latest = _latest_set_facts(set_facts, self.ids)
+        self.customers = _extend_customer_file(
+            customers, self.latest, set_tags, self.ids, default_timezone
+        )
+        _check_events(base.events, "events")
+        rows = event_rows(base)
+        if sends is not None and sends.height:
+            _check_events(sends.with_columns(type=pl.lit("sent")), "sends")
+            rows = pl.concat([rows, _numbered(_events(sends, "sent"), self.ids)])
+        self.events = rows
+        #: per moment computed by ``at``: the per-row aggregates facts are derived from
+        self._derived: dict[datetime, pl.DataFrame] = {}
+
+    def at(self, now: datetime) -> pl.DataFrame:
+        """Every fact for every customer at ``now`` (see :func:`compute_facts`)."""
+        now = _utc(now)
+        customers = self.customers
+        zones, calendar = _zone_columns(customers.get_column("timezone"), now)
+        # The referral graph is built (in Python, by networkx) while polars aggregates events.
+        links = _referral_links(_referral_pairs(self.base.events, now).collect(), customers)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            friend_counts = pool.submit(_friend_counts, links)
+            activity = _activity(*pl.collect_all(_activity_queries(self.events.lazy(), now)), now)
+            with_orders = next(part for part in activity if "orders_count" in part.columns)
+            ordered = with_orders.get_column(ROW)
+            friends = _friends(links, friend_counts.result(), customers, ordered)
+
+        # Per-customer results, aligned with the customers' rows (joins on sorted row
+        # numbers), then put side by side with them: customer columns are never copied
+        # through a join.
+        derived = customers.select(ROW, "timezone")
+        for part in (*activity, friends):
+            derived = derived.join(part, on=ROW, how="left", maintain_order="left")
+        derived = derived.join(_local_dates(derived), on=ROW, how="left", maintain_order="left")
+        self._derived[now] = derived
+        return self._facts(derived, zones, calendar, now, None)
+
+    def before(self, moment: datetime, now: datetime, facts: set[str]) -> pl.DataFrame:
+        """The ``facts`` named (and the local columns) for every customer at ``moment``, an
+        earlier moment than ``now``, for which ``at(now)`` has run. Facts not named are
+        left out."""
+        moment, now = _utc(moment), _utc(now)
+        if moment >= now:
+            return self.at(moment).select("customer_id", *facts, *LOCAL_COLUMNS)
+        derived = self._derived[now]
+        moment_us, now_us = _epoch_us(moment), _epoch_us(now)
+        kind, at = pl.col("kind"), pl.col("at")
+        # Who an aggregate can differ for: an event after the moment, or an event leaving a
+        # counting window between the two moments.
+        changed = (
+            self.events.lazy()
+            .filter(
+                (at > moment_us) & (at <= now_us)
+                | (kind == "order")
+                & (at >= moment_us - _us(ORDER_WINDOW))
+                & (at < now_us - _us(ORDER_WINDOW))
+                | (kind == "sent")
+                & (at >= moment_us - _us(MESSAGE_WINDOW))
+                & (at < now_us - _us(MESSAGE_WINDOW))
+            )
+            .select(ROW)
+            .unique()
+            .sort(ROW)
             .collect()
         )
-        activity = _activity(*pl.collect_all(_activity_queries(counted.lazy(), now)), now)
-        del counted
-        with_orders = next(part for part in activity if "orders_count" in part.columns)
-        ordered = with_orders.get_column(ROW)
-        friends = _friends(links, friend_counts.result(), customers, ordered)
+        rows = changed.get_column(ROW)
+        events = self.events.filter(pl.col(ROW).is_in(rows.implode()))
+        again = _activity(*pl.collect_all(_activity_queries(events.lazy(), moment)), moment)
+        redone = changed.with_columns(pl.col(ROW).set_sorted())
+        for part in again:
+            redone = redone.join(part, on=ROW, how="left", maintain_order="left")
+        redone = redone.join(
+            _local_dates(redone.join(derived.select(ROW, "timezone"), on=ROW)),
+            on=ROW,
+            how="left",
+            maintain_order="left",
+        )
+        renewed = [name for name in redone.columns if name != ROW]
+        spread = derived.select(ROW).join(
+            redone.with_columns(pl.lit(True).alias("_changed")),
+            on=ROW,
+            how="left",
+            maintain_order="left",
+        )
+        derived = derived.with_columns(
+            pl.when(spread.get_column("_changed").is_not_null())
+            .then(spread.get_column(name))
+            .otherwise(pl.col(name))
+            .alias(name)
+            for name in renewed
+        )
+        if facts & FRIEND_FACTS:  # the referral graph as it was at the moment
+            links = _referral_links(
+                _referral_pairs(self.base.events, moment).collect(), self.customers
+            )
+            ordered = derived.filter(pl.col("orders_count") > 0).get_column(ROW)
+            friends = _friends(links, _friend_counts(links), self.customers, ordered)
+            derived = derived.drop(*(c for c in friends.columns if c != ROW)).join(
+                friends, on=ROW, how="left", maintain_order="left"
+            )
+        zones, calendar = _zone_columns(self.customers.get_column("timezone"), moment)
+        return self._facts(derived, zones, calendar, moment, facts)
 
-    # Per-customer results, aligned with the customers' rows (joins on sorted row numbers),
-    # then put side by side with them: the customer columns are never copied through a join.
-    derived = customers.select(ROW, "timezone")
-    for part in (*activity, friends):
-        derived = derived.join(part, on=ROW, how="left", maintain_order="left")
-    derived = derived.join(_local_dates(derived), on=ROW, how="left", maintain_order="left")
-    frame = pl.concat([customers, derived.drop(ROW, "timezone"), zones], how="horizontal")
-    facts = frame.lazy().select(_fact_expressions(now, calendar)).collect()
-    facts = facts.with_columns(_rhythm(facts)).select(ROW, *facts_schema())
-    facts = _override_derived_facts(facts, latest)
-    return facts.drop(ROW)
+    def _facts(
+        self,
+        derived: pl.DataFrame,
+        zones: pl.DataFrame,
+        calendar: pl.DataFrame,
+        now: datetime,
+        only: set[str] | None,
+    ) -> pl.DataFrame:
+        frame = pl.concat([self.customers, derived.drop(ROW, "timezone"), zones], how="horizontal")
+        expressions = _fact_expressions(now, calendar)
+        if only is not None:
+            wanted = {"customer_id", ROW, *only, *LOCAL_COLUMNS}
+            if only & set(RHYTHM_FACTS):
+                wanted |= {"persona", "usual_order_interval", "days_since_last_order"}
+            expressions = [e for e in expressions if e.meta.output_name() in wanted]
+        facts = frame.lazy().select(expressions).collect()
+        names = [name for name in facts_schema() if name in facts.columns or name in RHYTHM_FACTS]
+        if only is None or only & set(RHYTHM_FACTS):
+            facts = facts.with_columns(_rhythm(facts))
+        else:
+            names = [name for name in names if name not in RHYTHM_FACTS]
+        facts = _override_derived_facts(facts.select(ROW, *names), self.latest)
+        if only is not None:
+            facts = facts.select(
+                "customer_id", *(n for n in facts.columns if n in only), *LOCAL_COLUMNS
+            )
+            return facts
+        return facts.drop(ROW)
+
+
+#: Facts read from the referral graph.
+FRIEND_FACTS: set[str] = {
+    "friends_count",
+    "referrals_count",
+    "referrals_converted",
+    "referred_by",
+    "days_since_last_referral",
+    "friends_at_risk",
+}
+
+
+def event_rows(base: CustomerBase) -> pl.DataFrame:
+    """The base's events the engine reads, each with its customer's row number: ``_row``, kind
+    (an enum of ``EVENT_KINDS``), at (µs since the epoch, UTC), channel, amount.
+
+    Numbering 10 million events by customer is the most expensive step of reading facts and
+    does not depend on the moment, so it is done once per loaded base and kept with it (until
+    its customers or events are replaced). Events of customers not in the file are left out.
+    """
+    key = (id(base.customers), id(base.events))
+    kept = base.__dict__.get("_event_rows")
+    if kept is not None and kept[0] == key:
+        return kept[1]
+    _check_events(base.events, "events")
+    customers = base.customers.select(pl.col("customer_id").cast(pl.String())).with_row_index(ROW)
+    rows = _numbered(_events(base.events, None), customers)
+    base.__dict__["_event_rows"] = (key, rows)
+    return rows
+
+
+def _numbered(events: pl.LazyFrame, ids: pl.DataFrame) -> pl.DataFrame:
+    return (
+        events.join(ids.lazy(), on="customer_id", how="inner")
+        .select(ROW, "kind", "at", "channel", "amount")
+        .collect()
+    )
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 # ── the customer file ────────────────────────────────────────────────────
@@ -335,15 +508,18 @@ def _typed(text: pl.Expr, kind: str) -> pl.Expr:
 # ── events ───────────────────────────────────────────────────────────────
 
 
-def _events(events: pl.DataFrame, sends: pl.DataFrame | None, now: datetime) -> pl.LazyFrame:
-    """The events the engine reads, at or before ``now``, with Courtship's sends as ``sent``.
+def _events(table: pl.DataFrame, kind: str | None) -> pl.LazyFrame:
+    """The events of ``table`` the engine reads (``kind`` for all of them, when given), at any
+    moment.
 
     Columns: customer_id, kind (an enum of ``EVENT_KINDS``), at (µs since the epoch, UTC),
     channel, amount, friend_id.
     """
-    tables = [events] if sends is None else [events, sends.with_columns(type=pl.lit("sent"))]
-    frames = [
-        table.lazy().select(
+    if kind is not None:
+        table = table.with_columns(type=pl.lit(kind))
+    return (
+        table.lazy()
+        .select(
             (
                 _as_utc(pl.col(name), table.schema[name]).cast(dtype)
                 if name in table.columns
@@ -351,12 +527,8 @@ def _events(events: pl.DataFrame, sends: pl.DataFrame | None, now: datetime) -> 
             ).alias(name)
             for name, dtype in EVENT_COLUMNS.items()
         )
-        for table in tables
-    ]
-    return (
-        pl.concat(frames, how="vertical")
         .with_columns(pl.col("type").cast(KIND, strict=False).alias("kind"))
-        .filter(pl.col("kind").is_not_null(), pl.col("at") <= now)
+        .filter(pl.col("kind").is_not_null())
         .select(
             "customer_id", "kind", pl.col("at").dt.epoch("us"), "channel", "amount", "friend_id"
         )
@@ -381,6 +553,7 @@ def _activity_queries(events: pl.LazyFrame, now: datetime) -> list[pl.LazyFrame]
     now_us = _epoch_us(now)
     kind, at = pl.col("kind"), pl.col("at")
     sent = kind == "sent"
+    events = events.filter(at <= now_us)
 
     def when(condition: pl.Expr) -> pl.Expr:
         return pl.when(condition).then(at)
@@ -597,7 +770,15 @@ def _friend_counts(links: pl.DataFrame) -> pl.DataFrame:
     """The referral graph, built once with networkx: each person's number of friends."""
     graph = nx.Graph()
     referrers, friends = links.get_column("referrer"), links.get_column("friend")
-    graph.add_edges_from(zip(referrers.to_list(), friends.to_list(), strict=True))
+    # Hundreds of thousands of small dicts: Python's cycle collector would walk them again
+    # and again while they are made (two thirds of the time); none of them forms a cycle.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        graph.add_edges_from(zip(referrers.to_list(), friends.to_list(), strict=True))
+    finally:
+        if collecting:
+            gc.enable()
     degrees = dict(graph.degree)
     return pl.DataFrame(
         {"node": list(degrees), "friends_count": list(degrees.values())},

@@ -102,6 +102,17 @@ class Playbook:
         return sets
 
 
+def facts_in(condition: Any) -> set[str]:
+    """The facts a condition reads, in its leaves and in the values it compares with."""
+    names: set[str] = set()
+    for leaf_parts, leaf in walk_conditions(condition, ()):
+        if isinstance(leaf.get("fact"), str):
+            names.add(leaf["fact"])
+        for op, value in leaf.items():
+            names.update(ref for _, ref in _fact_refs(value, (*leaf_parts, op)))
+    return names
+
+
 def walk_conditions(condition: Any, parts: PathParts) -> Iterator[tuple[PathParts, dict[str, Any]]]:
     """Every condition node (combinations and leaves) under ``condition``, depth first."""
     stack: list[tuple[PathParts, Any]] = [(parts, condition)]
