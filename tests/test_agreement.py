@@ -14,7 +14,8 @@ What they found is kept at the end, one minimal example each: fixed in facts.py 
 conditions.py (a referral by a non-customer counted; ``check`` scaled text references; ``in``
 with whole and fractional numbers crashed), and engine.py disagreements marked xfail(strict)
 until fixed there, which the generators above steer clear of (summer-time changes inside the
-window, sub-day schedules on some weekdays from an ``at`` after midnight, ``in`` lists of whole numbers in event filters, offsets beyond a year).
+window, sub-day schedules on some weekdays from an ``at`` after midnight, ``in`` lists of
+whole numbers in event filters, offsets beyond a year).
 
 Budget: COURTSHIP_PROPERTY_SCALE=50 pytest tests/test_agreement.py for a long bug hunt.
 """
