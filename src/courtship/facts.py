@@ -167,6 +167,7 @@ class FactHistory:
         self.customers = _extend_customer_file(
             customers, self.latest, set_tags, self.ids, default_timezone
         )
+        self.zones = _Zones(self.customers.get_column("timezone"))
         _check_events(base.events, "events")
         rows = event_rows(base)
         if sends is not None and sends.height:
@@ -175,12 +176,14 @@ class FactHistory:
         self.events = rows
         #: per moment computed by ``at``: the per-row aggregates facts are derived from
         self._derived: dict[datetime, pl.DataFrame] = {}
+        self._recent_events: tuple[int, pl.DataFrame] | None = None
+        self._changed_events: tuple[int, pl.DataFrame] | None = None
 
     def at(self, now: datetime) -> pl.DataFrame:
         """Every fact for every customer at ``now`` (see :func:`compute_facts`)."""
         now = _utc(now)
         customers = self.customers
-        zones, calendar = _zone_columns(customers.get_column("timezone"), now)
+        zones, calendar = _zone_columns(self.zones, now)
         # The referral graph is built (in Python, by networkx) while polars aggregates events.
         links = _referral_links(_referral_pairs(self.base.events, now).collect(), customers)
         with ThreadPoolExecutor(max_workers=1) as pool:
@@ -213,7 +216,8 @@ class FactHistory:
         # Who an aggregate can differ for: an event after the moment, or an event leaving a
         # counting window between the two moments.
         changed = (
-            self.events.lazy()
+            self._recent(moment)
+            .lazy()
             .filter(
                 (at > moment_us) & (at <= now_us)
                 | (kind == "order")
@@ -228,8 +232,7 @@ class FactHistory:
             .sort(ROW)
             .collect()
         )
-        rows = changed.get_column(ROW)
-        events = self.events.filter(pl.col(ROW).is_in(rows.implode()))
+        events = self._events_of(changed.get_column(ROW), moment_us)
         again = _activity(*pl.collect_all(_activity_queries(events.lazy(), moment)), moment)
         redone = changed.with_columns(pl.col(ROW).set_sorted())
         for part in again:
@@ -263,8 +266,31 @@ class FactHistory:
             derived = derived.drop(*(c for c in friends.columns if c != ROW)).join(
                 friends, on=ROW, how="left", maintain_order="left"
             )
-        zones, calendar = _zone_columns(self.customers.get_column("timezone"), moment)
+        zones, calendar = _zone_columns(self.zones, moment)
         return self._facts(derived, zones, calendar, moment, facts)
+
+    def _events_of(self, rows: pl.Series, moment_us: int) -> pl.DataFrame:
+        """All events of the customers at ``rows``, the customers changed since ``moment``.
+        Those of a more recent moment are among those of an earlier one, so the events found
+        for the earliest moment asked are kept and searched again."""
+        kept = self._changed_events
+        source = kept[1] if kept is not None and kept[0] <= moment_us else self.events
+        flags = pl.zeros(self.customers.height, pl.Boolean(), eager=True)
+        flags.scatter(rows, True)
+        events = source.filter(pl.lit(flags).gather(pl.col(ROW)))
+        if kept is None or kept[0] > moment_us:
+            self._changed_events = (moment_us, events)
+        return events
+
+    def _recent(self, moment: datetime) -> pl.DataFrame:
+        """The events that can make a customer's facts at ``moment`` differ from now: those
+        after ``moment`` less the longest counting window. Kept for later (more recent)
+        moments of the same plan."""
+        cutoff = _epoch_us(moment) - _us(max(ORDER_WINDOW, MESSAGE_WINDOW))
+        if self._recent_events is None or self._recent_events[0] > cutoff:
+            recent = self.events.filter(pl.col("at") >= cutoff)
+            self._recent_events = (cutoff, recent)
+        return self._recent_events[1]
 
     def _facts(
         self,
@@ -623,17 +649,25 @@ def _activity(
 # ── time zones ───────────────────────────────────────────────────────────
 
 
-def _zone_columns(zones: pl.Series, now: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
+class _Zones:
+    """The customers' time zones: the distinct names (checked) and each customer's number."""
+
+    def __init__(self, zones: pl.Series) -> None:
+        self.names: list[str] = sorted(zones.unique().to_list())
+        unknown = [name for name in self.names if not is_time_zone(name)]
+        if unknown:
+            raise ValueError(f"unknown time zones {unknown}; use IANA names such as Europe/London")
+        self.codes = zones.cast(pl.Enum(self.names)).to_physical()
+
+
+def _zone_columns(zones: _Zones, now: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Each customer's local date, wall-clock time and UTC offset at ``now``, and a calendar.
 
     Computed once per distinct time zone, then spread over the customers by zone number. The
     column ``_today`` numbers the distinct local dates: it is the key into the calendar (see
     ``_calendar``).
     """
-    names = sorted(zones.unique().to_list())
-    unknown = [name for name in names if not is_time_zone(name)]
-    if unknown:
-        raise ValueError(f"unknown time zones {unknown}; use IANA names such as Europe/London")
+    names = zones.names
     rows = []
     for name in names:
         local = now.astimezone(ZoneInfo(name))
@@ -645,7 +679,7 @@ def _zone_columns(zones: pl.Series, now: datetime) -> tuple[pl.DataFrame, pl.Dat
         schema={**LOCAL_COLUMNS, TODAY: pl.UInt32()},
         orient="row",
     )
-    return table[zones.cast(pl.Enum(names)).to_physical()], _calendar(days)
+    return table[zones.codes], _calendar(days)
 
 
 def _calendar(days: list[date]) -> pl.DataFrame:
