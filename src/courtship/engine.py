@@ -19,16 +19,18 @@ Nothing here reads a clock: ``now`` is an argument, so a moment is reproducible.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
-import zoneinfo
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from courtship.calendar_triggers import anniversary_mask, schedule_mask
 from courtship.catalogue import PREFERRED, TONES, Catalogue, builtin_catalogue
 from courtship.conditions import to_expression
 from courtship.facts import FACT_DTYPES, ROW, FactHistory
@@ -37,12 +39,11 @@ from courtship.playbook import Playbook, facts_in
 from courtship.project import Project
 from courtship.sources import CustomerBase
 from courtship.state import StateStore
-from courtship.templates import compiled, environment, variants
+from courtship.templates import Compiled, compiled, environment, variants
 from courtship.validate import declare_set_facts, parse_duration
 
 INSTAGRAM_WINDOW_HOURS = 24
 CHANNEL_ADDRESS = {"email": "email", "sms": "phone", "instagram": "instagram_id"}
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 #: Why a decision did not become a send, in guard order.
 REASONS = {
@@ -120,6 +121,8 @@ class Plan:
     #: per ``becomes`` playbook: the customers whose condition holds now (customer_id,
     #: true_since, fired) — saved beside the state store, read back by the next run
     streaks: dict[str, pl.DataFrame] = field(default_factory=dict)
+    #: the facts as the moment left them, until the messages are rendered
+    facts: pl.DataFrame | None = field(default=None, repr=False)
 
     @property
     def sends(self) -> list[Decision]:
@@ -134,6 +137,7 @@ class Plan:
         return [d for d in self.decisions if d.status == "blocked"]
 
 
+@functools.lru_cache(maxsize=64)
 def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat()
 
@@ -158,8 +162,17 @@ class Engine:
     def plan(
         self, base: CustomerBase, now: dt.datetime, state: StateStore, *, trace: str | None = None
     ) -> Plan:
-        """Decide everything for moment ``now``; records nothing. ``trace`` keeps one customer's
-        reasons for every playbook (what ``explain`` prints)."""
+        """Decide everything for moment ``now`` and render the messages; records nothing.
+        ``trace`` keeps one customer's reasons for every playbook (what ``explain`` prints)."""
+        plan = self.decide(base, now, state, trace=trace)
+        self.render(plan)
+        return plan
+
+    def decide(
+        self, base: CustomerBase, now: dt.datetime, state: StateStore, *, trace: str | None = None
+    ) -> Plan:
+        """Facts, triggers, audiences, limits, steps and guards for moment ``now``: who hears
+        what, on which channel, in which tone, and why not. The texts are left to ``render``."""
         now = now.astimezone(dt.UTC)
         last = state.last_run()
         since = last if last is not None and last <= now else now - self.project.lookback
@@ -194,7 +207,7 @@ class Engine:
             now,
             since,
         )
-        candidates: list[dict[str, Any]] = []
+        candidates: list[_Candidates] = []
 
         for pb_id in self.order:
             pb = self.playbooks[pb_id]
@@ -220,15 +233,21 @@ class Engine:
             if not ids:
                 continue
             plan.changes.setdefault("fired", []).extend((pb_id, c, _iso(now)) for c in ids)
-            contexts = chosen.to_dicts()
-            facts = self._run_steps(pb, 0, contexts, now, facts, candidates, plan)
+            facts = self._run_steps(pb, 0, chosen, now, facts, candidates, plan)
 
         for enrollment in state.due_enrollments(now):
             self._resume(enrollment, base, now, facts, candidates, plan)
 
         plan.decisions = self._guard(candidates, facts, state, now)
-        self._render(plan, facts)
+        plan.facts = facts
         return plan
+
+    def render(self, plan: Plan) -> None:
+        """Write every message a plan decided from its template, in the recipient's tone; a
+        template that fails blocks its message with the reason."""
+        if plan.facts is not None:
+            self._render(plan, plan.facts)
+            plan.facts = None
 
     def _completed(self, frame: pl.DataFrame) -> pl.DataFrame:
         """The facts as conditions read them: every catalogue fact a column (facts no one has
@@ -358,11 +377,10 @@ class Engine:
         """The rows and customer_id (+ event context) of the customers the trigger selects in
         (since, now]."""
         trigger = pb.trigger
-        window = now - since
         if "event" in trigger:
             chosen = events.filter(pl.col("type") == trigger["event"])
             if "where" in trigger:
-                chosen = chosen.filter(_event_filter(trigger["where"], chosen.columns))
+                chosen = chosen.filter(_event_filter(trigger["where"], chosen.schema))
             return (
                 chosen.sort("at")
                 .group_by(ROW, maintain_order=True)
@@ -370,23 +388,11 @@ class Engine:
                 .select(ROW, "customer_id", pl.col("at").alias("_event_at"), "friend_id")
             )
         if "anniversary" in trigger:
-            day = pl.col(trigger["anniversary"])
-            offset = parse_duration(trigger.get("offset", "0d"))
-            at = dt.time.fromisoformat(trigger.get("at", "00:00"))
-            local_now = pl.col("_local_now")
-            local_since = local_now - window
-            hits = []
-            # This year's anniversary, last year's and next year's: a window or an offset can
-            # reach across New Year.
-            for shift in (-1, 0, 1):
-                moment = _anniversary(day, pl.col("local_date").dt.year() + shift, at) + offset
-                hits.append((moment > local_since) & (moment <= local_now))
-            mask = pl.any_horizontal(hits).fill_null(False)
+            mask = anniversary_mask(trigger, facts, now, since)
             return facts.filter(mask).select(ROW, "customer_id")
         if "schedule" in trigger:
-            return facts.filter(self._schedule_mask(trigger, window, now)).select(
-                ROW, "customer_id"
-            )
+            mask = schedule_mask(trigger, facts, now, since)
+            return facts.filter(mask).select(ROW, "customer_id")
         condition = to_expression(trigger["becomes"], schema, now).fill_null(False)
         hold = parse_duration(trigger["for"]) if "for" in trigger else dt.timedelta(0)
         current = facts.select(ROW, "customer_id", condition.alias("_true"))
@@ -441,35 +447,6 @@ class Engine:
             _fires=pl.col("_held") & ~pl.col("_before"),
         ).with_columns(fired=pl.col("_held"))
 
-    def _schedule_mask(
-        self, trigger: dict[str, Any], window: dt.timedelta, now: dt.datetime
-    ) -> pl.Expr:
-        schedule = trigger["schedule"]
-        every = parse_duration(schedule["every"])
-        at = dt.time.fromisoformat(trigger.get("at", "00:00"))
-        days = schedule.get("days") or (["mon"] if every == dt.timedelta(weeks=1) else WEEKDAYS)
-        weekdays = [WEEKDAYS.index(d) + 1 for d in days]  # polars: Monday is 1
-        local_now: pl.Expr = pl.col("_local_now")
-        local_date: pl.Expr = pl.col("local_date")
-        if schedule.get("timezone"):  # one clock for everyone, not each customer's own
-            there = now.astimezone(zoneinfo.ZoneInfo(schedule["timezone"])).replace(tzinfo=None)
-            local_now = pl.lit(there).dt.cast_time_unit("us")
-            local_date = pl.lit(there.date())
-        local_since = local_now - window
-        hits = []
-        for days_back in range(0, max(2, window.days + 2)):
-            date = local_date - dt.timedelta(days=days_back)
-            on_day = date.dt.weekday().is_in(weekdays)
-            if every >= dt.timedelta(days=1) and every != dt.timedelta(weeks=1):
-                epoch_days = (date - dt.date(1970, 1, 1)).dt.total_days()
-                on_day = on_day & (epoch_days % every.days == 0)
-            step = every if every < dt.timedelta(days=1) else dt.timedelta(days=1)
-            moments = max(1, int(dt.timedelta(days=1) / step))
-            for k in range(moments):
-                moment = date.dt.combine(at) + step * k
-                hits.append(on_day & (moment > local_since) & (moment <= local_now))
-        return pl.any_horizontal(hits).fill_null(False)
-
     # ── limits ────────────────────────────────────────────────────────────
     def _limits(
         self,
@@ -508,20 +485,20 @@ class Engine:
         self,
         pb: Playbook,
         start: int,
-        contexts: list[dict[str, Any]],
+        chosen: pl.DataFrame,
         now: dt.datetime,
         facts: pl.DataFrame,
-        candidates: list[dict[str, Any]],
+        candidates: list[_Candidates],
         plan: Plan,
     ) -> pl.DataFrame:
-        """Run steps from ``start`` up to the next wait for these customers; returns the facts
-        with what ``set`` and ``tag`` steps changed (later playbooks read them)."""
-        ids = [c["customer_id"] for c in contexts]
+        """Run steps from ``start`` up to the next wait for the ``chosen`` customers (their
+        customer_id, and the row, event and friend a trigger found); returns the facts with
+        what ``set`` and ``tag`` steps changed (later playbooks read them)."""
+        ids = chosen.get_column("customer_id").to_list()
         for index in range(start, len(pb.respond)):
             step = pb.respond[index]
             if "send" in step:
-                for context in contexts:
-                    candidates.append({"playbook": pb, "step": index, **context})
+                candidates.append(_Candidates(pb, index, chosen))
             elif "set" in step:
                 name, value = step["set"]["fact"], step["set"]["value"]
                 text = (
@@ -538,13 +515,13 @@ class Engine:
                 )
                 literal = now if value == "now" else value
                 dtype = facts.schema[name] if name in facts.columns else None
-                values = pl.Series(name, [literal] * len(contexts))
-                facts = _patched(facts, _rows(facts, contexts), name, values, dtype)
+                values = pl.Series(name, [literal] * len(ids))
+                facts = _patched(facts, _rows(facts, chosen), name, values, dtype)
             elif "tag" in step or "untag" in step:
                 tag = step.get("tag") or step["untag"]
                 key = "tags" if "tag" in step else "untags"
                 plan.changes.setdefault(key, []).extend((c, tag) for c in ids)
-                rows = _rows(facts, contexts)
+                rows = _rows(facts, chosen)
                 tags = facts.get_column("tags").gather(rows).fill_null([]).to_frame()
                 updated = tags.select(
                     pl.concat_list("tags", pl.lit([tag])).list.unique().list.sort()
@@ -553,12 +530,12 @@ class Engine:
                 ).to_series()
                 facts = _patched(facts, rows, "tags", updated, facts.schema["tags"])
             elif "notify" in step:
-                for context in contexts:
+                for customer in ids:
                     plan.notifications.append(
                         {
                             "team": step["notify"]["team"],
                             "playbook": pb.id,
-                            "customer": context["customer_id"],
+                            "customer": customer,
                             "urgency": step["notify"].get("urgency", "normal"),
                             "template": step["notify"].get("template"),
                         }
@@ -575,7 +552,7 @@ class Engine:
                         "waiting",
                         json.dumps(_plain(c) | {"waiting_since": _iso(now)}),
                     )
-                    for c in contexts
+                    for c in chosen.to_dicts()
                 )
                 break
         return facts
@@ -586,7 +563,7 @@ class Engine:
         base: CustomerBase,
         now: dt.datetime,
         facts: pl.DataFrame,
-        candidates: list[dict[str, Any]],
+        candidates: list[_Candidates],
         plan: Plan,
     ) -> None:
         pb = self.playbooks.get(enrollment["playbook"])
@@ -607,7 +584,7 @@ class Engine:
                 & (pl.col("at") <= now)
             )
             if "where" in unless:
-                happened = happened.filter(_event_filter(unless["where"], happened.columns))
+                happened = happened.filter(_event_filter(unless["where"], happened.schema))
             if happened.height:
                 plan.changes.setdefault("enrollments", []).append(
                     (*row, step_index, _iso(now), "exited", json.dumps(context))
@@ -618,151 +595,116 @@ class Engine:
         )
         context = {k: v for k, v in context.items() if k != "waiting_since"}
         context["customer_id"] = enrollment["customer_id"]
-        self._run_steps(pb, step_index, [context], now, facts, candidates, plan)
+        who = pl.DataFrame(
+            [context],
+            schema_overrides={"customer_id": pl.String(), "friend_id": pl.String()},
+        )
+        self._run_steps(pb, step_index, who, now, facts, candidates, plan)
 
     # ── guards ────────────────────────────────────────────────────────────
     def _guard(
         self,
-        candidates: list[dict[str, Any]],
+        candidates: list[_Candidates],
         facts: pl.DataFrame,
         state: StateStore,
         now: dt.datetime,
     ) -> list[Decision]:
+        """The guards, column-wise over every message decided at this moment; then each
+        message becomes a ``Decision`` with its channel, tone, status and reason."""
         if not candidates:
             return []
-        rows = facts.select(
+        frame = self._guarded(candidates, facts, state, now)
+        quiet_text = f"{REASONS['quiet-hours']} to {self.project.quiet_end:%H:%M} local"
+        cooling = self._cooldowns(state, now)
+        weekly = self.project.per_customer_per_week
+        fixed = {
+            "": "",
+            "unknown-friend": "the friend is not a known customer",
+            "instagram-only": f"{INSTAGRAM_TEXT}, and no other consented channel",
+            "no-name": REASONS["no-name"],
+            "quiet-hours": quiet_text,
+            "cap": f"{REASONS['cap']}: {weekly} a week",
+        }
+        decided: list[Decision] = []
+        columns = (
+            "_group",
+            "_at",
             "customer_id",
-            "first_name",
+            "_recipient",
             "tone",
-            "preferred_channel",
+            "_usable",
+            "_named",
+            "_status",
+            "_why",
+            "_due",
+            "hours_since_last_inbound",
             "cadence_days",
             "days_since_last_message",
-            "local_time",
-            "_local_now",
             "email",
             "phone",
             "instagram_id",
-            "hours_since_last_inbound",
-            "consent_email",
-            "consent_sms",
-            "consent_instagram",
         )
-        wanted = {c["customer_id"] for c in candidates} | {
-            c["friend_id"] for c in candidates if c.get("friend_id")
-        }
-        rows = rows.filter(pl.col("customer_id").is_in(list(wanted)))
-        by_customer = {r["customer_id"]: r for r in rows.iter_rows(named=True)}
-        decided: list[Decision] = []
-        dedup_seen = state.dedup_keys()
-        quiet_start, quiet_end = self.project.quiet_start, self.project.quiet_end
-        sent_this_week = self._sends_last_week(state, now)
-        cooling = self._cooldowns(state, now)
-
-        for candidate in candidates:
-            pb: Playbook = candidate["playbook"]
-            step = pb.respond[candidate["step"]]["send"]
+        for (
+            group,
+            at,
+            customer,
+            recipient,
+            tone,
+            usable,
+            named,
+            status,
+            why,
+            due,
+            hours,
+            cadence,
+            last,
+            *addresses,
+        ) in frame.select(columns).iter_rows():
+            batch = candidates[group]
+            pb, step = batch.pb, batch.pb.respond[batch.step]["send"]
+            moment = batch.moments[at] if batch.moments is not None else None
             to_friend = step.get("to") == "friend"
-            recipient_id = candidate.get("friend_id") if to_friend else candidate["customer_id"]
-            person = by_customer.get(recipient_id or "")
-            tone = (person or {}).get("tone") or "direct"
             decision = Decision(
-                customer_id=candidate["customer_id"],
+                customer_id=customer,
                 playbook=pb.id,
-                step=candidate["step"],
+                step=batch.step,
                 category=pb.category,
                 priority=pb.priority,
-                channel=None,
+                channel=usable[0] if usable else None,
                 tone=tone if tone in TONES else "direct",
                 template=step["template"],
-                status="send",
+                status=status,
                 to="friend" if to_friend else "customer",
-                recipient_id=recipient_id or "",
+                recipient_id=recipient or "",
                 offer=step.get("offer"),
+                due_at=due,
             )
             decision.key = hashlib.sha256(
-                f"{pb.id}|{decision.customer_id}|{recipient_id}|{decision.step}|"
-                f"{candidate.get('_event_at') or _iso(now)}".encode()
+                f"{pb.id}|{customer}|{recipient}|{batch.step}|{moment or _iso(now)}".encode()
             ).hexdigest()[:24]
             decided.append(decision)
-            if person is None:
-                decision.status, decision.reason = "blocked", "the friend is not a known customer"
-                continue
-            # 1. consent, channel by channel: preferred first, then the fallbacks in order.
-            wanted = [step["channel"], *step.get("fallback", [])]
-            channels = [person["preferred_channel"] if c == PREFERRED else c for c in wanted]
-            usable = list(
-                dict.fromkeys(
-                    c
-                    for c in channels
-                    if c
-                    and person.get(f"consent_{c}")
-                    and person.get(CHANNEL_ADDRESS.get(c, ""), "x")
-                )
-            )
-            if not usable:
-                decision.status = "blocked"
-                decision.reason = REASONS["no-consent"].format(
-                    channels=", ".join(c for c in channels if c) or "none"
-                )
-                continue
-            # Instagram answers only within 24 hours of the customer's last message to us.
-            hours = person.get("hours_since_last_inbound")
-            if "instagram" in usable and (hours is None or hours > INSTAGRAM_WINDOW_HOURS):
-                usable.remove("instagram")
-                decision.reason = "instagram: outside the 24-hour messaging window"
-                if not usable:
-                    decision.status = "blocked"
-                    decision.reason += ", and no other consented channel"
-                    continue
-                decision.reason += f"; fell back to {usable[0]}"
-            decision.channel = usable[0]
-            decision.channels = usable
-            decision.addresses = {
-                c: str(person.get(CHANNEL_ADDRESS[c])) for c in usable if c in CHANNEL_ADDRESS
-            }
-            decision.hours_since_last_inbound = person.get("hours_since_last_inbound")
-            decision.max_segments = step.get("max_segments")
-            # 2. personalization
-            if not (person.get("first_name") or "").strip():
-                decision.status, decision.reason = "blocked", REASONS["no-name"]
-                continue
-            # 3. quiet hours: deferred to their end, never dropped
-            local = person["local_time"]
-            quiet = (
-                (local >= quiet_start or local < quiet_end)
-                if quiet_start > quiet_end
-                else quiet_start <= local < quiet_end
-            )
-            if quiet:
-                local_now: dt.datetime = person["_local_now"]
-                resume = dt.datetime.combine(local_now.date(), quiet_end)
-                if resume <= local_now:
-                    resume += dt.timedelta(days=1)
-                decision.status = "deferred"
-                decision.due_at = now + (resume - local_now)
-                decision.reason = f"{REASONS['quiet-hours']} to {quiet_end:%H:%M} local"
-            if pb.category == "transactional":
-                continue
-            # 4. cadence
-            cadence, last = person["cadence_days"], person["days_since_last_message"]
-            if cadence and last is not None and last < cadence:
-                decision.status = "blocked"
+            if usable:
+                address = dict(zip(("email", "sms", "instagram"), addresses, strict=True))
+                decision.channels = usable
+                decision.addresses = {c: str(address[c]) for c in usable if c in CHANNEL_ADDRESS}
+                decision.hours_since_last_inbound = hours
+                decision.max_segments = step.get("max_segments")
+            if why in fixed:
+                decision.reason = fixed[why]
+            elif why == "no-consent":
+                decision.reason = REASONS["no-consent"].format(channels=named or "none")
+            elif why == "instagram":
+                decision.reason = f"{INSTAGRAM_TEXT}; fell back to {decision.channel}"
+            elif why == "cadence":
                 decision.reason = REASONS["cadence"].format(cadence=cadence) + (
                     f"; the last was {last:.1f} days ago"
                 )
-                continue
-            cooler = cooling.get(decision.recipient_id)
-            if cooler is not None and cooler[1] != pb.id:
-                decision.status = "blocked"
-                decision.reason = (
-                    f"the cooldown after {cooler[1]}, until {cooler[0]:%Y-%m-%d %H:%M} UTC"
-                )
-                continue
-            weekly = self.project.per_customer_per_week
-            if weekly and sent_this_week.get(decision.recipient_id, 0) >= weekly:
-                decision.status, decision.reason = "blocked", f"{REASONS['cap']}: {weekly} a week"
+            else:  # cooldown
+                until, playbook = cooling[recipient]
+                decision.reason = f"the cooldown after {playbook}, until {until:%Y-%m-%d %H:%M} UTC"
 
         self._priority(decided)
+        dedup_seen = state.dedup_keys()
         dedup_keys: dict[str, str] = {}
         for decision in decided:
             if decision.status == "blocked":
@@ -781,6 +723,186 @@ class Engine:
                     continue
                 dedup_seen.add((decision.recipient_id, decision.dedup_key))
         return decided
+
+    def _guarded(
+        self,
+        candidates: list[_Candidates],
+        facts: pl.DataFrame,
+        state: StateStore,
+        now: dt.datetime,
+    ) -> pl.DataFrame:
+        """One row per message decided, in the order decided, with its recipient's facts and
+        what the guards say: the usable channels (consented, with an address; Instagram
+        only within its window), ``_status`` (send, deferred, blocked), ``_why`` (a reason
+        code, see ``_guard``) and ``_due`` (the end of quiet hours)."""
+        people = facts.select(
+            "customer_id",
+            "first_name",
+            "tone",
+            "preferred_channel",
+            "cadence_days",
+            "days_since_last_message",
+            "local_time",
+            "_local_now",
+            "email",
+            "phone",
+            "instagram_id",
+            "hours_since_last_inbound",
+            *(c for c in facts.columns if c.startswith("consent_")),
+        )
+        friends = {
+            f
+            for batch in candidates
+            if batch.pb.respond[batch.step]["send"].get("to") == "friend"
+            and "friend_id" in batch.who.columns
+            for f in batch.who.get_column("friend_id").drop_nulls().to_list()
+        }
+        rows_of_friends = dict(
+            facts.select("customer_id", ROW)
+            .filter(
+                pl.col("customer_id").is_in(pl.Series(list(friends), dtype=pl.String()).implode())
+            )
+            .iter_rows()
+        )
+        wanted: list[list[str]] = []
+        parts = []
+        for number, batch in enumerate(candidates):
+            step = batch.pb.respond[batch.step]["send"]
+            wanted.append([step["channel"], *step.get("fallback", [])])
+            who = batch.who
+            if step.get("to") == "friend":
+                friend = (
+                    who.get_column("friend_id").cast(pl.String())
+                    if "friend_id" in who.columns
+                    else pl.Series([None] * who.height, dtype=pl.String())
+                )
+                recipient = friend.alias("_recipient")
+                person = friend.replace_strict(
+                    rows_of_friends, default=None, return_dtype=pl.UInt32()
+                )
+            else:
+                recipient = who.get_column("customer_id").alias("_recipient")
+                person = _rows(facts, who)
+            parts.append(
+                pl.DataFrame(
+                    {
+                        "_group": pl.Series([number] * who.height, dtype=pl.UInt32()),
+                        "_at": pl.Series(range(who.height), dtype=pl.UInt32()),
+                        "_transactional": [batch.pb.category == "transactional"] * who.height,
+                        "_playbook": [batch.pb.id] * who.height,
+                        "_customer": who.get_column("customer_id").cast(pl.String()),
+                        "_recipient": recipient,
+                        "_person": person.cast(pl.UInt32()),
+                    }
+                )
+            )
+        frame = pl.concat(parts)
+        known = frame.get_column("_person").is_not_null()
+        found = people[frame.get_column("_person").fill_null(0)]
+        found = found.with_columns(pl.when(known).then(pl.all()).otherwise(None).name.keep())
+        frame = pl.concat([frame, found.drop("customer_id")], how="horizontal").rename(
+            {"_customer": "customer_id"}
+        )
+
+        # 1. consent, channel by channel: preferred first, then the fallbacks in order.
+        names = {c for w in wanted for c in w if c != PREFERRED}
+        names |= set(frame.get_column("preferred_channel").drop_nulls().unique().to_list())
+        group = pl.col("_group")
+        tries = []
+        for place in range(max(len(w) for w in wanted)):
+            name = group.replace_strict(
+                {g: w[place] for g, w in enumerate(wanted) if len(w) > place},
+                default=None,
+                return_dtype=pl.String(),
+            )
+            channel = pl.when(name == PREFERRED).then(pl.col("preferred_channel")).otherwise(name)
+            tries.append(channel)
+        frame = frame.with_columns(
+            pl.concat_list(tries).list.drop_nulls().alias("_tried")
+        ).with_columns(
+            pl.col("_tried")
+            .list.eval(pl.element().filter(pl.element() != ""))
+            .list.join(", ")
+            .alias("_named"),
+            pl.concat_list(
+                pl.when(_consented(tried, names, frame.columns)).then(tried) for tried in tries
+            )
+            .list.drop_nulls()
+            .list.unique(maintain_order=True)
+            .alias("_consented"),
+        )
+        # Instagram answers only within 24 hours of the customer's last message to us.
+        hours = pl.col("hours_since_last_inbound")
+        outside = pl.col("_consented").list.contains("instagram") & (
+            hours.is_null() | (hours > INSTAGRAM_WINDOW_HOURS)
+        )
+        frame = frame.with_columns(
+            pl.when(outside)
+            .then(pl.col("_consented").list.eval(pl.element().filter(pl.element() != "instagram")))
+            .otherwise(pl.col("_consented"))
+            .alias("_usable"),
+            outside.alias("_outside"),
+        )
+        # 3. quiet hours: deferred to their end, never dropped
+        start, end = self.project.quiet_start, self.project.quiet_end
+        local = pl.col("local_time")
+        quiet = (
+            ((local >= start) | (local < end)) if start > end else (local >= start) & (local < end)
+        )
+        local_now = pl.col("_local_now")
+        resume = local_now.dt.date().dt.combine(end)
+        resume = pl.when(resume <= local_now).then(resume + dt.timedelta(days=1)).otherwise(resume)
+        due = (pl.lit(now) + (resume - local_now)).dt.convert_time_zone("UTC")
+        # 4. cadence, cooldowns, the weekly cap: marketing only
+        cadence, last = pl.col("cadence_days"), pl.col("days_since_last_message")
+        too_soon = cadence.is_not_null() & (cadence != 0) & last.is_not_null() & (last < cadence)
+        cooling = self._cooldowns(state, now)
+        cooler = pl.col("_recipient").replace_strict(
+            {c: pb for c, (_, pb) in cooling.items()}, default=None, return_dtype=pl.String()
+        )
+        cooled = cooler.is_not_null() & (cooler != pl.col("_playbook"))
+        weekly = self.project.per_customer_per_week
+        sent = self._sends_last_week(state, now)
+        capped = (
+            pl.col("_recipient").replace_strict(sent, default=0, return_dtype=pl.Int64()) >= weekly
+            if weekly
+            else pl.lit(False)
+        )
+        marketing = ~pl.col("_transactional")
+        usable = pl.col("_usable").list.len() > 0
+        named = pl.col("first_name").fill_null("").str.strip_chars() != ""
+        reached_quiet = known & usable & named
+        why = (
+            pl.when(~known)
+            .then(pl.lit("unknown-friend"))
+            .when(pl.col("_consented").list.len() == 0)
+            .then(pl.lit("no-consent"))
+            .when(~usable)
+            .then(pl.lit("instagram-only"))
+            .when(~named)
+            .then(pl.lit("no-name"))
+            .when(marketing & too_soon)
+            .then(pl.lit("cadence"))
+            .when(marketing & cooled)
+            .then(pl.lit("cooldown"))
+            .when(marketing & capped)
+            .then(pl.lit("cap"))
+            .when(quiet)
+            .then(pl.lit("quiet-hours"))
+            .when(pl.col("_outside"))
+            .then(pl.lit("instagram"))
+            .otherwise(pl.lit(""))
+        )
+        return frame.with_columns(why.alias("_why")).with_columns(
+            pl.when(pl.col("_why").is_in(["", "instagram"]))
+            .then(pl.lit("send"))
+            .when(pl.col("_why") == "quiet-hours")
+            .then(pl.lit("deferred"))
+            .otherwise(pl.lit("blocked"))
+            .alias("_status"),
+            pl.when(reached_quiet & quiet).then(due).alias("_due"),
+            pl.when(known).then(pl.col("_usable")).alias("_usable"),
+        )
 
     def _priority(self, decided: list[Decision]) -> None:
         """One marketing message per customer per moment (``caps.per_moment``): the highest
@@ -816,7 +938,9 @@ class Engine:
                         f"{decision.channel} per moment"
                     )
 
-    def _render_note(self, note: dict[str, Any], person: dict[str, Any], now: dt.datetime) -> None:
+    def _render_note(
+        self, note: dict[str, Any], person: dict[str, Any], now: dt.datetime, shelf: _Shelf
+    ) -> None:
         """A team notification: its template (``NAME.md``) or a one-line summary."""
         pb = self.playbooks[note["playbook"]]
         note["key"] = hashlib.sha256(
@@ -824,11 +948,12 @@ class Engine:
         ).hexdigest()[:24]
         note["subject"] = f"[{note['urgency']}] {pb.title}: {note['customer']}"
         note["text"] = _note_text(note, person)
-        files = variants(_templates_folder(pb), note["template"]) if note["template"] else {}
+        files = shelf.variants(pb, note["template"]) if note["template"] else {}
         file = files.get("") or next(iter(files.values()), None)
         if file is None:
             return
-        context = {k: v for k, v in person.items() if not k.startswith("_")}
+        template = shelf.compiled(file)
+        context = {k: v for k, v in person.items() if k in template.file.variables}
         context.update(
             offer=dict.fromkeys(OFFER_FIELDS),
             friend={"first_name": None},
@@ -838,7 +963,7 @@ class Engine:
             unsubscribe_url=None,
         )
         try:
-            note["text"] = compiled(file).render(context)[1]
+            note["text"] = template.render(context)[1]
         except Exception as error:
             note["text"] += f" (template {file.name} failed: {error})"
 
@@ -875,29 +1000,41 @@ class Engine:
         wanted |= {note["customer"] for note in plan.notifications}
         if not wanted:
             return
+        shelf = _Shelf()
+        chosen: list[tuple[Decision, Path | None]] = []
+        for decision in todo:
+            files = shelf.variants(self.playbooks[decision.playbook], decision.template)
+            chosen.append((decision, files.get(decision.tone) or files.get("")))
+        # Only the facts some template reads are read out of the frame, once per person.
+        read = {"customer_id", "first_name", "last_name"}
+        for _, file in chosen:
+            if file is not None:
+                read |= set(shelf.compiled(file).file.variables)
+        for note in plan.notifications:
+            files = shelf.variants(self.playbooks[note["playbook"]], note["template"] or "")
+            for file in files.values():
+                read |= set(shelf.compiled(file).file.variables)
+        columns = [c for c in facts.columns if c in read and not c.startswith("_")]
         people = {
             r["customer_id"]: r
-            for r in facts.filter(pl.col("customer_id").is_in(list(wanted))).iter_rows(named=True)
+            for r in facts.select(columns)
+            .filter(pl.col("customer_id").is_in(pl.Series(list(wanted)).implode()))
+            .iter_rows(named=True)
         }
         for note in plan.notifications:
-            self._render_note(note, people.get(note["customer"], {}), plan.now)
-        template_files: dict[tuple[str, str], dict[str, Path]] = {}
-        for decision in todo:
+            self._render_note(note, people.get(note["customer"], {}), plan.now, shelf)
+        base_url = self.project.brand.get("url") or ""
+        for decision, file in chosen:
             pb = self.playbooks[decision.playbook]
-            found = (pb.id, decision.template)
-            if found not in template_files:
-                template_files[found] = variants(_templates_folder(pb), decision.template)
-            files = template_files[found]
-            file = files.get(decision.tone) or files.get("")
             if file is None:
                 decision.status, decision.reason = "blocked", "template file missing"
                 continue
+            template = shelf.compiled(file)
             person = people[decision.recipient_id]
             other = people.get(
                 decision.customer_id if decision.to == "friend" else decision.recipient_id
             )
-            context = {k: v for k, v in person.items() if not k.startswith("_")}
-            base_url = self.project.brand.get("url") or ""
+            context = {k: v for k, v in person.items() if k in template.file.variables}
             decision.unsubscribe_url = (
                 f"{base_url}/unsubscribe?c={decision.recipient_id}" if base_url else None
             )
@@ -910,10 +1047,63 @@ class Engine:
                 unsubscribe_url=decision.unsubscribe_url,
             )
             try:
-                decision.subject, decision.text = compiled(file).render(context)
+                decision.subject, decision.text = template.render(context)
             except Exception as error:
                 decision.status = "blocked"
                 decision.reason = f"template {file.name} failed to render: {error}"
+
+
+class _Shelf:
+    """The template files of one plan, found and compiled once each."""
+
+    def __init__(self) -> None:
+        self._variants: dict[tuple[Path, str], dict[str, Path]] = {}
+        self._compiled: dict[Path, Compiled] = {}
+
+    def variants(self, pb: Playbook, name: str) -> dict[str, Path]:
+        key = (_templates_folder(pb), name)
+        if key not in self._variants:
+            self._variants[key] = variants(*key) if name else {}
+        return self._variants[key]
+
+    def compiled(self, file: Path) -> Compiled:
+        if file not in self._compiled:
+            self._compiled[file] = compiled(file)
+        return self._compiled[file]
+
+
+INSTAGRAM_TEXT = "instagram: outside the 24-hour messaging window"
+
+
+@dataclass
+class _Candidates:
+    """The customers (``who``: customer_id, and the row, event and friend their trigger
+    found) for whom one ``send`` step of a playbook was reached at this moment."""
+
+    pb: Playbook
+    step: int
+    who: pl.DataFrame
+    moments: list[Any] | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        # The event that started it, part of each message's idempotency key.
+        at = "_event_at"
+        self.moments = self.who.get_column(at).to_list() if at in self.who.columns else None
+
+
+def _consented(channel: pl.Expr, names: set[str], columns: list[str]) -> pl.Expr:
+    """The customer consented to ``channel`` (a per-row channel name) and has its address."""
+    ok = pl.lit(False)
+    for name in sorted(names):
+        consent = f"consent_{name}"
+        if consent not in columns:
+            continue
+        given = pl.col(consent).fill_null(False).cast(pl.Boolean(), strict=False)
+        address = CHANNEL_ADDRESS.get(name)
+        if address is not None:
+            given = given & pl.col(address).is_not_null() & (pl.col(address) != "")
+        ok = pl.when(channel == name).then(given).otherwise(ok)
+    return ok.fill_null(False)
 
 
 def _note_text(note: dict[str, Any], person: dict[str, Any]) -> str:
@@ -924,17 +1114,13 @@ def _note_text(note: dict[str, Any], person: dict[str, Any]) -> str:
     )
 
 
-def _anniversary(day: pl.Expr, year: pl.Expr, at: dt.time) -> pl.Expr:
-    """The local moment of the anniversary of ``day`` in ``year``; 29 February is 28 February
-    in other years."""
-    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    month, dom = day.dt.month(), day.dt.day()
-    dom = pl.when((month == 2) & (dom == 29) & ~leap).then(28).otherwise(dom)
-    return pl.date(year, month, dom).dt.combine(at)
-
-
 def _templates_folder(pb: Playbook) -> Path:
-    return Path(pb.document.path).parent / "templates"
+    return _folder_beside(pb.document.path)
+
+
+@functools.lru_cache(maxsize=1024)
+def _folder_beside(path: str) -> Path:
+    return Path(path).parent / "templates"
 
 
 OFFER_FIELDS = ("percent_off", "amount_off", "gift", "free_shipping", "code", "expires_on")
@@ -961,14 +1147,14 @@ def _plain(context: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _rows(facts: pl.DataFrame, contexts: list[dict[str, Any]]) -> pl.Series:
-    """The facts rows of these customers: carried by contexts from a trigger, looked up for a
-    sequence resumed from the state store."""
-    if all(ROW in c for c in contexts):
-        return pl.Series(ROW, [c[ROW] for c in contexts], dtype=pl.UInt32())
-    ids = pl.Series([c["customer_id"] for c in contexts], dtype=pl.String())
+def _rows(facts: pl.DataFrame, who: pl.DataFrame) -> pl.Series:
+    """The facts rows of these customers: carried from a trigger, or looked up for a sequence
+    resumed from the state store."""
+    if ROW in who.columns and not who.get_column(ROW).has_nulls():
+        return who.get_column(ROW).cast(pl.UInt32())
+    ids = who.get_column("customer_id").cast(pl.String())
     found = facts.select("customer_id", ROW).filter(pl.col("customer_id").is_in(ids.implode()))
-    return pl.DataFrame({"customer_id": ids}).join(found, on="customer_id").get_column(ROW)
+    return ids.to_frame().join(found, on="customer_id", maintain_order="left").get_column(ROW)
 
 
 def _patched(
@@ -993,28 +1179,75 @@ def _patched(
     )
 
 
-def _event_filter(condition: dict[str, Any], columns: list[str]) -> pl.Expr:
-    """An event ``where:`` filter as a polars expression over event columns."""
+def _event_filter(condition: dict[str, Any], schema: Mapping[str, pl.DataType]) -> pl.Expr:
+    """An event ``where:`` filter as a polars expression over event columns of these types.
+
+    A value is compared in its field's type: a number field takes whole numbers and fractions
+    alike (``in: [10, 12.5]`` on ``amount``). A value of another kind (text for a number, a
+    number for text, yes/no for anything but yes/no, a fraction for a whole-number field) equals
+    nothing in the field: ``eq`` and ``in`` are false, ``ne`` and ``not_in`` true, and ``gt``,
+    ``gte``, ``lt``, ``lte`` hold between numbers only. An event without the field fails every
+    test but ``exists: false``."""
     if "all" in condition:
-        return pl.all_horizontal([_event_filter(c, columns) for c in condition["all"]])
+        return pl.all_horizontal([_event_filter(c, schema) for c in condition["all"]])
     if "any" in condition:
-        return pl.any_horizontal([_event_filter(c, columns) for c in condition["any"]])
+        return pl.any_horizontal([_event_filter(c, schema) for c in condition["any"]])
     if "not" in condition:
-        return ~_event_filter(condition["not"], columns)
+        return ~_event_filter(condition["not"], schema)
     name = condition["field"]
-    if name not in columns:
+    if name not in schema:
         return pl.lit(condition.get("exists") is False)
-    column = pl.col(name)
+    column, dtype = pl.col(name), schema[name]
     op, value = next((k, v) for k, v in condition.items() if k != "field")
-    expr = {
-        "eq": lambda: column == value,
-        "ne": lambda: column != value,
-        "gt": lambda: column > value,
-        "gte": lambda: column >= value,
-        "lt": lambda: column < value,
-        "lte": lambda: column <= value,
-        "in": lambda: column.is_in(value),
-        "not_in": lambda: ~column.is_in(value),
-        "exists": lambda: column.is_not_null() if value else column.is_null(),
-    }[op]()
-    return expr.fill_null(False)
+    if op == "exists":
+        return column.is_not_null() if value else column.is_null()
+    if op in ORDER:
+        if not (dtype.is_numeric() and _is_number(value)):
+            return pl.lit(False)
+        test = ORDER[op](column, value)
+    elif op in ("eq", "ne"):
+        same = _as_type(value, dtype)
+        test = pl.lit(False) if same is None else column == pl.lit(same[0], dtype)
+        test = test if op == "eq" else ~test
+    else:
+        listed = [same[0] for same in (_as_type(v, dtype) for v in value) if same is not None]
+        test = column.is_in(pl.Series(listed, dtype=dtype).implode())
+        test = test if op == "in" else ~test
+    return test.fill_null(False) & column.is_not_null()
+
+
+#: The order tests of an event filter.
+ORDER: dict[str, Callable[[pl.Expr, float], pl.Expr]] = {
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
+
+
+def _is_number(value: Any) -> bool:
+    """A whole number or a fraction, not yes/no (which Python counts as 1 and 0)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _as_type(value: Any, dtype: pl.DataType) -> tuple[Any] | None:
+    """``value`` as a value of a field of type ``dtype`` (in a 1-tuple), or None when no value
+    of that field can equal it: text for a number field, 12.5 or 10**30 for a whole-number one."""
+    if isinstance(value, bool):
+        return (value,) if dtype == pl.Boolean() else None
+    if isinstance(value, str):
+        if dtype == pl.String() or dtype == pl.Categorical():
+            return (value,)
+        if isinstance(dtype, pl.Enum) and value in dtype.categories:
+            return (value,)
+        return None
+    if not (_is_number(value) and dtype.is_numeric()):
+        return None
+    if dtype.is_integer():
+        if isinstance(value, float) and not value.is_integer():
+            return None
+        value = int(value)
+    try:
+        return (pl.Series([value], dtype=dtype).item(),)
+    except (TypeError, OverflowError, pl.exceptions.PolarsError):
+        return None

@@ -208,6 +208,7 @@ class FactHistory:
         earlier moment than ``now``, for which ``at(now)`` has run. Facts not named are
         left out."""
         moment, now = _utc(moment), _utc(now)
+        facts = set(facts) - {"customer_id", *LOCAL_COLUMNS}
         if moment >= now:
             return self.at(moment).select("customer_id", *facts, *LOCAL_COLUMNS)
         derived = self._derived[now]
