@@ -208,6 +208,7 @@ class Engine:
             since,
         )
         candidates: list[_Candidates] = []
+        stamp = _iso(now)
 
         for pb_id in self.order:
             pb = self.playbooks[pb_id]
@@ -232,7 +233,7 @@ class Engine:
             plan.fired[pb_id] = ids
             if not ids:
                 continue
-            plan.changes.setdefault("fired", []).extend((pb_id, c, _iso(now)) for c in ids)
+            plan.changes.setdefault("fired", []).extend((pb_id, c, stamp) for c in ids)
             facts = self._run_steps(pb, 0, chosen, now, facts, candidates, plan)
 
         for enrollment in state.due_enrollments(now):
@@ -615,6 +616,7 @@ class Engine:
             return []
         frame = self._guarded(candidates, facts, state, now)
         quiet_text = f"{REASONS['quiet-hours']} to {self.project.quiet_end:%H:%M} local"
+        stamp = _iso(now)
         cooling = self._cooldowns(state, now)
         weekly = self.project.per_customer_per_week
         fixed = {
@@ -670,7 +672,7 @@ class Engine:
                 step=batch.step,
                 category=pb.category,
                 priority=pb.priority,
-                channel=usable[0] if usable else None,
+                channel=usable.split(",", 1)[0] if usable else None,
                 tone=tone if tone in TONES else "direct",
                 template=step["template"],
                 status=status,
@@ -680,13 +682,15 @@ class Engine:
                 due_at=due,
             )
             decision.key = hashlib.sha256(
-                f"{pb.id}|{customer}|{recipient}|{batch.step}|{moment or _iso(now)}".encode()
+                f"{pb.id}|{customer}|{recipient}|{batch.step}|{moment or stamp}".encode()
             ).hexdigest()[:24]
             decided.append(decision)
             if usable:
-                address = dict(zip(("email", "sms", "instagram"), addresses, strict=True))
-                decision.channels = usable
-                decision.addresses = {c: str(address[c]) for c in usable if c in CHANNEL_ADDRESS}
+                channels = usable.split(",")
+                decision.channels = channels
+                decision.addresses = {
+                    c: str(addresses[ADDRESS_PLACE[c]]) for c in channels if c in ADDRESS_PLACE
+                }
                 decision.hours_since_last_inbound = hours
                 decision.max_segments = step.get("max_segments")
             if why in fixed:
@@ -901,7 +905,7 @@ class Engine:
             .otherwise(pl.lit("blocked"))
             .alias("_status"),
             pl.when(reached_quiet & quiet).then(due).alias("_due"),
-            pl.when(known).then(pl.col("_usable")).alias("_usable"),
+            pl.when(known & usable).then(pl.col("_usable").list.join(",")).alias("_usable"),
         )
 
     def _priority(self, decided: list[Decision]) -> None:
@@ -1057,13 +1061,13 @@ class _Shelf:
     """The template files of one plan, found and compiled once each."""
 
     def __init__(self) -> None:
-        self._variants: dict[tuple[Path, str], dict[str, Path]] = {}
+        self._variants: dict[tuple[str, str], dict[str, Path]] = {}
         self._compiled: dict[Path, Compiled] = {}
 
     def variants(self, pb: Playbook, name: str) -> dict[str, Path]:
-        key = (_templates_folder(pb), name)
+        key = (pb.id, name)
         if key not in self._variants:
-            self._variants[key] = variants(*key) if name else {}
+            self._variants[key] = variants(_templates_folder(pb), name) if name else {}
         return self._variants[key]
 
     def compiled(self, file: Path) -> Compiled:
@@ -1073,6 +1077,8 @@ class _Shelf:
 
 
 INSTAGRAM_TEXT = "instagram: outside the 24-hour messaging window"
+#: The place of each channel's address among the address columns ``_guard`` reads.
+ADDRESS_PLACE = {"email": 0, "sms": 1, "instagram": 2}
 
 
 @dataclass

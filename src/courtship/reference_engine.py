@@ -309,7 +309,9 @@ def reference_selection(
 
 
 def event_passes(condition: Mapping[str, Any] | None, event: Mapping[str, Any]) -> bool:
-    """An event ``where:`` filter; a test of a missing field is false, except ``exists: false``."""
+    """An event ``where:`` filter; a test of a missing field is false, except ``exists: false``.
+    Values of different kinds (text, number, yes/no) are never equal, and only numbers are
+    ordered: ``{field: channel, gt: 3}`` is false, ``{field: amount, ne: "x"}`` true."""
     if condition is None:
         return True
     if "all" in condition:
@@ -324,17 +326,33 @@ def event_passes(condition: Mapping[str, Any] | None, event: Mapping[str, Any]) 
         return (actual is not None) == value
     if actual is None:
         return False
+
+    def equal(listed: Any) -> bool:
+        return _kind(actual) == _kind(listed) and actual == listed
+
+    def ordered(test: Callable[[], bool]) -> Callable[[], bool]:
+        return lambda: _kind(actual) == _kind(value) == "number" and test()
+
     tests: dict[str, Callable[[], bool]] = {
-        "eq": lambda: actual == value,
-        "ne": lambda: actual != value,
-        "gt": lambda: actual > value,
-        "gte": lambda: actual >= value,
-        "lt": lambda: actual < value,
-        "lte": lambda: actual <= value,
-        "in": lambda: actual in value,
-        "not_in": lambda: actual not in value,
+        "eq": lambda: equal(value),
+        "ne": lambda: not equal(value),
+        "gt": ordered(lambda: actual > value),
+        "gte": ordered(lambda: actual >= value),
+        "lt": ordered(lambda: actual < value),
+        "lte": ordered(lambda: actual <= value),
+        "in": lambda: any(equal(listed) for listed in value),
+        "not_in": lambda: not any(equal(listed) for listed in value),
     }
     return tests[op]()
+
+
+def _kind(value: Any) -> str:
+    """What a value is, as event filters compare: text, a number (whole or not), yes/no."""
+    if isinstance(value, bool):
+        return "yes/no"
+    if isinstance(value, int | float):
+        return "number"
+    return type(value).__name__
 
 
 def _anniversary_fires(
