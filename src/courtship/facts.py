@@ -342,14 +342,13 @@ def event_rows(base: CustomerBase) -> pl.DataFrame:
     does not depend on the moment, so it is done once per loaded base and kept with it (until
     its customers or events are replaced). Events of customers not in the file are left out.
     """
-    key = (id(base.customers), id(base.events))
     kept = base.__dict__.get("_event_rows")
-    if kept is not None and kept[0] == key:
-        return kept[1]
+    if kept is not None and kept[0] is base.customers and kept[1] is base.events:
+        return kept[2]
     _check_events(base.events, "events")
     customers = base.customers.select(pl.col("customer_id").cast(pl.String())).with_row_index(ROW)
     rows = _numbered(_events(base.events, None), customers)
-    base.__dict__["_event_rows"] = (key, rows)
+    base.__dict__["_event_rows"] = (base.customers, base.events, rows)
     return rows
 
 
