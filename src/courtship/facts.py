@@ -172,7 +172,9 @@ class FactHistory:
         rows = event_rows(base)
         if sends is not None and sends.height:
             _check_events(sends.with_columns(type=pl.lit("sent")), "sends")
-            rows = pl.concat([rows, _numbered(_events(sends, "sent"), self.ids)])
+            # Kept in customer order: each customer's events (and sends) stay in time order.
+            ours = _in_customer_order(_numbered(_events(sends, "sent"), self.ids))
+            rows = rows.merge_sorted(ours, key=ROW).with_columns(pl.col(ROW).set_sorted())
         self.events = rows
         #: per moment computed by ``at``: the per-row aggregates facts are derived from
         self._derived: dict[datetime, pl.DataFrame] = {}
@@ -347,7 +349,7 @@ def event_rows(base: CustomerBase) -> pl.DataFrame:
         return kept[2]
     _check_events(base.events, "events")
     customers = base.customers.select(pl.col("customer_id").cast(pl.String())).with_row_index(ROW)
-    rows = _numbered(_events(base.events, None), customers)
+    rows = _in_customer_order(_numbered(_events(base.events, None), customers))
     base.__dict__["_event_rows"] = (base.customers, base.events, rows)
     return rows
 
@@ -357,6 +359,15 @@ def _numbered(events: pl.LazyFrame, ids: pl.DataFrame) -> pl.DataFrame:
         events.join(ids.lazy(), on="customer_id", how="inner")
         .select(ROW, "kind", "at", "channel", "amount")
         .collect()
+    )
+
+
+def _in_customer_order(events: pl.DataFrame) -> pl.DataFrame:
+    """Events sorted by customer row, then time, then channel (the tie-break of "the latest
+    message"): every customer's orders and messages are then consecutive and in time order,
+    and stay so through any filter, so aggregating them needs no sort."""
+    return events.sort(ROW, "at", "channel", maintain_order=True).with_columns(
+        pl.col(ROW).set_sorted()
     )
 
 
@@ -572,21 +583,21 @@ def _as_utc(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 def _activity_queries(events: pl.LazyFrame, now: datetime) -> list[pl.LazyFrame]:
     """What the orders, visits, conversations and sends say, as queries to collect together.
 
-    One ``group_by`` takes the latest visit, send and signup; orders and inbound messages are
-    sorted by customer and time, which makes their counts, sums, gaps and "the latest" cheap
-    passes over sorted rows.
+    ``events`` are in customer order (see ``_in_customer_order``): one ``group_by`` takes the
+    latest visit, send and signup; orders and inbound messages, consecutive and in time order
+    per customer, make their counts, sums, gaps and "the latest" cheap passes over sorted rows.
     """
     now_us = _epoch_us(now)
     kind, at = pl.col("kind"), pl.col("at")
     sent = kind == "sent"
-    events = events.filter(at <= now_us)
+    events = events.filter(at <= now_us).with_columns(pl.col(ROW).set_sorted())
 
     def when(condition: pl.Expr) -> pl.Expr:
         return pl.when(condition).then(at)
 
     latest = (
         events.filter(kind.is_in(["visit", "sent", "signup"]))
-        .group_by(ROW)
+        .group_by(ROW, maintain_order=True)
         .agg(
             when(kind == "visit").max().alias("last_visit_at"),
             when(sent).max().alias("last_message_at"),
@@ -594,13 +605,13 @@ def _activity_queries(events: pl.LazyFrame, now: datetime) -> list[pl.LazyFrame]
             when(kind == "signup").min().alias("first_signup_at"),
         )
     )
-    orders = events.filter(kind == "order").select(ROW, "at", "amount").sort(ROW, "at")
-    replies = events.filter(kind == "reply").group_by(ROW).agg(at.max().alias("last_reply_at"))
-    messages = (
-        events.filter(kind == "inbound_message")
-        .select(ROW, "at", "channel")
-        .sort(ROW, "at", "channel")
+    orders = events.filter(kind == "order").select(ROW, "at", "amount")
+    replies = (
+        events.filter(kind == "reply")
+        .group_by(ROW, maintain_order=True)
+        .agg(at.max().alias("last_reply_at"))
     )
+    messages = events.filter(kind == "inbound_message").select(ROW, "at", "channel")
     return [latest, orders, replies, messages]
 
 
