@@ -33,7 +33,7 @@ import polars as pl
 from courtship.calendar_triggers import anniversary_mask, schedule_mask
 from courtship.catalogue import PREFERRED, TONES, Catalogue, builtin_catalogue
 from courtship.conditions import to_expression
-from courtship.facts import FACT_DTYPES, ROW, FactHistory
+from courtship.facts import FACT_DTYPES, ROW, FactHistory, no_cycle_collection
 from courtship.graph import PlaybookGraph
 from courtship.playbook import Playbook, facts_in
 from courtship.project import Project
@@ -58,7 +58,7 @@ REASONS = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     """One message the engine decided about (sent, deferred or blocked), with why."""
 
@@ -173,6 +173,12 @@ class Engine:
     ) -> Plan:
         """Facts, triggers, audiences, limits, steps and guards for moment ``now``: who hears
         what, on which channel, in which tone, and why not. The texts are left to ``render``."""
+        with no_cycle_collection():
+            return self._decide(base, now, state, trace)
+
+    def _decide(
+        self, base: CustomerBase, now: dt.datetime, state: StateStore, trace: str | None
+    ) -> Plan:
         now = now.astimezone(dt.UTC)
         last = state.last_run()
         since = last if last is not None and last <= now else now - self.project.lookback
@@ -247,7 +253,8 @@ class Engine:
         """Write every message a plan decided from its template, in the recipient's tone; a
         template that fails blocks its message with the reason."""
         if plan.facts is not None:
-            self._render(plan, plan.facts)
+            with no_cycle_collection():
+                self._render(plan, plan.facts)
             plan.facts = None
 
     def _completed(self, frame: pl.DataFrame) -> pl.DataFrame:
