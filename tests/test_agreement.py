@@ -10,12 +10,12 @@ a. every fact of ``compute_facts`` equals ``reference_facts``;
 b. random conditions, column-wise (``to_expression``), equal ``check`` customer by customer;
 c. the customers ``Engine.plan`` fires on a first run equal ``reference_selection``.
 
-What they found is kept at the end, one minimal example each: fixed in facts.py and
-conditions.py (a referral by a non-customer counted; ``check`` scaled text references; ``in``
-with whole and fractional numbers crashed), and engine.py disagreements marked xfail(strict)
-until fixed there, which the generators above steer clear of (summer-time changes inside the
-window, sub-day schedules on some weekdays from an ``at`` after midnight, ``in`` lists of
-whole numbers in event filters, offsets beyond a year).
+What they found is kept at the end, one minimal example each, all fixed since and all within
+reach of the generators above: in facts.py and conditions.py (a referral by a non-customer
+counted; ``check`` scaled text references; ``in`` with whole and fractional numbers crashed),
+in engine.py (event filters crashed on ``in`` lists of whole numbers, and on a value of another
+kind than the field's) and in calendar_triggers.py (local times an hour off when summer time
+changed inside the window, sub-day schedules leaving their weekday, offsets beyond a year).
 
 Budget: COURTSHIP_PROPERTY_SCALE=50 pytest tests/test_agreement.py for a long bug hunt.
 """
@@ -438,11 +438,13 @@ EVENT_FIELDS: dict[str, tuple[Any, ...]] = {
     "channel": (*CHANNELS, "carrier-pigeon"),
     "coupon": COUPONS,
     "friend_id": ("c00", "c01", "x-99"),
-    "amount": (0.0, 10.0, 12.5, 40.0, 250.5),  # floats, as the column (see the xfail below)
-    "items": (1, 2, 3),
+    "amount": (0.0, 10.0, 12.5, 40.0, 250.5, 10, 40),  # a float column: whole numbers too
+    "items": (1, 2, 3, 2.0, 2.5),  # a whole-number column: fractions too
     "gate": ("B12",),  # a field no event has
 }
 NUMERIC_FIELDS = ("amount", "items")
+#: Values of another kind than most fields': equal to nothing there, never in order with text.
+STRANGERS = ("10", "12.5", 10, 2, True, False)
 
 
 @st.composite
@@ -453,20 +455,24 @@ def event_filters(draw: st.DrawFn, depth: int = 2) -> dict[str, Any]:
     if shape in ("all", "any"):
         return {shape: draw(st.lists(event_filters(depth - 1), min_size=1, max_size=3))}
     name = draw(st.sampled_from(sorted(EVENT_FIELDS)))
-    values = st.sampled_from(EVENT_FIELDS[name])
+    values = st.sampled_from(EVENT_FIELDS[name]) | st.sampled_from(STRANGERS)
     ops = ["eq", "ne", "in", "not_in", "exists"]
-    if name in NUMERIC_FIELDS:
-        ops += ["gt", "gte", "lt", "lte"]
+    ops += ["gt", "gte", "lt", "lte"] * (2 if name in NUMERIC_FIELDS else 1)
     op = draw(st.sampled_from(ops))
     if op == "exists":
         return {"field": name, "exists": draw(st.booleans())}
     if op in ("in", "not_in"):
         return {"field": name, op: draw(st.lists(values, min_size=1, max_size=3))}
+    if op in ("gt", "gte", "lt", "lte"):  # numbers only (the schema), for text fields too
+        numbers = [v for v in (*EVENT_FIELDS[name], *STRANGERS) if type(v) in (int, float)]
+        return {"field": name, op: draw(st.sampled_from(numbers))}
     return {"field": name, op: draw(values)}
 
 
 def times_of_day() -> st.SearchStrategy[str]:
-    grid = st.sampled_from(("00:00", "02:30", "10:00", "12:00", "23:30"))
+    # 01:30 and 02:30 are skipped or happen twice when summer time changes (Los Angeles, London,
+    # Auckland).
+    grid = st.sampled_from(("00:00", "01:30", "02:30", "10:00", "12:00", "23:30"))
     anywhere = st.times().map(lambda t: f"{t.hour:02d}:{t.minute:02d}")
     return grid | anywhere
 
@@ -475,13 +481,15 @@ def times_of_day() -> st.SearchStrategy[str]:
 class Hints:
     """What makes a trigger likely to fire in this world, so that agreement is not only on
     "nobody": literal pools, event types in the window, date facts with an anniversary close
-    to now, and tests that turned true in the window."""
+    to now, offsets that bring an anniversary of years before or after to today, and tests
+    that turned true in the window."""
 
     pools: dict[str, list[Any]]
     recent: list[str]
     edge: list[str]
     times: list[str]
     near: list[str]
+    offsets: list[str]
     flips: dict[str | None, list[dict[str, Any]]]
 
 
@@ -528,6 +536,15 @@ def hints(world: World, since: dt.datetime, facts_at: Callable[[dt.datetime], An
                 for f in now.values()
             )
         ),
+        offsets=sorted(
+            {
+                f"{(f['local_date'] - anniversary(f[name], f['local_date'].year - years)).days}d"
+                for f in now.values()
+                for name in FACTS_OF["date"]
+                if f[name] is not None
+                for years in (-2, -1, 1, 2)
+            }
+        ),
         flips=flips,
         times=sorted(edges),
     )
@@ -549,8 +566,9 @@ def triggers(draw: st.DrawFn, hint: Hints) -> dict[str, Any]:
     elif kind == "anniversary":
         trigger = {"anniversary": draw(likely(hint.near, st.sampled_from(FACTS_OF["date"])))}
         offsets = ("0d", "-3d", "2d", "+1d", "-1w", "12h", "-90m", "-30d", "45m", "-53w", "400d")
+        offsets += ("800d", "-800d", "-106w", "9000h", "-1100000m")  # beyond a year
         if draw(st.booleans()):
-            trigger["offset"] = draw(st.sampled_from(offsets))
+            trigger["offset"] = draw(likely(hint.offsets, st.sampled_from(offsets)))
         if draw(st.booleans()):
             trigger["at"] = draw(likely(hint.times, times_of_day()))
     elif kind == "schedule":
@@ -561,9 +579,7 @@ def triggers(draw: st.DrawFn, hint: Hints) -> dict[str, Any]:
         trigger = {"schedule": schedule}
         if draw(st.booleans()):
             trigger["at"] = draw(likely(hint.times, times_of_day()))
-        # Several times a day on some weekdays only, from an `at` after midnight: see the xfail.
-        sub_day = schedule["every"] not in ("1d", "1w") and trigger.get("at", "00:00") != "00:00"
-        if not sub_day and draw(st.booleans()):
+        if draw(st.booleans()):
             days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
             schedule["days"] = draw(st.lists(st.sampled_from(days), min_size=1, unique=True))
     else:
@@ -618,15 +634,6 @@ class Run:
             self.past[moment] = self.world.reference(moment)
         return self.past[moment]
 
-    def steady(self, cid: str, pb: Playbook) -> bool:
-        """The clock the trigger reads (the schedule's, else the customer's) keeps its offset
-        through the window: no summer-time change."""
-        name = pb.trigger.get("schedule", {}).get("timezone")
-        zone = ZoneInfo(name or self.reference(self.world.now)[cid]["timezone"])
-        return (
-            self.since.astimezone(zone).utcoffset() == self.world.now.astimezone(zone).utcoffset()
-        )
-
     def compare(self, documents: list[dict[str, Any]]) -> None:
         """Every playbook fires, on a fresh state, for whom the reference selects."""
         world, since = self.world, self.since
@@ -642,11 +649,9 @@ class Run:
             kind = next(
                 k for k in ("event", "anniversary", "schedule", "becomes") if k in pb.trigger
             )
-            # Local times across a change of summer time: see the xfail.
-            ids = [c for c in world.ids if kind in ("event", "becomes") or self.steady(c, pb)]
             chosen = {
                 cid
-                for cid in ids
+                for cid in world.ids
                 if reference_selection(
                     pb,
                     self.reference(world.now)[cid],
@@ -657,7 +662,7 @@ class Run:
                 )
             }
             event(f"{kind}: {'someone' if chosen else 'nobody'} fired")
-            fired = set(plan.fired[pb.id]) & set(ids)
+            fired = set(plan.fired[pb.id])
             assert fired == chosen, json.dumps(pb.document.data, default=str)
 
 
@@ -680,7 +685,8 @@ def test_engine_fires_whom_the_reference_selects(world: World, data: st.DataObje
 @_settings(40)
 @given(worlds(), st.data())
 def test_anniversaries_and_schedules_right_on_the_edges(world: World, data: st.DataObject) -> None:
-    """A local time exactly at ``since`` (left out) or at ``now`` (counted)."""
+    """A local time exactly at ``since`` (left out) or at ``now`` (counted); an anniversary
+    of this year, or of years before or after moved by an offset beyond a year."""
     world.now = world.now.replace(second=0, microsecond=0)
     run = Run(world, data.draw(st.integers(2, 72 * 2)) * HALF_HOUR)
     facts = run.reference(world.now)[data.draw(st.sampled_from(world.ids))]
@@ -690,7 +696,8 @@ def test_anniversaries_and_schedules_right_on_the_edges(world: World, data: st.D
     trigger: dict[str, Any] = {"schedule": {"every": "1d"}}
     if dated and data.draw(st.booleans()):
         name = data.draw(st.sampled_from(dated))
-        shift = (local.date() - anniversary(facts[name], local.year)).days
+        year = local.year - data.draw(st.sampled_from((0, 0, 1, 3, -2)))
+        shift = (local.date() - anniversary(facts[name], year)).days
         trigger = {"anniversary": name, "offset": f"{shift}d"}
     document = {
         "id": "pb-0",
@@ -778,30 +785,40 @@ def test_in_lists_of_whole_and_fractional_numbers(fact: str, listed: list[float]
     assert column == check(condition, row, ANCHORS[0]).passed == (fact != "age")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.py: anniversary and schedule compare local wall times with the local now "
-    "minus the window, which is an hour off when summer time changes in the window: in Los "
-    "Angeles, clocks go from 02:00 to 03:00 on 14 March 2027 (10:00Z); a daily 01:30 (09:30Z) "
-    "in the window (09:00Z, 11:00Z] is missed, as local_since = 04:00 - 2h = 02:00",
-)
 @pytest.mark.parametrize("trigger", ["schedule", "anniversary"])
-def test_local_times_across_a_change_of_summer_time(trigger: str) -> None:
+@pytest.mark.parametrize(
+    ("at", "since", "now", "fires"),
+    [
+        # Clocks go from 02:00 to 03:00 on 14 March 2027 (10:00Z): 01:30 is 09:30Z.
+        ("01:30", dt.datetime(2027, 3, 14, 9), dt.datetime(2027, 3, 14, 11), True),
+        # 02:30 does not happen that night: it is 02:30 in the old offset, 10:30Z (03:30).
+        ("02:30", dt.datetime(2027, 3, 14, 10), dt.datetime(2027, 3, 14, 11), True),
+        ("02:30", dt.datetime(2027, 3, 14, 9), dt.datetime(2027, 3, 14, 10, 15), False),
+        # Clocks go from 02:00 back to 01:00 on 1 November 2026: 01:30 is 08:30Z, then 09:30Z.
+        ("01:30", dt.datetime(2026, 11, 1, 8), dt.datetime(2026, 11, 1, 9), True),
+        ("01:30", dt.datetime(2026, 11, 1, 9), dt.datetime(2026, 11, 1, 10), False),
+    ],
+)
+def test_local_times_across_a_change_of_summer_time(
+    trigger: str, at: str, since: dt.datetime, now: dt.datetime, fires: bool
+) -> None:
+    """Fixed in calendar_triggers.py: local wall times were compared with the local now minus
+    the window, an hour off when summer time changed inside it (a daily 01:30 in Los Angeles
+    was missed in (09:00Z, 11:00Z] on 14 March 2027, as 04:00 - 2h is 02:00). A local time
+    fires when its instant is in the window; a skipped one in the old offset, one that happens
+    twice the first time only."""
+    now, since = now.replace(tzinfo=UTC), since.replace(tzinfo=UTC)
     kind = {"schedule": {"every": "1d"}, "anniversary": "birthday"}[trigger]
-    customer = person(timezone="America/Los_Angeles", birthday=dt.date(1990, 3, 14))
-    now = dt.datetime(2027, 3, 14, 11, tzinfo=UTC)
-    fired, chosen = both({trigger: kind, "at": "01:30"}, [customer], now, dt.timedelta(hours=2))
-    assert chosen == {"c00"}
+    customer = person(timezone="America/Los_Angeles", birthday=now.date().replace(year=1990))
+    fired, chosen = both({trigger: kind, "at": at}, [customer], now, now - since)
+    assert chosen == ({"c00"} if fires else set())
     assert fired == chosen
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.py: with every under a day, a weekday's times run from `at` for 24 hours, "
-    "so `every: 6h, days: [sun], at: 22:00` fires on Monday 04:00 (and never on Sunday "
-    "04:00, 10:00, 16:00); `days` should hold for the scheduled time itself",
-)
 def test_times_of_a_sub_day_schedule_stay_on_their_weekday() -> None:
+    """Fixed in calendar_triggers.py: with every under a day, a weekday's times ran from `at`
+    for 24 hours, so `every: 6h, days: [sun], at: 22:00` fired on Monday 04:00 (and never on
+    Sunday 04:00, 10:00, 16:00); `days` holds for each scheduled time itself."""
     trigger = {"schedule": {"every": "6h", "days": ["sun"]}, "at": "22:00"}
     monday = dt.datetime(2027, 3, 1, 4, tzinfo=UTC)
     fired, chosen = both(trigger, [person(timezone="UTC")], monday, dt.timedelta(hours=1))
@@ -829,15 +846,11 @@ def test_within_at_an_earlier_moment_counts_from_that_moment() -> None:
     assert fired == chosen
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(TypeError, pl.exceptions.InvalidOperationError),
-    reason="engine.py: _event_filter passes in/not_in lists straight to polars is_in, which "
-    "refuses [10, 12.5] (built as Int64, then a float) and whole numbers for the float amount "
-    "column: a valid `where: {field: amount, in: [10, 12.5]}` crashes the plan",
-)
 @pytest.mark.parametrize("listed", [[10, 12.5], [10]])
 def test_event_filter_in_with_whole_numbers(listed: list[float]) -> None:
+    """Fixed in engine.py: _event_filter passed in/not_in lists straight to polars is_in, which
+    refused [10, 12.5] (built as Int64, then a float) and whole numbers for the float amount
+    column: a valid `where: {field: amount, in: [10, 12.5]}` crashed the plan."""
     now = dt.datetime(2027, 3, 1, 0, 30, tzinfo=UTC)
     order = {"customer_id": "c00", "type": "order", "at": now, "amount": 10.0}
     trigger = {"event": "order", "where": {"field": "amount", "in": listed}}
@@ -845,16 +858,44 @@ def test_event_filter_in_with_whole_numbers(listed: list[float]) -> None:
     assert fired == chosen == {"c00"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.py: anniversary looks at last, this and next year's anniversary only, so "
-    "an offset of more than about a year (valid: the schema takes any length) never fires: "
-    "1 January + 800d is 12 March two years on",
+@pytest.mark.parametrize(
+    ("where", "fires"),
+    [
+        ({"field": "channel", "eq": 10}, False),
+        ({"field": "channel", "ne": 10}, True),
+        ({"field": "channel", "gt": 3}, False),
+        ({"field": "channel", "in": ["web", 10, True]}, True),
+        ({"field": "amount", "eq": "10"}, False),
+        ({"field": "amount", "not_in": ["10", False]}, True),
+        ({"field": "amount", "eq": True}, False),
+        ({"field": "items", "in": [2.5]}, False),
+        ({"field": "items", "eq": 2.0}, True),
+        ({"field": "items", "gt": 1.5}, True),
+        ({"field": "items", "lte": 1.5}, False),
+    ],
 )
-def test_an_anniversary_offset_longer_than_a_year() -> None:
-    trigger = {"anniversary": "birthday", "offset": "800d"}
+def test_event_filter_of_another_kind(where: dict[str, Any], fires: bool) -> None:
+    """Fixed in engine.py: text against a number (or the other way round) crashed polars; the
+    validator cannot know an event field's type. A value of another kind than the field's
+    equals nothing in it, and only numbers are in order."""
+    now = dt.datetime(2027, 3, 1, 0, 30, tzinfo=UTC)
+    order = {"customer_id": "c00", "type": "order", "at": now, "amount": 10.0, "items": 2}
+    order["channel"] = "web"
+    fired, chosen = both({"event": "order", "where": where}, [person()], now, DAY, [order])
+    assert fired == chosen == ({"c00"} if fires else set())
+
+
+@pytest.mark.parametrize(
+    ("offset", "at"), [("800d", 0), ("-800d", 0), ("110w", 0), ("-9000h", 0), ("-1100000m", 23)]
+)
+def test_an_anniversary_offset_longer_than_a_year(offset: str, at: int) -> None:
+    """Fixed in calendar_triggers.py: anniversary looked at last, this and next year's
+    anniversary only, so an offset of more than about a year (valid: the schema takes any
+    length) never fired: 1 January + 800d is 12 March two years on."""
+    moved = dt.datetime(2030, 1, 1) + parse_duration(offset) + at * dt.timedelta(hours=1)
+    trigger = {"anniversary": "birthday", "offset": offset, "at": f"{at:02d}:00"}
     customer = person(birthday=dt.date(1990, 1, 1))
-    now = dt.datetime(2027, 3, 12, 0, 30, tzinfo=UTC)
+    now = moved.replace(tzinfo=UTC) + HALF_HOUR
     fired, chosen = both(trigger, [customer], now, dt.timedelta(hours=1))
     assert chosen == {"c00"}
     assert fired == chosen

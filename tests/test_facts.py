@@ -491,11 +491,13 @@ def test_earlier_moments_equal_the_facts_computed_there(days: float, named: str)
 
 
 def test_the_events_numbered_by_customer_follow_a_replaced_event_table() -> None:
-    from courtship.facts import event_rows
+    from courtship.facts import event_rows, referral_rows
 
     base = _example_base()
-    first = event_rows(base)
-    assert event_rows(base) is first  # kept with the base
+    first, referrals = event_rows(base), referral_rows(base)
+    assert event_rows(base) is first and referral_rows(base) is referrals  # kept with the base
+    assert referrals.height > 0
     base.events = base.events.head(10)
     assert event_rows(base).height <= 10  # not the old numbering
+    assert referral_rows(base).height <= 10
     assert compute_facts(base, NOW).get_column("orders_count").sum() <= 10

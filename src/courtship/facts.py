@@ -189,7 +189,7 @@ class FactHistory:
         customers = self.customers
         zones, calendar = _zone_columns(self.zones, now)
         # The referral graph is built (in Python, by networkx) while polars aggregates events.
-        links = _referral_links(_referral_pairs(self.base.events, now).collect(), customers)
+        links = _referral_links(referral_rows(self.base), now)
         with ThreadPoolExecutor(max_workers=1) as pool:
             friend_counts = pool.submit(_friend_counts, links)
             activity = _activity(*pl.collect_all(_activity_queries(self.events.lazy(), now)), now)
@@ -263,9 +263,7 @@ class FactHistory:
             for name in renewed
         )
         if facts & FRIEND_FACTS:  # the referral graph as it was at the moment
-            links = _referral_links(
-                _referral_pairs(self.base.events, moment).collect(), self.customers
-            )
+            links = _referral_links(referral_rows(self.base), moment)
             ordered = derived.filter(pl.col("orders_count") > 0).get_column(ROW)
             friends = _friends(links, _friend_counts(links), self.customers, ordered)
             derived = derived.drop(*(c for c in friends.columns if c != ROW)).join(
@@ -779,52 +777,65 @@ def _local_dates(frame: pl.DataFrame) -> pl.DataFrame:
 # ── friends ──────────────────────────────────────────────────────────────
 
 
-def _referral_pairs(events: pl.DataFrame, now: datetime) -> pl.LazyFrame:
-    """Who referred whom (once per pair), with the first and latest referral (µs) of the pair."""
+def referral_rows(base: CustomerBase) -> pl.DataFrame:
+    """Every referral of the base with everyone numbered, kept with the base like
+    :func:`event_rows`: ``referrer`` (the referrer's row), ``referrer_id``, ``friend_id``,
+    ``friend`` (the friend's row, or, for a friend who is not in the customer file, a number
+    after the last row) and ``at`` (µs). A referral by someone who is not in the customer file
+    is left out, as all their events are; so is one without a friend or of oneself."""
+    kept = base.__dict__.get("_referral_rows")
+    if kept is not None and kept[0] is base.customers and kept[1] is base.events:
+        return kept[2]
+    events = base.events
     if "friend_id" not in events.columns:
         events = events.with_columns(pl.lit(None, pl.String()).alias("friend_id"))
-    return (
+    customers = base.customers.select(pl.col("customer_id").cast(pl.String())).with_row_index(ROW)
+    referrals = (
         events.lazy()
         .filter(pl.col("type") == "referral")
         .select(
             pl.col("customer_id", "friend_id").cast(pl.String()),
             _as_utc(pl.col("at"), events.schema["at"]).cast(UTC_DATETIME).dt.epoch("us"),
         )
-        .filter(
-            pl.col("at") <= _epoch_us(now),
-            pl.col("friend_id").is_not_null(),
-            pl.col("friend_id") != pl.col("customer_id"),
+        .filter(pl.col("friend_id").is_not_null(), pl.col("friend_id") != pl.col("customer_id"))
+        .join(customers.lazy(), on="customer_id")
+        .join(
+            customers.lazy().rename({"customer_id": "friend_id", ROW: "_friend_row"}),
+            on="friend_id",
+            how="left",
         )
-        .group_by("customer_id", "friend_id")
-        .agg(pl.col("at").min().alias("first_at"), pl.col("at").max().alias("last_at"))
+        .collect()
     )
+    outsiders = (
+        referrals.filter(pl.col("_friend_row").is_null())
+        .select(pl.col("friend_id").unique(maintain_order=True))
+        .with_row_index("_outsider")
+    )
+    rows = referrals.join(outsiders, on="friend_id", how="left", maintain_order="left").select(
+        pl.col(ROW).cast(pl.Int64()).alias("referrer"),
+        pl.col("customer_id").alias("referrer_id"),
+        "friend_id",
+        pl.coalesce(
+            pl.col("_friend_row").cast(pl.Int64()),
+            pl.col("_outsider").cast(pl.Int64()) + customers.height,
+        ).alias("friend"),
+        "at",
+    )
+    base.__dict__["_referral_rows"] = (base.customers, base.events, rows)
+    return rows
 
 
-def _referral_links(pairs: pl.DataFrame, customers: pl.DataFrame) -> pl.DataFrame:
-    """The ``_referral_pairs`` with everyone numbered: a customer by their row, anyone else
-    (a friend who is not in the customer file) after the last row. A referral by someone who
-    is not in the customer file is ignored, as all their events are."""
-    count = customers.height
-    pairs = pairs.join(customers.select("customer_id"), on="customer_id", how="semi")
-    people = (
-        pl.concat([pairs.get_column("customer_id"), pairs.get_column("friend_id")])
-        .unique()
-        .to_frame("customer_id")
-        .join(customers.select("customer_id", ROW), on="customer_id", how="left")
-    )
-    outsider = pl.col(ROW).is_null()
-    people = people.select(
-        "customer_id",
-        pl.when(outsider)
-        .then(count - 1 + outsider.cum_sum())
-        .otherwise(pl.col(ROW))
-        .cast(pl.Int64())
-        .alias("node"),
-    )
+def _referral_links(referrals: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    """Who referred whom by ``now`` (once per pair), numbered (see :func:`referral_rows`),
+    with the first and latest referral (µs) of the pair."""
     return (
-        pairs.join(people, on="customer_id")
-        .join(people.rename({"customer_id": "friend_id", "node": "friend"}), on="friend_id")
-        .rename({"customer_id": "referrer_id", "node": "referrer"})
+        referrals.filter(pl.col("at") <= _epoch_us(now))
+        .group_by("referrer", "friend")
+        .agg(
+            pl.col("referrer_id", "friend_id").first(),
+            pl.col("at").min().alias("first_at"),
+            pl.col("at").max().alias("last_at"),
+        )
     )
 
 
@@ -853,15 +864,23 @@ def _friends(
     count = customers.height
     one, other = pl.min_horizontal("referrer", "friend"), pl.max_horizontal("referrer", "friend")
     edges = links.select(one.alias("node"), other.alias("friend")).unique()
+
+    def among(rows: pl.Series) -> pl.Expr:
+        """Whether the person at node ``friend`` is a customer at one of these rows."""
+        flags = pl.zeros(count, pl.Boolean(), eager=True)
+        flags.scatter(rows, True)
+        friend = pl.col("friend")
+        return pl.when(friend < count).then(pl.lit(flags).gather(friend.clip(0, count - 1)))
+
     at_risk_rows = customers.filter(pl.col("stage").is_in(AT_RISK_STAGES)).get_column(ROW)
     at_risk = (
         pl.concat([edges, edges.select(node="friend", friend="node")])
-        .filter(pl.col("friend").is_in(at_risk_rows.cast(pl.Int64()).implode()))
+        .filter(among(at_risk_rows).fill_null(False))
         .group_by("node")
         .agg(pl.len().cast(pl.Int64()).alias("friends_at_risk"))
     )
     referred = (
-        links.with_columns(pl.col("friend").is_in(ordered.cast(pl.Int64()).implode()))
+        links.with_columns(among(ordered).fill_null(False).alias("friend"))
         .group_by(pl.col("referrer").alias("node"))
         .agg(
             pl.len().cast(pl.Int64()).alias("referrals_count"),
