@@ -67,7 +67,13 @@ import yaml
 
 from courtship.conditions import check, to_expression
 from courtship.engine import Engine
-from courtship.facts import FACT_DTYPES, FactHistory, compute_facts, event_rows
+from courtship.facts import (
+    FACT_DTYPES,
+    FactHistory,
+    compute_facts,
+    event_rows,
+    referral_rows,
+)
 from courtship.project import Project
 from courtship.sources import CUSTOMER_SCHEMA, EVENT_SCHEMA, CustomerBase
 from courtship.state import StateStore
@@ -759,7 +765,9 @@ def plan_breakdown(engine: Engine, base: CustomerBase, now: dt.datetime) -> dict
     before, as loading the base does, and timed apart."""
     start = time.perf_counter()
     base.__dict__.pop("_event_rows", None)
+    base.__dict__.pop("_referral_rows", None)
     event_rows(base)
+    referral_rows(base)
     index_s = time.perf_counter() - start
     spent: dict[str, float] = Counter()
     moments: list[str] = []
