@@ -598,28 +598,24 @@ def _as_utc(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 def _activity_queries(events: pl.LazyFrame, now: datetime) -> list[pl.LazyFrame]:
     """What the orders, visits, conversations and sends say, as queries to collect together.
 
-    ``events`` are in customer order (see ``_in_customer_order``): one ``group_by`` takes the
-    latest visit, send and signup; orders and inbound messages, consecutive and in time order
-    per customer, make their counts, sums, gaps and "the latest" cheap passes over sorted rows.
+    ``events`` are in customer order (see ``_in_customer_order``): visits, sends, signups,
+    orders and inbound messages are each consecutive per customer (and, but for sends, in time
+    order), so their latest, counts, sums, gaps and "the latest" are cheap passes over sorted
+    rows.
     """
     now_us = _epoch_us(now)
     kind, at = pl.col("kind"), pl.col("at")
-    sent = kind == "sent"
     events = events.filter(at <= now_us).with_columns(pl.col(ROW).set_sorted())
 
-    def when(condition: pl.Expr) -> pl.Expr:
-        return pl.when(condition).then(at)
+    def latest(of: str) -> pl.LazyFrame:
+        return events.filter(kind == of).group_by(ROW, maintain_order=True)
 
-    latest = (
-        events.filter(kind.is_in(["visit", "sent", "signup"]))
-        .group_by(ROW, maintain_order=True)
-        .agg(
-            when(kind == "visit").max().alias("last_visit_at"),
-            when(sent).max().alias("last_message_at"),
-            (sent & (at >= now_us - _us(MESSAGE_WINDOW))).sum().alias("messages_sent_30d"),
-            when(kind == "signup").min().alias("first_signup_at"),
-        )
+    visits = latest("visit").agg(at.max().alias("last_visit_at"))
+    sends = latest("sent").agg(
+        at.max().alias("last_message_at"),
+        (at >= now_us - _us(MESSAGE_WINDOW)).sum().alias("messages_sent_30d"),
     )
+    signups = latest("signup").agg(at.min().alias("first_signup_at"))
     orders = events.filter(kind == "order").select(ROW, "at", "amount")
     replies = (
         events.filter(kind == "reply")
@@ -627,11 +623,13 @@ def _activity_queries(events: pl.LazyFrame, now: datetime) -> list[pl.LazyFrame]
         .agg(at.max().alias("last_reply_at"))
     )
     messages = events.filter(kind == "inbound_message").select(ROW, "at", "channel")
-    return [latest, orders, replies, messages]
+    return [visits, sends, signups, orders, replies, messages]
 
 
 def _activity(
-    latest: pl.DataFrame,
+    visits: pl.DataFrame,
+    sends: pl.DataFrame,
+    signups: pl.DataFrame,
     orders: pl.DataFrame,
     replies: pl.DataFrame,
     messages: pl.DataFrame,
@@ -668,7 +666,7 @@ def _activity(
         .group_by(ROW, maintain_order=True)
         .agg(pl.len().alias("unanswered_inbound_count"), at.first().alias("oldest_waiting_at"))
     )
-    parts = [latest.sort(ROW), by_orders, by_gaps, by_latest, by_waiting]
+    parts = [visits, sends, signups, by_orders, by_gaps, by_latest, by_waiting]
     return [part.with_columns(pl.col(ROW).set_sorted()) for part in parts]
 
 
