@@ -170,6 +170,7 @@ class FactHistory:
             customers, self.latest, set_tags, self.ids, default_timezone
         )
         self.zones = _Zones(self.customers.get_column("timezone"))
+        self.personas = _Personas(self.customers.get_column("persona").cast(pl.String()))
         _check_events(base.events, "events")
         rows = event_rows(base)
         if sends is not None and sends.height:
@@ -248,26 +249,23 @@ class FactHistory:
             how="left",
             maintain_order="left",
         )
+        # The changed customers' aggregates replace theirs. Lazily: only the columns the
+        # facts asked for read are replaced (polars drops the rest from the query).
         renewed = [name for name in redone.columns if name != ROW]
-        spread = derived.select(ROW).join(
-            redone.with_columns(pl.lit(True).alias("_changed")),
-            on=ROW,
-            how="left",
-            maintain_order="left",
+        fresh = redone.select(
+            ROW, pl.lit(True).alias("_changed"), *(pl.col(n).alias(f"_new_{n}") for n in renewed)
         )
-        derived = derived.with_columns(
-            pl.when(spread.get_column("_changed").is_not_null())
-            .then(spread.get_column(name))
-            .otherwise(pl.col(name))
-            .alias(name)
-            for name in renewed
-        )
+        changed_at = derived.lazy().join(fresh.lazy(), on=ROW, how="left", maintain_order="left")
+        derived = changed_at.with_columns(
+            pl.when(pl.col("_changed")).then(pl.col(f"_new_{n}")).otherwise(pl.col(n)).alias(n)
+            for n in renewed
+        ).select(derived.columns)
         if facts & FRIEND_FACTS:  # the referral graph as it was at the moment
             links = _referral_links(referral_rows(self.base), moment)
-            ordered = derived.filter(pl.col("orders_count") > 0).get_column(ROW)
-            friends = _friends(links, _friend_counts(links), self.customers, ordered)
+            ordered = derived.filter(pl.col("orders_count") > 0).select(ROW).collect()
+            friends = _friends(links, _friend_counts(links), self.customers, ordered[ROW])
             derived = derived.drop(*(c for c in friends.columns if c != ROW)).join(
-                friends, on=ROW, how="left", maintain_order="left"
+                friends.lazy(), on=ROW, how="left", maintain_order="left"
             )
         zones, calendar = _zone_columns(self.zones, moment)
         return self._facts(derived, zones, calendar, moment, facts)
@@ -297,23 +295,26 @@ class FactHistory:
 
     def _facts(
         self,
-        derived: pl.DataFrame,
+        derived: pl.DataFrame | pl.LazyFrame,
         zones: pl.DataFrame,
         calendar: pl.DataFrame,
         now: datetime,
         only: set[str] | None,
     ) -> pl.DataFrame:
-        frame = pl.concat([self.customers, derived.drop(ROW, "timezone"), zones], how="horizontal")
         expressions = _fact_expressions(now, calendar)
         if only is not None:
             wanted = {"customer_id", ROW, *only, *LOCAL_COLUMNS}
             if only & set(RHYTHM_FACTS):
                 wanted |= {"persona", "usual_order_interval", "days_since_last_order"}
             expressions = [e for e in expressions if e.meta.output_name() in wanted]
+        if isinstance(derived, pl.LazyFrame):  # only what these facts read is worked out
+            used = {ROW, "timezone"}.union(*(e.meta.root_names() for e in expressions))
+            derived = derived.select(c for c in derived.collect_schema() if c in used).collect()
+        frame = pl.concat([self.customers, derived.drop(ROW, "timezone"), zones], how="horizontal")
         facts = frame.lazy().select(expressions).collect()
         names = [name for name in facts_schema() if name in facts.columns or name in RHYTHM_FACTS]
         if only is None or only & set(RHYTHM_FACTS):
-            facts = facts.with_columns(_rhythm(facts))
+            facts = facts.with_columns(_rhythm(facts, self.personas))
         else:
             names = [name for name in names if name not in RHYTHM_FACTS]
         facts = _override_derived_facts(facts.select(ROW, *names), self.latest)
@@ -962,26 +963,31 @@ def _fact_expressions(now: datetime, calendar: pl.DataFrame) -> list[pl.Expr]:
     return expressions
 
 
-def _rhythm(facts: pl.DataFrame) -> list[pl.Expr]:
+def _rhythm(facts: pl.DataFrame, personas: _Personas) -> list[pl.Expr]:
     """The customer's own rhythm and their persona's: lateness against the usual interval."""
     interval, late = pl.col("usual_order_interval"), pl.col("days_since_last_order")
     medians = (
-        facts.select("persona", "usual_order_interval")
+        pl.DataFrame({"persona": personas.codes, "interval": facts["usual_order_interval"]})
         .drop_nulls()
         .group_by("persona")
-        .agg(interval.median())
+        .agg(pl.col("interval").median())
     )
-    persona = pl.col("persona").replace_strict(
-        medians.get_column("persona"),
-        medians.get_column("usual_order_interval"),
-        default=None,
-        return_dtype=pl.Float64(),
-    )
+    by_persona = pl.Series([None] * len(personas.names), dtype=pl.Float64())
+    by_persona.scatter(medians.get_column("persona"), medians.get_column("interval"))
+    persona = pl.lit(by_persona.gather(personas.codes))
     return [
         pl.when(interval > 0).then(late / interval).alias("lapse_ratio"),
         persona.alias("persona_order_interval"),
         pl.when(persona > 0).then(late / persona).alias("persona_lapse_ratio"),
     ]
+
+
+class _Personas:
+    """The customers' personas, numbered once: persona medians are a pass over numbers."""
+
+    def __init__(self, personas: pl.Series) -> None:
+        self.names: list[str] = sorted(personas.drop_nulls().unique().to_list())
+        self.codes = personas.cast(pl.Enum(self.names)).to_physical()
 
 
 class _Anniversary:
