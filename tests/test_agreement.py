@@ -171,7 +171,10 @@ def moments(draw: st.DrawFn) -> dt.datetime:
             ),
         )
     )
-    return anchor + draw(st.integers(-144, 144)) * HALF_HOUR + draw(st.sampled_from(JITTER))
+    # Within three days of the anchor, or within three hours: a window that holds the summer-time
+    # change itself, and local times skipped or seen twice (01:30, 02:30).
+    steps = draw(st.sampled_from((144, 144, 6)))
+    return anchor + draw(st.integers(-steps, steps)) * HALF_HOUR + draw(st.sampled_from(JITTER))
 
 
 def _on(day: dt.date, year: int) -> dt.date:
@@ -524,6 +527,8 @@ def hints(world: World, since: dt.datetime, facts_at: Callable[[dt.datetime], An
         for facts in now.values()
         if moment.second == moment.microsecond == 0
     }
+    for name in {facts["timezone"] for facts in now.values()}:
+        edges |= changed_times(ZoneInfo(name), since - DAY, world.now + DAY)
     return Hints(
         pools=literal_pools(rows, world.now),
         recent=sorted({e["type"] for e in world.events if since < e["at"] <= world.now}),
@@ -548,6 +553,21 @@ def hints(world: World, since: dt.datetime, facts_at: Callable[[dt.datetime], An
         flips=flips,
         times=sorted(edges),
     )
+
+
+def changed_times(zone: ZoneInfo, start: dt.datetime, end: dt.datetime) -> set[str]:
+    """The local times a change of summer time in ``zone`` between ``start`` and ``end`` skips
+    or shows twice, half-hourly, and those at either end of it."""
+    times: set[str] = set()
+    moment = start.replace(minute=0, second=0, microsecond=0)
+    while moment < end:
+        before, after = moment.astimezone(zone), (moment + HALF_HOUR).astimezone(zone)
+        wall, then = before.replace(tzinfo=None) + HALF_HOUR, after.replace(tzinfo=None)
+        if wall != then:  # the clocks changed in this half hour
+            for step in range(-1, abs(then - wall) // HALF_HOUR + 2):
+                times.add((min(wall, then) + step * HALF_HOUR).strftime("%H:%M"))
+        moment += HALF_HOUR
+    return times
 
 
 def likely(values: list[Any], anything: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:

@@ -871,7 +871,9 @@ def _friends(
         friend = pl.col("friend")
         return pl.when(friend < count).then(pl.lit(flags).gather(friend.clip(0, count - 1)))
 
-    at_risk_rows = customers.filter(pl.col("stage").is_in(AT_RISK_STAGES)).get_column(ROW)
+    at_risk_rows = (
+        customers.select(ROW, "stage").filter(pl.col("stage").is_in(AT_RISK_STAGES)).get_column(ROW)
+    )
     at_risk = (
         pl.concat([edges, edges.select(node="friend", friend="node")])
         .filter(among(at_risk_rows).fill_null(False))
