@@ -72,7 +72,7 @@ from courtship.facts import (
     FactHistory,
     compute_facts,
     event_rows,
-    referral_rows,
+    referral_graph,
 )
 from courtship.project import Project
 from courtship.sources import CUSTOMER_SCHEMA, EVENT_SCHEMA, CustomerBase
@@ -764,10 +764,10 @@ def plan_breakdown(engine: Engine, base: CustomerBase, now: dt.datetime) -> dict
     rendering; and what it decided. The events' customer rows (``event_rows``) are built
     before, as loading the base does, and timed apart."""
     start = time.perf_counter()
-    base.__dict__.pop("_event_rows", None)
-    base.__dict__.pop("_referral_rows", None)
+    for kept in ("_event_rows", "_referral_rows", "_referral_graph"):
+        base.__dict__.pop(kept, None)
     event_rows(base)
-    referral_rows(base)
+    referral_graph(base)  # and referral_rows
     index_s = time.perf_counter() - start
     spent: dict[str, float] = Counter()
     moments: list[str] = []

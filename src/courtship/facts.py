@@ -192,7 +192,7 @@ class FactHistory:
         # The referral graph is built (in Python, by networkx) while polars aggregates events.
         links = _referral_links(referral_rows(self.base), now)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            friend_counts = pool.submit(_friend_counts, links)
+            friend_counts = pool.submit(_friend_counts, self.base, now)
             activity = _activity(*pl.collect_all(_activity_queries(self.events.lazy(), now)), now)
             with_orders = next(part for part in activity if "orders_count" in part.columns)
             ordered = with_orders.get_column(ROW)
@@ -263,7 +263,9 @@ class FactHistory:
         if facts & FRIEND_FACTS:  # the referral graph as it was at the moment
             links = _referral_links(referral_rows(self.base), moment)
             ordered = derived.filter(pl.col("orders_count") > 0).select(ROW).collect()
-            friends = _friends(links, _friend_counts(links), self.customers, ordered[ROW])
+            friends = _friends(
+                links, _friend_counts(self.base, moment), self.customers, ordered[ROW]
+            )
             derived = derived.drop(*(c for c in friends.columns if c != ROW)).join(
                 friends.lazy(), on=ROW, how="left", maintain_order="left"
             )
@@ -838,17 +840,43 @@ def _referral_links(referrals: pl.DataFrame, now: datetime) -> pl.DataFrame:
     )
 
 
-def _friend_counts(links: pl.DataFrame) -> pl.DataFrame:
-    """The referral graph, built once with networkx: each person's number of friends."""
-    graph = nx.Graph()
-    referrers, friends = links.get_column("referrer"), links.get_column("friend")
+def referral_graph(base: CustomerBase) -> nx.Graph:
+    """The referral graph of the base, built once with networkx and kept with it: people (by
+    their number in :func:`referral_rows`) are nodes, a pair who referred each other is an
+    edge, with ``since``, the first referral between them (µs)."""
+    kept = base.__dict__.get("_referral_graph")
+    if kept is not None and kept[0] is base.customers and kept[1] is base.events:
+        return kept[2]
+    referrals = referral_rows(base)
+    one, other = pl.min_horizontal("referrer", "friend"), pl.max_horizontal("referrer", "friend")
+    edges = referrals.group_by(one.alias("one"), other.alias("other")).agg(pl.col("at").min())
+    graph = nx.Graph(latest=edges.get_column("at").max())
     with no_cycle_collection():
-        graph.add_edges_from(zip(referrers.to_list(), friends.to_list(), strict=True))
+        graph.add_edges_from((a, b, {"since": at}) for a, b, at in edges.iter_rows())
+    base.__dict__["_referral_graph"] = (base.customers, base.events, graph)
+    return graph
+
+
+def _friend_counts(base: CustomerBase, now: datetime) -> pl.DataFrame:
+    """Each person's number of friends at ``now``: their degree in the referral graph, as it
+    stood then (the whole graph when nobody was referred after ``now``, as in a live run)."""
+    graph = referral_graph(base)
+    latest, cutoff = graph.graph["latest"], _epoch_us(now)
+    whole = latest is None or latest <= cutoff
+    if whole and "degrees" in graph.graph:
+        return graph.graph["degrees"]
+    if not whole:
+        graph = graph.edge_subgraph(
+            (a, b) for a, b, since in graph.edges(data="since") if since <= cutoff
+        )
     degrees = dict(graph.degree)
-    return pl.DataFrame(
+    counts = pl.DataFrame(
         {"node": list(degrees), "friends_count": list(degrees.values())},
         schema={"node": pl.Int64(), "friends_count": pl.Int64()},
     )
+    if whole:
+        graph.graph["degrees"] = counts
+    return counts
 
 
 def _friends(
