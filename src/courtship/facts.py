@@ -1,9 +1,12 @@
 """The facts engine: every fact of the catalogue, for the whole customer base, at a moment ``now``.
 
-Everything is column-wise: events are mapped to customer row numbers with one join and
-aggregated with ``group_by``; the results are joined back onto the customers. Work that depends
-on a time zone is done once per distinct zone (there are few), never once per customer. The
-referral graph is built once with networkx and its results turned back into a DataFrame.
+Everything is column-wise. What does not depend on the moment is done once per loaded base and
+kept with it: events numbered by their customer's row and sorted in customer order
+(``event_rows``), referrals numbered the same way (``referral_rows``), the referral graph
+built with networkx (``referral_graph``). A moment's facts are then passes over sorted rows,
+joined back onto the customers by row number. Work that depends on a time zone or a persona is
+done once per zone or persona (there are few), never once per customer. ``FactHistory`` gives
+the facts at now and, for ``becomes`` on a first run, at earlier moments of the same plan.
 
 What each fact means is in ``docs/data.md`` ("How facts are computed at now"), and the
 decisions taken where it left room in its last section, "Facts engine".
@@ -14,7 +17,6 @@ from __future__ import annotations
 import gc
 from calendar import isleap
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -189,14 +191,11 @@ class FactHistory:
         now = _utc(now)
         customers = self.customers
         zones, calendar = _zone_columns(self.zones, now)
-        # The referral graph is built (in Python, by networkx) while polars aggregates events.
         links = _referral_links(referral_rows(self.base), now)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            friend_counts = pool.submit(_friend_counts, self.base, now)
-            activity = _activity(*pl.collect_all(_activity_queries(self.events.lazy(), now)), now)
-            with_orders = next(part for part in activity if "orders_count" in part.columns)
-            ordered = with_orders.get_column(ROW)
-            friends = _friends(links, friend_counts.result(), customers, ordered)
+        activity = _activity(*pl.collect_all(_activity_queries(self.events.lazy(), now)), now)
+        with_orders = next(part for part in activity if "orders_count" in part.columns)
+        ordered = with_orders.get_column(ROW)
+        friends = _friends(links, _friend_counts(self.base, now), customers, ordered)
 
         # Per-customer results, aligned with the customers' rows (joins on sorted row
         # numbers), then put side by side with them: customer columns are never copied
