@@ -183,9 +183,10 @@ class Engine:
         last = state.last_run()
         since = last if last is not None and last <= now else now - self.project.lookback
         plan = Plan(now=now, since=since)
+        sends = state.sends()
         history = FactHistory(
             base,
-            sends=state.sends().select("customer_id", "at", "channel", "playbook", "category"),
+            sends=sends.select("customer_id", "at", "channel", "playbook", "category"),
             set_facts=state.set_facts(),
             set_tags=state.set_tags(),
             default_timezone=self.project.timezone,
@@ -245,7 +246,7 @@ class Engine:
         for enrollment in state.due_enrollments(now):
             self._resume(enrollment, base, now, facts, candidates, plan)
 
-        plan.decisions = self._guard(candidates, facts, state, now)
+        plan.decisions = self._guard(candidates, facts, state, sends, now)
         plan.facts = facts
         return plan
 
@@ -615,16 +616,17 @@ class Engine:
         candidates: list[_Candidates],
         facts: pl.DataFrame,
         state: StateStore,
+        sends: pl.DataFrame,
         now: dt.datetime,
     ) -> list[Decision]:
         """The guards, column-wise over every message decided at this moment; then each
         message becomes a ``Decision`` with its channel, tone, status and reason."""
         if not candidates:
             return []
-        frame = self._guarded(candidates, facts, state, now)
+        cooling = self._cooldowns(sends, now)
+        frame = self._guarded(candidates, facts, cooling, self._sends_last_week(sends, now), now)
         quiet_text = f"{REASONS['quiet-hours']} to {self.project.quiet_end:%H:%M} local"
         stamp = _iso(now)
-        cooling = self._cooldowns(state, now)
         weekly = self.project.per_customer_per_week
         fixed = {
             "": "",
@@ -739,7 +741,8 @@ class Engine:
         self,
         candidates: list[_Candidates],
         facts: pl.DataFrame,
-        state: StateStore,
+        cooling: dict[str, tuple[dt.datetime, str]],
+        sent: dict[str, int],
         now: dt.datetime,
     ) -> pl.DataFrame:
         """One row per message decided, in the order decided, with its recipient's facts and
@@ -867,13 +870,11 @@ class Engine:
         # 4. cadence, cooldowns, the weekly cap: marketing only
         cadence, last = pl.col("cadence_days"), pl.col("days_since_last_message")
         too_soon = cadence.is_not_null() & (cadence != 0) & last.is_not_null() & (last < cadence)
-        cooling = self._cooldowns(state, now)
         cooler = pl.col("_recipient").replace_strict(
             {c: pb for c, (_, pb) in cooling.items()}, default=None, return_dtype=pl.String()
         )
         cooled = cooler.is_not_null() & (cooler != pl.col("_playbook"))
         weekly = self.project.per_customer_per_week
-        sent = self._sends_last_week(state, now)
         capped = (
             pl.col("_recipient").replace_strict(sent, default=0, return_dtype=pl.Int64()) >= weekly
             if weekly
@@ -978,7 +979,9 @@ class Engine:
         except Exception as error:
             note["text"] += f" (template {file.name} failed: {error})"
 
-    def _cooldowns(self, state: StateStore, now: dt.datetime) -> dict[str, tuple[dt.datetime, str]]:
+    def _cooldowns(
+        self, sends: pl.DataFrame, now: dt.datetime
+    ) -> dict[str, tuple[dt.datetime, str]]:
         """customer → (until, playbook) for marketing playbooks with ``limits.cooldown`` that
         messaged the customer recently: no other marketing playbook speaks to them until then."""
         cooldowns = {
@@ -988,7 +991,7 @@ class Engine:
         }
         if not cooldowns:
             return {}
-        sends = state.sends().filter(pl.col("playbook").is_in(list(cooldowns)))
+        sends = sends.filter(pl.col("playbook").is_in(list(cooldowns)))
         until: dict[str, tuple[dt.datetime, str]] = {}
         for customer, playbook, at in sends.select("customer_id", "playbook", "at").iter_rows():
             end = at + cooldowns[playbook]
@@ -997,8 +1000,8 @@ class Engine:
         return until
 
     @staticmethod
-    def _sends_last_week(state: StateStore, now: dt.datetime) -> dict[str, int]:
-        sends = state.sends().filter(
+    def _sends_last_week(sends: pl.DataFrame, now: dt.datetime) -> dict[str, int]:
+        sends = sends.filter(
             (pl.col("category") == "marketing") & (pl.col("at") > now - dt.timedelta(days=7))
         )
         counts = sends.group_by("customer_id").len()
