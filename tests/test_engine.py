@@ -410,6 +410,25 @@ def test_lost_streaks_are_read_again_from_the_data_without_firing_twice(world):
     assert answer.status == "deferred"  # 23:00 in London: quiet hours, even for an answer
 
 
+@pytest.mark.parametrize("file_changes", [False, True])
+def test_streaks_carry_on_when_the_customer_file_is_reordered(world, file_changes):
+    """Streaks are saved with each customer's row; a later run reads them by row only from the
+    same customer file, and by customer id when the file changed (new order, new customers)."""
+    world.playbook(ANSWER)
+    world.customers += [customer("c001"), customer("c002")]
+    world.event("c001", "inbound_message", "2026-11-23T09:00:00Z", channel="sms")
+    assert [d.customer_id for d in world.run().sends] == ["c001"]
+    if file_changes:
+        world.customers = [customer("c000"), *reversed(world.customers)]
+    # Still unanswered an hour later: the same streak, not a new one.
+    assert world.run(NOW + dt.timedelta(hours=1)).decisions == []
+    # c002 writes in and waits four hours: their streak begins, and fires once.
+    world.event("c002", "inbound_message", "2026-11-23T15:30:00Z", channel="sms")
+    assert world.run(NOW + dt.timedelta(hours=2)).decisions == []
+    [answer] = world.run(NOW + dt.timedelta(hours=5)).decisions
+    assert answer.customer_id == "c002"
+
+
 def test_a_cooldown_keeps_other_marketing_away(world):
     world.playbook(BIRTHDAY.replace("once_every: 300d", "cooldown: 3d"))
     world.playbook(NUDGE)

@@ -33,7 +33,13 @@ import polars as pl
 from courtship.calendar_triggers import anniversary_mask, schedule_mask
 from courtship.catalogue import PREFERRED, TONES, Catalogue, builtin_catalogue
 from courtship.conditions import to_expression
-from courtship.facts import FACT_DTYPES, ROW, FactHistory, no_cycle_collection
+from courtship.facts import (
+    FACT_DTYPES,
+    ROW,
+    FactHistory,
+    customer_file_mark,
+    no_cycle_collection,
+)
 from courtship.graph import PlaybookGraph
 from courtship.playbook import Playbook, facts_in
 from courtship.project import Project
@@ -43,6 +49,8 @@ from courtship.templates import Compiled, compiled, environment, variants
 from courtship.validate import declare_set_facts, parse_duration
 
 INSTAGRAM_WINDOW_HOURS = 24
+#: The column of a saved streak that marks the customer file it was numbered against.
+MARK = "_file"
 CHANNEL_ADDRESS = {"email": "email", "sms": "phone", "instagram": "instagram_id"}
 
 #: Why a decision did not become a send, in guard order.
@@ -203,6 +211,7 @@ class Engine:
             .with_columns(pl.col("customer_id").cast(pl.String()))
             .join(facts.select("customer_id", ROW), on="customer_id")
         )
+        base_mark = customer_file_mark(base)
         streaks = {
             pb_id: state.load_streaks(pb_id, last) if last is not None else None
             for pb_id in self.order
@@ -220,7 +229,7 @@ class Engine:
         for pb_id in self.order:
             pb = self.playbooks[pb_id]
             triggered = self._triggered(
-                pb, facts, schema, events, now, since, streaks.get(pb_id), past, plan
+                pb, facts, schema, events, now, since, streaks.get(pb_id), past, plan, base_mark
             )
             if pb.audience:
                 audience = to_expression(pb.audience, schema, now).fill_null(False)
@@ -382,6 +391,7 @@ class Engine:
         previous: pl.DataFrame | None,
         past: dict[tuple[str, dt.datetime], pl.Series],
         plan: Plan,
+        base_mark: int,
     ) -> pl.DataFrame:
         """The rows and customer_id (+ event context) of the customers the trigger selects in
         (since, now]."""
@@ -413,18 +423,37 @@ class Engine:
             before, held = truth(since - hold), truth(now - hold)
             streak = self._streaks_from_data(current, before, held, now, since, hold)
         else:
-            streak = self._streaks_from_state(current, previous, hold, now)
-        plan.streaks[pb.id] = streak.select("customer_id", "true_since", "fired")
+            streak = self._streaks_from_state(current, previous, hold, now, base_mark)
+        plan.streaks[pb.id] = streak.select(
+            "customer_id", ROW, "true_since", "fired", pl.lit(base_mark, pl.UInt64()).alias(MARK)
+        )
         return streak.filter(pl.col("_fires")).select(ROW, "customer_id")
 
     @staticmethod
     def _streaks_from_state(
-        current: pl.DataFrame, previous: pl.DataFrame, hold: dt.timedelta, now: dt.datetime
+        current: pl.DataFrame,
+        previous: pl.DataFrame,
+        hold: dt.timedelta,
+        now: dt.datetime,
+        base_mark: int,
     ) -> pl.DataFrame:
         """The streaks of the last run carried on: a condition true now and not then began
-        now; it fires once it has held for ``for`` (at once without), once per streak."""
+        now; it fires once it has held for ``for`` (at once without), once per streak.
+        Streaks saved from the same customer file (same ids in the same order: its mark) are
+        matched by row number; otherwise by customer id."""
+        same_file = (
+            MARK in previous.columns
+            and ROW in previous.columns
+            and previous.height > 0
+            and previous.get_column(MARK)[0] == base_mark
+        )
+        key = ROW if same_file else "customer_id"
+        previous = previous.select(key, "true_since", "fired")
         frame = current.filter(pl.col("_true")).join(
-            previous, on="customer_id", how="left", maintain_order="left"
+            previous.cast({ROW: pl.UInt32()}) if same_file else previous,
+            on=key,
+            how="left",
+            maintain_order="left",
         )
         frame = frame.with_columns(
             pl.col("true_since").fill_null(pl.lit(now).dt.cast_time_unit("us")),

@@ -356,6 +356,28 @@ def event_rows(base: CustomerBase) -> pl.DataFrame:
     return rows
 
 
+def customer_file_mark(base: CustomerBase) -> int:
+    """A number that changes when the customer ids or their order change: state saved by row
+    number (``becomes`` streaks) is read by row number only from the same file."""
+    kept = base.__dict__.get("_file_mark")
+    if kept is not None and kept[0] is base.customers:
+        return kept[1]
+    ids = base.customers.select(
+        pl.concat_str(
+            pl.col("customer_id").cast(pl.String()),
+            pl.int_range(pl.len()).cast(pl.String()),
+            separator="|",
+        )
+        .hash(seed=20261123)
+        .floordiv(1 << 24)
+        .sum()
+        .alias("mark")
+    )
+    mark = (int(ids.item() or 0) * 1_000_003 + base.customers.height) % (1 << 63)
+    base.__dict__["_file_mark"] = (base.customers, mark)
+    return mark
+
+
 def _numbered(events: pl.LazyFrame, ids: pl.DataFrame) -> pl.DataFrame:
     return (
         events.join(ids.lazy(), on="customer_id", how="inner")
