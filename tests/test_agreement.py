@@ -8,7 +8,8 @@ and non-leap years, New Year, summer-time changes):
 
 a. every fact of ``compute_facts`` equals ``reference_facts``;
 b. random conditions, column-wise (``to_expression``), equal ``check`` customer by customer;
-c. the customers ``Engine.plan`` fires on a first run equal ``reference_selection``.
+c. the customers ``Engine.plan`` fires on a first run equal ``reference_selection``, also at
+   local times a change of summer time skips or shows twice.
 
 What they found is kept at the end, one minimal example each, all fixed since and all within
 reach of the generators above: in facts.py and conditions.py (a referral by a non-customer
@@ -71,6 +72,15 @@ ZONES = (
     "Pacific/Pago_Pago",
     "Europe/London",
 )
+#: Changes of summer time (the zones change at these instants).
+SUMMER_TIME_CHANGES = (
+    dt.datetime(2027, 3, 14, 10, tzinfo=UTC),  # Los Angeles springs forward
+    dt.datetime(2026, 11, 1, 9, tzinfo=UTC),  # Los Angeles falls back
+    dt.datetime(2027, 4, 3, 14, tzinfo=UTC),  # Auckland and Chatham fall back
+    dt.datetime(2027, 9, 25, 14, tzinfo=UTC),  # Auckland and Chatham spring forward
+    dt.datetime(2027, 3, 28, 1, tzinfo=UTC),  # London springs forward
+    dt.datetime(2026, 10, 25, 1, tzinfo=UTC),  # London falls back
+)
 #: Moments around which ``now`` is drawn: leap days, New Year, summer-time changes.
 ANCHORS = (
     dt.datetime(2027, 2, 28, 12, tzinfo=UTC),
@@ -81,12 +91,11 @@ ANCHORS = (
     dt.datetime(2000, 2, 29, 12, tzinfo=UTC),
     dt.datetime(2026, 12, 31, 12, tzinfo=UTC),
     dt.datetime(2027, 1, 1, 0, tzinfo=UTC),
-    dt.datetime(2027, 3, 14, 10, tzinfo=UTC),  # Los Angeles springs forward
-    dt.datetime(2026, 11, 1, 9, tzinfo=UTC),  # Los Angeles falls back
-    dt.datetime(2027, 4, 3, 14, tzinfo=UTC),  # Auckland falls back
-    dt.datetime(2027, 9, 25, 14, tzinfo=UTC),  # Auckland springs forward
+    *SUMMER_TIME_CHANGES,
 )
 HALF_HOUR = dt.timedelta(minutes=30)
+QUARTER = dt.timedelta(minutes=15)
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY = dt.timedelta(days=1)
 JITTER = (dt.timedelta(0),) * 4 + (
     dt.timedelta(microseconds=1),
@@ -171,9 +180,9 @@ def moments(draw: st.DrawFn) -> dt.datetime:
             ),
         )
     )
-    # Within three days of the anchor, or within three hours: a window that holds the summer-time
-    # change itself, and local times skipped or seen twice (01:30, 02:30).
-    steps = draw(st.sampled_from((144, 144, 6)))
+    steps = 144  # within three days of the anchor
+    if draw(st.integers(0, 3)) == 0:  # within three hours of a change of summer time
+        anchor, steps = draw(st.sampled_from(SUMMER_TIME_CHANGES)), 6
     return anchor + draw(st.integers(-steps, steps)) * HALF_HOUR + draw(st.sampled_from(JITTER))
 
 
@@ -200,6 +209,16 @@ def birthdays(draw: st.DrawFn, now: dt.datetime) -> dt.date | None:
     )
 
 
+def changing_zones(now: dt.datetime) -> list[str]:
+    """The zones whose clocks change within a day of ``now``."""
+    return [
+        name
+        for name in ZONES[1:]
+        if (now - DAY).astimezone(ZoneInfo(name)).utcoffset()
+        != (now + DAY).astimezone(ZoneInfo(name)).utcoffset()
+    ]
+
+
 @st.composite
 def customer_records(draw: st.DrawFn, cid: str, now: dt.datetime) -> dict[str, Any]:
     def maybe(values: Any) -> Any:
@@ -213,7 +232,7 @@ def customer_records(draw: st.DrawFn, cid: str, now: dt.datetime) -> dict[str, A
         "email": maybe((f"{cid}@example.org",)),
         "phone": None,
         "instagram_id": None,
-        "timezone": draw(st.sampled_from(ZONES)),
+        "timezone": draw(likely(changing_zones(now), st.sampled_from(ZONES))),
         "language": None,
         "city": maybe(("Leeds",)),
         "persona": maybe(("yogi", "runner")),
@@ -484,8 +503,8 @@ def times_of_day() -> st.SearchStrategy[str]:
 class Hints:
     """What makes a trigger likely to fire in this world, so that agreement is not only on
     "nobody": literal pools, event types in the window, date facts with an anniversary close
-    to now, offsets that bring an anniversary of years before or after to today, and tests
-    that turned true in the window."""
+    to now, offsets that bring an anniversary of years before or after to today, local times
+    a change of summer time skips or repeats, and tests that turned true in the window."""
 
     pools: dict[str, list[Any]]
     recent: list[str]
@@ -493,6 +512,7 @@ class Hints:
     times: list[str]
     near: list[str]
     offsets: list[str]
+    changes: list[str]
     flips: dict[str | None, list[dict[str, Any]]]
 
 
@@ -527,8 +547,13 @@ def hints(world: World, since: dt.datetime, facts_at: Callable[[dt.datetime], An
         for facts in now.values()
         if moment.second == moment.microsecond == 0
     }
-    for name in {facts["timezone"] for facts in now.values()}:
-        edges |= changed_times(ZoneInfo(name), since - DAY, world.now + DAY)
+    # Local times a change of summer time near the window skips or shows twice.
+    changes = set().union(
+        *(
+            changed_times(ZoneInfo(name), since - DAY, world.now + DAY)
+            for name in {facts["timezone"] for facts in now.values()}
+        )
+    )
     return Hints(
         pools=literal_pools(rows, world.now),
         recent=sorted({e["type"] for e in world.events if since < e["at"] <= world.now}),
@@ -552,6 +577,7 @@ def hints(world: World, since: dt.datetime, facts_at: Callable[[dt.datetime], An
         ),
         flips=flips,
         times=sorted(edges),
+        changes=sorted(changes),
     )
 
 
@@ -590,7 +616,7 @@ def triggers(draw: st.DrawFn, hint: Hints) -> dict[str, Any]:
         if draw(st.booleans()):
             trigger["offset"] = draw(likely(hint.offsets, st.sampled_from(offsets)))
         if draw(st.booleans()):
-            trigger["at"] = draw(likely(hint.times, times_of_day()))
+            trigger["at"] = draw(likely(hint.changes, likely(hint.times, times_of_day())))
     elif kind == "schedule":
         every = ("30m", "1h", "2h", "3h", "6h", "8h", "12h", "1d", "1w")
         schedule: dict[str, Any] = {"every": draw(st.sampled_from(every))}
@@ -598,10 +624,9 @@ def triggers(draw: st.DrawFn, hint: Hints) -> dict[str, Any]:
             schedule["timezone"] = draw(st.sampled_from(ZONES[1:]))
         trigger = {"schedule": schedule}
         if draw(st.booleans()):
-            trigger["at"] = draw(likely(hint.times, times_of_day()))
+            trigger["at"] = draw(likely(hint.changes, likely(hint.times, times_of_day())))
         if draw(st.booleans()):
-            days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-            schedule["days"] = draw(st.lists(st.sampled_from(days), min_size=1, unique=True))
+            schedule["days"] = draw(st.lists(st.sampled_from(WEEKDAYS), min_size=1, unique=True))
     else:
         hold = draw(st.sampled_from((None, *HOLDS)))
         condition = conditions(hint.pools, depth=draw(st.integers(0, 2)), past=True)
@@ -690,7 +715,7 @@ class Run:
 @given(worlds(), st.data())
 def test_engine_fires_whom_the_reference_selects(world: World, data: st.DataObject) -> None:
     # Random, or reaching back exactly to an event: the window (since, now] leaves it out.
-    lookback = data.draw(st.integers(2, 72 * 2)) * HALF_HOUR
+    lookback = data.draw(st.integers(2, 6) | st.integers(2, 72 * 2)) * HALF_HOUR
     back = [
         world.now - e["at"] for e in world.events if HALF_HOUR <= world.now - e["at"] <= 3 * DAY
     ]
@@ -708,7 +733,7 @@ def test_anniversaries_and_schedules_right_on_the_edges(world: World, data: st.D
     """A local time exactly at ``since`` (left out) or at ``now`` (counted); an anniversary
     of this year, or of years before or after moved by an offset beyond a year."""
     world.now = world.now.replace(second=0, microsecond=0)
-    run = Run(world, data.draw(st.integers(2, 72 * 2)) * HALF_HOUR)
+    run = Run(world, data.draw(st.integers(2, 6) | st.integers(2, 72 * 2)) * HALF_HOUR)
     facts = run.reference(world.now)[data.draw(st.sampled_from(world.ids))]
     edge = data.draw(st.sampled_from((run.since, world.now)))
     local = edge.astimezone(ZoneInfo(facts["timezone"]))
@@ -725,6 +750,46 @@ def test_anniversaries_and_schedules_right_on_the_edges(world: World, data: st.D
         "stage": "active",
         "category": "marketing",
         "trigger": trigger | {"at": local.strftime("%H:%M")},
+        "respond": [{"notify": {"team": "support"}}],
+    }
+    run.compare([document])
+
+
+@_settings(60)
+@given(st.sampled_from(SUMMER_TIME_CHANGES), st.data())
+def test_local_times_a_change_of_summer_time_skips_or_repeats(
+    change: dt.datetime, data: st.DataObject
+) -> None:
+    """Windows that begin or end around a change of summer time, and local times it skips or
+    shows twice: anniversaries (on the day of the change, moved by an offset or not) and
+    schedules fire when the instant of their local time is in the window."""
+    zones = changing_zones(change)
+    today = change.astimezone(ZoneInfo(zones[0])).date()  # the same in all of them
+    born = today.replace(year=1992)
+    customers = [
+        person(f"c{index:02d}", timezone=name, birthday=born) for index, name in enumerate(zones)
+    ]
+    now = change + data.draw(st.integers(-12, 12)) * QUARTER
+    world = World(customers, [], now, "UTC")
+    run = Run(world, data.draw(st.integers(1, 12)) * QUARTER)
+    moments = (change - DAY, change + DAY)
+    times = set().union(*(changed_times(ZoneInfo(name), *moments) for name in zones))
+    at = data.draw(st.sampled_from(sorted(times)))
+    if data.draw(st.booleans()):  # this year's birthday, or one of years before or after, moved
+        years = data.draw(st.sampled_from((0, 0, 1, -2)))
+        offset = (today - anniversary(born, today.year - years)).days
+        trigger: dict[str, Any] = {"anniversary": "birthday", "offset": f"{offset}d"}
+    else:
+        every = data.draw(st.sampled_from(("30m", "1h", "6h", "1d")))
+        trigger = {"schedule": {"every": every}}
+        if data.draw(st.booleans()):
+            trigger["schedule"]["days"] = [WEEKDAYS[today.weekday()]]
+    document = {
+        "id": "pb-0",
+        "title": "Summer time",
+        "stage": "active",
+        "category": "marketing",
+        "trigger": trigger | {"at": at},
         "respond": [{"notify": {"team": "support"}}],
     }
     run.compare([document])

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 from calendar import isleap
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -49,24 +49,33 @@ def anniversary_mask(
     The anniversary comes every year on the date's month and day, whatever its year (29
     February on 28 February in other years); ``offset`` may be any length, before or after.
     Per zone, the local days whose moment falls in the window give the months and days that
-    fire there; a customer fires if their date's month and day is among their zone's.
+    fire there; a customer fires if their date's month and day is among their zone's. Only
+    customers whose month and day is near the window's in some zone are looked at closer.
     """
     offset = parse_duration(trigger.get("offset", "0d"))
     at = dt.time.fromisoformat(trigger.get("at", "00:00"))
     # From the local midnight starting the anniversary to its moment.
     shift = dt.timedelta(hours=at.hour, minutes=at.minute) + offset
-    names = _zone_names(facts)
+    keys = _month_days(facts.get_column(trigger["anniversary"]))
+    nowhere = pl.repeat(False, facts.height, eager=True)
+    try:  # any zone's days lie within two days of the UTC ones
+        first = (since.astimezone(dt.UTC).replace(tzinfo=None) - shift).date() - 2 * DAY
+        last = (now.astimezone(dt.UTC).replace(tzinfo=None) - shift).date() + 2 * DAY
+        near = pl.Series(_keys_of_days(first, last), dtype=pl.UInt32())
+        rows = keys.is_in(near.implode()).arg_true()
+    except OverflowError:  # near the ends of the calendar: look at everyone
+        rows = keys.is_not_null().arg_true()
+    if rows.is_empty():
+        return nowhere
+    zones = facts.get_column("timezone").gather(rows)
+    names = sorted(zones.drop_nulls().unique().to_list())
     fires = [False] * (len(names) * KEYS)
     for code, name in enumerate(names):
         for key in _anniversary_keys(name, shift, now, since):
             fires[code * KEYS + key] = True
-    if not any(fires):
-        return pl.repeat(False, facts.height, eager=True)
-    day = pl.col(trigger["anniversary"])
-    key = day.dt.month().cast(pl.UInt32()) * 32 + day.dt.day().cast(pl.UInt32())
-    index = _zone_code(names) * KEYS + key
-    table = pl.Series(fires, dtype=pl.Boolean())
-    return facts.select(pl.lit(table).gather(index).fill_null(False)).to_series()
+    index = zones.cast(pl.Enum(names)).to_physical().cast(pl.UInt32()) * KEYS + keys.gather(rows)
+    hits = pl.Series(fires, dtype=pl.Boolean()).gather(index).fill_null(False)
+    return nowhere.scatter(rows.filter(hits), True)
 
 
 def schedule_mask(
@@ -96,6 +105,10 @@ def schedule_mask(
     if schedule.get("timezone"):  # one clock for everyone, not each customer's own
         fired = _schedule_fires(schedule["timezone"], scheduled, times, now, since)
         return pl.repeat(fired, facts.height, eager=True)
+    # Any zone's local days lie within two days of the UTC ones: none scheduled, none fires.
+    first, days_on = (since - 2 * DAY).date(), (now - since + 4 * DAY).days + 1
+    if not any(scheduled(first + k * DAY) for k in range(min(days_on, 7 * period))):
+        return pl.repeat(False, facts.height, eager=True)
     names = _zone_names(facts)
     fires = [_schedule_fires(name, scheduled, times, now, since) for name in names]
     if not any(fires):
@@ -117,7 +130,7 @@ def instant(wall: dt.datetime, zone: ZoneInfo) -> dt.datetime:
 
 def _anniversary_keys(
     name: str, shift: dt.timedelta, now: dt.datetime, since: dt.datetime
-) -> Iterable[int]:
+) -> list[int]:
     """The months and days (as keys) whose anniversary fires in zone ``name``: those of the
     local days ``day`` whose moment, local midnight + ``shift``, falls in ``(since, now]``.
 
@@ -126,7 +139,7 @@ def _anniversary_keys(
     before ``now``, each found a step or two from its local date.
     """
     if not is_time_zone(name):
-        return ()
+        return []
     zone = ZoneInfo(name)
 
     def moment(day: dt.date) -> dt.datetime:
@@ -144,18 +157,22 @@ def _anniversary_keys(
         while moment(last) > now:
             last -= DAY
     except OverflowError:  # an offset that reaches beyond the calendar
-        return ()
-    if first > last:
-        return ()
-    if (last - first).days >= 366:  # a year and a day: every month and day came round
-        return range(KEYS)
+        return []
+    return _keys_of_days(first, last)
+
+
+def _keys_of_days(first: dt.date, last: dt.date) -> list[int]:
+    """The months and days (as keys) whose anniversary is one of the days ``first`` to
+    ``last``: 28 February of a common year is 29 February's too."""
+    if (last - first).days >= 366:  # a year and a day: every month and day comes round
+        return list(range(KEYS))
     keys = set()
     for ordinal in range(first.toordinal(), last.toordinal() + 1):
         day = dt.date.fromordinal(ordinal)
         keys.add(day.month * 32 + day.day)
         if (day.month, day.day) == (2, 28) and not isleap(day.year):
             keys.add(FEBRUARY_29)
-    return keys
+    return sorted(keys)
 
 
 def _schedule_fires(
@@ -190,6 +207,18 @@ def _schedule_fires(
 
 
 # ── spread over the customers ───────────────────────────────────────────
+
+
+def _month_days(days: pl.Series) -> pl.Series:
+    """Each date's month and day as a key (null without a date), read from a table of the
+    days between the earliest and the latest: cheaper than taking dates apart one by one."""
+    days = days.cast(pl.Date(), strict=False)
+    earliest, latest = days.min(), days.max()
+    if not isinstance(earliest, dt.date) or not isinstance(latest, dt.date):
+        return pl.repeat(None, len(days), dtype=pl.UInt32(), eager=True)
+    calendar = pl.date_range(earliest, latest, eager=True)
+    table = calendar.dt.month().cast(pl.UInt32()) * 32 + calendar.dt.day().cast(pl.UInt32())
+    return table.gather(days.to_physical() - (earliest - EPOCH).days)
 
 
 def _zone_names(facts: pl.DataFrame) -> list[str]:

@@ -408,10 +408,10 @@ class Engine:
             )
         if "anniversary" in trigger:
             mask = anniversary_mask(trigger, facts, now, since)
-            return facts.filter(mask).select(ROW, "customer_id")
+            return facts.select(ROW, "customer_id").filter(mask)
         if "schedule" in trigger:
             mask = schedule_mask(trigger, facts, now, since)
-            return facts.filter(mask).select(ROW, "customer_id")
+            return facts.select(ROW, "customer_id").filter(mask)
         condition = to_expression(trigger["becomes"], schema, now).fill_null(False)
         hold = parse_duration(trigger["for"]) if "for" in trigger else dt.timedelta(0)
         current = facts.select(ROW, "customer_id", condition.alias("_true"))

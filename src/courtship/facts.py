@@ -78,6 +78,10 @@ ORDER_WINDOW = timedelta(days=90)
 MESSAGE_WINDOW = timedelta(days=30)
 MICROSECONDS_PER_DAY = 86_400_000_000
 MICROSECONDS_PER_HOUR = 3_600_000_000
+#: Columns holding a day and an hour in µs on every row. Polars divides by a constant through
+#: its reciprocal, one unit in the last place off (9e9 / 8.64e10 gives 0.10416666666666666);
+#: dividing column by column is exact, and a fact compared with ``eq`` must be exact.
+DAY, HOUR = "_day_us", "_hour_us"
 #: The birth year that means "year unknown".
 UNKNOWN_YEAR = 1900
 
@@ -311,7 +315,19 @@ class FactHistory:
         if isinstance(derived, pl.LazyFrame):  # only what these facts read is worked out
             used = {ROW, "timezone"}.union(*(e.meta.root_names() for e in expressions))
             derived = derived.select(c for c in derived.collect_schema() if c in used).collect()
-        frame = pl.concat([self.customers, derived.drop(ROW, "timezone"), zones], how="horizontal")
+        units = pl.DataFrame(
+            [
+                pl.repeat(MICROSECONDS_PER_DAY, zones.height, dtype=pl.Int64(), eager=True).alias(
+                    DAY
+                ),
+                pl.repeat(MICROSECONDS_PER_HOUR, zones.height, dtype=pl.Int64(), eager=True).alias(
+                    HOUR
+                ),
+            ]
+        )
+        frame = pl.concat(
+            [self.customers, derived.drop(ROW, "timezone"), zones, units], how="horizontal"
+        )
         facts = frame.lazy().select(expressions).collect()
         names = [name for name in facts_schema() if name in facts.columns or name in RHYTHM_FACTS]
         if only is None or only & set(RHYTHM_FACTS):
@@ -962,10 +978,10 @@ def _fact_expressions(now: datetime, calendar: pl.DataFrame) -> list[pl.Expr]:
     now_us = _epoch_us(now)
 
     def days_since(column: str) -> pl.Expr:
-        return (now_us - pl.col(column)) / MICROSECONDS_PER_DAY
+        return (now_us - pl.col(column)) / pl.col(DAY)
 
     def hours_since(column: str) -> pl.Expr:
-        return (now_us - pl.col(column)) / MICROSECONDS_PER_HOUR
+        return (now_us - pl.col(column)) / pl.col(HOUR)
 
     today = pl.col("local_date")
     orders = pl.col("orders_count").fill_null(0)
@@ -984,9 +1000,7 @@ def _fact_expressions(now: datetime, calendar: pl.DataFrame) -> list[pl.Expr]:
         "days_since_signup": pl.when(signup <= today).then((today - signup).dt.total_days()),
         "orders_last_90d": pl.col("orders_last_90d").fill_null(0),
         "days_since_last_visit": days_since("last_visit_at"),
-        "usual_order_interval": pl.when(orders >= 2).then(
-            pl.col("order_gap_us") / MICROSECONDS_PER_DAY
-        ),
+        "usual_order_interval": pl.when(orders >= 2).then(pl.col("order_gap_us") / pl.col(DAY)),
         "age": pl.when((pl.col("birthday") <= today) & (birthday.year != UNKNOWN_YEAR)).then(
             birthday.years
         ),

@@ -108,6 +108,8 @@ def facts_in(condition: Any) -> set[str]:
     for leaf_parts, leaf in walk_conditions(condition, ()):
         if isinstance(leaf.get("fact"), str):
             names.add(leaf["fact"])
+        if "tag" in leaf:  # a tag test reads the customer's tags
+            names.add("tags")
         for op, value in leaf.items():
             names.update(ref for _, ref in _fact_refs(value, (*leaf_parts, op)))
     return names
