@@ -1222,14 +1222,12 @@ def _patched(
     elsewhere), without rewriting the other rows: a step changes a few customers of many."""
     if dtype is not None:
         values = values.cast(dtype)
-    patch = pl.DataFrame(
-        {ROW: rows.cast(pl.UInt32()), "_value": values, "_hit": [True] * len(rows)}
-    ).unique(ROW, keep="last", maintain_order=True)
-    placed = facts.select(ROW).join(patch, on=ROW, how="left", maintain_order="left")
-    hit = placed.get_column("_hit").is_not_null()
+    # Where each row's new value is among ``values`` (null: unchanged); the last one wins.
+    place = pl.repeat(None, facts.height, dtype=pl.UInt32(), eager=True)
+    place.scatter(rows.cast(pl.UInt32()), pl.int_range(len(rows), dtype=pl.UInt32(), eager=True))
     old = pl.col(name) if name in facts.columns else pl.lit(None, values.dtype)
     return facts.with_columns(
-        pl.when(hit).then(placed.get_column("_value")).otherwise(old).alias(name)
+        pl.when(place.is_not_null()).then(values.gather(place)).otherwise(old).alias(name)
     )
 
 

@@ -169,7 +169,7 @@ class FactHistory:
                 f"default time zone {default_timezone!r} is not a known IANA time zone"
             )
         self.base = base
-        customers = _customer_file(base.customers, default_timezone)
+        customers = _customer_file(base, default_timezone)
         self.ids = customers.select("customer_id", ROW)
         self.latest = _latest_set_facts(set_facts, self.ids)
         self.customers = _extend_customer_file(
@@ -433,17 +433,22 @@ def _utc(moment: datetime) -> datetime:
 # ── the customer file ────────────────────────────────────────────────────
 
 
-def _customer_file(customers: pl.DataFrame, default_timezone: str) -> pl.DataFrame:
-    """The customer columns with their types (missing ones null), a row number, a time zone."""
+def _customer_file(base: CustomerBase, default_timezone: str) -> pl.DataFrame:
+    """The customer columns with their types (missing ones null), a row number, a time zone.
+    The ids are checked once per loaded customer file."""
+    customers = base.customers
     if "customer_id" not in customers.columns:
         raise ValueError("the customers have no customer_id column")
     frame = customers.select(
         (pl.col(name).cast(dtype) if name in customers.columns else pl.lit(None, dtype).alias(name))
         for name, dtype in CUSTOMER_SCHEMA.items()
     )
-    ids = frame.get_column("customer_id")
-    if ids.null_count() or ids.n_unique() != frame.height:
-        raise ValueError("every customer needs a customer_id, and customer ids must be unique")
+    checked = base.__dict__.get("_ids_checked")
+    if checked is None or checked is not customers:
+        ids = frame.get_column("customer_id")
+        if ids.null_count() or ids.n_unique() != frame.height:
+            raise ValueError("every customer needs a customer_id, and customer ids must be unique")
+        base.__dict__["_ids_checked"] = customers
     frame = frame.with_columns(pl.col("timezone").fill_null(default_timezone))
     return frame.with_row_index(ROW)
 
