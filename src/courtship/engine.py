@@ -699,7 +699,7 @@ class Engine:
             cadence,
             last,
             *addresses,
-        ) in frame.select(columns).iter_rows():
+        ) in zip(*(frame.get_column(c).to_list() for c in columns), strict=True):
             batch = candidates[group]
             pb, step = batch.pb, batch.pb.respond[batch.step]["send"]
             moment = batch.moments[at] if batch.moments is not None else None
