@@ -618,7 +618,7 @@ def triggers(draw: st.DrawFn, hint: Hints) -> dict[str, Any]:
         if draw(st.booleans()):
             trigger["at"] = draw(likely(hint.changes, likely(hint.times, times_of_day())))
     elif kind == "schedule":
-        every = ("30m", "1h", "2h", "3h", "6h", "8h", "12h", "1d", "1w")
+        every = ("30m", "1h", "2h", "3h", "6h", "8h", "12h", "1d", "2d", "3d", "1w", "2w")
         schedule: dict[str, Any] = {"every": draw(st.sampled_from(every))}
         if draw(st.integers(0, 2)) == 0:
             schedule["timezone"] = draw(st.sampled_from(ZONES[1:]))
@@ -908,6 +908,31 @@ def test_times_of_a_sub_day_schedule_stay_on_their_weekday() -> None:
     monday = dt.datetime(2027, 3, 1, 4, tzinfo=UTC)
     fired, chosen = both(trigger, [person(timezone="UTC")], monday, dt.timedelta(hours=1))
     assert chosen == set()
+    assert fired == chosen
+
+
+@pytest.mark.parametrize(
+    ("every", "days", "monday", "fires"),
+    [
+        # Every other week on Mondays: the even weeks from Monday 5 January 1970.
+        ("2w", ["mon"], dt.datetime(2027, 3, 1, 9, 30, tzinfo=UTC), True),
+        ("2w", ["mon"], dt.datetime(2027, 3, 8, 9, 30, tzinfo=UTC), False),
+        ("2w", None, dt.datetime(2027, 3, 1, 9, 30, tzinfo=UTC), True),  # Monday by default
+        # Every third day from 1 January 1970: 2027-03-01 is day 20,878 (remainder 1).
+        ("3d", None, dt.datetime(2027, 3, 1, 9, 30, tzinfo=UTC), False),
+        ("3d", None, dt.datetime(2027, 3, 3, 9, 30, tzinfo=UTC), True),
+        ("3d", ["mon"], dt.datetime(2027, 3, 3, 9, 30, tzinfo=UTC), False),  # a Wednesday
+    ],
+)
+def test_schedules_of_several_days_or_weeks(
+    every: str, days: list[str] | None, monday: dt.datetime, fires: bool
+) -> None:
+    """Found by review: `every: 2w` with `days: [mon]` never fired (days were counted from a
+    Thursday), and the reference fired every day. Whole weeks count weeks from a Monday."""
+    schedule: dict[str, Any] = {"every": every} | ({"days": days} if days else {})
+    trigger = {"schedule": schedule, "at": "09:00"}
+    fired, chosen = both(trigger, [person(timezone="UTC")], monday, dt.timedelta(hours=1))
+    assert chosen == ({"c00"} if fires else set())
     assert fired == chosen
 
 

@@ -35,6 +35,7 @@ DAY = dt.timedelta(days=1)
 WEEK = dt.timedelta(weeks=1)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 EPOCH = dt.date(1970, 1, 1)
+FIRST_MONDAY = dt.date(1970, 1, 5)
 #: A month and day as one number, ``month * 32 + day``; 13 * 32 numbers hold them all.
 KEYS = 13 * 32
 FEBRUARY_29 = 2 * 32 + 29
@@ -86,21 +87,28 @@ def schedule_mask(
     The times of day are ``at + k * every`` (``every`` of a day or more: ``at`` only), each on
     a listed weekday (default: every day; ``1w``: Monday); a time past midnight belongs to the
     day it is written on, so a sub-day schedule's times all fall on their weekday. ``every`` of
-    whole days beyond one (``2d``) counts days from 1 January 1970. The clock is the
-    schedule's ``timezone``, one for everyone, or else each customer's own.
+    whole weeks (``1w``, ``2w``) fires on the listed weekdays (default: Monday) of every n-th
+    week, counted from Monday 5 January 1970; of other whole days beyond one (``2d``), on the
+    days counted from 1 January 1970 that are a multiple of n, if a listed weekday. The clock
+    is the schedule's ``timezone``, one for everyone, or else each customer's own.
     """
     schedule = trigger["schedule"]
     every = parse_duration(schedule["every"])
     at = dt.time.fromisoformat(trigger.get("at", "00:00"))
-    days = schedule.get("days") or (["mon"] if every == WEEK else list(WEEKDAYS))
+    weeks = every // WEEK if every >= WEEK and every % WEEK == dt.timedelta(0) else 0
+    days = schedule.get("days") or (["mon"] if weeks else list(WEEKDAYS))
     weekdays = {WEEKDAYS.index(day) for day in days}
     start = dt.timedelta(hours=at.hour, minutes=at.minute)
     per_day = DAY // every if every < DAY else 1
     times = sorted({(start + k * every) % DAY for k in range(per_day)})
-    period = every.days if every >= DAY and every != WEEK else 1
+    period = max(1, every.days)
 
     def scheduled(day: dt.date) -> bool:
-        return day.weekday() in weekdays and (day - EPOCH).days % period == 0
+        if day.weekday() not in weekdays:
+            return False
+        if weeks:  # every n weeks: the weeks counted from Monday 5 January 1970
+            return (day - FIRST_MONDAY).days // 7 % weeks == 0
+        return (day - EPOCH).days % period == 0
 
     if schedule.get("timezone"):  # one clock for everyone, not each customer's own
         fired = _schedule_fires(schedule["timezone"], scheduled, times, now, since)

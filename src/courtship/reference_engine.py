@@ -378,18 +378,28 @@ def _schedule_fires(
     trigger: Mapping[str, Any], facts: Mapping[str, Any], now: dt.datetime, since: dt.datetime
 ) -> bool:
     """A scheduled local time falls in ``(since, now]``: the times of day ``at + k * every``
-    (every 1d or 1w: ``at`` only), on the listed weekdays (default: every day; ``1w``:
-    Monday), in the schedule's time zone or else the customer's."""
+    (every a day or more: ``at`` only), on the listed weekdays (default: every day; whole
+    weeks: Monday) of the scheduled days, in the schedule's time zone or else the
+    customer's."""
     schedule = trigger["schedule"]
     zone = ZoneInfo(schedule.get("timezone") or facts["timezone"])
     every = parse_duration(schedule["every"])
     at = dt.datetime.combine(dt.date.min, dt.time.fromisoformat(trigger.get("at", "00:00")))
-    days = schedule.get("days") or (["mon"] if every == WEEK else WEEKDAYS)
+    weeks = every.days // 7 if every.days >= 7 and every.days % 7 == 0 and not every.seconds else 0
+    days = schedule.get("days") or (["mon"] if weeks else WEEKDAYS)
     per_day = DAY // every if every < DAY else 1
     times = sorted({(at + k * every).time() for k in range(per_day)})
+
+    def on_schedule(day: dt.date) -> bool:
+        """Every n weeks: the n-th weeks from Monday 5 January 1970; every n days: the n-th
+        days from 1 January 1970."""
+        if weeks:
+            return (day - dt.date(1970, 1, 5)).days // 7 % weeks == 0
+        return (day - dt.date(1970, 1, 1)).days % max(1, every.days) == 0
+
     day = since.astimezone(zone).date() - DAY
     while day <= now.astimezone(zone).date() + DAY:
-        if WEEKDAYS[day.weekday()] in days:
+        if WEEKDAYS[day.weekday()] in days and on_schedule(day):
             for time in times:
                 if since < _instant(dt.datetime.combine(day, time), zone) <= now:
                     return True
