@@ -27,6 +27,7 @@ import polars as pl
 from courtship.catalogue import builtin_catalogue
 from courtship.sources import (
     CUSTOMER_SCHEMA,
+    EVENT_SCHEMA,
     UTC_DATETIME,
     CustomerBase,
     is_time_zone,
@@ -66,12 +67,8 @@ EVENT_KINDS: tuple[str, ...] = (
 KIND = pl.Enum(EVENT_KINDS)
 #: The event columns the engine reads.
 EVENT_COLUMNS: dict[str, pl.DataType] = {
-    "customer_id": pl.String(),
-    "type": pl.String(),
-    "at": UTC_DATETIME,
-    "channel": pl.String(),
-    "amount": pl.Float64(),
-    "friend_id": pl.String(),
+    name: EVENT_SCHEMA[name]
+    for name in ("customer_id", "type", "at", "channel", "amount", "friend_id")
 }
 AT_RISK_STAGES: tuple[str, ...] = ("at-risk", "lapsed", "churned")
 ORDER_WINDOW = timedelta(days=90)
