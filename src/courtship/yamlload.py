@@ -369,6 +369,14 @@ def _compose(text: str, doc: Document) -> None:
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         context = getattr(error, "context", None)
         message = f"{problem} ({context})" if context else str(problem)
+        if "nesting depth" in message:  # PyYAML ≥ 6.0.3 stops deep nesting while scanning
+            raise _fail(
+                doc,
+                mark,
+                "yaml-unsupported",
+                f"nested more than {MAX_DEPTH} levels deep",
+                "a playbook this deep is almost certainly a mistake; flatten it",
+            ) from None
         lines = text.splitlines()
         row = lines[mark.line - 1] if 0 < mark.line <= len(lines) else ""
         char = row[mark.col - 1 : mark.col]
