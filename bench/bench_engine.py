@@ -15,12 +15,13 @@ Then, in one run, with the input already in memory, it times (medians over repet
   it decided and ``Engine.plan`` (both) beside it; ``compute_facts`` alone; a breakdown of one
   plan (facts at now and at the earlier moments first-run ``becomes`` reads, guards,
   rendering). The events are numbered by customer row first, as loading a base does
-  (``courtship.facts.event_rows``, timed apart);
+  (``courtship.engine.facts.event_rows``, timed apart);
 - (B) the engine's condition evaluation: the audience + ``becomes`` condition of every playbook
-  compiled by ``courtship.conditions.to_expression``, one ``facts.select`` of the boolean columns;
+  compiled by ``courtship.engine.conditions.to_expression``, one ``facts.select`` of the
+  boolean columns;
 - (C) the hand-written polars lower bound: the same conditions as plain polars expressions
   (``&``, ``|``, ``~``, one ``fill_null`` at the top), same select; target B/C <= 2;
-- (D) the plain-Python reference ``courtship.conditions.check``, per customer, on a sample;
+- (D) the plain-Python reference ``courtship.engine.conditions.check``, per customer, on a sample;
 - (E) GoRules ZEN (compiled expressions, and one JDM decision with an expression node) and
   rule-engine (``rule_engine.Rule(text).matches``) on a sample, the conditions translated.
 
@@ -65,19 +66,20 @@ import numpy as np
 import polars as pl
 import yaml
 
-from courtship.conditions import check, to_expression
 from courtship.engine import Engine
-from courtship.facts import (
+from courtship.engine.conditions import check, to_expression
+from courtship.engine.facts import (
     FACT_DTYPES,
     FactHistory,
     compute_facts,
     event_rows,
     referral_graph,
 )
+from courtship.playbook import parse_duration
 from courtship.project import Project
 from courtship.sources import CUSTOMER_SCHEMA, EVENT_SCHEMA, CustomerBase
 from courtship.state import StateStore
-from courtship.validate import parse_duration, validate_paths
+from courtship.validate import validate_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "playbooks"
@@ -903,7 +905,8 @@ def spy_plan(engine: Engine, base: CustomerBase, now: dt.datetime, top: int) -> 
         stack, _, count = row.rpartition(" ")
         parsed = [m for m in map(frame.match, stack.split(";")) if m]
         if not any(
-            m["function"] in ("plan", "Engine.plan") and m["file"].endswith("courtship/engine.py")
+            m["function"] in ("plan", "Engine.plan")
+            and m["file"].endswith("courtship/engine/moment.py")
             for m in parsed
         ):
             continue

@@ -15,7 +15,7 @@ What they found is kept at the end, one minimal example each, all fixed since an
 reach of the generators above: in facts.py and conditions.py (a referral by a non-customer
 counted; ``check`` scaled text references; ``in`` with whole and fractional numbers crashed),
 in engine.py (event filters crashed on ``in`` lists of whole numbers, and on a value of another
-kind than the field's) and in calendar_triggers.py (local times an hour off when summer time
+kind than the field's) and in engine/calendar.py (local times an hour off when summer time
 changed inside the window, sub-day schedules leaving their weekday, offsets beyond a year).
 
 Budget: COURTSHIP_PROPERTY_SCALE=50 pytest tests/test_agreement.py for a long bug hunt.
@@ -40,21 +40,21 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from courtship.catalogue import OPERATORS, OPERATORS_BY_TYPE, builtin_catalogue
-from courtship.conditions import check, to_expression
 from courtship.engine import Engine
-from courtship.facts import compute_facts
-from courtship.playbook import Playbook
-from courtship.project import Project
-from courtship.reference_engine import (
+from courtship.engine.conditions import check, to_expression
+from courtship.engine.facts import compute_facts
+from courtship.engine.oracle import (
     anniversary,
     days_until,
     reference_facts,
     reference_selection,
 )
+from courtship.playbook import Playbook, parse_duration
+from courtship.project import Project
 from courtship.schema import load_schema
 from courtship.sources import CUSTOMER_SCHEMA, EVENT_SCHEMA, CustomerBase
 from courtship.state import StateStore
-from courtship.validate import parse_duration, validate_paths
+from courtship.validate import validate_paths
 from courtship.yamlload import load_text
 
 SCALE = max(1, int(os.environ.get("COURTSHIP_PROPERTY_SCALE", "1")))
@@ -887,7 +887,7 @@ def test_in_lists_of_whole_and_fractional_numbers(fact: str, listed: list[float]
 def test_local_times_across_a_change_of_summer_time(
     trigger: str, at: str, since: dt.datetime, now: dt.datetime, fires: bool
 ) -> None:
-    """Fixed in calendar_triggers.py: local wall times were compared with the local now minus
+    """Fixed in engine/calendar.py: local wall times were compared with the local now minus
     the window, an hour off when summer time changed inside it (a daily 01:30 in Los Angeles
     was missed in (09:00Z, 11:00Z] on 14 March 2027, as 04:00 - 2h is 02:00). A local time
     fires when its instant is in the window; a skipped one in the old offset, one that happens
@@ -901,7 +901,7 @@ def test_local_times_across_a_change_of_summer_time(
 
 
 def test_times_of_a_sub_day_schedule_stay_on_their_weekday() -> None:
-    """Fixed in calendar_triggers.py: with every under a day, a weekday's times ran from `at`
+    """Fixed in engine/calendar.py: with every under a day, a weekday's times ran from `at`
     for 24 hours, so `every: 6h, days: [sun], at: 22:00` fired on Monday 04:00 (and never on
     Sunday 04:00, 10:00, 16:00); `days` holds for each scheduled time itself."""
     trigger = {"schedule": {"every": "6h", "days": ["sun"]}, "at": "22:00"}
@@ -999,7 +999,7 @@ def test_event_filter_of_another_kind(where: dict[str, Any], fires: bool) -> Non
     ("offset", "at"), [("800d", 0), ("-800d", 0), ("110w", 0), ("-9000h", 0), ("-1100000m", 23)]
 )
 def test_an_anniversary_offset_longer_than_a_year(offset: str, at: int) -> None:
-    """Fixed in calendar_triggers.py: anniversary looked at last, this and next year's
+    """Fixed in engine/calendar.py: anniversary looked at last, this and next year's
     anniversary only, so an offset of more than about a year (valid: the schema takes any
     length) never fired: 1 January + 800d is 12 March two years on."""
     moved = dt.datetime(2030, 1, 1) + parse_duration(offset) + at * dt.timedelta(hours=1)

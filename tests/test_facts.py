@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from courtship.catalogue import builtin_catalogue
-from courtship.facts import FACT_DTYPES, compute_facts, facts_schema
+from courtship.engine.facts import FACT_DTYPES, compute_facts, facts_schema
 from courtship.sources import EVENT_SCHEMA, CustomerBase, empty_events
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
@@ -458,7 +458,7 @@ def test_earlier_moments_equal_the_facts_computed_there(days: float, named: str)
     the facts computed from scratch at that moment, for the whole base."""
     from datetime import timedelta
 
-    from courtship.facts import FactHistory
+    from courtship.engine.facts import FactHistory
 
     base = _example_base()
     moment = NOW - timedelta(days=days)
@@ -491,7 +491,7 @@ def test_earlier_moments_equal_the_facts_computed_there(days: float, named: str)
 
 
 def test_the_events_numbered_by_customer_follow_a_replaced_event_table() -> None:
-    from courtship.facts import event_rows, referral_rows
+    from courtship.engine.facts import event_rows, referral_rows
 
     base = _example_base()
     first, referrals = event_rows(base), referral_rows(base)

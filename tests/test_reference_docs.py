@@ -9,10 +9,10 @@ import jsonschema
 import pytest
 import yaml
 
-from courtship import reference
+from courtship import reference_docs as reference
 
 ROOT = Path(__file__).resolve().parents[1]
-REGENERATE = "run `python -m courtship.reference` and commit docs/reference/"
+REGENERATE = "run `python -m courtship.reference_docs` and commit docs/reference/"
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_every_fact_is_documented(catalogue, facts_md):
 def test_every_fact_type_has_operators(catalogue):
     types = {fact["type"] for fact in catalogue["facts"].values()}
     unknown = sorted(types - set(reference.OPERATORS_BY_TYPE))
-    assert not unknown, f"fact types with no operators in courtship.reference: {unknown}"
+    assert not unknown, f"fact types with no operators in courtship.reference_docs: {unknown}"
 
 
 def test_minimal_example_is_a_valid_playbook(schema, playbook_md):

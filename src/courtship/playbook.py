@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from courtship.yamlload import Document, PathParts
+
+if TYPE_CHECKING:
+    from courtship.catalogue import Catalogue
 
 TRIGGER_KINDS = ("event", "anniversary", "becomes", "schedule")
 STEP_KINDS = ("send", "set", "tag", "untag", "notify", "wait")
@@ -139,3 +144,46 @@ def _fact_refs(value: Any, parts: PathParts) -> Iterator[tuple[PathParts, str]]:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _fact_refs(item, (*parts, index))
+
+
+_DURATION = re.compile(r"^([+-]?)([0-9]+)([mhdw])$")
+_UNIT = {
+    "m": dt.timedelta(minutes=1),
+    "h": dt.timedelta(hours=1),
+    "d": dt.timedelta(days=1),
+    "w": dt.timedelta(weeks=1),
+}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """``7d`` → 7 days, ``-3d`` → minus 3 days. Raises ``ValueError`` for anything else."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r}")
+    sign = -1 if match.group(1) == "-" else 1
+    return sign * int(match.group(2)) * _UNIT[match.group(3)]
+
+
+def declare_set_facts(playbooks: list[Playbook], catalogue: Catalogue) -> None:
+    """A fact a playbook sets becomes a fact every playbook may read; its type follows the value."""
+    for pb in playbooks:
+        for name, (_, value) in pb.facts_set.items():
+            if name in catalogue.facts:
+                continue
+            if isinstance(value, bool):
+                kind = "boolean"
+            elif isinstance(value, int | float):
+                kind = "number"
+            elif value == "now":
+                kind = "datetime"
+            else:
+                kind = "string"
+            from courtship.catalogue import FactSpec
+
+            catalogue.facts[name] = FactSpec(
+                name,
+                kind,
+                f"Set by the playbook {pb.id}.",
+                group="set by playbooks",
+                source=f"playbook {pb.id}",
+            )

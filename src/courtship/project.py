@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from courtship.findings import Finding
+from courtship.playbook import parse_duration
 from courtship.schema import PROJECT_SCHEMA_FILE, schema_findings
-from courtship.validate import display_path, parse_duration
+from courtship.validate import display_path
 from courtship.yamlload import Document, load_file
 
 PROJECT_FILE = "courtship.yaml"

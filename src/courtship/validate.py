@@ -30,7 +30,15 @@ from courtship.catalogue import (
 )
 from courtship.findings import ExitCode, Finding, Severity
 from courtship.graph import PlaybookGraph
-from courtship.playbook import COMBINATORS, STEP_KINDS, TRIGGER_KINDS, Playbook, walk_conditions
+from courtship.playbook import (
+    COMBINATORS,
+    STEP_KINDS,
+    TRIGGER_KINDS,
+    Playbook,
+    declare_set_facts,
+    parse_duration,
+    walk_conditions,
+)
 from courtship.schema import describe, did_you_mean, schema_findings
 from courtship.templates import (
     TemplateFile,
@@ -44,22 +52,6 @@ from courtship.yamlload import YAML11_BOOLEANS, Document, PathParts, load_file
 
 PLAYBOOK_SUFFIXES = (".yaml", ".yml")
 TEMPLATES_FOLDER = "templates"
-_DURATION = re.compile(r"^([+-]?)([0-9]+)([mhdw])$")
-_UNIT = {
-    "m": dt.timedelta(minutes=1),
-    "h": dt.timedelta(hours=1),
-    "d": dt.timedelta(days=1),
-    "w": dt.timedelta(weeks=1),
-}
-
-
-def parse_duration(text: str) -> dt.timedelta:
-    """``7d`` → 7 days, ``-3d`` → minus 3 days. Raises ``ValueError`` for anything else."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"not a duration: {text!r}")
-    sign = -1 if match.group(1) == "-" else 1
-    return sign * int(match.group(2)) * _UNIT[match.group(3)]
 
 
 @dataclass
@@ -183,29 +175,6 @@ def _parts_of(finding: Finding) -> PathParts:
 
 def _template_cache() -> dict[Path, TemplateFile]:
     return {}
-
-
-def declare_set_facts(playbooks: list[Playbook], catalogue: Catalogue) -> None:
-    """A fact a playbook sets becomes a fact every playbook may read; its type follows the value."""
-    for pb in playbooks:
-        for name, (_, value) in pb.facts_set.items():
-            if name in catalogue.facts:
-                continue
-            if isinstance(value, bool):
-                kind = "boolean"
-            elif isinstance(value, int | float):
-                kind = "number"
-            elif value == "now":
-                kind = "datetime"
-            else:
-                kind = "string"
-            catalogue.facts[name] = FactSpec(
-                name,
-                kind,
-                f"Set by the playbook {pb.id}.",
-                group="set by playbooks",
-                source=f"playbook {pb.id}",
-            )
 
 
 @functools.cache

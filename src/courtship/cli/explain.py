@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def explain(engine: Engine, plan: Plan, customer_id: str) -> list[dict[str, Any]]:
     """One entry per playbook, in evaluation order: the outcome and the values that decided."""
-    from courtship.conditions import check
+    from courtship.engine.conditions import check
 
     facts = plan.customer_facts or {}
     entries = []
@@ -52,7 +52,7 @@ def explain(engine: Engine, plan: Plan, customer_id: str) -> list[dict[str, Any]
 
 
 def _trigger_reason(trigger: dict[str, Any], facts: dict[str, Any], plan: Plan) -> list[str]:
-    from courtship.conditions import check
+    from courtship.engine.conditions import check
 
     window = f"between {plan.since:%Y-%m-%d %H:%M} and {plan.now:%Y-%m-%d %H:%M} UTC"
     if "event" in trigger:

@@ -1,7 +1,7 @@
 """A reference evaluator: one customer at a time, in plain Python, deliberately simple.
 
-The engine (:mod:`courtship.facts`, :mod:`courtship.engine`) works column-wise with polars for
-speed. This module says the same thing the slow, obvious way, straight from ``docs/data.md`` and
+The engine (:mod:`courtship.engine.facts`, :mod:`courtship.engine`) works column-wise with polars
+for speed. This module says the same thing the slow, obvious way, straight from ``docs/data.md`` and
 ``docs/engine.md``, with the standard library only (``zoneinfo`` for local dates,
 ``statistics.median``), so property tests can check that both agree on random customers, events
 and playbooks (``tests/test_agreement.py``). It is not used to run anything.
@@ -27,9 +27,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from courtship.catalogue import builtin_catalogue
-from courtship.conditions import check
-from courtship.playbook import Playbook
-from courtship.validate import parse_duration
+from courtship.engine.conditions import check
+from courtship.playbook import Playbook, parse_duration
 
 Facts = dict[str, Any]
 

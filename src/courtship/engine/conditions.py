@@ -21,7 +21,7 @@ from typing import Any
 
 import polars as pl
 
-from courtship.validate import parse_duration
+from courtship.playbook import parse_duration
 
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "eq": operator.eq,

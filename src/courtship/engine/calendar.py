@@ -28,8 +28,8 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
+from courtship.playbook import parse_duration
 from courtship.sources import is_time_zone
-from courtship.validate import parse_duration
 
 DAY = dt.timedelta(days=1)
 WEEK = dt.timedelta(weeks=1)

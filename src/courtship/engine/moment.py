@@ -3,7 +3,7 @@ for everyone else, why not?
 
 One evaluation (``Engine.plan``) runs in this order, each part column-wise over the whole base:
 
-1. facts for every customer at ``now`` (:mod:`courtship.facts`);
+1. facts for every customer at ``now`` (:mod:`courtship.engine.facts`);
 2. playbooks in dependency order (:class:`~courtship.graph.PlaybookGraph`); for each, the customers
    its trigger selects in the window ``(since, now]``, then its audience, then its limits; the
    steps before the first ``wait`` become decisions, a ``wait`` becomes an enrollment that resumes
@@ -30,10 +30,10 @@ from typing import Any
 
 import polars as pl
 
-from courtship.calendar_triggers import anniversary_mask, schedule_mask
 from courtship.catalogue import PREFERRED, TONES, Catalogue, builtin_catalogue
-from courtship.conditions import to_expression
-from courtship.facts import (
+from courtship.engine.calendar import anniversary_mask, schedule_mask
+from courtship.engine.conditions import to_expression
+from courtship.engine.facts import (
     FACT_DTYPES,
     ROW,
     FactHistory,
@@ -41,12 +41,11 @@ from courtship.facts import (
     no_cycle_collection,
 )
 from courtship.graph import PlaybookGraph
-from courtship.playbook import Playbook, facts_in
+from courtship.playbook import Playbook, declare_set_facts, facts_in, parse_duration
 from courtship.project import Project
 from courtship.sources import CustomerBase
 from courtship.state import StateStore
 from courtship.templates import Compiled, compiled, environment, variants
-from courtship.validate import declare_set_facts, parse_duration
 
 INSTAGRAM_WINDOW_HOURS = 24
 #: The column of a saved streak that marks the customer file it was numbered against.
