@@ -128,11 +128,12 @@ class StateStore:
         )
         return frame.with_columns(pl.col("at").str.to_datetime(time_zone="UTC"))
 
-    def due_enrollments(self, now: dt.datetime) -> list[dict[str, Any]]:
+    def waiting_enrollments(self) -> list[dict[str, Any]]:
+        """Every sequence waiting (after a ``wait``, or at a message held back), soonest due
+        first: playbook, customer_id, started_at, step, due_at and the context it keeps."""
         rows = self.db.execute(
             "SELECT playbook, customer_id, started_at, step, due_at, context FROM enrollments "
-            "WHERE status = 'waiting' AND due_at <= ? ORDER BY due_at, playbook, customer_id",
-            (_iso(now),),
+            "WHERE status = 'waiting' ORDER BY due_at, playbook, customer_id, started_at"
         ).fetchall()
         return [
             {
@@ -145,6 +146,10 @@ class StateStore:
             }
             for p, c, s, step, d, ctx in rows
         ]
+
+    def due_enrollments(self, now: dt.datetime) -> list[dict[str, Any]]:
+        """The waiting sequences due at ``now``."""
+        return [e for e in self.waiting_enrollments() if e["due_at"] <= now]
 
     def active_enrollments(self) -> set[tuple[str, str]]:
         rows = self.db.execute(

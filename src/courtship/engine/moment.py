@@ -147,14 +147,23 @@ class Engine:
             plan.changes.setdefault("fired", []).extend((pb_id, c, stamp) for c in ids)
             facts = sequences.run_steps(pb, 0, chosen, now, facts, candidates, plan, self.catalogue)
 
-        for enrollment in state.due_enrollments(now):
-            sequences.resume(
-                enrollment, base, now, facts, candidates, plan, self.playbooks, self.catalogue
-            )
+        waiting = state.waiting_enrollments()
+        gone = sequences.reconcile(waiting, self.playbooks, now, plan)
+        for enrollment in waiting:
+            place = (enrollment["playbook"], enrollment["customer_id"])
+            if enrollment["due_at"] <= now and (*place, iso(enrollment["started_at"])) not in gone:
+                sequences.resume(
+                    enrollment, base, now, facts, candidates, plan, self.playbooks, self.catalogue
+                )
 
-        plan.decisions = guards.guard(
-            candidates, facts, state, sends, now, self.project, self.playbooks
-        )
+        # The guards judge the messages reached; sequences go on past those that go out, to
+        # their next message, which a further round judges, until none is reached.
+        judge = guards.Judge(state, sends, now, self.project, self.playbooks)
+        while candidates:
+            decided = judge.judge(candidates, facts)
+            plan.decisions += decided
+            candidates = []
+            facts = sequences.after_guards(decided, now, facts, candidates, plan, self.catalogue)
         plan.facts = facts
         return plan
 

@@ -1,5 +1,6 @@
 """The outbox: a plan's messages as the rows the state store keeps (the ``sends`` table), before
-any channel sees them. Blocked decisions are not rows; deferred ones wait for their due time."""
+any channel sees them. Only messages that go out are rows: a deferred one waits at its step of
+the sequence (an enrollment) and is judged again when it is due; a blocked one never goes out."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ class OutboxRow(NamedTuple):
 
 
 def outbox_rows(plan: Plan) -> list[OutboxRow]:
-    """Every message of ``plan`` that goes out or waits, and every team notification."""
+    """Every message of ``plan`` that goes out, and every team notification."""
     stamp = iso(plan.now)
     rows = [
         OutboxRow(
@@ -48,8 +49,8 @@ def outbox_rows(plan: Plan) -> list[OutboxRow]:
             tone=d.tone,
             dedup_key=d.dedup_key,
             at=stamp,
-            due_at=iso(d.due_at or plan.now),
-            status="pending" if d.status == "send" else "deferred",
+            due_at=stamp,
+            status="pending",
             subject=d.subject,
             text=d.text,
             channels=json.dumps(d.channels),
@@ -59,7 +60,7 @@ def outbox_rows(plan: Plan) -> list[OutboxRow]:
             max_segments=d.max_segments,
         )
         for d in plan.decisions
-        if d.status != "blocked"
+        if d.status == "send"
     ]
     rows += [
         OutboxRow(

@@ -10,17 +10,34 @@ from typing import Any
 
 import polars as pl
 
-#: Why a decision did not become a send, in guard order.
+#: Why a decision is what it is: one text per guard code, in the order the guards run
+#: (``guards.GUARDS``), then what rendering can say. ``{…}`` are filled from the decision.
 REASONS = {
+    "unknown-friend": "the friend is not a known customer",
     "no-consent": "no consented channel among {channels}",
+    "instagram-only": "instagram: outside the 24-hour messaging window, and no other consented "
+    "channel",
     "no-name": "no first name: we never send a message that cannot call them by name",
-    "quiet-hours": "quiet hours in their time zone: deferred",
-    "cadence": "their cadence: one marketing message every {cadence} days",
-    "cap": "the cap of marketing messages",
-    "priority": "a higher-priority playbook ({winner}) speaks to them at this moment",
+    "duplicate": "already sent with the same dedup key ({key})",
+    "expired": "held back since {since:%Y-%m-%d %H:%M} UTC, longer than its {expires}: expired",
+    "quiet-hours": "quiet hours in their time zone: deferred to {end:%H:%M} local",
+    "cadence": "their cadence: one marketing message every {cadence} days; the last was "
+    "{last:.1f} days ago",
+    "cooldown": "the cooldown after {playbook}, until {until:%Y-%m-%d %H:%M} UTC",
+    "cap": "the cap of marketing messages: {weekly} a week",
     "suppressed": "suppressed by {winner}",
-    "duplicate": "already sent with the same dedup key",
+    "priority": "a higher-priority playbook ({winner}) speaks to them at this moment",
+    "channel-cap": "the cap of marketing messages: {cap} on {channel} per moment; waits for the "
+    "next run",
+    "instagram": "instagram: outside the 24-hour messaging window; fell back to {channel}",
+    "template-missing": "template file missing",
+    "template-failed": "template {file} failed to render: {error}",
 }
+
+
+def reason(code: str, **values: object) -> str:
+    """The text of a reason code, filled in."""
+    return REASONS[code].format(**values) if code in REASONS else code
 
 
 @dataclass(slots=True)
@@ -50,6 +67,17 @@ class Decision:
     max_segments: int | None = None
     offer: dict[str, Any] | None = None
     key: str = ""
+    #: the stable name of the send step (``Playbook.step_ids``)
+    step_id: str = ""
+    #: the guard that decided, as a code of ``REASONS`` ("" when nothing stood in the way)
+    guard: str = ""
+    #: the sequence this message belongs to: when it started, and since when it was held
+    started_at: str = ""
+    held_since: dt.datetime | None = None
+    #: a referral's friend (the referrer is ``customer_id``)
+    friend_id: str | None = None
+    #: where it came from: the batch of candidates and the row in it
+    origin: tuple[Any, int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -57,12 +85,14 @@ class Decision:
             "recipient": self.recipient_id or self.customer_id,
             "playbook": self.playbook,
             "step": self.step,
+            "step_id": self.step_id,
             "category": self.category,
             "channel": self.channel,
             "tone": self.tone,
             "template": self.template,
             "status": self.status,
             "reason": self.reason,
+            "guard": self.guard,
             "due_at": self.due_at.isoformat() if self.due_at else None,
             "subject": self.subject,
             "text": self.text,
@@ -88,6 +118,9 @@ class Plan:
     streaks: dict[str, pl.DataFrame] = field(default_factory=dict)
     #: the facts as the moment left them, until the messages are rendered
     facts: pl.DataFrame | None = field(default=None, repr=False)
+    #: per edited playbook: how many waiting customers the edit moved to the step's new place
+    #: and how many it let go (their step is gone), with why
+    edits: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def sends(self) -> list[Decision]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from courtship.engine.plan import Decision, Plan, iso
+from courtship.engine.plan import Decision, Plan, iso, reason
 from courtship.playbook import Playbook, parse_duration
 from courtship.project import Project
 from courtship.templates import Compiled, compiled, variants
@@ -26,6 +26,7 @@ def render(
     template that fails blocks its message with the reason."""
     todo = [d for d in plan.decisions if d.status != "blocked"]
     wanted = {d.recipient_id for d in todo} | {d.customer_id for d in todo}
+    wanted |= {d.friend_id for d in todo if d.friend_id}
     wanted |= {note["customer"] for note in plan.notifications}
     if not wanted:
         return
@@ -56,20 +57,22 @@ def render(
     for decision, file in chosen:
         pb = playbooks[decision.playbook]
         if file is None:
-            decision.status, decision.reason = "blocked", "template file missing"
+            decision.status, decision.guard = "blocked", "template-missing"
+            decision.reason = reason("template-missing")
             continue
         template = shelf.compiled(file)
         person = people[decision.recipient_id]
-        other = people.get(
-            decision.customer_id if decision.to == "friend" else decision.recipient_id
-        )
+        # In a referral, `friend` is the friend and `referrer` the referrer, whoever hears.
+        friend = people.get(decision.friend_id or "") if decision.friend_id else None
+        referrer = people.get(decision.customer_id) if decision.friend_id else None
         context = {k: v for k, v in person.items() if k in template.file.variables}
         decision.unsubscribe_url = (
             f"{base_url}/unsubscribe?c={decision.recipient_id}" if base_url else None
         )
         context.update(
             offer=_offer(decision, plan.now),
-            friend={"first_name": (other or {}).get("first_name")},
+            friend=_person(friend),
+            referrer=_person(referrer),
             brand=project.brand,
             playbook={"id": pb.id, "title": pb.title},
             now=plan.now,
@@ -78,8 +81,8 @@ def render(
         try:
             decision.subject, decision.text = template.render(context)
         except Exception as error:
-            decision.status = "blocked"
-            decision.reason = f"template {file.name} failed to render: {error}"
+            decision.status, decision.guard = "blocked", "template-failed"
+            decision.reason = reason("template-failed", file=file.name, error=error)
 
 
 def _render_note(
@@ -153,17 +156,45 @@ def _folder_beside(path: str) -> Path:
     return Path(path).parent / "templates"
 
 
-OFFER_FIELDS = ("percent_off", "amount_off", "gift", "free_shipping", "code", "expires_on")
+OFFER_FIELDS = (
+    "percent_off",
+    "amount_off",
+    "gift",
+    "free_shipping",
+    "code",
+    "friend_code",
+    "expires_on",
+)
+
+
+def _person(facts: dict[str, Any] | None) -> dict[str, Any]:
+    """Another person of a message (a referral's friend or referrer) as templates see them."""
+    facts = facts or {}
+    return {"first_name": facts.get("first_name"), "last_name": facts.get("last_name")}
 
 
 def _offer(decision: Decision, now: dt.datetime) -> dict[str, Any]:
-    """The offer as templates see it: every field present, None where it does not apply."""
+    """The offer as templates see it: every field present, None where it does not apply.
+
+    ``code`` is the code of the person the offer is for (by default, whoever hears); with
+    ``for: both`` the recipient gets their own ``code`` and ``friend_code``, the other
+    person's, to pass on."""
     offer: dict[str, Any] = dict.fromkeys(OFFER_FIELDS) | dict(decision.offer or {})
     if not decision.offer:
         return offer
     prefix = offer.get("code_prefix", "GIFT")
-    digest = hashlib.sha256(f"{decision.key}".encode()).hexdigest()[:6].upper()
-    offer["code"] = f"{prefix}-{digest}"
+
+    def code(role: str) -> str:
+        digest = hashlib.sha256(f"{decision.key}|{role}".encode()).hexdigest()[:6].upper()
+        return f"{prefix}-{digest}"
+
+    hearing = decision.to
+    other = "customer" if hearing == "friend" else "friend"
+    meant = offer.get("for", hearing)
+    if meant == "both":
+        offer["code"], offer["friend_code"] = code(hearing), code(other)
+    else:
+        offer["code"] = code(meant)
     if "valid_for" in offer:
         offer["expires_on"] = (now + parse_duration(offer["valid_for"])).date().isoformat()
     return offer
