@@ -58,6 +58,9 @@ FALSE_WORDS: tuple[str, ...] = ("false", "no", "0")
 #: these names (names beginning with ``_`` are the engine's own, and never reach the facts).
 LOCAL_FACT_COLUMNS: tuple[str, ...] = ("local_date", "local_time", "utc_offset_minutes")
 
+#: The prefix of a declared fact's column read as its type, while a customer table is checked.
+PARSED = "_parsed_"
+
 #: Per fact type: what a value that cannot be read as it is not, and how to write one.
 FACT_TEXT_FORMS: dict[str, tuple[str, str]] = {
     "number": ("a number", "write a number such as 42.5"),
@@ -233,16 +236,16 @@ def _customers_from_text(
     raw = raw.with_columns(
         pl.lit(None, pl.String()).alias(name) for name in CUSTOMER_SCHEMA if name not in raw.columns
     )
+    # Each declared fact's column is parsed once: checked, then kept, from the same column.
+    raw = raw.with_columns(
+        fact_from_text(pl.col(name), spec.type).alias(PARSED + name)
+        for name, spec in declared.items()
+    )
     _check_customers(place.path, raw, place, declared)
     typed = raw.select(
         pl.col("customer_id"),
         *(_customer_column(name) for name in CUSTOMER_SCHEMA if name != "customer_id"),
-        *(
-            fact_from_text(pl.col(name), declared[name].type).alias(name)
-            if name in declared
-            else pl.col(name)
-            for name in extras
-        ),
+        *(pl.col(PARSED + name if name in declared else name).alias(name) for name in extras),
     )
     return typed
 
@@ -320,16 +323,21 @@ def fact_from_text(text: pl.Expr, kind: str) -> pl.Expr:
     return text
 
 
-def fact_problem(name: str, spec: FactSpec) -> tuple[pl.Expr, str, str] | None:
+def fact_problem(
+    name: str, spec: FactSpec, parsed: pl.Expr | None = None
+) -> tuple[pl.Expr, str, str] | None:
     """For the text column ``name`` holding the declared fact ``spec``: the cells that are not
     of its type, what is wrong with one (``{value}`` for the cell) and the hint; None for a
-    type every text is (string, list)."""
+    type every text is (string, list). ``parsed``: the column already read as the type
+    (``fact_from_text``), to read it once."""
     column = pl.col(name)
+    if parsed is None:
+        parsed = fact_from_text(column, spec.type)
     origin = f"fact {spec.name}, declared by plugin {spec.source}"
     if spec.type == "enum":
         values = ", ".join(spec.values).replace("{", "{{").replace("}", "}}")
         return (
-            column.is_not_null() & ~column.str.strip_chars().is_in(list(spec.values)),
+            column.is_not_null() & ~parsed.is_in(list(spec.values)),
             f"'{{value}}' is not one of {values} ({origin})",
             "use one of the listed values, or empty the cell",
         )
@@ -337,7 +345,7 @@ def fact_problem(name: str, spec: FactSpec) -> tuple[pl.Expr, str, str] | None:
         return None
     what, how = FACT_TEXT_FORMS[spec.type]
     return (
-        column.is_not_null() & fact_from_text(column, spec.type).is_null(),
+        column.is_not_null() & parsed.is_null(),
         f"'{{value}}' is not {what} ({origin})",
         f"{how}, or empty the cell",
     )
@@ -383,13 +391,18 @@ def type_declared_facts(
     }
     if not declared:
         return customers
+    parsed = customers.select(
+        "customer_id",
+        *declared,
+        *(fact_from_text(pl.col(n), spec.type).alias(PARSED + n) for n, spec in declared.items()),
+    )
     problems = [
         (name, *problem)
         for name, spec in declared.items()
-        if (problem := fact_problem(name, spec)) is not None
+        if (problem := fact_problem(name, spec, pl.col(PARSED + name))) is not None
     ]
     if problems:
-        rows = customers.select(
+        rows = parsed.select(
             pl.int_range(pl.len(), dtype=pl.UInt32()).filter(bad).first().alias(str(index))
             for index, (_, bad, _, _) in enumerate(problems)
         ).row(0)
@@ -400,9 +413,7 @@ def type_declared_facts(
             value = customers.get_column(name)[row]
             raw = customers.select("customer_id", name).with_row_index("_row")
             raise _Place(where).error(raw, row, name, message.format(value=value), hint)
-    return customers.with_columns(
-        fact_from_text(pl.col(name), spec.type).alias(name) for name, spec in declared.items()
-    )
+    return customers.with_columns(parsed.get_column(PARSED + name).alias(name) for name in declared)
 
 
 def _check_customers(
@@ -474,7 +485,7 @@ def _check_customers(
         )
     )
     for name, spec in (declared or {}).items():
-        problem = fact_problem(name, spec)
+        problem = fact_problem(name, spec, pl.col(PARSED + name))
         if problem is not None:
             problems.append((name, *problem))
     rows = raw.select(
