@@ -335,8 +335,10 @@ class FactHistory:
             facts = facts.with_columns(_rhythm(facts, self.personas))
         else:
             names = [name for name in names if name not in RHYTHM_FACTS]
-        others = self.others.select(n for n in self.others.columns if only is None or n in only)
-        facts = pl.concat([facts.select(ROW, *names), others], how="horizontal")
+        facts = facts.select(ROW, *names)
+        others = [n for n in self.others.columns if only is None or n in only]
+        if others:
+            facts = pl.concat([facts, self.others.select(others)], how="horizontal")
         facts = _override_derived_facts(facts, self.latest)
         if only is not None:
             facts = facts.select(
