@@ -20,6 +20,7 @@ from courtship.engine.facts import (
     FactHistory,
     customer_file_mark,
     no_cycle_collection,
+    plugin_fact_columns,
 )
 from courtship.engine.outbox import outbox_rows
 from courtship.engine.plan import Decision, Plan, iso
@@ -176,15 +177,7 @@ class Engine:
             for name, spec in self.catalogue.facts.items()
             if name not in frame.columns
         ]
-        missing += [
-            pl.col(name).cast(FACT_DTYPES[spec.type], strict=False)
-            for name, spec in self.catalogue.facts.items()
-            if spec.source not in ("core",)
-            and not spec.source.startswith("playbook ")
-            and spec.type != "list"
-            and name in frame.columns
-            and frame.schema[name] != FACT_DTYPES[spec.type]
-        ]
+        missing += plugin_fact_columns(frame, self.catalogue)
         return frame.with_columns(
             *missing,
             pl.col("local_date").dt.combine(pl.col("local_time")).alias("_local_now"),
