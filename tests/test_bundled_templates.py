@@ -79,3 +79,49 @@ def test_the_handoff_of_a_named_customer_says_they_were_told() -> None:
         text
     )
     assert "call them by their name" in text
+
+
+# ── referrals: friend is the referred person, referrer the one who referred ──
+
+SOPHIE = {"first_name": "Sophie"}  # the referrer
+CHLOE = {"first_name": "Chloé"}  # her friend
+
+
+@pytest.mark.parametrize("tone", TONES)
+def test_the_friends_welcome_names_who_referred_them(tone: str) -> None:
+    subject, text = render(
+        f"friend-welcome.{tone}.md",
+        CHLOE,
+        friend=CHLOE,
+        referrer=SOPHIE,
+        offer=dict.fromkeys(OFFER_FIELDS) | {"percent_off": 20, "code": "FRIEND-A1"},
+    )
+    assert subject.startswith("Chloé, ") and "Sophie" in subject
+    assert text.startswith("Hi Chloé!" if tone == "buddy" else "Chloé, ")
+    assert "Sophie" in text and "FRIEND-A1" in text
+
+
+@pytest.mark.parametrize("tone", TONES)
+def test_the_referrers_thanks_names_their_friend(tone: str) -> None:
+    subject, text = render(
+        f"thanks-for-the-referral.{tone}.md",
+        SOPHIE,
+        friend=CHLOE,
+        referrer=SOPHIE,
+        offer=dict.fromkeys(OFFER_FIELDS) | {"percent_off": 15, "code": "THANKS-B2"},
+    )
+    assert "Sophie" in subject
+    assert "Chloé" in text and "THANKS-B2" in text
+
+
+@pytest.mark.parametrize("tone", TONES)
+def test_the_invitation_gives_a_code_to_share_and_one_to_keep(tone: str) -> None:
+    _, text = render(
+        f"bring-a-friend.{tone}.md",
+        SOPHIE | {"orders_count": 12},
+        offer=dict.fromkeys(OFFER_FIELDS)
+        | {"percent_off": 20, "code": "FRIEND-OWN1", "friend_code": "FRIEND-GIVE", "for": "both"},
+    )
+    # the code to pass on comes first, in the sentence about the friend; then their own
+    assert text.index("FRIEND-GIVE") < text.index("FRIEND-OWN1")
+    assert "20% off their first order" in text
