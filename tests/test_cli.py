@@ -143,6 +143,16 @@ def test_graph_svg_needs_graphviz(library, monkeypatch):
     assert "Graphviz" in result.stderr
 
 
+def test_graph_svg_without_graphviz_writes_nothing_and_says_what_to_do(library, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    result = runner.invoke(app, ["graph", "--format", "svg", "--output", "playbooks.svg"])
+    assert result.exit_code == 2
+    assert not Path("playbooks.svg").exists()
+    assert "SVG needs Graphviz's 'dot' program" in result.stderr
+    assert "apt-get install graphviz" in result.stderr and "--format dot" in result.stderr
+    assert "Traceback" not in result.output
+
+
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz 'dot' is not installed")
 def test_graph_svg_with_graphviz(library):
     result = runner.invoke(app, ["graph", "--format", "svg"])

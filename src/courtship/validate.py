@@ -691,7 +691,8 @@ class _Checker:
                             "template-unknown-variable",
                             f"'{name}' is neither a fact nor a template variable",
                             did_you_mean(name, known)
-                            or "use a fact, or offer, friend, referrer, brand, playbook, now",
+                            or "use a fact, or offer, friend, referrer, brand, playbook, now, "
+                            "unsubscribe_url",
                         )
                     )
             if file in self.customer_facing and tpl.ok:

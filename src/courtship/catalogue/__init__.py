@@ -47,7 +47,8 @@ BUILTIN_CHANNELS: frozenset[str] = frozenset({"email", "sms", "instagram", "outb
 PREFERRED = "preferred"
 #: The tones a send template comes in.
 TONES: tuple[str, ...] = ("buddy", "salesy", "direct")
-#: Names a template may use besides facts.
+#: Names a template may use besides facts. In a referral's messages ``friend`` is always the
+#: referred person and ``referrer`` the one who referred them, whoever receives the message.
 TEMPLATE_CONTEXT: frozenset[str] = frozenset(
     {"offer", "friend", "referrer", "brand", "playbook", "now", "unsubscribe_url"}
 )

@@ -13,11 +13,20 @@ from courtship.cli.common import fail, parse_moment
 from courtship.findings import ExitCode
 
 if TYPE_CHECKING:
-    from courtship.engine import Engine, Plan
+    from courtship.engine import Decision, Engine, Plan
+
+#: The tone a customer without one is spoken to in (as the engine decides).
+DEFAULT_TONE = "direct"
 
 
-def explain(engine: Engine, plan: Plan, customer_id: str) -> list[dict[str, Any]]:
-    """One entry per playbook, in evaluation order: the outcome and the values that decided."""
+def explain(
+    engine: Engine, plan: Plan, customer_id: str, *, first_run: bool = False
+) -> list[dict[str, Any]]:
+    """One entry per playbook, in evaluation order: the outcome and the values that decided.
+
+    Its messages are those the customer is the subject of and those they receive as someone
+    else's friend (a referral's welcome). ``first_run``: the state store has no run recorded
+    yet, so a ``becomes`` that holds was read from the data alone."""
     from courtship.engine.conditions import check
 
     facts = plan.customer_facts or {}
@@ -25,7 +34,12 @@ def explain(engine: Engine, plan: Plan, customer_id: str) -> list[dict[str, Any]
     for pb_id in engine.order:
         pb = engine.playbooks[pb_id]
         trace = plan.traces.get(pb_id, {})
-        mine = [d for d in plan.decisions if d.customer_id == customer_id and d.playbook == pb_id]
+        mine = [
+            d
+            for d in plan.decisions
+            if d.playbook == pb_id and customer_id in (d.customer_id, d.recipient_id)
+        ]
+        for_others = sorted({d.customer_id for d in mine if d.customer_id != customer_id})
         entry: dict[str, Any] = {
             "playbook": pb_id,
             "priority": pb.priority,
@@ -33,8 +47,12 @@ def explain(engine: Engine, plan: Plan, customer_id: str) -> list[dict[str, Any]
         }
         trigger = pb.trigger
         if not trace.get("triggered"):
-            entry["outcome"] = "not triggered"
-            entry["why"] = _trigger_reason(pb.trigger, facts, plan)
+            if for_others:
+                entry["outcome"] = f"fired for {_and(for_others)} (as their friend)"
+                entry["why"] = []
+            else:
+                entry["outcome"] = "not triggered"
+                entry["why"] = _trigger_reason(pb.trigger, facts, plan, first_run=first_run)
         elif not trace.get("audience"):
             entry["outcome"] = "not in the audience"
             entry["why"] = check(pb.audience or {}, facts, plan.now).reasons
@@ -46,12 +64,24 @@ def explain(engine: Engine, plan: Plan, customer_id: str) -> list[dict[str, Any]
             entry["why"] = check(pb.audience, facts, plan.now).reasons if pb.audience else []
             if "becomes" in trigger:
                 entry["why"] = check(trigger["becomes"], facts, plan.now).reasons + entry["why"]
-        entry["messages"] = [d.as_dict() for d in mine]
+        if for_others and trace.get("triggered"):
+            entry["why"].append(f"also fired for {_and(for_others)}, to them as their friend")
+        entry["messages"] = [_message(d) for d in mine]
         entries.append(entry)
     return entries
 
 
-def _trigger_reason(trigger: dict[str, Any], facts: dict[str, Any], plan: Plan) -> list[str]:
+def _message(decision: Decision) -> dict[str, Any]:
+    return decision.as_dict() | {"to": decision.to}
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _trigger_reason(
+    trigger: dict[str, Any], facts: dict[str, Any], plan: Plan, *, first_run: bool
+) -> list[str]:
     from courtship.engine.conditions import check
 
     window = f"between {plan.since:%Y-%m-%d %H:%M} and {plan.now:%Y-%m-%d %H:%M} UTC"
@@ -68,27 +98,24 @@ def _trigger_reason(trigger: dict[str, Any], facts: dict[str, Any], plan: Plan) 
     if "schedule" in trigger:
         return [f"no scheduled moment ({json.dumps(trigger['schedule'])}) {window}"]
     outcome = check(trigger["becomes"], facts, plan.now)
-    if outcome.passed:
+    if not outcome.passed:
+        return outcome.reasons
+    not_long_enough = f", or it has not held for {trigger['for']} yet" if "for" in trigger else ""
+    if first_run:
         return [
-            "the condition holds, but it already fired while it stayed true"
-            + (f", or has not held for {trigger['for']} yet" if "for" in trigger else "")
+            "the condition holds, but it was already true before this window began "
+            f"({plan.since:%Y-%m-%d %H:%M} UTC), so a first run takes it as already answered"
+            + not_long_enough
         ]
-    return outcome.reasons
+    return ["the condition holds, but it already fired while it stayed true" + not_long_enough]
 
 
 def render(customer_id: str, plan: Plan, entries: list[dict[str, Any]]) -> str:
     facts = plan.customer_facts or {}
     name = " ".join(filter(None, [facts.get("first_name"), facts.get("last_name")])) or "(no name)"
-    local = facts.get("_local_now")
     lines = [
-        f"{customer_id} {name} at {plan.now:%Y-%m-%dT%H:%M:%SZ}"
-        + (
-            f" ({facts.get('timezone')}, {local:%Y-%m-%d %H:%M} local)"
-            if isinstance(local, dt.datetime)
-            else ""
-        ),
-        f"  stage {facts.get('stage')}, prefers {facts.get('preferred_channel')}, "
-        f"tone {facts.get('tone')}, cadence {facts.get('cadence_days')} days",
+        f"{customer_id} {name} at {plan.now:%Y-%m-%dT%H:%M:%SZ}{_local_time(facts)}",
+        f"  {_habits(facts)}",
         "",
     ]
     for entry in entries:
@@ -96,14 +123,56 @@ def render(customer_id: str, plan: Plan, entries: list[dict[str, Any]]) -> str:
         for reason in entry["why"]:
             lines.append(f"    · {reason}")
         for message in entry["messages"]:
-            status = message["status"]
-            head = f"    → {status} on {message['channel']} ({message['tone']})"
-            if message["reason"]:
-                head += f": {message['reason']}"
-            lines.append(head)
+            lines.append(f"    → {_message_head(message, customer_id)}")
             if message["text"]:
                 lines.append(f"      {message['text'].splitlines()[0][:100]}")
     return "\n".join(lines) + "\n"
+
+
+def _local_time(facts: dict[str, Any]) -> str:
+    local = facts.get("_local_now")
+    if not isinstance(local, dt.datetime):
+        return ""
+    return f" ({facts.get('timezone')}, {local:%Y-%m-%d %H:%M} local)"
+
+
+def _habits(facts: dict[str, Any]) -> str:
+    """How the customer likes to be courted, a missing value said in words."""
+    stage = facts.get("stage")
+    channel = facts.get("preferred_channel")
+    tone = facts.get("tone")
+    cadence = facts.get("cadence_days")
+    if cadence is None:
+        every = "no cadence"
+    elif cadence == 0:
+        every = "no cadence (0 days)"
+    else:
+        every = f"cadence {cadence} day{'' if cadence == 1 else 's'}"
+    return ", ".join(
+        [
+            f"stage {stage}" if stage else "no stage",
+            f"prefers {channel}" if channel else "no preferred channel",
+            f"tone {tone}" if tone else f"tone {DEFAULT_TONE} (default)",
+            every,
+        ]
+    )
+
+
+def _message_head(message: dict[str, Any], customer_id: str) -> str:
+    """``send on sms (buddy)``, ``blocked: <reason>`` when no channel could be used, with
+    whom it went to when that is not the customer explained."""
+    channel = message["channel"]
+    head = message["status"] if channel is None else f"{message['status']} on {channel}"
+    if channel is not None:
+        head += f" ({message['tone']})"
+    if message["customer"] != customer_id:
+        head += f", to them as the friend of {message['customer']}"
+    elif message.get("to") == "friend":
+        friend = message["recipient"]
+        head += f" to their friend {friend}" if friend != customer_id else " to their friend"
+    if message["reason"]:
+        head += f": {message['reason']}"
+    return head
 
 
 def command(
@@ -130,10 +199,11 @@ def command(
         raise fail(f"no customer '{customer}'" + (f"; {hint}" if hint else ""), ExitCode.USAGE)
     state = open_state(loaded.project, dry_run=True)
     try:
+        first_run = state.last_run() is None
         plan = loaded.engine.plan(loaded.base, moment, state, trace=customer)
     finally:
         state.close()
-    entries = explain(loaded.engine, plan, customer)
+    entries = explain(loaded.engine, plan, customer, first_run=first_run)
     if output_format == "json":
         facts = {
             k: (v.isoformat() if hasattr(v, "isoformat") else v)
