@@ -37,6 +37,13 @@ def render_text(plan: Plan) -> str:
     reasons = Counter((d.reason.split(";")[0], d.playbook) for d in plan.blocked)
     for (reason, playbook), count in sorted(reasons.items()):
         lines.append(f"  {playbook:<32} {count:>6}  {reason}")
+    if plan.edits:
+        lines.append("\nwaiting customers and edited playbooks:")
+        for playbook, counts in sorted(plan.edits.items()):
+            lines.append(
+                f"  {playbook:<32} {counts['moved']:>6}  moved with their step to its new place"
+            )
+            lines.append(f"  {playbook:<32} {counts['let_go']:>6}  let go: their step is gone")
     if plan.notifications:
         lines.append(f"\nteam notifications: {len(plan.notifications)}")
         teams = Counter((n["team"], n["playbook"]) for n in plan.notifications)
@@ -55,6 +62,7 @@ def render_json(plan: Plan) -> str:
             "blocked": len(plan.blocked),
             "notifications": len(plan.notifications),
         },
+        "edits": plan.edits,
         "sends": [d.as_dict() for d in plan.sends],
         "deferred": [d.as_dict() for d in plan.deferred],
         "blocked": [d.as_dict() for d in plan.blocked],

@@ -463,7 +463,7 @@ def _guarded(
         .then(
             pl.lit(now)
             + pl.duration(
-                microseconds=((cadence - last.fill_null(0)) * 86_400_000_000).cast(pl.Int64())
+                seconds=((cadence - last.fill_null(0)) * 86_400).round(0).cast(pl.Int64())
             )
         )
         .alias("_due"),

@@ -200,7 +200,8 @@ def after_guards(
         for decision in held:
             _hold(batch, decision, now, plan)
         if rows:
-            who = batch.who[sorted(set(rows))]
+            # the message is behind them: what it kept (since when held, its keys) goes too
+            who = batch.who[sorted(set(rows))].drop(SINCE, KEY, DEDUP, strict=False)
             facts = run_steps(
                 batch.pb,
                 batch.step + 1,

@@ -443,7 +443,7 @@ def test_set_values_as_the_engine_writes_them():
 def _example_base() -> CustomerBase:
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1] / "examples"
+    root = Path(__file__).resolve().parents[2] / "examples"
     return CustomerBase.read(root / "customers.csv", root / "events.jsonl")
 
 
