@@ -75,6 +75,7 @@ from courtship.engine.facts import (
     event_rows,
     referral_graph,
 )
+from courtship.engine.guards import Judge
 from courtship.playbook import parse_duration
 from courtship.project import Project
 from courtship.sources import CUSTOMER_SCHEMA, EVENT_SCHEMA, CustomerBase
@@ -776,7 +777,7 @@ def plan_breakdown(engine: Engine, base: CustomerBase, now: dt.datetime) -> dict
     originals = {
         "at": FactHistory.at,
         "before": FactHistory.before,
-        "_guard": Engine._guard,
+        "_guard": Judge.judge,
         "render": Engine.render,
     }
 
@@ -794,7 +795,7 @@ def plan_breakdown(engine: Engine, base: CustomerBase, now: dt.datetime) -> dict
 
     FactHistory.at = timing("at", originals["at"])  # type: ignore[method-assign]
     FactHistory.before = timing("before", originals["before"])  # type: ignore[method-assign]
-    Engine._guard = timing("_guard", originals["_guard"])  # type: ignore[method-assign]
+    Judge.judge = timing("_guard", originals["_guard"])  # type: ignore[method-assign]
     Engine.render = timing("render", originals["render"])  # type: ignore[method-assign]
     try:
         start = time.perf_counter()
@@ -803,7 +804,7 @@ def plan_breakdown(engine: Engine, base: CustomerBase, now: dt.datetime) -> dict
     finally:
         FactHistory.at = originals["at"]  # type: ignore[method-assign]
         FactHistory.before = originals["before"]  # type: ignore[method-assign]
-        Engine._guard = originals["_guard"]  # type: ignore[method-assign]
+        Judge.judge = originals["_guard"]  # type: ignore[method-assign]
         Engine.render = originals["render"]  # type: ignore[method-assign]
     status = Counter(d.status for d in plan.decisions)
     facts_s = spent["at"] + spent["before"]

@@ -269,11 +269,16 @@ class StateStore:
             )
 
     def waiting_sends(self) -> int:
-        """Messages in the outbox that wait for a later run (deferred, or to retry)."""
-        row = self.db.execute(
+        """Messages that wait for a later run: held back at their step of a sequence by a
+        guard (quiet hours, cadence, caps), or in the outbox to retry."""
+        retries = self.db.execute(
             "SELECT count(*) FROM sends WHERE status IN ('deferred', 'retry')"
-        ).fetchone()
-        return int(row[0])
+        ).fetchone()[0]
+        held = self.db.execute(
+            "SELECT count(*) FROM enrollments WHERE status = 'waiting' "
+            "AND json_extract(context, '$.at') = 'send'"
+        ).fetchone()[0]
+        return int(retries) + int(held)
 
     def count(self, table: str) -> int:
         assert table in {

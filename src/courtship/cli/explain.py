@@ -47,9 +47,13 @@ def explain(
         }
         trigger = pb.trigger
         if not trace.get("triggered"):
+            own = [d for d in mine if d.customer_id == customer_id]
             if for_others:
                 entry["outcome"] = f"fired for {_and(for_others)} (as their friend)"
                 entry["why"] = []
+            elif own:  # a sequence that began at an earlier moment carries on
+                entry["outcome"] = "carried on from an earlier moment"
+                entry["why"] = [f"at step {d.step_id}" for d in own[:1]]
             else:
                 entry["outcome"] = "not triggered"
                 entry["why"] = _trigger_reason(pb.trigger, facts, plan, first_run=first_run)

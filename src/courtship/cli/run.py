@@ -141,7 +141,7 @@ def render(summary: Mapping[str, Any]) -> str:
         f"  retrying:  {count('retrying')}",
         f"  fell back: {count('fell_back')}",
         f"  failed:    {count('failed')}",
-        f"  waiting (quiet hours, retries): {summary['waiting']}",
+        f"  waiting (held back by quiet hours, cadence or caps; retries): {summary['waiting']}",
     ]
     lines += [f"    {f['customer']} {f['key']}: {f['reason']}" for f in summary["failures"]]
     return "\n".join(lines)
