@@ -150,12 +150,13 @@ class Engine:
 
         waiting = state.waiting_enrollments()
         gone = sequences.reconcile(waiting, self.playbooks, now, plan)
-        for enrollment in waiting:
-            place = (enrollment["playbook"], enrollment["customer_id"])
-            if enrollment["due_at"] <= now and (*place, iso(enrollment["started_at"])) not in gone:
-                sequences.resume(
-                    enrollment, base, now, facts, candidates, plan, self.playbooks, self.catalogue
-                )
+        due = [
+            e
+            for e in waiting
+            if e["due_at"] <= now
+            and (e["playbook"], e["customer_id"], iso(e["started_at"])) not in gone
+        ]
+        sequences.resume(due, base, now, facts, candidates, plan, self.playbooks, self.catalogue)
 
         # The guards judge the messages reached; sequences go on past those that go out, to
         # their next message, which a further round judges, until none is reached.

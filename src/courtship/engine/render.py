@@ -24,7 +24,7 @@ def render(
 ) -> None:
     """Write every message a plan decided from its template, in the recipient's tone; a
     template that fails blocks its message with the reason."""
-    todo = [d for d in plan.decisions if d.status != "blocked"]
+    todo = [d for d in plan.decisions if d.status == "send"]  # a held one is written when due
     wanted = {d.recipient_id for d in todo} | {d.customer_id for d in todo}
     wanted |= {d.friend_id for d in todo if d.friend_id}
     wanted |= {note["customer"] for note in plan.notifications}

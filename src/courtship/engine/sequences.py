@@ -234,7 +234,7 @@ def _hold(batch: Candidates, decision: Decision, now: dt.datetime, plan: Plan) -
 
 
 def resume(
-    enrollment: dict[str, Any],
+    due: list[dict[str, Any]],
     base: CustomerBase,
     now: dt.datetime,
     facts: pl.DataFrame,
@@ -243,33 +243,41 @@ def resume(
     playbooks: Mapping[str, Playbook],
     catalogue: Catalogue,
 ) -> None:
-    """Carry on a sequence that is due: after a wait (unless the customer did what ends it),
-    or at a message that was held back, which the guards judge again."""
-    pb = playbooks.get(enrollment["playbook"])
-    if pb is None:
-        return
-    context = dict(enrollment["context"])
-    index = _where(pb, enrollment)
-    if index is None:
-        return
-    started = iso(enrollment["started_at"])
-    context |= {"customer_id": enrollment["customer_id"], STARTED: started}
-    step = pb.respond[index]
-    if "wait" in step:
-        if _came_back(step.get("unless"), enrollment, context, base, now):
-            plan.changes.setdefault("enrollments", []).append(
-                _enrollment(pb, index, context, now, iso(now), "exited", {})
-            )
-            return
-        start = index + 1
-    else:
-        start = index
+    """Carry on the sequences that are due: after a wait (unless the customer did what ends
+    it), or at a message that was held back, which the guards judge again. Sequences at the
+    same step of the same playbook carry on together, as one batch."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for enrollment in due:
+        pb = playbooks.get(enrollment["playbook"])
+        index = None if pb is None else _where(pb, enrollment)
+        if pb is None or index is None:
+            continue
+        context = dict(enrollment["context"])
+        context |= {
+            "customer_id": enrollment["customer_id"],
+            STARTED: iso(enrollment["started_at"]),
+        }
+        groups.setdefault((pb.id, index), []).append(context)
     keep = ("customer_id", "friend_id", "_event_at", STARTED, SINCE, KEY, DEDUP)
-    who = pl.DataFrame(
-        [{k: context.get(k) for k in keep}],
-        schema={k: pl.String() for k in keep},
-    )
-    run_steps(pb, start, who, now, facts, candidates, plan, catalogue, stored=True)
+    for (pb_id, index), contexts in groups.items():
+        pb, step = playbooks[pb_id], playbooks[pb_id].respond[index]
+        start = index
+        if "wait" in step:
+            back = _came_back(step.get("unless"), contexts, base, now)
+            for context in contexts:
+                if context["customer_id"] in back:
+                    plan.changes.setdefault("enrollments", []).append(
+                        _enrollment(pb, index, context, now, iso(now), "exited", {})
+                    )
+            contexts = [c for c in contexts if c["customer_id"] not in back]
+            start = index + 1
+        if not contexts:
+            continue
+        who = pl.DataFrame(
+            [{k: c.get(k) for k in keep} for c in contexts],
+            schema={k: pl.String() for k in keep},
+        )
+        run_steps(pb, start, who, now, facts, candidates, plan, catalogue, stored=True)
 
 
 def _where(pb: Playbook, enrollment: dict[str, Any]) -> int | None:
@@ -284,24 +292,33 @@ def _where(pb: Playbook, enrollment: dict[str, Any]) -> int | None:
 
 def _came_back(
     unless: dict[str, Any] | None,
-    enrollment: dict[str, Any],
-    context: dict[str, Any],
+    contexts: list[dict[str, Any]],
     base: CustomerBase,
     now: dt.datetime,
-) -> bool:
-    """Whether the customer did what the wait's ``unless`` names since the wait began."""
-    if not unless:
-        return False
-    waited_from = dt.datetime.fromisoformat(context.get("waiting_since", context[STARTED]))
+) -> set[str]:
+    """The customers who did what the wait's ``unless`` names since their wait began."""
+    if not unless or not contexts:
+        return set()
+    began = pl.DataFrame(
+        {
+            "customer_id": [c["customer_id"] for c in contexts],
+            "_from": [
+                dt.datetime.fromisoformat(c.get("waiting_since") or c[STARTED]) for c in contexts
+            ],
+        },
+        schema={"customer_id": pl.String(), "_from": pl.Datetime("us", "UTC")},
+    )
     happened = base.events.filter(
-        (pl.col("customer_id") == enrollment["customer_id"])
-        & (pl.col("type") == unless["event"])
-        & (pl.col("at") > waited_from)
+        (pl.col("type") == unless["event"])
+        & pl.col("customer_id").cast(pl.String()).is_in(began.get_column("customer_id").implode())
         & (pl.col("at") <= now)
     )
     if "where" in unless:
         happened = happened.filter(event_filter(unless["where"], happened.schema))
-    return happened.height > 0
+    happened = happened.with_columns(pl.col("customer_id").cast(pl.String())).join(
+        began, on="customer_id"
+    )
+    return set(happened.filter(pl.col("at") > pl.col("_from")).get_column("customer_id"))
 
 
 def reconcile(
