@@ -259,6 +259,7 @@ def resume(
         }
         groups.setdefault((pb.id, index), []).append(context)
     keep = ("customer_id", "friend_id", "_event_at", STARTED, SINCE, KEY, DEDUP)
+    batches: list[tuple[Playbook, int, list[dict[str, Any]]]] = []
     for (pb_id, index), contexts in groups.items():
         pb, step = playbooks[pb_id], playbooks[pb_id].respond[index]
         start = index
@@ -271,13 +272,22 @@ def resume(
                     )
             contexts = [c for c in contexts if c["customer_id"] not in back]
             start = index + 1
-        if not contexts:
-            continue
-        who = pl.DataFrame(
-            [{k: c.get(k) for k in keep} for c in contexts],
-            schema={k: pl.String() for k in keep},
-        )
-        run_steps(pb, start, who, now, facts, candidates, plan, catalogue, stored=True)
+        if contexts:
+            batches.append((pb, start, contexts))
+    if not batches:
+        return
+    # Everyone's row in the facts, found at once for all the batches.
+    who = pl.DataFrame(
+        [
+            {k: c.get(k) for k in keep} | {"_batch": n}
+            for n, (*_, cs) in enumerate(batches)
+            for c in cs
+        ],
+        schema={k: pl.String() for k in keep} | {"_batch": pl.UInt32()},
+    ).join(facts.select("customer_id", ROW), on="customer_id", how="left", maintain_order="left")
+    for number, (pb, start, _) in enumerate(batches):
+        mine = who.filter(pl.col("_batch") == number).drop("_batch")
+        run_steps(pb, start, mine, now, facts, candidates, plan, catalogue, stored=True)
 
 
 def _where(pb: Playbook, enrollment: dict[str, Any]) -> int | None:
