@@ -136,7 +136,7 @@ def render(summary: Mapping[str, Any]) -> str:
 
     lines = [
         f"Run at {summary['at']}: {summary['decided']} message(s) decided, "
-        f"{summary['blocked']} held back (see `courtship plan`)",
+        f"{summary['blocked']} that cannot go out (see `courtship plan`)",
         f"  delivered: {count('delivered')}",
         f"  retrying:  {count('retrying')}",
         f"  fell back: {count('fell_back')}",
