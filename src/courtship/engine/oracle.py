@@ -707,7 +707,7 @@ class Model:
         the first time a playbook is evaluated, the past is read from the data."""
         trigger = pb.trigger
         hold = parse_duration(trigger["for"]) if "for" in trigger else dt.timedelta(0)
-        first = pb.id not in state.streaks
+        first = pb.id not in self.state.streaks  # as recorded by the last moment
         streaks = state.streaks.setdefault(pb.id, {})
         true_now = check(trigger["becomes"], facts, now).passed
         previous = streaks.pop(cid, None)
