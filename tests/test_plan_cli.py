@@ -65,8 +65,8 @@ def test_a_customer_without_a_name_is_skipped(plan):
 
 
 def test_cadence_holds_back_a_marketing_message(plan):
-    [blocked] = find(plan["blocked"], "c-0010", "call-them-by-name")
-    assert "cadence" in blocked["reason"]
+    [held] = find(plan["deferred"], "c-0010", "call-them-by-name")
+    assert "cadence" in held["reason"] and held["due_at"]
 
 
 def test_an_unanswered_message_is_answered_despite_caps(plan):

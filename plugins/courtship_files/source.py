@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import polars as pl
 
+from courtship.catalogue import FactSpec
 from courtship.sources import (
     ZONE_DIRECTIVES,
     SourceSettings,
@@ -41,9 +42,15 @@ class FileSource:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(role={self.role!r}, path={str(self.path)!r})"
 
-    def read(self, since: datetime | None = None) -> pl.DataFrame:
+    def read(
+        self, since: datetime | None = None, *, facts: Mapping[str, FactSpec] | None = None
+    ) -> pl.DataFrame:
+        """The customers (``since`` ignored; columns named like ``facts``, those plugins
+        declare, read as their types), or the events after ``since``."""
         if self.role == "customers":
-            return read_customers_file(self.path, format=self.format, columns=self.columns)
+            return read_customers_file(
+                self.path, format=self.format, columns=self.columns, facts=facts
+            )
         return read_events_file(
             self.path,
             format=self.format,

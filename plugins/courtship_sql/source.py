@@ -15,6 +15,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import sqltypes
 
+from courtship.catalogue import FactSpec
 from courtship.sources import (
     SourceError,
     SourceSettings,
@@ -83,8 +84,11 @@ class SQLSource:
 
     # ── reading ──────────────────────────────────────────────────────────
 
-    def read(self, since: datetime | None = None) -> pl.DataFrame:
-        """The customers (``since`` ignored), or the events with ``at > since``."""
+    def read(
+        self, since: datetime | None = None, *, facts: Mapping[str, FactSpec] | None = None
+    ) -> pl.DataFrame:
+        """The customers (``since`` ignored; columns named like ``facts``, those plugins
+        declare, read as their types), or the events with ``at > since``."""
         since = utc_instant(since) if since is not None and self.role == "events" else None
         with self._connect() as connection:
             if self.table is not None:
@@ -103,7 +107,7 @@ class SQLSource:
             self._check_columns(keys, "the query returns")
         frame = _frame(self.where, keys, rows)
         if self.role == "customers":
-            return normalise_customers(frame, where=self.where, columns=self.columns)
+            return normalise_customers(frame, where=self.where, columns=self.columns, facts=facts)
         return normalise_events(
             frame, where=self.where, columns=self.columns, since=since, naive_as_utc=True
         )

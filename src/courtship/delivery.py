@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
-import sqlite3
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -69,10 +68,6 @@ class DispatchReport:
         }
 
 
-def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat()
-
-
 class Dispatcher:
     """Sends the due rows of the outbox through ``channels`` (logical name → channel)."""
 
@@ -84,22 +79,12 @@ class Dispatcher:
         rng: random.Random | None = None,
     ) -> None:
         self.state = state
-        self.db: sqlite3.Connection = state.db
         self.channels = channels
         self.policy = policy or RetryPolicy()
         self.rng = rng or random.Random()
 
     def due(self, now: dt.datetime) -> list[dict[str, Any]]:
-        self.db.row_factory = sqlite3.Row
-        try:
-            rows = self.db.execute(
-                f"SELECT * FROM sends WHERE status IN ({','.join('?' * len(DUE))}) "
-                "AND due_at <= ? ORDER BY due_at, key",
-                (*DUE, _iso(now)),
-            ).fetchall()
-        finally:
-            self.db.row_factory = None
-        return [dict(row) for row in rows]
+        return self.state.due_sends(now, DUE)
 
     def dispatch(
         self, now: dt.datetime, progress: Callable[[int, int], None] | None = None
@@ -128,32 +113,19 @@ class Dispatcher:
                 return
             assert channel is not None
             attempt = row["attempts"] + 1
-            with self.db:
-                self.db.execute(
-                    "UPDATE sends SET status = 'sending', attempts = ? WHERE key = ?",
-                    (attempt, row["key"]),
-                )
+            self.state.mark_sending(row["key"], attempt)
             try:
                 delivery = channel.send(message)
             except Exception as error:
                 delivery = Delivery.retry(f"the {name} channel raised {error!r}")
-            self._log(row["key"], attempt, now, name, delivery.status, delivery.reason)
+            self.state.log_attempt(row["key"], attempt, now, name, delivery.status, delivery.reason)
             if delivery.status == "delivered":
-                with self.db:
-                    self.db.execute(
-                        "UPDATE sends SET status = 'delivered', provider_id = ?, error = NULL "
-                        "WHERE key = ?",
-                        (delivery.provider_id, row["key"]),
-                    )
+                self.state.mark_delivered(row["key"], delivery.provider_id)
                 report.delivered[name] += 1
                 return
             if delivery.status == "retry" and attempt < self.policy.max_attempts:
                 due = now + self.policy.delay(attempt, delivery.retry_after, self.rng)
-                with self.db:
-                    self.db.execute(
-                        "UPDATE sends SET status = 'retry', due_at = ?, error = ? WHERE key = ?",
-                        (_iso(due), delivery.reason, row["key"]),
-                    )
+                self.state.mark_retry(row["key"], due, delivery.reason)
                 report.retrying[name] += 1
                 return
             reason = delivery.reason
@@ -173,32 +145,15 @@ class Dispatcher:
         rest = channels[channels.index(current) + 1 :] if current in channels else []
         if rest:
             row["channel"] = rest[0]
-            with self.db:
-                self.db.execute(
-                    "UPDATE sends SET channel = ?, status = 'pending', attempts = 0, error = ? "
-                    "WHERE key = ?",
-                    (rest[0], reason, row["key"]),
-                )
+            self.state.move_to_channel(row["key"], rest[0], reason)
             report.fell_back[current] += 1
             return True
-        with self.db:
-            self.db.execute(
-                "UPDATE sends SET status = 'failed', error = ? WHERE key = ?", (reason, row["key"])
-            )
+        self.state.mark_failed(row["key"], reason)
         report.failed[current] += 1
         report.failures.append(
             {"key": row["key"], "customer": row["customer_id"], "reason": reason}
         )
         return False
-
-    def _log(
-        self, key: str, attempt: int, now: dt.datetime, channel: str, status: str, reason: str
-    ) -> None:
-        with self.db:
-            self.db.execute(
-                "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?)",
-                (key, attempt, _iso(now), channel, status, reason),
-            )
 
     @staticmethod
     def _message(row: dict[str, Any]) -> Message:

@@ -23,6 +23,7 @@ from courtship.sources import (
     read_customers_csv,
     read_events_csv,
     read_events_jsonl,
+    read_source,
 )
 
 CACHE_FILE = "events.parquet"
@@ -40,7 +41,7 @@ def read_base(project: Project, registry: Registry, *, dry_run: bool) -> Custome
             "the project file names no customers",
             "add customers: path/to/customers.csv, or a sources: section",
         )
-    customers = read_customers_csv(project.customers)
+    customers = read_customers_csv(project.customers, facts=registry.facts())
     if project.events is None:
         events = empty_events()
     elif project.events.suffix == ".csv":
@@ -74,7 +75,11 @@ def _from_sources(project: Project, registry: Registry, *, dry_run: bool) -> Cus
             "no customer source",
             "add sources: {customers: {type: csv, path: ...}}",
         )
-    customers = _create(project, registry, "customers", settings["customers"]).read(None)
+    customers = read_source(
+        _create(project, registry, "customers", settings["customers"]),
+        facts=registry.facts(),
+        where=f"sources.customers ({settings['customers'].get('type')})",
+    )
     if "events" not in settings:
         return CustomerBase(customers, empty_events())
     incremental = bool(settings["events"].pop("incremental", False))

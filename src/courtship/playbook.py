@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,6 +44,35 @@ class Playbook:
     @property
     def path(self) -> str:
         return self.document.path
+
+    # ── versions and steps ─────────────────────────────────────────────────
+    @functools.cached_property
+    def version(self) -> str:
+        """A hash of what the playbook says: an enrollment remembers it, so an edit is seen."""
+        text = json.dumps(self.document.data, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    @functools.cached_property
+    def step_ids(self) -> list[str]:
+        """Each step's stable name: its declared ``id``, else what it does (``send:apology``,
+        ``wait:7d``, …; a repeated name gets ``#2``, ``#3``). Customers waiting at a step stay
+        at it through an edit that keeps its name."""
+        ids: list[str] = []
+        for step in self.respond:
+            name = step_name(step)
+            if name in ids:
+                name = next(
+                    f"{name}#{n}" for n in range(2, len(ids) + 2) if f"{name}#{n}" not in ids
+                )
+            ids.append(name)
+        return ids
+
+    def step_index(self, step_id: str) -> int | None:
+        """Where the step named ``step_id`` is now, or None when the playbook no longer has it."""
+        try:
+            return self.step_ids.index(step_id)
+        except ValueError:
+            return None
 
     @classmethod
     def from_document(cls, doc: Document) -> Playbook | None:
@@ -187,3 +219,20 @@ def declare_set_facts(playbooks: list[Playbook], catalogue: Catalogue) -> None:
                 group="set by playbooks",
                 source=f"playbook {pb.id}",
             )
+
+
+def step_name(step: dict[str, Any]) -> str:
+    """A step's name: its ``id``, else its kind and what it acts on."""
+    if isinstance(step.get("id"), str):
+        return step["id"]
+    if isinstance(step.get("send"), dict):
+        send = step["send"]
+        return f"send:{send.get('template')}" + ("@friend" if send.get("to") == "friend" else "")
+    if isinstance(step.get("set"), dict):
+        return f"set:{step['set'].get('fact')}"
+    if isinstance(step.get("notify"), dict):
+        return f"notify:{step['notify'].get('team')}"
+    for kind in ("tag", "untag", "wait"):
+        if kind in step:
+            return f"{kind}:{step[kind]}"
+    return "step"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import inspect
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -19,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
-from courtship.catalogue import builtin_catalogue
+from courtship.catalogue import FactSpec, builtin_catalogue
 
 UTC_DATETIME = pl.Datetime("us", "UTC")
 
@@ -52,6 +53,25 @@ BOOLEAN_COLUMNS: tuple[str, ...] = ("consent_email", "consent_sms", "consent_ins
 ENUM_COLUMNS: tuple[str, ...] = ("stage", "preferred_channel", "tone")
 TRUE_WORDS: tuple[str, ...] = ("true", "yes", "1")
 FALSE_WORDS: tuple[str, ...] = ("false", "no", "0")
+
+#: Columns of the facts frame that are not catalogue facts: no customer-file column may take
+#: these names (names beginning with ``_`` are the engine's own, and never reach the facts).
+LOCAL_FACT_COLUMNS: tuple[str, ...] = ("local_date", "local_time", "utc_offset_minutes")
+
+#: The prefix of a declared fact's column read as its type, while a customer table is checked.
+PARSED = "_parsed_"
+
+#: Per fact type: what a value that cannot be read as it is not, and how to write one.
+FACT_TEXT_FORMS: dict[str, tuple[str, str]] = {
+    "number": ("a number", "write a number such as 42.5"),
+    "integer": ("a whole number", "write a whole number such as 1200"),
+    "boolean": ("true or false", "write true/false, yes/no or 1/0"),
+    "date": ("a date (YYYY-MM-DD)", "write it like 2026-11-20"),
+    "datetime": (
+        "a date and time with a zone (ISO 8601)",
+        "write it like 2026-11-20T10:15:00Z",
+    ),
+}
 
 #: The event columns always present (null when an event does not have the field).
 EVENT_SCHEMA: dict[str, pl.DataType] = {
@@ -159,13 +179,21 @@ class CustomerBase:
     events: pl.DataFrame
 
     @classmethod
-    def read(cls, customers: Path, events: Path | None = None) -> CustomerBase:
-        """Read a customer CSV and, when given, an event file (``.csv`` or JSON Lines)."""
+    def read(
+        cls,
+        customers: Path,
+        events: Path | None = None,
+        *,
+        facts: Mapping[str, FactSpec] | None = None,
+    ) -> CustomerBase:
+        """Read a customer CSV and, when given, an event file (``.csv`` or JSON Lines).
+        ``facts``: the declared facts columns are read as (see :func:`read_customers_csv`)."""
+        people = read_customers_csv(customers, facts=facts)
         if events is None:
-            return cls(read_customers_csv(customers), empty_events())
+            return cls(people, empty_events())
         if events.suffix.lower() == ".csv":
-            return cls(read_customers_csv(customers), read_events_csv(events))
-        return cls(read_customers_csv(customers), read_events_jsonl(events))
+            return cls(people, read_events_csv(events))
+        return cls(people, read_events_jsonl(events))
 
 
 def empty_events() -> pl.DataFrame:
@@ -176,18 +204,23 @@ def empty_events() -> pl.DataFrame:
 # ── customers ────────────────────────────────────────────────────────────
 
 
-def read_customers_csv(path: Path) -> pl.DataFrame:
+def read_customers_csv(path: Path, *, facts: Mapping[str, FactSpec] | None = None) -> pl.DataFrame:
     """Read the customer file: the columns of ``docs/data.md``, typed, in that order.
 
     Missing optional columns are added as nulls; other columns are kept (as text) after them.
     Blank cells are null; ``tags`` are split on ``;`` (unique, sorted); consents accept
-    true/false, yes/no and 1/0 in any case.
+    true/false, yes/no and 1/0 in any case. An other column named like one of ``facts`` (the
+    facts plugins declare: ``Registry.facts()``, or a whole catalogue's) is read as that fact's
+    type instead, and a cell that is not of it is an error; a column named like a fact
+    Courtship computes is an error.
     """
     path = Path(path)
-    return _customers_from_text(_csv_place(path), _read_csv_text(path))
+    return _customers_from_text(_csv_place(path), _read_csv_text(path), facts)
 
 
-def _customers_from_text(place: _Place, raw: pl.DataFrame) -> pl.DataFrame:
+def _customers_from_text(
+    place: _Place, raw: pl.DataFrame, facts: Mapping[str, FactSpec] | None = None
+) -> pl.DataFrame:
     """Check and type a frame of text columns (one row per customer; ``_row`` numbers them)."""
     if "_row" not in raw.columns:
         raw = raw.with_row_index("_row")
@@ -197,16 +230,125 @@ def _customers_from_text(place: _Place, raw: pl.DataFrame) -> pl.DataFrame:
     for name in REQUIRED_CUSTOMER_COLUMNS:
         if name not in raw.columns:
             raise place.missing(name, "the required column is missing", f"add a `{name}` column")
+    extras = [name for name in raw.columns if name not in CUSTOMER_SCHEMA and name != "_row"]
+    _check_extra_names(place, extras)
+    declared = declared_extras(extras, facts)
     raw = raw.with_columns(
         pl.lit(None, pl.String()).alias(name) for name in CUSTOMER_SCHEMA if name not in raw.columns
     )
-    _check_customers(place.path, raw, place)
+    # Each declared fact's column is parsed once: checked, then kept, from the same column.
+    raw = raw.with_columns(
+        fact_from_text(pl.col(name), spec.type).alias(PARSED + name)
+        for name, spec in declared.items()
+    )
+    _check_customers(place.path, raw, place, declared)
     typed = raw.select(
         pl.col("customer_id"),
         *(_customer_column(name) for name in CUSTOMER_SCHEMA if name != "customer_id"),
-        *(pl.col(name) for name in raw.columns if name not in CUSTOMER_SCHEMA and name != "_row"),
+        *(pl.col(PARSED + name if name in declared else name).alias(name) for name in extras),
     )
     return typed
+
+
+def declared_extras(
+    columns: Iterable[str], facts: Mapping[str, FactSpec] | None
+) -> dict[str, FactSpec]:
+    """The facts of ``facts`` that ``columns`` (a customer table's other columns) hold: those
+    plugins declared (core facts and the customer-file columns are left out)."""
+    if not facts:
+        return {}
+    core = builtin_catalogue().facts
+    return {
+        name: facts[name]
+        for name in columns
+        if name in facts and name not in core and name not in CUSTOMER_SCHEMA
+    }
+
+
+def check_other_columns(extras: Iterable[str], where: Path | str = "the customers") -> None:
+    """The customer table's other columns (beyond :data:`CUSTOMER_SCHEMA`) may reach the
+    facts: one named like a fact Courtship computes, or a local column, raises
+    :class:`SourceError` at ``where``."""
+    _check_extra_names(_Place(where), extras)
+
+
+def _check_extra_names(place: _Place, extras: Iterable[str]) -> None:
+    """A column named like a fact Courtship computes (or a local column) would be mistaken for
+    it: refused, rather than left out of the facts or let override them."""
+    core = builtin_catalogue().facts
+    for name in extras:
+        if name in core:
+            raise place.missing(
+                name,
+                "the column is named like a fact Courtship computes (see the facts catalogue), "
+                "and the customer file does not override computed facts",
+                "rename or remove the column; to use its values, declare a fact of the new "
+                "name in a plugin (register_facts)",
+            )
+        if name in LOCAL_FACT_COLUMNS:
+            raise place.missing(
+                name,
+                "the column is named like a column Courtship adds to the facts",
+                "rename or remove the column",
+            )
+
+
+def fact_from_text(text: pl.Expr, kind: str) -> pl.Expr:
+    """Text (trimmed) read as a fact of catalogue type ``kind``; null when it cannot be.
+
+    number and integer (a whole number; ``1200.0`` is 1200), boolean (true/false, yes/no, 1/0),
+    date (``YYYY-MM-DD``; a longer ISO text is read by its first ten characters), datetime (ISO
+    8601 with a zone), list (``;``-separated, trimmed, once each, sorted); string and enum stay
+    text.
+    """
+    text = text.str.strip_chars()
+    if kind == "number":
+        return text.cast(pl.Float64(), strict=False)
+    if kind == "integer":
+        number = text.cast(pl.Float64(), strict=False)
+        return pl.when(number == number.round()).then(number).cast(pl.Int64())
+    if kind == "boolean":
+        return parse_boolean(text)
+    if kind == "date":
+        return text.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+    if kind == "datetime":
+        return parse_instant(text)
+    if kind == "list":
+        return (
+            text.str.split(";")
+            .list.eval(pl.element().str.strip_chars().filter(pl.element() != ""))
+            .list.unique()
+            .list.sort()
+        )
+    return text
+
+
+def fact_problem(
+    name: str, spec: FactSpec, parsed: pl.Expr | None = None
+) -> tuple[pl.Expr, str, str] | None:
+    """For the text column ``name`` holding the declared fact ``spec``: the cells that are not
+    of its type, what is wrong with one (``{value}`` for the cell) and the hint; None for a
+    type every text is (string, list). ``parsed``: the column already read as the type
+    (``fact_from_text``), to read it once."""
+    column = pl.col(name)
+    if parsed is None:
+        parsed = fact_from_text(column, spec.type)
+    origin = f"fact {spec.name}, declared by plugin {spec.source}"
+    if spec.type == "enum":
+        values = ", ".join(spec.values).replace("{", "{{").replace("}", "}}")
+        return (
+            column.is_not_null() & ~parsed.is_in(list(spec.values)),
+            f"'{{value}}' is not one of {values} ({origin})",
+            "use one of the listed values, or empty the cell",
+        )
+    if spec.type not in FACT_TEXT_FORMS:
+        return None
+    what, how = FACT_TEXT_FORMS[spec.type]
+    return (
+        column.is_not_null() & parsed.is_null(),
+        f"'{{value}}' is not {what} ({origin})",
+        f"{how}, or empty the cell",
+    )
 
 
 def _customer_column(name: str) -> pl.Expr:
@@ -227,8 +369,62 @@ def _customer_column(name: str) -> pl.Expr:
     return column
 
 
-def _check_customers(path: Path, raw: pl.DataFrame, place: _Place | None = None) -> None:
-    """Find every kind of problem; report the one on the earliest line (then the leftmost)."""
+def type_declared_facts(
+    customers: pl.DataFrame,
+    facts: Mapping[str, FactSpec] | None,
+    *,
+    where: Path | str = "the customers",
+) -> pl.DataFrame:
+    """A customer table (the contract's shape) whose other columns named like declared facts
+    are still text, those columns read as their facts' types; the rest is left as it is.
+
+    For customers read by a source that does not take ``facts``, or built by hand. Checked in
+    bulk; a cell that is not of its fact's type raises :class:`SourceError` at ``where``, naming
+    the row and the customer id (a file's reader, given ``facts``, names the line instead).
+    """
+    extras = [name for name in customers.columns if name not in CUSTOMER_SCHEMA]
+    _check_extra_names(_Place(where), extras)
+    declared = {
+        name: spec
+        for name, spec in declared_extras(extras, facts).items()
+        if customers.schema[name] == pl.String()
+    }
+    if not declared:
+        return customers
+    parsed = customers.select(
+        "customer_id",
+        *declared,
+        *(fact_from_text(pl.col(n), spec.type).alias(PARSED + n) for n, spec in declared.items()),
+    )
+    problems = [
+        (name, *problem)
+        for name, spec in declared.items()
+        if (problem := fact_problem(name, spec, pl.col(PARSED + name))) is not None
+    ]
+    if problems:
+        rows = parsed.select(
+            pl.int_range(pl.len(), dtype=pl.UInt32()).filter(bad).first().alias(str(index))
+            for index, (_, bad, _, _) in enumerate(problems)
+        ).row(0)
+        hits = [(row, index) for index, row in enumerate(rows) if row is not None]
+        if hits:
+            row, index = min(hits)
+            name, _, message, hint = problems[index]
+            value = customers.get_column(name)[row]
+            raw = customers.select("customer_id", name).with_row_index("_row")
+            raise _Place(where).error(raw, row, name, message.format(value=value), hint)
+    return customers.with_columns(parsed.get_column(PARSED + name).alias(name) for name in declared)
+
+
+def _check_customers(
+    path: Path,
+    raw: pl.DataFrame,
+    place: _Place | None = None,
+    declared: Mapping[str, FactSpec] | None = None,
+) -> None:
+    """Find every kind of problem; report the one on the earliest line (then the leftmost).
+    ``declared``: the other columns that hold facts plugins declared, checked against their
+    types too."""
     place = place or _csv_place(path)
     id_ = pl.col("customer_id")
     problems: list[tuple[str, pl.Expr, str, str]] = [
@@ -288,6 +484,10 @@ def _check_customers(path: Path, raw: pl.DataFrame, place: _Place | None = None)
             "use a name such as Europe/London, or empty the cell for the default",
         )
     )
+    for name, spec in (declared or {}).items():
+        problem = fact_problem(name, spec, pl.col(PARSED + name))
+        if problem is not None:
+            problems.append((name, *problem))
     rows = raw.select(
         pl.col("_row").filter(bad).first().alias(str(index))
         for index, (_, bad, _, _) in enumerate(problems)
@@ -682,14 +882,39 @@ class Source(Protocol):
 
     ``read()`` returns a frame shaped exactly like the file readers' output: for customers the
     whole customer base (``since`` is ignored), typed as :data:`CUSTOMER_SCHEMA`, in that order,
-    other columns after; for events those with ``at > since`` (all when ``since`` is None),
-    typed as :data:`EVENT_SCHEMA` (``at`` a UTC instant), other fields after. Bad data raises a
-    :class:`SourceError` that names where it is (a file and line, a table and column).
+    other columns after, as text. A customer source may also take a keyword ``facts`` (the
+    facts plugins declare; see :func:`read_source`) and read the other columns named like one
+    as its type, as :func:`normalise_customers` does given them. For events: those with
+    ``at > since`` (all when ``since`` is None), typed as :data:`EVENT_SCHEMA` (``at`` a UTC
+    instant), other fields after. Bad data raises a :class:`SourceError` that names where it
+    is (a file and line, a table and column).
     """
 
     role: str
 
     def read(self, since: datetime | None = None) -> pl.DataFrame: ...
+
+
+def read_source(
+    source: Source,
+    since: datetime | None = None,
+    *,
+    facts: Mapping[str, FactSpec] | None = None,
+    where: Path | str = "the customers",
+) -> pl.DataFrame:
+    """``source.read(since)``; for customers, the other columns named like ``facts`` (those
+    plugins declare) read as their types. A source whose ``read`` takes a ``facts`` keyword is
+    given them, to check them as it reads (and name the line); any other is read as before and
+    its result typed after (:func:`type_declared_facts`, naming the row)."""
+    if source.role != "customers":
+        return source.read(since)
+    try:
+        accepts = "facts" in inspect.signature(source.read).parameters
+    except (TypeError, ValueError):
+        accepts = False
+    read: Callable[..., pl.DataFrame] = source.read
+    frame = read(since, facts=facts) if accepts and facts else read(since)
+    return type_declared_facts(frame, facts, where=where)
 
 
 #: ``factory(settings, role, root)``: the settings of ``sources.<role>`` (a plain mapping, ``type``
@@ -866,13 +1091,16 @@ def normalise_customers(
     where: Path | str,
     line_of: Callable[[int], int] | None = None,
     columns: Mapping[str, str] | None = None,
+    facts: Mapping[str, FactSpec] | None = None,
 ) -> pl.DataFrame:
     """A customer frame of any column types (a query's result, JSON) → the contract's shape.
 
     Values go through the customer file's own checks and types: ``columns`` is applied first;
     dates may be dates or ``YYYY-MM-DD`` text, consents booleans, 0/1 or words, ``tags`` a list
-    or ``;``-separated text, ``cadence_days`` a whole number. Other columns are kept as text.
-    Problems name ``where`` and the line (``line_of(row)``, for a file) or the row of the result.
+    or ``;``-separated text, ``cadence_days`` a whole number. Other columns are kept as text,
+    except those named like one of ``facts`` (declared by plugins), read as its type (a
+    datetime as an instant, UTC when it has no zone). Problems name ``where`` and the line
+    (``line_of(row)``, for a file) or the row of the result.
     """
     place = _Place(where, line_of, None, dict(columns or {}))
     frame = apply_column_mapping(frame, columns or {}, where=where)
@@ -880,7 +1108,7 @@ def normalise_customers(
         frame = frame.with_row_index("_row")
     if frame.width == 1:  # nothing but _row: no customer at all
         return pl.DataFrame(schema=CUSTOMER_SCHEMA)
-    return _customers_from_text(place, _as_text(place, frame))
+    return _customers_from_text(place, _as_text(place, frame), facts)
 
 
 def normalise_events(
@@ -962,8 +1190,13 @@ def _as_text(place: _Place, frame: pl.DataFrame) -> pl.DataFrame:
         elif isinstance(dtype, pl.Datetime):
             if name in DATE_COLUMNS:
                 out.append(series.dt.date().dt.to_string("%Y-%m-%d"))
-            else:
-                out.append(series.cast(pl.String()))
+            else:  # ISO 8601 in UTC (a time without a zone is taken as UTC, as for events)
+                utc = (
+                    series.dt.replace_time_zone("UTC")
+                    if dtype.time_zone is None
+                    else series.dt.convert_time_zone("UTC")
+                )
+                out.append(utc.dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"))
         elif isinstance(dtype, pl.List | pl.Array):
             out.append(
                 series.cast(pl.List(dtype.inner))
@@ -983,21 +1216,30 @@ def _as_text(place: _Place, frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def read_customers_file(
-    path: Path, *, format: str = "csv", columns: Mapping[str, str] | None = None
+    path: Path,
+    *,
+    format: str = "csv",
+    columns: Mapping[str, str] | None = None,
+    facts: Mapping[str, FactSpec] | None = None,
 ) -> pl.DataFrame:
     """The customer file in CSV (``format="csv"``) or JSON Lines (``"jsonl"``), with the
-    ``columns`` mapping applied (their names in errors); like :func:`read_customers_csv`."""
+    ``columns`` mapping applied (their names in errors); like :func:`read_customers_csv`,
+    ``facts`` included."""
     path = Path(path)
     mapping = dict(columns or {})
     if format == "csv":
         raw = apply_column_mapping(_read_csv_text(path), mapping, where=path, line=1)
-        return _customers_from_text(_csv_place(path, mapping), raw)
+        return _customers_from_text(_csv_place(path, mapping), raw, facts)
     if format == "jsonl":
         raw = _read_jsonl_raw(path)
         if raw.width == 0:
             return pl.DataFrame(schema=CUSTOMER_SCHEMA)
         return normalise_customers(
-            raw, where=path, line_of=lambda row: _jsonl_line_of_row(path, row), columns=mapping
+            raw,
+            where=path,
+            line_of=lambda row: _jsonl_line_of_row(path, row),
+            columns=mapping,
+            facts=facts,
         )
     raise ValueError(f"unknown customer file format {format!r}; use csv or jsonl")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,11 +128,12 @@ class StateStore:
         )
         return frame.with_columns(pl.col("at").str.to_datetime(time_zone="UTC"))
 
-    def due_enrollments(self, now: dt.datetime) -> list[dict[str, Any]]:
+    def waiting_enrollments(self) -> list[dict[str, Any]]:
+        """Every sequence waiting (after a ``wait``, or at a message held back), soonest due
+        first: playbook, customer_id, started_at, step, due_at and the context it keeps."""
         rows = self.db.execute(
             "SELECT playbook, customer_id, started_at, step, due_at, context FROM enrollments "
-            "WHERE status = 'waiting' AND due_at <= ? ORDER BY due_at, playbook, customer_id",
-            (_iso(now),),
+            "WHERE status = 'waiting' ORDER BY due_at, playbook, customer_id, started_at"
         ).fetchall()
         return [
             {
@@ -145,6 +146,10 @@ class StateStore:
             }
             for p, c, s, step, d, ctx in rows
         ]
+
+    def due_enrollments(self, now: dt.datetime) -> list[dict[str, Any]]:
+        """The waiting sequences due at ``now``."""
+        return [e for e in self.waiting_enrollments() if e["due_at"] <= now]
 
     def active_enrollments(self) -> set[tuple[str, str]]:
         rows = self.db.execute(
@@ -173,8 +178,14 @@ class StateStore:
         return {row[0] for row in self.db.execute("SELECT key FROM sends")}
 
     # ── writing: one transaction per evaluated moment ─────────────────────
-    def record(self, now: dt.datetime, changes: dict[str, list[tuple[Any, ...]]]) -> None:
-        """Record what a moment decided, all or nothing."""
+    def record(
+        self,
+        now: dt.datetime,
+        changes: dict[str, list[tuple[Any, ...]]],
+        outbox: Sequence[tuple[Any, ...]] = (),
+    ) -> None:
+        """Record what a moment decided, all or nothing: its changes (firings, enrollments,
+        facts, tags) and its outbox rows (the ``sends`` table's columns, in order)."""
         with self.db:
             self.db.execute("INSERT OR IGNORE INTO runs VALUES (?)", (_iso(now),))
             self.db.executemany(
@@ -187,7 +198,7 @@ class StateStore:
             self.db.executemany(
                 "INSERT OR IGNORE INTO sends VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                changes.get("sends", []),
+                list(outbox),
             )
             self.db.executemany(
                 "INSERT OR REPLACE INTO facts VALUES (?, ?, ?, ?, ?)", changes.get("facts", [])
@@ -196,6 +207,73 @@ class StateStore:
             self.db.executemany(
                 "DELETE FROM tags WHERE customer_id = ? AND tag = ?", changes.get("untags", [])
             )
+
+    # ── the outbox, as delivery moves its rows along ───────────────────────
+    def due_sends(self, now: dt.datetime, statuses: Sequence[str]) -> list[dict[str, Any]]:
+        """The outbox rows in one of ``statuses`` that are due at ``now``, oldest first."""
+        self.db.row_factory = sqlite3.Row
+        try:
+            rows = self.db.execute(
+                f"SELECT * FROM sends WHERE status IN ({','.join('?' * len(statuses))}) "
+                "AND due_at <= ? ORDER BY due_at, key",
+                (*statuses, _iso(now)),
+            ).fetchall()
+        finally:
+            self.db.row_factory = None
+        return [dict(row) for row in rows]
+
+    def mark_sending(self, key: str, attempt: int) -> None:
+        """Committed before a channel sees the message: a crash after it resumes here."""
+        with self.db:
+            self.db.execute(
+                "UPDATE sends SET status = 'sending', attempts = ? WHERE key = ?", (attempt, key)
+            )
+
+    def mark_delivered(self, key: str, provider_id: str | None) -> None:
+        with self.db:
+            self.db.execute(
+                "UPDATE sends SET status = 'delivered', provider_id = ?, error = NULL "
+                "WHERE key = ?",
+                (provider_id, key),
+            )
+
+    def mark_retry(self, key: str, due: dt.datetime, reason: str) -> None:
+        with self.db:
+            self.db.execute(
+                "UPDATE sends SET status = 'retry', due_at = ?, error = ? WHERE key = ?",
+                (_iso(due), reason, key),
+            )
+
+    def move_to_channel(self, key: str, channel: str, reason: str) -> None:
+        """A fallback: the message waits again, on ``channel``, with why the last one failed."""
+        with self.db:
+            self.db.execute(
+                "UPDATE sends SET channel = ?, status = 'pending', attempts = 0, error = ? "
+                "WHERE key = ?",
+                (channel, reason, key),
+            )
+
+    def mark_failed(self, key: str, reason: str) -> None:
+        with self.db:
+            self.db.execute(
+                "UPDATE sends SET status = 'failed', error = ? WHERE key = ?", (reason, key)
+            )
+
+    def log_attempt(
+        self, key: str, attempt: int, now: dt.datetime, channel: str, status: str, reason: str
+    ) -> None:
+        with self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?)",
+                (key, attempt, _iso(now), channel, status, reason),
+            )
+
+    def waiting_sends(self) -> int:
+        """Messages in the outbox that wait for a later run (deferred, or to retry)."""
+        row = self.db.execute(
+            "SELECT count(*) FROM sends WHERE status IN ('deferred', 'retry')"
+        ).fetchone()
+        return int(row[0])
 
     def count(self, table: str) -> int:
         assert table in {

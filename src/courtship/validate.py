@@ -209,9 +209,22 @@ class _Checker:
         for parts, condition in pb.conditions():
             if not self._broken(doc, parts):
                 out.extend(self._condition(doc, condition, parts))
+        named: dict[str, int] = {}
         for index, step in enumerate(pb.respond):
             if not self._broken(doc, ("respond", index)):
                 out.extend(self._step(pb, step, ("respond", index)))
+            if isinstance(step.get("id"), str):
+                if step["id"] in named:
+                    out.append(
+                        doc.finding(
+                            ("respond", index, "id"),
+                            "step-shape",
+                            f"two steps are named '{step['id']}' (the other is step "
+                            f"{named[step['id']] + 1})",
+                            "give each step its own id: waiting customers are kept at a step by it",
+                        )
+                    )
+                named.setdefault(step["id"], index)
         limits = pb.limits
         for key in ("once_every", "cooldown"):
             if isinstance(limits.get(key), str) and not self._broken(doc, ("limits", key)):
@@ -678,7 +691,7 @@ class _Checker:
                             "template-unknown-variable",
                             f"'{name}' is neither a fact nor a template variable",
                             did_you_mean(name, known)
-                            or "use a fact, or offer, friend, brand, playbook, now",
+                            or "use a fact, or offer, friend, referrer, brand, playbook, now",
                         )
                     )
             if file in self.customer_facing and tpl.ok:

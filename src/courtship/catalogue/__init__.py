@@ -49,7 +49,7 @@ PREFERRED = "preferred"
 TONES: tuple[str, ...] = ("buddy", "salesy", "direct")
 #: Names a template may use besides facts.
 TEMPLATE_CONTEXT: frozenset[str] = frozenset(
-    {"offer", "friend", "brand", "playbook", "now", "unsubscribe_url"}
+    {"offer", "friend", "referrer", "brand", "playbook", "now", "unsubscribe_url"}
 )
 
 

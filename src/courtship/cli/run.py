@@ -107,9 +107,7 @@ def command(
         )
         with progress_bar(quiet) as advance:
             report = Dispatcher(state, channels, policy).dispatch(moment, advance)
-        waiting = state.db.execute(
-            "SELECT count(*) FROM sends WHERE status IN ('deferred', 'retry')"
-        ).fetchone()[0]
+        waiting = state.waiting_sends()
     finally:
         for channel in channels.values():
             close = getattr(channel, "close", None)

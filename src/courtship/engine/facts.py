@@ -24,15 +24,16 @@ from zoneinfo import ZoneInfo
 import networkx as nx
 import polars as pl
 
-from courtship.catalogue import builtin_catalogue
+from courtship.catalogue import Catalogue, builtin_catalogue
 from courtship.sources import (
     CUSTOMER_SCHEMA,
     EVENT_SCHEMA,
     UTC_DATETIME,
     CustomerBase,
+    check_other_columns,
+    fact_from_text,
     is_time_zone,
-    parse_boolean,
-    parse_instant,
+    type_declared_facts,
 )
 
 #: The polars type of each catalogue type.
@@ -167,6 +168,9 @@ class FactHistory:
             )
         self.base = base
         customers = _customer_file(base, default_timezone)
+        #: the customer file's other columns (text, or typed as the facts plugins declare),
+        #: put beside the facts as they are: never read to compute one
+        self.others = _other_columns(base)
         self.ids = customers.select("customer_id", ROW)
         self.latest = _latest_set_facts(set_facts, self.ids)
         self.customers = _extend_customer_file(
@@ -331,7 +335,11 @@ class FactHistory:
             facts = facts.with_columns(_rhythm(facts, self.personas))
         else:
             names = [name for name in names if name not in RHYTHM_FACTS]
-        facts = _override_derived_facts(facts.select(ROW, *names), self.latest)
+        facts = facts.select(ROW, *names)
+        others = [n for n in self.others.columns if only is None or n in only]
+        if others:
+            facts = pl.concat([facts, self.others.select(others)], how="horizontal")
+        facts = _override_derived_facts(facts, self.latest)
         if only is not None:
             facts = facts.select(
                 "customer_id", *(n for n in facts.columns if n in only), *LOCAL_COLUMNS
@@ -448,6 +456,40 @@ def _customer_file(base: CustomerBase, default_timezone: str) -> pl.DataFrame:
         base.__dict__["_ids_checked"] = customers
     frame = frame.with_columns(pl.col("timezone").fill_null(default_timezone))
     return frame.with_row_index(ROW)
+
+
+def _other_columns(base: CustomerBase) -> pl.DataFrame:
+    """The customer table's columns beyond :data:`CUSTOMER_SCHEMA`, but those whose names
+    begin with ``_`` (the engine's own). One named like a computed fact is an error."""
+    customers = base.customers
+    names = [n for n in customers.columns if n not in CUSTOMER_SCHEMA and not n.startswith("_")]
+    check_other_columns(names)
+    return customers.select(names)
+
+
+def plugin_fact_columns(frame: pl.DataFrame, catalogue: Catalogue) -> list[pl.Expr]:
+    """The columns of ``frame`` (the facts) holding facts plugins declared but not of their
+    type (customers not read through a source that knew the facts), as their type: text read
+    as the customer file's is; a text that is not of the type raises ``SourceError`` (a
+    ``ValueError``) naming the customer, the column and the fact."""
+    declared = {
+        name: spec
+        for name, spec in catalogue.facts.items()
+        if spec.source != "core"
+        and not spec.source.startswith("playbook ")
+        and name in frame.columns
+        and frame.schema[name] != FACT_DTYPES[spec.type]
+    }
+    if not declared:
+        return []
+    text = [name for name in declared if frame.schema[name] == pl.String()]
+    typed = type_declared_facts(frame.select("customer_id", *text), declared)
+    return [
+        pl.lit(typed.get_column(name))
+        if name in text
+        else pl.col(name).cast(FACT_DTYPES[spec.type], strict=False)
+        for name, spec in declared.items()
+    ]
 
 
 def _check_events(events: pl.DataFrame, name: str) -> None:
@@ -573,20 +615,10 @@ def _apply(frame: pl.DataFrame, latest: pl.DataFrame) -> pl.DataFrame:
 
 
 def _typed(text: pl.Expr, kind: str) -> pl.Expr:
-    """A fact value recorded as text, read as its type (null when it cannot be)."""
-    text = text.str.strip_chars()
-    if kind == "number":
-        return text.cast(pl.Float64(), strict=False)
-    if kind == "integer":
-        number = text.cast(pl.Float64(), strict=False)
-        return pl.when(number == number.round()).then(number).cast(pl.Int64())
-    if kind == "boolean":
-        return parse_boolean(text)
-    if kind == "date":
-        return text.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
-    if kind == "datetime":
-        return parse_instant(text)
+    """A fact value recorded as text, read as its type (null when it cannot be): as the
+    customer file's text is, but a list may also be a JSON array."""
     if kind == "list":
+        text = text.str.strip_chars()
         as_json = pl.when(text.str.starts_with("[")).then(text)
         return (
             pl.when(text.str.starts_with("["))
@@ -596,7 +628,7 @@ def _typed(text: pl.Expr, kind: str) -> pl.Expr:
             .list.unique()
             .list.sort()
         )
-    return text
+    return fact_from_text(text, kind)
 
 
 # ── events ───────────────────────────────────────────────────────────────

@@ -1,0 +1,200 @@
+"""Rendering: the text of every message a moment decided, from its template in the recipient's
+tone, and of every team notification. A template is found and compiled once per moment, and each
+message's context holds only what its template reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from courtship.engine.plan import Decision, Plan, iso, reason
+from courtship.playbook import Playbook, parse_duration
+from courtship.project import Project
+from courtship.templates import Compiled, compiled, variants
+
+
+def render(
+    plan: Plan, facts: pl.DataFrame, project: Project, playbooks: Mapping[str, Playbook]
+) -> None:
+    """Write every message a plan decided from its template, in the recipient's tone; a
+    template that fails blocks its message with the reason."""
+    todo = [d for d in plan.decisions if d.status != "blocked"]
+    wanted = {d.recipient_id for d in todo} | {d.customer_id for d in todo}
+    wanted |= {d.friend_id for d in todo if d.friend_id}
+    wanted |= {note["customer"] for note in plan.notifications}
+    if not wanted:
+        return
+    shelf = _Shelf()
+    chosen: list[tuple[Decision, Path | None]] = []
+    for decision in todo:
+        files = shelf.variants(playbooks[decision.playbook], decision.template)
+        chosen.append((decision, files.get(decision.tone) or files.get("")))
+    # Only the facts some template reads are read out of the frame, once per person.
+    read = {"customer_id", "first_name", "last_name"}
+    for _, file in chosen:
+        if file is not None:
+            read |= set(shelf.compiled(file).file.variables)
+    for note in plan.notifications:
+        files = shelf.variants(playbooks[note["playbook"]], note["template"] or "")
+        for file in files.values():
+            read |= set(shelf.compiled(file).file.variables)
+    columns = [c for c in facts.columns if c in read and not c.startswith("_")]
+    people = {
+        r["customer_id"]: r
+        for r in facts.select(columns)
+        .filter(pl.col("customer_id").is_in(pl.Series(list(wanted)).implode()))
+        .iter_rows(named=True)
+    }
+    for note in plan.notifications:
+        _render_note(note, people.get(note["customer"], {}), plan.now, shelf, project, playbooks)
+    base_url = project.brand.get("url") or ""
+    for decision, file in chosen:
+        pb = playbooks[decision.playbook]
+        if file is None:
+            decision.status, decision.guard = "blocked", "template-missing"
+            decision.reason = reason("template-missing")
+            continue
+        template = shelf.compiled(file)
+        person = people[decision.recipient_id]
+        # In a referral, `friend` is the friend and `referrer` the referrer, whoever hears.
+        friend = people.get(decision.friend_id or "") if decision.friend_id else None
+        referrer = people.get(decision.customer_id) if decision.friend_id else None
+        context = {k: v for k, v in person.items() if k in template.file.variables}
+        decision.unsubscribe_url = (
+            f"{base_url}/unsubscribe?c={decision.recipient_id}" if base_url else None
+        )
+        context.update(
+            offer=_offer(decision, plan.now),
+            friend=_person(friend),
+            referrer=_person(referrer),
+            brand=project.brand,
+            playbook={"id": pb.id, "title": pb.title},
+            now=plan.now,
+            unsubscribe_url=decision.unsubscribe_url,
+        )
+        try:
+            decision.subject, decision.text = template.render(context)
+        except Exception as error:
+            decision.status, decision.guard = "blocked", "template-failed"
+            decision.reason = reason("template-failed", file=file.name, error=error)
+
+
+def _render_note(
+    note: dict[str, Any],
+    person: dict[str, Any],
+    now: dt.datetime,
+    shelf: _Shelf,
+    project: Project,
+    playbooks: Mapping[str, Playbook],
+) -> None:
+    """A team notification: its template (``NAME.md``) or a one-line summary."""
+    pb = playbooks[note["playbook"]]
+    note["key"] = hashlib.sha256(
+        f"team|{note['team']}|{pb.id}|{note['customer']}|{iso(now)}".encode()
+    ).hexdigest()[:24]
+    note["subject"] = f"[{note['urgency']}] {pb.title}: {note['customer']}"
+    note["text"] = _note_text(note, person)
+    files = shelf.variants(pb, note["template"]) if note["template"] else {}
+    file = files.get("") or next(iter(files.values()), None)
+    if file is None:
+        return
+    template = shelf.compiled(file)
+    context = {k: v for k, v in person.items() if k in template.file.variables}
+    context.update(
+        offer=dict.fromkeys(OFFER_FIELDS),
+        friend={"first_name": None},
+        brand=project.brand,
+        playbook={"id": pb.id, "title": pb.title},
+        now=now,
+        unsubscribe_url=None,
+    )
+    try:
+        note["text"] = template.render(context)[1]
+    except Exception as error:
+        note["text"] += f" (template {file.name} failed: {error})"
+
+
+class _Shelf:
+    """The template files of one plan, found and compiled once each."""
+
+    def __init__(self) -> None:
+        self._variants: dict[tuple[str, str], dict[str, Path]] = {}
+        self._compiled: dict[Path, Compiled] = {}
+
+    def variants(self, pb: Playbook, name: str) -> dict[str, Path]:
+        key = (pb.id, name)
+        if key not in self._variants:
+            self._variants[key] = variants(_templates_folder(pb), name) if name else {}
+        return self._variants[key]
+
+    def compiled(self, file: Path) -> Compiled:
+        if file not in self._compiled:
+            self._compiled[file] = compiled(file)
+        return self._compiled[file]
+
+
+def _note_text(note: dict[str, Any], person: dict[str, Any]) -> str:
+    name = " ".join(filter(None, [person.get("first_name"), person.get("last_name")]))
+    return (
+        f"{note['playbook']} asks {note['team']} to look after {name or 'a customer'} "
+        f"({note['customer']}), urgency {note['urgency']}."
+    )
+
+
+def _templates_folder(pb: Playbook) -> Path:
+    return _folder_beside(pb.document.path)
+
+
+@functools.lru_cache(maxsize=1024)
+def _folder_beside(path: str) -> Path:
+    return Path(path).parent / "templates"
+
+
+OFFER_FIELDS = (
+    "percent_off",
+    "amount_off",
+    "gift",
+    "free_shipping",
+    "code",
+    "friend_code",
+    "expires_on",
+)
+
+
+def _person(facts: dict[str, Any] | None) -> dict[str, Any]:
+    """Another person of a message (a referral's friend or referrer) as templates see them."""
+    facts = facts or {}
+    return {"first_name": facts.get("first_name"), "last_name": facts.get("last_name")}
+
+
+def _offer(decision: Decision, now: dt.datetime) -> dict[str, Any]:
+    """The offer as templates see it: every field present, None where it does not apply.
+
+    ``code`` is the code of the person the offer is for (by default, whoever hears); with
+    ``for: both`` the recipient gets their own ``code`` and ``friend_code``, the other
+    person's, to pass on."""
+    offer: dict[str, Any] = dict.fromkeys(OFFER_FIELDS) | dict(decision.offer or {})
+    if not decision.offer:
+        return offer
+    prefix = offer.get("code_prefix", "GIFT")
+
+    def code(role: str) -> str:
+        digest = hashlib.sha256(f"{decision.key}|{role}".encode()).hexdigest()[:6].upper()
+        return f"{prefix}-{digest}"
+
+    hearing = decision.to
+    other = "customer" if hearing == "friend" else "friend"
+    meant = offer.get("for", hearing)
+    if meant == "both":
+        offer["code"], offer["friend_code"] = code(hearing), code(other)
+    else:
+        offer["code"] = code(meant)
+    if "valid_for" in offer:
+        offer["expires_on"] = (now + parse_duration(offer["valid_for"])).date().isoformat()
+    return offer
