@@ -1,7 +1,7 @@
 """The engine across moments agrees with the model (``courtship.engine.oracle.Model``).
 
-A ``RuleBasedStateMachine`` draws a small base (1–6 customers: time zones from Kiritimati to Pago
-Pago, consents, addresses, cadence, names missing sometimes), a few events, and 1–4 valid
+A ``RuleBasedStateMachine`` draws a small base (1 to 6 customers: time zones from Kiritimati to Pago
+Pago, consents, addresses, cadence, names missing sometimes), a few events, and 1 to 4 valid
 playbooks from the schema's vocabulary (event, anniversary, becomes and schedule triggers;
 audiences; send, set, tag, untag, notify and wait+unless steps; limits, priority, suppresses,
 dedup keys, both categories). Its rules then run a later moment (minutes to days later), append
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from test_agreement import World
@@ -49,8 +49,8 @@ from courtship.schema import load_schema
 from courtship.state import StateStore
 from courtship.validate import validate_paths
 
-EXAMPLES = int(os.environ.get("COURTSHIP_MODEL_EXAMPLES", "30"))
-STEPS = int(os.environ.get("COURTSHIP_MODEL_STEPS", "10"))
+EXAMPLES = int(os.environ.get("COURTSHIP_MODEL_EXAMPLES", "60"))
+STEPS = int(os.environ.get("COURTSHIP_MODEL_STEPS", "12"))
 UTC = dt.UTC
 DAY = dt.timedelta(days=1)
 WEEK = dt.timedelta(weeks=1)
@@ -84,7 +84,7 @@ def customers(draw: st.DrawFn, cid: str, now: dt.datetime) -> dict[str, Any]:
 
     return {
         "customer_id": cid,
-        "first_name": draw(st.sampled_from(("Maya", "Ben", "Ana", None, " "))),
+        "first_name": draw(st.sampled_from(("Maya", "Ben", "Ana", "Eve", None, " "))),
         "last_name": None,
         "email": maybe(f"{cid}@example.org"),
         "phone": maybe(f"+4477009000{cid[-2:]}"),
@@ -211,6 +211,17 @@ def steps(draw: st.DrawFn, index: int, friend: bool) -> dict[str, Any]:
     return step
 
 
+def _unique_ids(respond: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The steps, a declared id kept only where no earlier step has it (two are an error)."""
+    seen: set[str] = set()
+    for step in respond:
+        if step.get("id") in seen:
+            del step["id"]
+        elif "id" in step:
+            seen.add(step["id"])
+    return respond
+
+
 def _friendly(document: dict[str, Any]) -> bool:
     """Whether a send of this playbook may go to a friend: referral triggers only, and (corners
     avoided) no dedup key, no re-entry always, no max_sends."""
@@ -256,7 +267,7 @@ def playbooks(draw: st.DrawFn, index: int, readable: list[str], count: int) -> d
             st.sampled_from(("{{ playbook.id }}-{{ now.year }}", "{{ playbook.id }}-{{ now.day }}"))
         )
     friend = _friendly(document)
-    document["respond"] = draw(st.lists(steps(index, friend), min_size=1, max_size=4))
+    document["respond"] = _unique_ids(draw(st.lists(steps(index, friend), min_size=1, max_size=4)))
     return document
 
 
@@ -325,7 +336,7 @@ class Moments(RuleBasedStateMachine):
         ids = [f"c{i:02d}" for i in range(count)]
         self.customers = [draw(customers(cid, self.now)) for cid in ids]
         self.events: list[dict[str, Any]] = draw(
-            st.lists(events(ids, self.now - 2 * DAY, 2 * 1440), max_size=6)
+            st.lists(events(ids, self.now - 12 * dt.timedelta(hours=1), 3 * 1440), max_size=8)
         )
         self.documents: dict[str, dict[str, Any]] = {}
         total = draw(st.integers(1, 4))
@@ -352,7 +363,7 @@ class Moments(RuleBasedStateMachine):
                 "Hi {{ first_name }}, from {{ friend.first_name }}!\n"
             )
         self.state = StateStore(self.root / "state.sqlite")
-        assert self._write(), "the generator writes valid playbooks"
+        assert self._write(strict=True), "the generator writes valid playbooks"
         self.model = Model(
             self.customers,
             self.events,
@@ -371,7 +382,7 @@ class Moments(RuleBasedStateMachine):
             shutil.rmtree(self.root, ignore_errors=True)
 
     # ── files ─────────────────────────────────────────────────────────────
-    def _write(self) -> bool:
+    def _write(self, strict: bool = False) -> bool:
         """Write the playbooks as files; False (and nothing written) if they do not validate."""
         folder = self.root / "playbooks"
         trial = Path(tempfile.mkdtemp(dir=self.root))
@@ -380,6 +391,7 @@ class Moments(RuleBasedStateMachine):
             (trial / f"{pb_id}.yaml").write_text(json.dumps(document))
         report = validate_paths([trial])
         shutil.rmtree(trial)
+        assert not (strict and report.errors), [str(f) for f in report.errors]
         if report.errors:
             return False
         for old in folder.glob("*.yaml"):
@@ -403,6 +415,10 @@ class Moments(RuleBasedStateMachine):
             self.documents = before
 
     # ── rules ─────────────────────────────────────────────────────────────
+    @rule(gap=st.sampled_from(GAPS[:4]), jitter=st.sampled_from((0, 0, 1, 17)))
+    def run_soon(self, gap: dt.timedelta, jitter: int) -> None:
+        self.run(gap, jitter)
+
     @rule(gap=st.sampled_from(GAPS), jitter=st.sampled_from((0, 0, 1, 17)))
     def run(self, gap: dt.timedelta, jitter: int) -> None:
         self.now += gap + dt.timedelta(seconds=jitter)
@@ -417,6 +433,8 @@ class Moments(RuleBasedStateMachine):
         theirs = _sorted([d.key() for d in outcome.decisions])
         assert ours == theirs, self._difference(ours, theirs)
         self._invariants(plan.decisions, outcome.decisions)
+        for decision in outcome.decisions:
+            event(f"{decision.status}: {decision.guard or ''}")
 
     @rule(data=st.data())
     def happen(self, data: st.DataObject) -> None:
@@ -442,9 +460,10 @@ class Moments(RuleBasedStateMachine):
             respond[place] = data.draw(new)
         else:
             document["priority"] = data.draw(st.sampled_from((5, 50, 95)))
+        _unique_ids(respond)
         self._change(documents)
 
-    @precondition(lambda self: bool(getattr(self, "documents", None)))
+    @precondition(lambda self: len(getattr(self, "documents", ())) > 1)
     @rule(data=st.data())
     def remove(self, data: st.DataObject) -> None:
         documents = copy.deepcopy(self.documents)

@@ -938,7 +938,7 @@ class Model:
                     message.held.dedup_key,
                 )
             )
-        elif not step.get("optional", False):
+        elif not step["send"].get("optional", False):
             reason = f"blocked: {decision.reason}"
             state.ended.append((pb.id, message.customer_id, now, reason))
             return
@@ -1010,9 +1010,6 @@ class Model:
             decision.due_at = due
             return decision
 
-        expires = parse_duration(step.get("expires", "30d"))
-        if now - message.held.first_decided > expires:
-            return stop("blocked", "expired", f"held longer than {step.get('expires', '30d')}")
         if recipient is None or recipient not in facts:
             return stop("blocked", "unknown-friend", "the friend is not a known customer")
         person = facts[recipient]
@@ -1045,6 +1042,9 @@ class Model:
             s.recipient == recipient and s.dedup_key == key for s in state.sent
         ):
             return stop("blocked", "duplicate", "already sent with the same dedup key")
+        expires = parse_duration(send.get("expires", "30d"))
+        if now - message.held.first_decided > expires:
+            return stop("blocked", "expired", f"held longer than {send.get('expires', '30d')}")
         zone = ZoneInfo(person["timezone"])
         end = self._quiet_end(now, zone)
         if end is not None:
