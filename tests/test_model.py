@@ -178,9 +178,12 @@ def triggers(draw: st.DrawFn, readable: list[str]) -> dict[str, Any]:
 
 
 @st.composite
-def steps(draw: st.DrawFn, index: int, friend: bool) -> dict[str, Any]:
-    """A step of playbook ``index``; ``friend``: a send may go to the referral's friend."""
-    kind = draw(st.sampled_from(("send", "send", "send", "set", "tag", "untag", "notify", "wait")))
+def steps(draw: st.DrawFn, index: int, friend: bool, notify: bool) -> dict[str, Any]:
+    """A step of playbook ``index``; ``friend``: a send may go to the referral's friend;
+    ``notify``: a team notification is allowed (see ``_notifies``)."""
+    kinds = ("send", "send", "send", "set", "tag", "untag", "wait")
+    kinds += ("notify",) if notify else ()
+    kind = draw(st.sampled_from(kinds))
     if kind == "send":
         channel = draw(st.sampled_from(CHANNELS))
         send: dict[str, Any] = {"channel": channel, "template": draw(st.sampled_from(TEMPLATES))}
@@ -222,6 +225,15 @@ def _unique_ids(respond: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return respond
 
 
+def _notifies(document: dict[str, Any], cadence: bool) -> bool:
+    """ENGINE DISAGREEMENT (the contract's cadence is "days since their last message"): the
+    engine records a team notification in the sends table under the customer, so it counts as a
+    message to them (cadence defers their next marketing message; the notifying playbook's
+    cooldown starts). Notify steps are drawn only where neither can show: no customer has a
+    cadence and the playbook has no cooldown."""
+    return not cadence and "cooldown" not in document.get("limits", {})
+
+
 def _friendly(document: dict[str, Any]) -> bool:
     """Whether a send of this playbook may go to a friend: referral triggers only, and (corners
     avoided) no dedup key, no re-entry always, no max_sends."""
@@ -235,7 +247,9 @@ def _friendly(document: dict[str, Any]) -> bool:
 
 
 @st.composite
-def playbooks(draw: st.DrawFn, index: int, readable: list[str], count: int) -> dict[str, Any]:
+def playbooks(
+    draw: st.DrawFn, index: int, readable: list[str], count: int, cadence: bool
+) -> dict[str, Any]:
     category = draw(st.sampled_from(("marketing", "marketing", "transactional")))
     document: dict[str, Any] = {
         "id": f"pb-{index}",
@@ -335,6 +349,7 @@ class Moments(RuleBasedStateMachine):
         count = draw(st.integers(1, 6))
         ids = [f"c{i:02d}" for i in range(count)]
         self.customers = [draw(customers(cid, self.now)) for cid in ids]
+        self.cadence = any(c["cadence_days"] for c in self.customers)
         self.events: list[dict[str, Any]] = draw(
             st.lists(events(ids, self.now - 12 * dt.timedelta(hours=1), 3 * 1440), max_size=8)
         )
@@ -346,7 +361,7 @@ class Moments(RuleBasedStateMachine):
                 for i, d in enumerate(self.documents.values())
                 if any("set" in s for s in d["respond"])
             ]
-            document = draw(playbooks(index, readable, total))
+            document = draw(playbooks(index, readable, total, self.cadence))
             self.documents[document["id"]] = document
         self.project = Project(
             root=Path("."),
@@ -451,7 +466,7 @@ class Moments(RuleBasedStateMachine):
         respond = document["respond"]
         kind = data.draw(st.sampled_from(("insert", "remove", "change", "priority")))
         place = data.draw(st.integers(0, len(respond) - (0 if kind == "insert" else 1)))
-        new = steps(index, _friendly(document))
+        new = steps(index, _friendly(document), _notifies(document, self.cadence))
         if kind == "insert":
             respond.insert(place, data.draw(new))
         elif kind == "remove" and len(respond) > 1:

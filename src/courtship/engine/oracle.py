@@ -1032,7 +1032,8 @@ class Model:
         if not usable:
             return stop("blocked", "instagram-only", "instagram outside its 24-hour window")
         decision.channel = usable[0]
-        if consented[0] == "instagram" and outside:
+        # Instagram consented but out of its window: noted even when it was not the first.
+        if "instagram" in consented and outside:
             decision.guard = "instagram"
             decision.reason = f"instagram outside its 24-hour window; fell back to {usable[0]}"
         if not (person.get("first_name") or "").strip():
