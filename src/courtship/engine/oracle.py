@@ -1052,7 +1052,9 @@ class Model:
             return stop("deferred", "quiet-hours", "quiet hours in their time zone", end)
         if pb.category != MARKETING:
             return decision
-        mine = [s for s in state.sent if s.recipient == recipient]
+        # Cadence, cooldowns and the weekly cap read what was sent before this moment: the
+        # contract counts a moment's earlier guard rounds for priority and dedup only.
+        mine = [s for s in self.state.sent if s.recipient == recipient]
         cadence = person.get("cadence_days")
         if cadence and mine:
             last = max(s.at for s in mine)
