@@ -19,9 +19,10 @@ or blocked with a reason.
 Corners the generator stays away from (each named where it is drawn): ``caps.per_channel``;
 dedup keys shared by several playbooks, or on playbooks that write to friends or re-enter
 always; ``set`` steps of catalogue facts; ``suppresses`` and ``cooldown`` on transactional
-playbooks; ``max_sends`` on playbooks that write to friends.
+playbooks; untag of a tag that steps also add, team notifications where a cadence or cooldown
+applies, ``max_sends`` (the last three are engine disagreements, named where they are drawn).
 
-Budget: ``COURTSHIP_MODEL_EXAMPLES=2000 pytest tests/test_model.py`` for a long run (default 30
+Budget: ``COURTSHIP_MODEL_EXAMPLES=2000 pytest tests/test_model.py`` for a long run (default 60
 examples, under 90 seconds on two cores); ``COURTSHIP_MODEL_STEPS`` sets the steps per example.
 """
 
