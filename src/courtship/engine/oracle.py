@@ -22,6 +22,7 @@ import datetime as dt
 import statistics
 from calendar import isleap
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -426,3 +427,671 @@ def _becomes_fires(
         return check(condition, seen, moment).passed
 
     return true_at(now) and true_at(now - hold) and not true_at(since - hold)
+
+
+# ── the model: the engine across moments, one customer at a time ────────────
+#
+# The contract of docs/engine.md read the obvious way. ``Model.decide(now)`` works on a copy of
+# the state and returns an ``Outcome``; ``Model.record(outcome)`` keeps it. Nothing here is
+# column-wise and nothing is shared with ``courtship.engine.moment``.
+
+MARKETING = "marketing"
+INSTAGRAM_HOURS = 24
+DEFAULT_EXPIRES = dt.timedelta(days=30)
+ADDRESS_OF = {"email": "email", "sms": "phone", "instagram": "instagram_id"}
+
+
+def step_ids(respond: list[Mapping[str, Any]]) -> list[str]:
+    """The stable id of every step: its ``id:``, else derived from the step (``send:hello``,
+    ``send:hello@friend``, ``set:fact``, ``tag:x``, ``untag:x``, ``notify:team``, ``wait:1d``);
+    a repeated derived id gets ``#2``, ``#3`` in order."""
+    seen: dict[str, int] = {}
+    out = []
+    for step in respond:
+        if isinstance(step.get("id"), str):
+            out.append(step["id"])
+            continue
+        if "send" in step:
+            send = step["send"]
+            base = f"send:{send['template']}" + ("@friend" if send.get("to") == "friend" else "")
+        elif "set" in step:
+            base = f"set:{step['set']['fact']}"
+        elif "notify" in step:
+            base = f"notify:{step['notify']['team']}"
+        else:
+            kind = next(k for k in ("tag", "untag", "wait") if k in step)
+            base = f"{kind}:{step[kind]}"
+        seen[base] = seen.get(base, 0) + 1
+        out.append(base if seen[base] == 1 else f"{base}#{seen[base]}")
+    return out
+
+
+def version_of(playbook: Playbook) -> str:
+    """A playbook's version: a hash of its content."""
+    import hashlib
+    import json
+
+    text = json.dumps(playbook.document.data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Sent:
+    """A message that went out."""
+
+    recipient: str
+    customer_id: str
+    playbook: str
+    category: str
+    channel: str
+    at: dt.datetime
+    dedup_key: str | None
+
+
+@dataclass
+class Enrollment:
+    """A customer inside a sequence between moments: waiting after a ``wait`` step
+    (``held`` None) or holding a deferred message at a ``send`` step."""
+
+    playbook: str
+    customer_id: str
+    version: str
+    step_id: str
+    started_at: dt.datetime
+    due_at: dt.datetime
+    context: dict[str, Any]
+    waiting_since: dt.datetime | None = None
+    held: Held | None = None
+
+
+@dataclass
+class Held:
+    """What a held message keeps from when it was first decided."""
+
+    first_decided: dt.datetime
+    dedup_key: str | None
+
+
+@dataclass
+class ModelDecision:
+    customer_id: str
+    recipient: str | None
+    playbook: str
+    step_id: str
+    category: str
+    status: str  # send | deferred | blocked
+    guard: str | None
+    reason: str
+    channel: str | None
+    due_at: dt.datetime | None
+    dedup_key: str | None = None
+
+    def key(self) -> tuple[Any, ...]:
+        """What the model test compares with the engine's decision."""
+        return (
+            self.recipient,
+            self.playbook,
+            self.step_id,
+            self.status,
+            self.guard,
+            self.channel,
+            self.due_at,
+        )
+
+
+@dataclass
+class ModelState:
+    last_run: dt.datetime | None = None
+    fired: dict[tuple[str, str], list[dt.datetime]] = field(default_factory=dict)
+    enrollments: list[Enrollment] = field(default_factory=list)
+    ended: list[tuple[str, str, dt.datetime, str]] = field(default_factory=list)
+    sent: list[Sent] = field(default_factory=list)
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tags: dict[str, set[str]] = field(default_factory=dict)
+    untags: dict[str, set[str]] = field(default_factory=dict)
+    #: per becomes playbook: customer → [true_since, fired]
+    streaks: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    notifications: list[tuple[str, str, dt.datetime]] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    now: dt.datetime
+    decisions: list[ModelDecision]
+    state: ModelState
+
+
+@dataclass
+class _Message:
+    """A message waiting for the guards at this moment."""
+
+    playbook: str
+    customer_id: str
+    step_id: str
+    recipient: str | None
+    started_at: dt.datetime
+    context: dict[str, Any]
+    held: Held
+
+
+class Model:
+    """The engine's contract across moments, per customer, in plain Python."""
+
+    def __init__(
+        self,
+        customers: list[dict[str, Any]],
+        events: list[dict[str, Any]],
+        playbooks: list[Playbook],
+        *,
+        timezone: str = "UTC",
+        lookback: dt.timedelta = dt.timedelta(hours=24),
+        quiet: tuple[dt.time, dt.time] = (dt.time(21), dt.time(8)),
+        per_moment: int = 1,
+        per_customer_per_week: int | None = None,
+    ) -> None:
+        self.customers, self.events = customers, events
+        self.timezone, self.lookback, self.quiet = timezone, lookback, quiet
+        self.per_moment, self.weekly = per_moment, per_customer_per_week
+        self.state = ModelState()
+        self.set_playbooks(playbooks)
+
+    def set_playbooks(self, playbooks: list[Playbook]) -> None:
+        """The playbooks as they are now (after an edit: their new versions)."""
+        from courtship.graph import PlaybookGraph
+
+        self.playbooks = {pb.id: pb for pb in playbooks if pb.enabled}
+        order = PlaybookGraph(list(playbooks)).order()
+        self.order = [pb_id for pb_id in order if pb_id in self.playbooks]
+        self.set_names = {name for pb in playbooks for name in pb.facts_set}
+
+    def record(self, outcome: Outcome) -> None:
+        self.state = outcome.state
+
+    # ── facts ──────────────────────────────────────────────────────────────
+    def facts_at(self, now: dt.datetime, state: ModelState) -> dict[str, Facts]:
+        """Every customer's facts at ``now``: from the data and the messages sent, then what
+        playbooks set and tagged."""
+        sent = [
+            {"customer_id": s.recipient, "type": "sent", "at": s.at, "channel": s.channel}
+            for s in state.sent
+        ]
+        facts = reference_facts(
+            self.customers, self.events + sent, now, default_timezone=self.timezone
+        )
+        for cid, mine in facts.items():
+            for name in self.set_names:
+                mine.setdefault(name, None)
+            mine.update(state.facts.get(cid, {}))
+            tags = set(mine.get("tags") or []) | state.tags.get(cid, set())
+            mine["tags"] = sorted(tags - state.untags.get(cid, set())) or None
+        return facts
+
+    # ── the moment ─────────────────────────────────────────────────────────
+    def decide(self, now: dt.datetime) -> Outcome:
+        import copy
+
+        now = now.astimezone(dt.UTC)
+        state = copy.deepcopy(self.state)
+        self._past: dict[dt.datetime, dict[str, Facts]] = {}
+        last = state.last_run
+        since = last if last is not None and last <= now else now - self.lookback
+        facts = self.facts_at(now, state)
+        active = {(e.playbook, e.customer_id) for e in state.enrollments}
+        messages: list[_Message] = []
+        for pb_id in self.order:
+            pb = self.playbooks[pb_id]
+            for cid, context in self._triggered(pb, facts, now, since, state):
+                if pb.audience is not None and not check(pb.audience, facts[cid], now).passed:
+                    continue
+                if not self._within_limits(pb, cid, now, state, active):
+                    continue
+                state.fired.setdefault((pb_id, cid), []).append(now)
+                self._advance(pb, cid, 0, now, context, now, state, messages, facts)
+        messages += self._resumed(now, state)
+        decisions: list[ModelDecision] = []
+        speakers: dict[str, list[str]] = {}
+        while messages:
+            judged = self._judge(messages, facts, now, state, speakers)
+            messages = []
+            for message, decision in judged:
+                decisions.append(decision)
+                self._after(message, decision, now, state, messages)
+        state.last_run = now if last is None or now > last else last
+        return Outcome(now, decisions, state)
+
+    def _triggered(
+        self,
+        pb: Playbook,
+        facts: Mapping[str, Facts],
+        now: dt.datetime,
+        since: dt.datetime,
+        state: ModelState,
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The customers the trigger selects in ``(since, now]``, each with the context of
+        their trigger (the latest event's instant and friend)."""
+        trigger, out = pb.trigger, []
+        for customer in self.customers:
+            cid = customer["customer_id"]
+            if "event" in trigger:
+                mine = [
+                    (e["at"], index, e)
+                    for index, e in enumerate(self.events)
+                    if e["customer_id"] == cid
+                    and e["type"] == trigger["event"]
+                    and since < e["at"] <= now
+                    and event_passes(trigger.get("where"), e)
+                ]
+                if mine:
+                    at, _, latest = max(mine, key=lambda m: (m[0], m[1]))
+                    out.append((cid, {"event_at": at, "friend_id": latest.get("friend_id")}))
+            elif "anniversary" in trigger:
+                if _anniversary_fires(trigger, facts[cid], now, since):
+                    out.append((cid, {}))
+            elif "schedule" in trigger:
+                if _schedule_fires(trigger, facts[cid], now, since):
+                    out.append((cid, {}))
+            elif self._becomes(pb, cid, facts[cid], now, since, state):
+                out.append((cid, {}))
+        return out
+
+    def _becomes(
+        self,
+        pb: Playbook,
+        cid: str,
+        facts: Facts,
+        now: dt.datetime,
+        since: dt.datetime,
+        state: ModelState,
+    ) -> bool:
+        """True now and not when last evaluated (held ``for`` long enough), once per streak;
+        the first time a playbook is evaluated, the past is read from the data."""
+        trigger = pb.trigger
+        hold = parse_duration(trigger["for"]) if "for" in trigger else dt.timedelta(0)
+        first = pb.id not in self.state.streaks  # as recorded by the last moment
+        streaks = state.streaks.setdefault(pb.id, {})
+        true_now = check(trigger["becomes"], facts, now).passed
+        previous = streaks.pop(cid, None)
+        if not true_now:
+            return False
+        if first:
+
+            def earlier(moment: dt.datetime) -> Facts:
+                if moment not in self._past:
+                    self._past[moment] = self.facts_at(moment, state)
+                return self._past[moment][cid]
+
+            held = hold == dt.timedelta(0) or _true_at(trigger, earlier, now - hold)
+            before = _true_at(trigger, earlier, since - hold)
+            streaks[cid] = [since - hold if held else now, held]
+            return held and not before
+        true_since, fired = previous if previous is not None else [now, False]
+        fires = true_since <= now - hold and not fired
+        streaks[cid] = [true_since, fired or fires]
+        return fires
+
+    def _within_limits(
+        self,
+        pb: Playbook,
+        cid: str,
+        now: dt.datetime,
+        state: ModelState,
+        active: set[tuple[str, str]],
+    ) -> bool:
+        limits = pb.limits
+        fired = state.fired.get((pb.id, cid), [])
+        every = parse_duration(limits["once_every"]) if "once_every" in limits else None
+        if fired and every is not None and max(fired) > now - every:
+            return False
+        reentry = limits.get("reentry", "after_exit")
+        if reentry == "never" and fired:
+            return False
+        if "max_sends" in limits:
+            sent = sum(1 for s in state.sent if s.playbook == pb.id and s.recipient == cid)
+            if sent >= limits["max_sends"]:
+                return False
+        return reentry == "always" or (pb.id, cid) not in active
+
+    # ── sequences ──────────────────────────────────────────────────────────
+    def _advance(
+        self,
+        pb: Playbook,
+        cid: str,
+        start: int,
+        started_at: dt.datetime,
+        context: dict[str, Any],
+        now: dt.datetime,
+        state: ModelState,
+        messages: list[_Message],
+        facts: Mapping[str, Facts] | None = None,
+    ) -> None:
+        """Run the steps of ``pb`` from ``start`` for one customer: ``set``, ``tag``,
+        ``untag`` and ``notify`` at once (in ``facts`` too, when later playbooks of this
+        moment read them), up to a ``wait`` (an enrollment) or a ``send`` (a message for the
+        guards, the sequence going on only once it is sent)."""
+        ids = step_ids(pb.respond)
+        for index in range(start, len(pb.respond)):
+            step = pb.respond[index]
+            if "send" in step:
+                to_friend = step["send"].get("to") == "friend"
+                messages.append(
+                    _Message(
+                        pb.id,
+                        cid,
+                        ids[index],
+                        context.get("friend_id") if to_friend else cid,
+                        started_at,
+                        context,
+                        Held(now, self._dedup_key(pb, now)),
+                    )
+                )
+                return
+            if "set" in step:
+                value = step["set"]["value"]
+                value = now if value == "now" else value
+                state.facts.setdefault(cid, {})[step["set"]["fact"]] = value
+                if facts is not None:
+                    facts[cid][step["set"]["fact"]] = value  # type: ignore[index]
+            elif "tag" in step or "untag" in step:
+                tag = step.get("tag") or step["untag"]
+                add, remove = (
+                    (state.tags, state.untags)
+                    if "tag" in step
+                    else (
+                        state.untags,
+                        state.tags,
+                    )
+                )
+                add.setdefault(cid, set()).add(tag)
+                remove.setdefault(cid, set()).discard(tag)
+                if facts is not None:
+                    tags = set(facts[cid].get("tags") or [])
+                    tags = tags | {tag} if "tag" in step else tags - {tag}
+                    facts[cid]["tags"] = sorted(tags) or None  # type: ignore[index]
+            elif "notify" in step:
+                state.notifications.append((pb.id, cid, now))
+            elif "wait" in step:
+                state.enrollments.append(
+                    Enrollment(
+                        pb.id,
+                        cid,
+                        version_of(pb),
+                        ids[index],
+                        started_at,
+                        now + parse_duration(step["wait"]),
+                        context,
+                        waiting_since=now,
+                    )
+                )
+                return
+        state.ended.append((pb.id, cid, now, "done"))
+
+    @staticmethod
+    def _dedup_key(pb: Playbook, now: dt.datetime) -> str | None:
+        if pb.dedup_key is None:
+            return None
+        from courtship.templates import environment
+
+        template = environment().from_string(pb.dedup_key)
+        return template.render(now=now, playbook={"id": pb.id, "title": pb.title})
+
+    def _resumed(self, now: dt.datetime, state: ModelState) -> list[_Message]:
+        """Enrollments due at ``now``: a waiting customer goes on after the wait step (same
+        id, current version) unless its ``unless`` event happened since the wait began; a held
+        message is judged again. A step or playbook that is gone lets the customer go."""
+        messages: list[_Message] = []
+        due = sorted(
+            (e for e in state.enrollments if e.due_at <= now),
+            key=lambda e: (e.due_at, e.playbook, e.customer_id),
+        )
+        for enrollment in due:
+            state.enrollments.remove(enrollment)
+            pb = self.playbooks.get(enrollment.playbook)
+            ids = step_ids(pb.respond) if pb is not None else []
+            where = f"{enrollment.playbook}/{enrollment.customer_id}"
+            if pb is None:
+                state.ended.append((enrollment.playbook, enrollment.customer_id, now, "removed"))
+                continue
+            if enrollment.step_id not in ids:
+                state.ended.append((pb.id, enrollment.customer_id, now, f"step gone: {where}"))
+                continue
+            index = ids.index(enrollment.step_id)
+            if enrollment.held is not None:
+                messages.append(
+                    _Message(
+                        pb.id,
+                        enrollment.customer_id,
+                        enrollment.step_id,
+                        self._recipient(pb.respond[index], enrollment),
+                        enrollment.started_at,
+                        enrollment.context,
+                        enrollment.held,
+                    )
+                )
+                continue
+            unless = pb.respond[index].get("unless")
+            if unless is not None and any(
+                e["customer_id"] == enrollment.customer_id
+                and e["type"] == unless["event"]
+                and enrollment.waiting_since is not None
+                and enrollment.waiting_since < e["at"] <= now
+                and event_passes(unless.get("where"), e)
+                for e in self.events
+            ):
+                state.ended.append((pb.id, enrollment.customer_id, now, "unless"))
+                continue
+            self._advance(
+                pb,
+                enrollment.customer_id,
+                index + 1,
+                enrollment.started_at,
+                enrollment.context,
+                now,
+                state,
+                messages,
+            )
+        return messages
+
+    @staticmethod
+    def _recipient(step: Mapping[str, Any], enrollment: Enrollment) -> str | None:
+        if "send" in step and step["send"].get("to") == "friend":
+            return enrollment.context.get("friend_id")
+        return enrollment.customer_id
+
+    def _after(
+        self,
+        message: _Message,
+        decision: ModelDecision,
+        now: dt.datetime,
+        state: ModelState,
+        messages: list[_Message],
+    ) -> None:
+        """A sent message lets its sequence go on; a deferred one is held at its step; a
+        blocked one ends the sequence unless the step is ``optional``."""
+        pb = self.playbooks[message.playbook]
+        index = step_ids(pb.respond).index(message.step_id)
+        step = pb.respond[index]
+        if decision.status == "deferred":
+            assert decision.due_at is not None
+            state.enrollments.append(
+                Enrollment(
+                    pb.id,
+                    message.customer_id,
+                    version_of(pb),
+                    message.step_id,
+                    message.started_at,
+                    decision.due_at,
+                    message.context,
+                    held=message.held,
+                )
+            )
+            return
+        if decision.status == "send":
+            assert decision.recipient is not None and decision.channel is not None
+            state.sent.append(
+                Sent(
+                    decision.recipient,
+                    message.customer_id,
+                    pb.id,
+                    pb.category,
+                    decision.channel,
+                    now,
+                    message.held.dedup_key,
+                )
+            )
+        elif not step["send"].get("optional", False):
+            reason = f"blocked: {decision.reason}"
+            state.ended.append((pb.id, message.customer_id, now, reason))
+            return
+        self._advance(
+            pb,
+            message.customer_id,
+            index + 1,
+            message.started_at,
+            message.context,
+            now,
+            state,
+            messages,
+        )
+
+    # ── guards ─────────────────────────────────────────────────────────────
+    def _judge(
+        self,
+        messages: list[_Message],
+        facts: Mapping[str, Facts],
+        now: dt.datetime,
+        state: ModelState,
+        speakers: dict[str, list[str]],
+    ) -> list[tuple[_Message, ModelDecision]]:
+        """One guard round: guards 1 to 8 on each message alone, then priority (9) per
+        recipient among the marketing messages left, counting who spoke in earlier rounds."""
+        judged = [(m, self._guards(m, facts, now, state)) for m in messages]
+        left = [
+            (m, d)
+            for m, d in judged
+            if d.status == "send" and d.category == MARKETING and d.recipient is not None
+        ]
+
+        def rank(pair: tuple[_Message, ModelDecision]) -> tuple[Any, ...]:
+            pb = self.playbooks[pair[0].playbook]
+            place = step_ids(pb.respond).index(pair[0].step_id)
+            return (pair[1].recipient, -pb.priority, pb.id, place)
+
+        for _, decision in sorted(left, key=rank):
+            assert decision.recipient is not None
+            spoken = speakers.setdefault(decision.recipient, [])
+            silencers = [p for p in spoken if decision.playbook in self.playbooks[p].suppresses]
+            others = [p for p in dict.fromkeys(spoken) if p != decision.playbook]
+            if silencers:
+                decision.status, decision.guard = "blocked", "suppressed"
+                decision.reason = f"suppressed by {silencers[0]}"
+            elif len(others) >= self.per_moment:
+                decision.status, decision.guard = "blocked", "priority"
+                decision.reason = f"a higher-priority playbook ({others[0]}) speaks to them"
+            elif decision.playbook not in spoken:
+                spoken.append(decision.playbook)
+        return judged
+
+    def _guards(
+        self, message: _Message, facts: Mapping[str, Facts], now: dt.datetime, state: ModelState
+    ) -> ModelDecision:
+        """Guards 1 to 8 for one message, in the contract's order; the first that objects
+        decides."""
+        pb = self.playbooks[message.playbook]
+        step = pb.respond[step_ids(pb.respond).index(message.step_id)]
+        send = step["send"]
+        recipient = message.recipient
+        decision = ModelDecision(
+            message.customer_id, recipient, pb.id, message.step_id, pb.category,
+            "send", None, "", None, None, message.held.dedup_key,
+        )  # fmt: skip
+
+        def stop(status: str, guard: str, reason: str, due: dt.datetime | None = None) -> Any:
+            decision.status, decision.guard, decision.reason = status, guard, reason
+            decision.due_at = due
+            return decision
+
+        if recipient is None or recipient not in facts:
+            return stop("blocked", "unknown-friend", "the friend is not a known customer")
+        person = facts[recipient]
+        wanted = [send["channel"], *send.get("fallback", [])]
+        tried = [person.get("preferred_channel") if c == "preferred" else c for c in wanted]
+        consented = list(
+            dict.fromkeys(
+                c
+                for c in tried
+                if c is not None
+                and person.get(f"consent_{c}") is True
+                and (person.get(ADDRESS_OF.get(c, ""), "") or "").strip() != ""
+            )
+        )
+        if not consented:
+            return stop("blocked", "no-consent", f"no consented channel among {tried}")
+        hours = person.get("hours_since_last_inbound")
+        outside = hours is None or hours > INSTAGRAM_HOURS
+        usable = [c for c in consented if c != "instagram" or not outside]
+        if not usable:
+            return stop("blocked", "instagram-only", "instagram outside its 24-hour window")
+        decision.channel = usable[0]
+        # Instagram consented but out of its window: noted even when it was not the first.
+        if "instagram" in consented and outside:
+            decision.guard = "instagram"
+            decision.reason = f"instagram outside its 24-hour window; fell back to {usable[0]}"
+        if not (person.get("first_name") or "").strip():
+            return stop("blocked", "no-name", "no first name")
+        key = message.held.dedup_key
+        if key is not None and any(
+            s.recipient == recipient and s.dedup_key == key for s in state.sent
+        ):
+            return stop("blocked", "duplicate", "already sent with the same dedup key")
+        expires = parse_duration(send.get("expires", "30d"))
+        if now - message.held.first_decided > expires:
+            return stop("blocked", "expired", f"held longer than {send.get('expires', '30d')}")
+        zone = ZoneInfo(person["timezone"])
+        end = self._quiet_end(now, zone)
+        if end is not None:
+            return stop("deferred", "quiet-hours", "quiet hours in their time zone", end)
+        if pb.category != MARKETING:
+            return decision
+        # Cadence, cooldowns and the weekly cap read what was sent before this moment: the
+        # contract counts a moment's earlier guard rounds for priority and dedup only.
+        mine = [s for s in self.state.sent if s.recipient == recipient]
+        cadence = person.get("cadence_days")
+        if cadence and mine:
+            last = max(s.at for s in mine)
+            if (now - last) / DAY < cadence:
+                return stop("deferred", "cadence", "their cadence", last + cadence * DAY)
+        ends = [
+            (s.at + parse_duration(self.playbooks[s.playbook].limits["cooldown"]), s.playbook)
+            for s in mine
+            if s.playbook in self.playbooks
+            and s.playbook != pb.id
+            and "cooldown" in self.playbooks[s.playbook].limits
+        ]
+        ends = [e for e in ends if e[0] > now]
+        if ends:
+            until, speaker = max(ends)
+            return stop("deferred", "cooldown", f"the cooldown after {speaker}", until)
+        week = sorted(s.at for s in mine if s.category == MARKETING and s.at > now - WEEK)
+        if self.weekly is not None and len(week) >= self.weekly:
+            due = week[len(week) - self.weekly] + WEEK
+            return stop("deferred", "cap", f"{self.weekly} marketing messages a week", due)
+        return decision
+
+    def _quiet_end(self, now: dt.datetime, zone: ZoneInfo) -> dt.datetime | None:
+        """The end of quiet hours (an instant) when the local time at ``now`` is inside them."""
+        start, end = self.quiet
+        local = now.astimezone(zone)
+        time = local.time().replace(tzinfo=None)
+        inside = (time >= start or time < end) if start > end else start <= time < end
+        if not inside:
+            return None
+        wall = dt.datetime.combine(local.date(), end)
+        if wall <= local.replace(tzinfo=None):
+            wall += DAY
+        return _instant(wall, zone)
+
+
+def _true_at(
+    trigger: Mapping[str, Any], facts_at: Callable[[dt.datetime], Facts], moment: dt.datetime
+) -> bool:
+    return check(trigger["becomes"], facts_at(moment), moment).passed
