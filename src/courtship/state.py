@@ -7,7 +7,8 @@
   because a condition may hold for most of the base;
 - ``enrollments``: sequences waiting on a ``wait`` step, with the step and moment they resume;
 - ``sends``: every decided message, keyed by an idempotency key (the outbox);
-- ``facts`` and ``tags``: what ``set`` and ``tag`` steps recorded.
+- ``facts`` and ``tagged``: what ``set``, ``tag`` and ``untag`` steps recorded (``tags``, the
+  table of earlier versions, is read into ``tagged`` when the store is opened).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ CREATE INDEX IF NOT EXISTS sends_customer ON sends (customer_id, at);
 CREATE TABLE IF NOT EXISTS facts (
     customer_id TEXT, fact TEXT, value TEXT, type TEXT, at TEXT, PRIMARY KEY (customer_id, fact));
 CREATE TABLE IF NOT EXISTS tags (customer_id TEXT, tag TEXT, PRIMARY KEY (customer_id, tag));
+CREATE TABLE IF NOT EXISTS tagged (
+    customer_id TEXT, tag TEXT, present INTEGER, PRIMARY KEY (customer_id, tag));
+INSERT OR IGNORE INTO tagged SELECT customer_id, tag, 1 FROM tags;
 """
 
 
@@ -164,8 +168,10 @@ class StateStore:
         )
 
     def set_tags(self) -> pl.DataFrame:
+        """What ``tag`` and ``untag`` steps said last of each customer's tag: present or not."""
         return self._frame(
-            "SELECT customer_id, tag FROM tags", {"customer_id": pl.String, "tag": pl.String}
+            "SELECT customer_id, tag, present FROM tagged",
+            {"customer_id": pl.String, "tag": pl.String, "present": pl.Int64},
         )
 
     def dedup_keys(self) -> set[tuple[str, str]]:
@@ -203,9 +209,9 @@ class StateStore:
             self.db.executemany(
                 "INSERT OR REPLACE INTO facts VALUES (?, ?, ?, ?, ?)", changes.get("facts", [])
             )
-            self.db.executemany("INSERT OR IGNORE INTO tags VALUES (?, ?)", changes.get("tags", []))
+            # in the order the steps ran: the last tag or untag of a tag is what stays
             self.db.executemany(
-                "DELETE FROM tags WHERE customer_id = ? AND tag = ?", changes.get("untags", [])
+                "INSERT OR REPLACE INTO tagged VALUES (?, ?, ?)", changes.get("tags", [])
             )
 
     # ── the outbox, as delivery moves its rows along ───────────────────────
@@ -289,6 +295,7 @@ class StateStore:
             "sends",
             "facts",
             "tags",
+            "tagged",
             "attempts",
         }
         return int(self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])

@@ -32,7 +32,11 @@ def limits(
     now: dt.datetime,
     plan: Plan,
     trace: str | None,
+    sends: pl.DataFrame,
 ) -> pl.DataFrame:
+    """The chosen customers the playbook's limits allow: ``once_every`` and ``reentry`` read
+    when it last fired for them, ``max_sends`` the messages it sent them, and a customer
+    waiting in its sequence is not enrolled again (unless ``reentry: always``)."""
     limits = pb.limits
     history = fired_state.filter(pl.col("playbook") == pb.id).drop("playbook")
     chosen = chosen.join(history, on="customer_id", how="left")
@@ -46,14 +50,20 @@ def limits(
     if reentry == "never":
         keep = keep & pl.col("last").is_null()
     if "max_sends" in limits:
-        keep = keep & (pl.col("times").fill_null(0) < limits["max_sends"])
+        sent = (
+            sends.filter(pl.col("playbook") == pb.id)
+            .group_by("customer_id")
+            .agg(pl.len().cast(pl.Int64()).alias("_sent"))
+        )
+        chosen = chosen.join(sent, on="customer_id", how="left", maintain_order="left")
+        keep = keep & (pl.col("_sent").fill_null(0) < limits["max_sends"])
     if reentry != "always" and active:
         busy = [c for p, c in active if p == pb.id]
         keep = keep & ~pl.col("customer_id").is_in(busy)
     kept = chosen.filter(keep)
     if trace is not None and pb.id in plan.traces:
         plan.traces[pb.id]["limits"] = kept.filter(pl.col("customer_id") == trace).height > 0
-    return kept.drop("last", "times")
+    return kept.drop("last", "times", "_sent", strict=False)
 
 
 def _among(facts: pl.DataFrame, rows: pl.Series, condition: pl.Expr) -> pl.Series:

@@ -125,7 +125,7 @@ def compute_facts(
 
     ``sends`` are Courtship's own sends (customer_id, at, channel, playbook, category); they
     count with ``sent`` events. ``set_facts`` (customer_id, fact, value, type, optionally at:
-    the latest wins) and ``set_tags`` (customer_id, tag) are what playbooks recorded: they
+    the latest wins) and ``set_tags`` (customer_id, tag, present) are what playbooks recorded: they
     override or extend the customer file before anything is derived from it, and override
     derived facts (or add new ones) after. A naive ``now`` is taken as UTC. Only events and
     sends at or before ``now`` count. Raises ``ValueError`` for an unknown time zone or a set
@@ -559,29 +559,39 @@ def _extend_customer_file(
         customers = customers.with_columns(pl.col("timezone").fill_null(default_timezone))
     if set_tags is None or set_tags.is_empty():
         return customers
-    added = (
-        set_tags.select(pl.col("customer_id", "tag").cast(pl.String()))
-        .drop_nulls()
-        .join(ids, on="customer_id", how="inner")
+    # What playbooks tagged (present) or untagged (not present), the last word on each tag;
+    # an untag takes away a tag of the customer file too.
+    changes = set_tags.select(
+        pl.col("customer_id", "tag").cast(pl.String()),
+        (
+            pl.col("present").cast(pl.Boolean())
+            if "present" in set_tags.columns
+            else pl.lit(True).alias("present")
+        ),
+    ).drop_nulls()
+    changed = (
+        changes.join(ids, on="customer_id", how="inner")
         .group_by(ROW)
-        .agg(pl.col("tag").alias("added_tags"))
+        .agg(
+            pl.col("tag").filter(pl.col("present")).alias("_added"),
+            pl.col("tag").filter(~pl.col("present")).alias("_removed"),
+        )
     )
+    tags = pl.col("tags").fill_null(pl.lit([], pl.List(pl.String())))
     return (
-        customers.join(added, on=ROW, how="left", maintain_order="left")
+        customers.join(changed, on=ROW, how="left", maintain_order="left")
         .with_columns(
-            pl.when(pl.col("added_tags").is_not_null())
+            pl.when(pl.col("_added").is_not_null())
             .then(
-                pl.concat_list(
-                    pl.col("tags").fill_null(pl.lit([], pl.List(pl.String()))),
-                    pl.col("added_tags"),
-                )
+                pl.concat_list(tags, pl.col("_added"))
+                .list.set_difference(pl.col("_removed"))
                 .list.unique()
                 .list.sort()
             )
             .otherwise(pl.col("tags"))
             .alias("tags")
         )
-        .drop("added_tags")
+        .drop("_added", "_removed")
     )
 
 

@@ -89,7 +89,8 @@ class Engine:
         last = state.last_run()
         since = last if last is not None and last <= now else now - self.project.lookback
         plan = Plan(now=now, since=since)
-        sends = state.sends()
+        # What we said to customers (a team notification is not a message to the customer).
+        sends = state.sends().filter(pl.col("channel") != "team")
         history = FactHistory(
             base,
             sends=sends.select("customer_id", "at", "channel", "playbook", "category"),
@@ -140,7 +141,7 @@ class Engine:
                     "audience": bool(mine.get_column("_in").any()),
                 }
             chosen = chosen.filter(pl.col("_in")).drop("_in")
-            chosen = audience.limits(pb, chosen, fired_state, active, now, plan, trace)
+            chosen = audience.limits(pb, chosen, fired_state, active, now, plan, trace, sends)
             ids = chosen["customer_id"].to_list()
             plan.fired[pb_id] = ids
             if not ids:

@@ -4,7 +4,7 @@ The engine (:mod:`courtship.engine.facts`, :mod:`courtship.engine`) works column
 for speed. This module says the same thing the slow, obvious way, straight from ``docs/data.md`` and
 ``docs/engine.md``, with the standard library only (``zoneinfo`` for local dates,
 ``statistics.median``), so property tests can check that both agree on random customers, events
-and playbooks (``tests/test_agreement.py``). It is not used to run anything.
+and playbooks (``tests/engine/test_agreement.py``). It is not used to run anything.
 
 Shapes, as the engine reads them:
 
@@ -512,246 +512,150 @@ class Held:
     dedup_key: str | None
 
 
-@dataclass
-class ModelDecision:
-    customer_id: str
-    recipient: str | None
-    playbook: str
-    step_id: str
-    category: str
-    status: str  # send | deferred | blocked
-    guard: str | None
-    reason: str
-    channel: str | None
-    due_at: dt.datetime | None
-    dedup_key: str | None = None
+class _Judging:
+    """The model's guards (part of ``Model``): each message of a round, judged in order."""
 
-    def key(self) -> tuple[Any, ...]:
-        """What the model test compares with the engine's decision."""
-        return (
-            self.recipient,
-            self.playbook,
-            self.step_id,
-            self.status,
-            self.guard,
-            self.channel,
-            self.due_at,
-        )
-
-
-@dataclass
-class ModelState:
-    last_run: dt.datetime | None = None
-    fired: dict[tuple[str, str], list[dt.datetime]] = field(default_factory=dict)
-    enrollments: list[Enrollment] = field(default_factory=list)
-    ended: list[tuple[str, str, dt.datetime, str]] = field(default_factory=list)
-    sent: list[Sent] = field(default_factory=list)
-    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
-    tags: dict[str, set[str]] = field(default_factory=dict)
-    untags: dict[str, set[str]] = field(default_factory=dict)
-    #: per becomes playbook: customer → [true_since, fired]
-    streaks: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
-    notifications: list[tuple[str, str, dt.datetime]] = field(default_factory=list)
-
-
-@dataclass
-class Outcome:
-    now: dt.datetime
-    decisions: list[ModelDecision]
-    state: ModelState
-
-
-@dataclass
-class _Message:
-    """A message waiting for the guards at this moment."""
-
-    playbook: str
-    customer_id: str
-    step_id: str
-    recipient: str | None
-    started_at: dt.datetime
-    context: dict[str, Any]
-    held: Held
-
-
-class Model:
-    """The engine's contract across moments, per customer, in plain Python."""
-
-    def __init__(
+    def _judge(
         self,
-        customers: list[dict[str, Any]],
-        events: list[dict[str, Any]],
-        playbooks: list[Playbook],
-        *,
-        timezone: str = "UTC",
-        lookback: dt.timedelta = dt.timedelta(hours=24),
-        quiet: tuple[dt.time, dt.time] = (dt.time(21), dt.time(8)),
-        per_moment: int = 1,
-        per_customer_per_week: int | None = None,
-    ) -> None:
-        self.customers, self.events = customers, events
-        self.timezone, self.lookback, self.quiet = timezone, lookback, quiet
-        self.per_moment, self.weekly = per_moment, per_customer_per_week
-        self.state = ModelState()
-        self.set_playbooks(playbooks)
-
-    def set_playbooks(self, playbooks: list[Playbook]) -> None:
-        """The playbooks as they are now (after an edit: their new versions)."""
-        from courtship.graph import PlaybookGraph
-
-        self.playbooks = {pb.id: pb for pb in playbooks if pb.enabled}
-        order = PlaybookGraph(list(playbooks)).order()
-        self.order = [pb_id for pb_id in order if pb_id in self.playbooks]
-        self.set_names = {name for pb in playbooks for name in pb.facts_set}
-
-    def record(self, outcome: Outcome) -> None:
-        self.state = outcome.state
-
-    # ── facts ──────────────────────────────────────────────────────────────
-    def facts_at(self, now: dt.datetime, state: ModelState) -> dict[str, Facts]:
-        """Every customer's facts at ``now``: from the data and the messages sent, then what
-        playbooks set and tagged."""
-        sent = [
-            {"customer_id": s.recipient, "type": "sent", "at": s.at, "channel": s.channel}
-            for s in state.sent
-        ]
-        facts = reference_facts(
-            self.customers, self.events + sent, now, default_timezone=self.timezone
-        )
-        for cid, mine in facts.items():
-            for name in self.set_names:
-                mine.setdefault(name, None)
-            mine.update(state.facts.get(cid, {}))
-            tags = set(mine.get("tags") or []) | state.tags.get(cid, set())
-            mine["tags"] = sorted(tags - state.untags.get(cid, set())) or None
-        return facts
-
-    # ── the moment ─────────────────────────────────────────────────────────
-    def decide(self, now: dt.datetime) -> Outcome:
-        import copy
-
-        now = now.astimezone(dt.UTC)
-        state = copy.deepcopy(self.state)
-        self._past: dict[dt.datetime, dict[str, Facts]] = {}
-        last = state.last_run
-        since = last if last is not None and last <= now else now - self.lookback
-        facts = self.facts_at(now, state)
-        active = {(e.playbook, e.customer_id) for e in state.enrollments}
-        messages: list[_Message] = []
-        for pb_id in self.order:
-            pb = self.playbooks[pb_id]
-            for cid, context in self._triggered(pb, facts, now, since, state):
-                if pb.audience is not None and not check(pb.audience, facts[cid], now).passed:
-                    continue
-                if not self._within_limits(pb, cid, now, state, active):
-                    continue
-                state.fired.setdefault((pb_id, cid), []).append(now)
-                self._advance(pb, cid, 0, now, context, now, state, messages, facts)
-        messages += self._resumed(now, state)
-        decisions: list[ModelDecision] = []
-        speakers: dict[str, list[str]] = {}
-        while messages:
-            judged = self._judge(messages, facts, now, state, speakers)
-            messages = []
-            for message, decision in judged:
-                decisions.append(decision)
-                self._after(message, decision, now, state, messages)
-        state.last_run = now if last is None or now > last else last
-        return Outcome(now, decisions, state)
-
-    def _triggered(
-        self,
-        pb: Playbook,
+        messages: list[_Message],
         facts: Mapping[str, Facts],
         now: dt.datetime,
-        since: dt.datetime,
         state: ModelState,
-    ) -> list[tuple[str, dict[str, Any]]]:
-        """The customers the trigger selects in ``(since, now]``, each with the context of
-        their trigger (the latest event's instant and friend)."""
-        trigger, out = pb.trigger, []
-        for customer in self.customers:
-            cid = customer["customer_id"]
-            if "event" in trigger:
-                mine = [
-                    (e["at"], index, e)
-                    for index, e in enumerate(self.events)
-                    if e["customer_id"] == cid
-                    and e["type"] == trigger["event"]
-                    and since < e["at"] <= now
-                    and event_passes(trigger.get("where"), e)
-                ]
-                if mine:
-                    at, _, latest = max(mine, key=lambda m: (m[0], m[1]))
-                    out.append((cid, {"event_at": at, "friend_id": latest.get("friend_id")}))
-            elif "anniversary" in trigger:
-                if _anniversary_fires(trigger, facts[cid], now, since):
-                    out.append((cid, {}))
-            elif "schedule" in trigger:
-                if _schedule_fires(trigger, facts[cid], now, since):
-                    out.append((cid, {}))
-            elif self._becomes(pb, cid, facts[cid], now, since, state):
-                out.append((cid, {}))
-        return out
+        speakers: dict[str, list[str]],
+    ) -> list[tuple[_Message, ModelDecision]]:
+        """One guard round: guards 1 to 8 on each message alone, then priority (9) per
+        recipient among the marketing messages left, counting who spoke in earlier rounds."""
+        judged = [(m, self._guards(m, facts, now, state)) for m in messages]
+        left = [
+            (m, d)
+            for m, d in judged
+            if d.status == "send" and d.category == MARKETING and d.recipient is not None
+        ]
 
-    def _becomes(
-        self,
-        pb: Playbook,
-        cid: str,
-        facts: Facts,
-        now: dt.datetime,
-        since: dt.datetime,
-        state: ModelState,
-    ) -> bool:
-        """True now and not when last evaluated (held ``for`` long enough), once per streak;
-        the first time a playbook is evaluated, the past is read from the data."""
-        trigger = pb.trigger
-        hold = parse_duration(trigger["for"]) if "for" in trigger else dt.timedelta(0)
-        first = pb.id not in self.state.streaks  # as recorded by the last moment
-        streaks = state.streaks.setdefault(pb.id, {})
-        true_now = check(trigger["becomes"], facts, now).passed
-        previous = streaks.pop(cid, None)
-        if not true_now:
-            return False
-        if first:
+        def rank(pair: tuple[_Message, ModelDecision]) -> tuple[Any, ...]:
+            pb = self.playbooks[pair[0].playbook]
+            place = step_ids(pb.respond).index(pair[0].step_id)
+            return (pair[1].recipient, -pb.priority, pb.id, place)
 
-            def earlier(moment: dt.datetime) -> Facts:
-                if moment not in self._past:
-                    self._past[moment] = self.facts_at(moment, state)
-                return self._past[moment][cid]
+        for _, decision in sorted(left, key=rank):
+            assert decision.recipient is not None
+            spoken = speakers.setdefault(decision.recipient, [])
+            silencers = [p for p in spoken if decision.playbook in self.playbooks[p].suppresses]
+            others = [p for p in dict.fromkeys(spoken) if p != decision.playbook]
+            if silencers:
+                decision.status, decision.guard = "blocked", "suppressed"
+                decision.reason = f"suppressed by {silencers[0]}"
+            elif len(others) >= self.per_moment:
+                decision.status, decision.guard = "blocked", "priority"
+                decision.reason = f"a higher-priority playbook ({others[0]}) speaks to them"
+            elif decision.playbook not in spoken:
+                spoken.append(decision.playbook)
+        return judged
 
-            held = hold == dt.timedelta(0) or _true_at(trigger, earlier, now - hold)
-            before = _true_at(trigger, earlier, since - hold)
-            streaks[cid] = [since - hold if held else now, held]
-            return held and not before
-        true_since, fired = previous if previous is not None else [now, False]
-        fires = true_since <= now - hold and not fired
-        streaks[cid] = [true_since, fired or fires]
-        return fires
+    def _guards(
+        self, message: _Message, facts: Mapping[str, Facts], now: dt.datetime, state: ModelState
+    ) -> ModelDecision:
+        """Guards 1 to 8 for one message, in the contract's order; the first that objects
+        decides."""
+        pb = self.playbooks[message.playbook]
+        step = pb.respond[step_ids(pb.respond).index(message.step_id)]
+        send = step["send"]
+        recipient = message.recipient
+        decision = ModelDecision(
+            message.customer_id, recipient, pb.id, message.step_id, pb.category,
+            "send", None, "", None, None, message.held.dedup_key,
+        )  # fmt: skip
 
-    def _within_limits(
-        self,
-        pb: Playbook,
-        cid: str,
-        now: dt.datetime,
-        state: ModelState,
-        active: set[tuple[str, str]],
-    ) -> bool:
-        limits = pb.limits
-        fired = state.fired.get((pb.id, cid), [])
-        every = parse_duration(limits["once_every"]) if "once_every" in limits else None
-        if fired and every is not None and max(fired) > now - every:
-            return False
-        reentry = limits.get("reentry", "after_exit")
-        if reentry == "never" and fired:
-            return False
-        if "max_sends" in limits:
-            sent = sum(1 for s in state.sent if s.playbook == pb.id and s.recipient == cid)
-            if sent >= limits["max_sends"]:
-                return False
-        return reentry == "always" or (pb.id, cid) not in active
+        def stop(status: str, guard: str, reason: str, due: dt.datetime | None = None) -> Any:
+            decision.status, decision.guard, decision.reason = status, guard, reason
+            decision.due_at = due
+            return decision
 
-    # ── sequences ──────────────────────────────────────────────────────────
+        if recipient is None or recipient not in facts:
+            return stop("blocked", "unknown-friend", "the friend is not a known customer")
+        person = facts[recipient]
+        wanted = [send["channel"], *send.get("fallback", [])]
+        tried = [person.get("preferred_channel") if c == "preferred" else c for c in wanted]
+        consented = list(
+            dict.fromkeys(
+                c
+                for c in tried
+                if c is not None
+                and person.get(f"consent_{c}") is True
+                and (person.get(ADDRESS_OF.get(c, ""), "") or "").strip() != ""
+            )
+        )
+        if not consented:
+            return stop("blocked", "no-consent", f"no consented channel among {tried}")
+        hours = person.get("hours_since_last_inbound")
+        outside = hours is None or hours > INSTAGRAM_HOURS
+        usable = [c for c in consented if c != "instagram" or not outside]
+        if not usable:
+            return stop("blocked", "instagram-only", "instagram outside its 24-hour window")
+        decision.channel = usable[0]
+        # Instagram consented but out of its window: noted even when it was not the first.
+        if "instagram" in consented and outside:
+            decision.guard = "instagram"
+            decision.reason = f"instagram outside its 24-hour window; fell back to {usable[0]}"
+        if not (person.get("first_name") or "").strip():
+            return stop("blocked", "no-name", "no first name")
+        key = message.held.dedup_key
+        if key is not None and any(
+            s.recipient == recipient and s.dedup_key == key for s in state.sent
+        ):
+            return stop("blocked", "duplicate", "already sent with the same dedup key")
+        expires = parse_duration(send.get("expires", "30d"))
+        if now - message.held.first_decided > expires:
+            return stop("blocked", "expired", f"held longer than {send.get('expires', '30d')}")
+        zone = ZoneInfo(person["timezone"])
+        end = self._quiet_end(now, zone)
+        if end is not None:
+            return stop("deferred", "quiet-hours", "quiet hours in their time zone", end)
+        if pb.category != MARKETING:
+            return decision
+        # Cadence, cooldowns and the weekly cap read what was sent before this moment: the
+        # contract counts a moment's earlier guard rounds for priority and dedup only.
+        mine = [s for s in self.state.sent if s.recipient == recipient]
+        cadence = person.get("cadence_days")
+        if cadence and mine:
+            last = max(s.at for s in mine)
+            if (now - last) / DAY < cadence:
+                return stop("deferred", "cadence", "their cadence", last + cadence * DAY)
+        ends = [
+            (s.at + parse_duration(self.playbooks[s.playbook].limits["cooldown"]), s.playbook)
+            for s in mine
+            if s.playbook in self.playbooks
+            and s.playbook != pb.id
+            and "cooldown" in self.playbooks[s.playbook].limits
+        ]
+        ends = [e for e in ends if e[0] > now]
+        if ends:
+            until, speaker = max(ends)
+            return stop("deferred", "cooldown", f"the cooldown after {speaker}", until)
+        week = sorted(s.at for s in mine if s.category == MARKETING and s.at > now - WEEK)
+        if self.weekly is not None and len(week) >= self.weekly:
+            due = week[len(week) - self.weekly] + WEEK
+            return stop("deferred", "cap", f"{self.weekly} marketing messages a week", due)
+        return decision
+
+    def _quiet_end(self, now: dt.datetime, zone: ZoneInfo) -> dt.datetime | None:
+        """The end of quiet hours (an instant) when the local time at ``now`` is inside them."""
+        start, end = self.quiet
+        local = now.astimezone(zone)
+        time = local.time().replace(tzinfo=None)
+        inside = (time >= start or time < end) if start > end else start <= time < end
+        if not inside:
+            return None
+        wall = dt.datetime.combine(local.date(), end)
+        if wall <= local.replace(tzinfo=None):
+            wall += DAY
+        return _instant(wall, zone)
+
+
+class _Sequences:
+    """The model's sequences (part of ``Model``): steps from where a customer is, and what
+    happens after a message was judged."""
+
     def _advance(
         self,
         pb: Playbook,
@@ -954,141 +858,248 @@ class Model:
         )
 
     # ── guards ─────────────────────────────────────────────────────────────
-    def _judge(
+
+
+@dataclass
+class ModelDecision:
+    customer_id: str
+    recipient: str | None
+    playbook: str
+    step_id: str
+    category: str
+    status: str  # send | deferred | blocked
+    guard: str | None
+    reason: str
+    channel: str | None
+    due_at: dt.datetime | None
+    dedup_key: str | None = None
+
+    def key(self) -> tuple[Any, ...]:
+        """What the model test compares with the engine's decision."""
+        return (
+            self.recipient,
+            self.playbook,
+            self.step_id,
+            self.status,
+            self.guard,
+            self.channel,
+            self.due_at,
+        )
+
+
+@dataclass
+class ModelState:
+    last_run: dt.datetime | None = None
+    fired: dict[tuple[str, str], list[dt.datetime]] = field(default_factory=dict)
+    enrollments: list[Enrollment] = field(default_factory=list)
+    ended: list[tuple[str, str, dt.datetime, str]] = field(default_factory=list)
+    sent: list[Sent] = field(default_factory=list)
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tags: dict[str, set[str]] = field(default_factory=dict)
+    untags: dict[str, set[str]] = field(default_factory=dict)
+    #: per becomes playbook: customer → [true_since, fired]
+    streaks: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    notifications: list[tuple[str, str, dt.datetime]] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    now: dt.datetime
+    decisions: list[ModelDecision]
+    state: ModelState
+
+
+@dataclass
+class _Message:
+    """A message waiting for the guards at this moment."""
+
+    playbook: str
+    customer_id: str
+    step_id: str
+    recipient: str | None
+    started_at: dt.datetime
+    context: dict[str, Any]
+    held: Held
+
+
+class Model(_Sequences, _Judging):
+    """The engine's contract across moments, per customer, in plain Python."""
+
+    def __init__(
         self,
-        messages: list[_Message],
+        customers: list[dict[str, Any]],
+        events: list[dict[str, Any]],
+        playbooks: list[Playbook],
+        *,
+        timezone: str = "UTC",
+        lookback: dt.timedelta = dt.timedelta(hours=24),
+        quiet: tuple[dt.time, dt.time] = (dt.time(21), dt.time(8)),
+        per_moment: int = 1,
+        per_customer_per_week: int | None = None,
+    ) -> None:
+        self.customers, self.events = customers, events
+        self.timezone, self.lookback, self.quiet = timezone, lookback, quiet
+        self.per_moment, self.weekly = per_moment, per_customer_per_week
+        self.state = ModelState()
+        self.set_playbooks(playbooks)
+
+    def set_playbooks(self, playbooks: list[Playbook]) -> None:
+        """The playbooks as they are now (after an edit: their new versions)."""
+        from courtship.graph import PlaybookGraph
+
+        self.playbooks = {pb.id: pb for pb in playbooks if pb.enabled}
+        order = PlaybookGraph(list(playbooks)).order()
+        self.order = [pb_id for pb_id in order if pb_id in self.playbooks]
+        self.set_names = {name for pb in playbooks for name in pb.facts_set}
+
+    def record(self, outcome: Outcome) -> None:
+        self.state = outcome.state
+
+    # ── facts ──────────────────────────────────────────────────────────────
+    def facts_at(self, now: dt.datetime, state: ModelState) -> dict[str, Facts]:
+        """Every customer's facts at ``now``: from the data and the messages sent, then what
+        playbooks set and tagged."""
+        sent = [
+            {"customer_id": s.recipient, "type": "sent", "at": s.at, "channel": s.channel}
+            for s in state.sent
+        ]
+        facts = reference_facts(
+            self.customers, self.events + sent, now, default_timezone=self.timezone
+        )
+        for cid, mine in facts.items():
+            for name in self.set_names:
+                mine.setdefault(name, None)
+            mine.update(state.facts.get(cid, {}))
+            tags = set(mine.get("tags") or []) | state.tags.get(cid, set())
+            mine["tags"] = sorted(tags - state.untags.get(cid, set())) or None
+        return facts
+
+    # ── the moment ─────────────────────────────────────────────────────────
+    def decide(self, now: dt.datetime) -> Outcome:
+        import copy
+
+        now = now.astimezone(dt.UTC)
+        state = copy.deepcopy(self.state)
+        self._past: dict[dt.datetime, dict[str, Facts]] = {}
+        last = state.last_run
+        since = last if last is not None and last <= now else now - self.lookback
+        facts = self.facts_at(now, state)
+        active = {(e.playbook, e.customer_id) for e in state.enrollments}
+        messages: list[_Message] = []
+        for pb_id in self.order:
+            pb = self.playbooks[pb_id]
+            for cid, context in self._triggered(pb, facts, now, since, state):
+                if pb.audience is not None and not check(pb.audience, facts[cid], now).passed:
+                    continue
+                if not self._within_limits(pb, cid, now, state, active):
+                    continue
+                state.fired.setdefault((pb_id, cid), []).append(now)
+                self._advance(pb, cid, 0, now, context, now, state, messages, facts)
+        messages += self._resumed(now, state)
+        decisions: list[ModelDecision] = []
+        speakers: dict[str, list[str]] = {}
+        while messages:
+            judged = self._judge(messages, facts, now, state, speakers)
+            messages = []
+            for message, decision in judged:
+                decisions.append(decision)
+                self._after(message, decision, now, state, messages)
+        state.last_run = now if last is None or now > last else last
+        return Outcome(now, decisions, state)
+
+    def _triggered(
+        self,
+        pb: Playbook,
         facts: Mapping[str, Facts],
         now: dt.datetime,
+        since: dt.datetime,
         state: ModelState,
-        speakers: dict[str, list[str]],
-    ) -> list[tuple[_Message, ModelDecision]]:
-        """One guard round: guards 1 to 8 on each message alone, then priority (9) per
-        recipient among the marketing messages left, counting who spoke in earlier rounds."""
-        judged = [(m, self._guards(m, facts, now, state)) for m in messages]
-        left = [
-            (m, d)
-            for m, d in judged
-            if d.status == "send" and d.category == MARKETING and d.recipient is not None
-        ]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The customers the trigger selects in ``(since, now]``, each with the context of
+        their trigger (the latest event's instant and friend)."""
+        trigger, out = pb.trigger, []
+        for customer in self.customers:
+            cid = customer["customer_id"]
+            if "event" in trigger:
+                mine = [
+                    (e["at"], index, e)
+                    for index, e in enumerate(self.events)
+                    if e["customer_id"] == cid
+                    and e["type"] == trigger["event"]
+                    and since < e["at"] <= now
+                    and event_passes(trigger.get("where"), e)
+                ]
+                if mine:
+                    at, _, latest = max(mine, key=lambda m: (m[0], m[1]))
+                    out.append((cid, {"event_at": at, "friend_id": latest.get("friend_id")}))
+            elif "anniversary" in trigger:
+                if _anniversary_fires(trigger, facts[cid], now, since):
+                    out.append((cid, {}))
+            elif "schedule" in trigger:
+                if _schedule_fires(trigger, facts[cid], now, since):
+                    out.append((cid, {}))
+            elif self._becomes(pb, cid, facts[cid], now, since, state):
+                out.append((cid, {}))
+        return out
 
-        def rank(pair: tuple[_Message, ModelDecision]) -> tuple[Any, ...]:
-            pb = self.playbooks[pair[0].playbook]
-            place = step_ids(pb.respond).index(pair[0].step_id)
-            return (pair[1].recipient, -pb.priority, pb.id, place)
+    def _becomes(
+        self,
+        pb: Playbook,
+        cid: str,
+        facts: Facts,
+        now: dt.datetime,
+        since: dt.datetime,
+        state: ModelState,
+    ) -> bool:
+        """True now and not when last evaluated (held ``for`` long enough), once per streak;
+        the first time a playbook is evaluated, the past is read from the data."""
+        trigger = pb.trigger
+        hold = parse_duration(trigger["for"]) if "for" in trigger else dt.timedelta(0)
+        first = pb.id not in self.state.streaks  # as recorded by the last moment
+        streaks = state.streaks.setdefault(pb.id, {})
+        true_now = check(trigger["becomes"], facts, now).passed
+        previous = streaks.pop(cid, None)
+        if not true_now:
+            return False
+        if first:
 
-        for _, decision in sorted(left, key=rank):
-            assert decision.recipient is not None
-            spoken = speakers.setdefault(decision.recipient, [])
-            silencers = [p for p in spoken if decision.playbook in self.playbooks[p].suppresses]
-            others = [p for p in dict.fromkeys(spoken) if p != decision.playbook]
-            if silencers:
-                decision.status, decision.guard = "blocked", "suppressed"
-                decision.reason = f"suppressed by {silencers[0]}"
-            elif len(others) >= self.per_moment:
-                decision.status, decision.guard = "blocked", "priority"
-                decision.reason = f"a higher-priority playbook ({others[0]}) speaks to them"
-            elif decision.playbook not in spoken:
-                spoken.append(decision.playbook)
-        return judged
+            def earlier(moment: dt.datetime) -> Facts:
+                if moment not in self._past:
+                    self._past[moment] = self.facts_at(moment, state)
+                return self._past[moment][cid]
 
-    def _guards(
-        self, message: _Message, facts: Mapping[str, Facts], now: dt.datetime, state: ModelState
-    ) -> ModelDecision:
-        """Guards 1 to 8 for one message, in the contract's order; the first that objects
-        decides."""
-        pb = self.playbooks[message.playbook]
-        step = pb.respond[step_ids(pb.respond).index(message.step_id)]
-        send = step["send"]
-        recipient = message.recipient
-        decision = ModelDecision(
-            message.customer_id, recipient, pb.id, message.step_id, pb.category,
-            "send", None, "", None, None, message.held.dedup_key,
-        )  # fmt: skip
+            held = hold == dt.timedelta(0) or _true_at(trigger, earlier, now - hold)
+            before = _true_at(trigger, earlier, since - hold)
+            streaks[cid] = [since - hold if held else now, held]
+            return held and not before
+        true_since, fired = previous if previous is not None else [now, False]
+        fires = true_since <= now - hold and not fired
+        streaks[cid] = [true_since, fired or fires]
+        return fires
 
-        def stop(status: str, guard: str, reason: str, due: dt.datetime | None = None) -> Any:
-            decision.status, decision.guard, decision.reason = status, guard, reason
-            decision.due_at = due
-            return decision
+    def _within_limits(
+        self,
+        pb: Playbook,
+        cid: str,
+        now: dt.datetime,
+        state: ModelState,
+        active: set[tuple[str, str]],
+    ) -> bool:
+        limits = pb.limits
+        fired = state.fired.get((pb.id, cid), [])
+        every = parse_duration(limits["once_every"]) if "once_every" in limits else None
+        if fired and every is not None and max(fired) > now - every:
+            return False
+        reentry = limits.get("reentry", "after_exit")
+        if reentry == "never" and fired:
+            return False
+        if "max_sends" in limits:
+            sent = sum(1 for s in state.sent if s.playbook == pb.id and s.recipient == cid)
+            if sent >= limits["max_sends"]:
+                return False
+        return reentry == "always" or (pb.id, cid) not in active
 
-        if recipient is None or recipient not in facts:
-            return stop("blocked", "unknown-friend", "the friend is not a known customer")
-        person = facts[recipient]
-        wanted = [send["channel"], *send.get("fallback", [])]
-        tried = [person.get("preferred_channel") if c == "preferred" else c for c in wanted]
-        consented = list(
-            dict.fromkeys(
-                c
-                for c in tried
-                if c is not None
-                and person.get(f"consent_{c}") is True
-                and (person.get(ADDRESS_OF.get(c, ""), "") or "").strip() != ""
-            )
-        )
-        if not consented:
-            return stop("blocked", "no-consent", f"no consented channel among {tried}")
-        hours = person.get("hours_since_last_inbound")
-        outside = hours is None or hours > INSTAGRAM_HOURS
-        usable = [c for c in consented if c != "instagram" or not outside]
-        if not usable:
-            return stop("blocked", "instagram-only", "instagram outside its 24-hour window")
-        decision.channel = usable[0]
-        # Instagram consented but out of its window: noted even when it was not the first.
-        if "instagram" in consented and outside:
-            decision.guard = "instagram"
-            decision.reason = f"instagram outside its 24-hour window; fell back to {usable[0]}"
-        if not (person.get("first_name") or "").strip():
-            return stop("blocked", "no-name", "no first name")
-        key = message.held.dedup_key
-        if key is not None and any(
-            s.recipient == recipient and s.dedup_key == key for s in state.sent
-        ):
-            return stop("blocked", "duplicate", "already sent with the same dedup key")
-        expires = parse_duration(send.get("expires", "30d"))
-        if now - message.held.first_decided > expires:
-            return stop("blocked", "expired", f"held longer than {send.get('expires', '30d')}")
-        zone = ZoneInfo(person["timezone"])
-        end = self._quiet_end(now, zone)
-        if end is not None:
-            return stop("deferred", "quiet-hours", "quiet hours in their time zone", end)
-        if pb.category != MARKETING:
-            return decision
-        # Cadence, cooldowns and the weekly cap read what was sent before this moment: the
-        # contract counts a moment's earlier guard rounds for priority and dedup only.
-        mine = [s for s in self.state.sent if s.recipient == recipient]
-        cadence = person.get("cadence_days")
-        if cadence and mine:
-            last = max(s.at for s in mine)
-            if (now - last) / DAY < cadence:
-                return stop("deferred", "cadence", "their cadence", last + cadence * DAY)
-        ends = [
-            (s.at + parse_duration(self.playbooks[s.playbook].limits["cooldown"]), s.playbook)
-            for s in mine
-            if s.playbook in self.playbooks
-            and s.playbook != pb.id
-            and "cooldown" in self.playbooks[s.playbook].limits
-        ]
-        ends = [e for e in ends if e[0] > now]
-        if ends:
-            until, speaker = max(ends)
-            return stop("deferred", "cooldown", f"the cooldown after {speaker}", until)
-        week = sorted(s.at for s in mine if s.category == MARKETING and s.at > now - WEEK)
-        if self.weekly is not None and len(week) >= self.weekly:
-            due = week[len(week) - self.weekly] + WEEK
-            return stop("deferred", "cap", f"{self.weekly} marketing messages a week", due)
-        return decision
-
-    def _quiet_end(self, now: dt.datetime, zone: ZoneInfo) -> dt.datetime | None:
-        """The end of quiet hours (an instant) when the local time at ``now`` is inside them."""
-        start, end = self.quiet
-        local = now.astimezone(zone)
-        time = local.time().replace(tzinfo=None)
-        inside = (time >= start or time < end) if start > end else start <= time < end
-        if not inside:
-            return None
-        wall = dt.datetime.combine(local.date(), end)
-        if wall <= local.replace(tzinfo=None):
-            wall += DAY
-        return _instant(wall, zone)
+    # ── sequences ──────────────────────────────────────────────────────────
 
 
 def _true_at(

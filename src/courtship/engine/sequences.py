@@ -131,7 +131,8 @@ def _tag(
 ) -> pl.DataFrame:
     tag = step.get("tag") or step["untag"]
     key = "tags" if "tag" in step else "untags"
-    plan.changes.setdefault(key, []).extend((c, tag) for c in ids)
+    present = int(key == "tags")
+    plan.changes.setdefault("tags", []).extend((c, tag, present) for c in ids)
     rows = rows_of(facts, chosen)
     tags = facts.get_column("tags").gather(rows).fill_null([]).to_frame()
     updated = tags.select(

@@ -18,7 +18,7 @@ in engine.py (event filters crashed on ``in`` lists of whole numbers, and on a v
 kind than the field's) and in engine/calendar.py (local times an hour off when summer time
 changed inside the window, sub-day schedules leaving their weekday, offsets beyond a year).
 
-Budget: COURTSHIP_PROPERTY_SCALE=50 pytest tests/test_agreement.py for a long bug hunt.
+Budget: COURTSHIP_PROPERTY_SCALE=50 pytest tests/engine/test_agreement.py for a long bug hunt.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def _settings(examples: int) -> settings:
 
 
 @dataclass
-class World:
+class RandomBase:
     customers: list[dict[str, Any]]
     events: list[dict[str, Any]]
     now: dt.datetime
@@ -277,7 +277,7 @@ def event_records(draw: st.DrawFn, ids: list[str], now: dt.datetime) -> dict[str
 
 
 @st.composite
-def worlds(draw: st.DrawFn, sends: bool = False) -> World:
+def random_bases(draw: st.DrawFn, sends: bool = False) -> RandomBase:
     """A world; with ``sends``, Courtship's own sends too (the engine reads them from state)."""
     now = draw(moments())
     ids = [f"c{index:02d}" for index in range(draw(st.integers(1, 12)))]
@@ -302,7 +302,7 @@ def worlds(draw: st.DrawFn, sends: bool = False) -> World:
         | {"playbook": "win-back", "category": "marketing"}
         for e in draw(st.lists(event_records(ids, now), max_size=6 if sends else 0))
     ]
-    return World(customers, events, now, zone, ours)
+    return RandomBase(customers, events, now, zone, ours)
 
 
 # ── random conditions ────────────────────────────────────────────────────
@@ -417,8 +417,8 @@ def same(left: Any, right: Any) -> bool:
 
 
 @_settings(100)
-@given(worlds(sends=True))
-def test_every_fact_agrees_with_the_reference(world: World) -> None:
+@given(random_bases(sends=True))
+def test_every_fact_agrees_with_the_reference(world: RandomBase) -> None:
     frame = world.facts()
     expected = world.reference()
     assert frame.get_column("customer_id").to_list() == world.ids
@@ -442,8 +442,8 @@ def test_the_generated_conditions_use_every_operator_of_the_schema() -> None:
 
 
 @_settings(90)
-@given(worlds(sends=True), st.data())
-def test_conditions_column_wise_agree_with_check(world: World, data: st.DataObject) -> None:
+@given(random_bases(sends=True), st.data())
+def test_conditions_column_wise_agree_with_check(world: RandomBase, data: st.DataObject) -> None:
     frame = world.facts()
     rows = frame.to_dicts()
     pools = literal_pools(rows, world.now)
@@ -519,7 +519,7 @@ class Hints:
 HOLDS = ("90m", "12h", "1d", "3d")
 
 
-def hints(world: World, since: dt.datetime, facts_at: Callable[[dt.datetime], Any]) -> Hints:
+def hints(world: RandomBase, since: dt.datetime, facts_at: Callable[[dt.datetime], Any]) -> Hints:
     now = facts_at(world.now)
     earlier = (since, since - DAY, world.now - DAY)
     rows = [row for moment in (world.now, *earlier) for row in facts_at(moment).values()]
@@ -669,7 +669,7 @@ def load_playbooks(documents: list[dict[str, Any]]) -> list[Playbook]:
 class Run:
     """A first run of the engine over a world, and the reference's answers, side by side."""
 
-    def __init__(self, world: World, lookback: dt.timedelta) -> None:
+    def __init__(self, world: RandomBase, lookback: dt.timedelta) -> None:
         self.world, self.lookback = world, lookback
         self.since = world.now - lookback
         self.past: dict[dt.datetime, dict[str, dict[str, Any]]] = {}
@@ -712,8 +712,8 @@ class Run:
 
 
 @_settings(110)
-@given(worlds(), st.data())
-def test_engine_fires_whom_the_reference_selects(world: World, data: st.DataObject) -> None:
+@given(random_bases(), st.data())
+def test_engine_fires_whom_the_reference_selects(world: RandomBase, data: st.DataObject) -> None:
     # Random, or reaching back exactly to an event: the window (since, now] leaves it out.
     lookback = data.draw(st.integers(2, 6) | st.integers(2, 72 * 2)) * HALF_HOUR
     back = [
@@ -728,8 +728,10 @@ def test_engine_fires_whom_the_reference_selects(world: World, data: st.DataObje
 
 
 @_settings(40)
-@given(worlds(), st.data())
-def test_anniversaries_and_schedules_right_on_the_edges(world: World, data: st.DataObject) -> None:
+@given(random_bases(), st.data())
+def test_anniversaries_and_schedules_right_on_the_edges(
+    world: RandomBase, data: st.DataObject
+) -> None:
     """A local time exactly at ``since`` (left out) or at ``now`` (counted); an anniversary
     of this year, or of years before or after moved by an offset beyond a year."""
     world.now = world.now.replace(second=0, microsecond=0)
@@ -770,7 +772,7 @@ def test_local_times_a_change_of_summer_time_skips_or_repeats(
         person(f"c{index:02d}", timezone=name, birthday=born) for index, name in enumerate(zones)
     ]
     now = change + data.draw(st.integers(-12, 12)) * QUARTER
-    world = World(customers, [], now, "UTC")
+    world = RandomBase(customers, [], now, "UTC")
     run = Run(world, data.draw(st.integers(1, 12)) * QUARTER)
     moments = (change - DAY, change + DAY)
     times = set().union(*(changed_times(ZoneInfo(name), *moments) for name in zones))
@@ -810,7 +812,7 @@ def both(
     events: list[dict[str, Any]] | None = None,
 ) -> tuple[set[str], set[str]]:
     """(whom the engine fires, whom the reference selects) for one playbook on a first run."""
-    world = World(customers, events or [], now, "UTC")
+    world = RandomBase(customers, events or [], now, "UTC")
     document = {
         "id": "pb-0",
         "title": "One",
@@ -842,7 +844,7 @@ def test_a_referral_by_someone_outside_the_customer_file_is_ignored() -> None:
     """Fixed in facts.py: the referrer's events are ignored, their referrals too."""
     now = dt.datetime(2027, 2, 28, 12, tzinfo=UTC)
     events = [{"customer_id": "zz", "type": "referral", "at": now, "friend_id": "c00"}]
-    world = World([person()], events, now, "UTC")
+    world = RandomBase([person()], events, now, "UTC")
     [row] = world.facts().select("friends_count", "referred_by").to_dicts()
     assert row == {"friends_count": 0, "referred_by": None}
     assert world.reference()["c00"]["friends_count"] == 0
@@ -850,7 +852,7 @@ def test_a_referral_by_someone_outside_the_customer_file_is_ignored() -> None:
 
 def test_check_compares_a_text_fact_with_another_as_it_is() -> None:
     """Fixed in conditions.py: ``check`` scaled every fact reference (text * 1 + 0)."""
-    frame = World([person(timezone="UTC")], [], ANCHORS[0], "UTC").facts()
+    frame = RandomBase([person(timezone="UTC")], [], ANCHORS[0], "UTC").facts()
     condition = {"fact": "timezone", "ne": {"fact": "customer_id"}}
     [row] = frame.to_dicts()
     assert check(condition, row, ANCHORS[0]).passed
@@ -863,7 +865,7 @@ def test_check_compares_a_text_fact_with_another_as_it_is() -> None:
 def test_in_lists_of_whole_and_fractional_numbers(fact: str, listed: list[float]) -> None:
     """Fixed in conditions.py: polars refused [0, 0.5] (Int64 then Float64), and whole numbers
     for a number fact (or fractions for an integer one)."""
-    frame = World([person()], [], ANCHORS[0], "UTC").facts()
+    frame = RandomBase([person()], [], ANCHORS[0], "UTC").facts()
     condition = {"fact": fact, "in": listed}
     [row] = frame.to_dicts()
     column = frame.select(to_expression(condition, dict(frame.schema), ANCHORS[0])).item()
