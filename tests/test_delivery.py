@@ -291,3 +291,86 @@ def test_secrets_in_the_project_file_are_refused(tmp_path, smtp, twilio):
     assert result.exit_code == 1
     assert "'password' would put a secret in the project file" in result.stderr
     assert "hunter2" not in result.output
+
+
+# ── runs that overlap, and a state store that is lost ───────────────────
+
+
+def spawn_at(root: Path, at: str) -> subprocess.Popen:
+    courtship = Path(sys.executable).parent / "courtship"
+    return subprocess.Popen(
+        [str(courtship), "run", "--at", at, "--project", str(root), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+    )
+
+
+@pytest.mark.parametrize("later", [AT, "2026-11-23T15:05:00Z"], ids=["same", "overlapping"])
+def test_runs_started_together_deliver_each_message_once(tmp_path, smtp, twilio, later):
+    """Ten trials of two `courtship run` processes started at the same instant on one state
+    store (a cron job overlapping a manual run): the second waits for the first, then finds
+    its moment recorded and everything delivered. Zero doubles at the peer."""
+    for trial in range(10):
+        root = project(tmp_path / f"trial-{trial}", smtp[1], twilio[1], people(6))
+        before = len(smtp[0].keys)
+        first, second = spawn_at(root, AT), spawn_at(root, later)
+        outcomes = [(*p.communicate(timeout=120), p.returncode) for p in (first, second)]
+        for _out, err, code in outcomes:
+            assert code in (0, 2), err.decode()  # 2: an earlier moment after a later one
+            assert b"Traceback" not in err
+        mine = smtp[0].keys[before:]
+        assert len(mine) == len(set(mine)) == 6, f"trial {trial}: {len(mine)} messages"
+        assert set(statuses(root).values()) == {"delivered"}
+
+
+def test_a_run_waits_for_the_one_holding_the_store_then_gives_up_clearly(tmp_path, smtp, twilio):
+    from courtship.state import StateStore
+
+    root = project(tmp_path, smtp[1], twilio[1], people(1))
+    holder = StateStore(root / "state.sqlite")
+    holder.claim()
+    try:
+        result = runner.invoke(app, ["run", "--at", AT, "--project", str(root), "--wait", "0.2"])
+        assert result.exit_code == 1
+        assert "another run holds the state store" in result.output
+        assert smtp[0].keys == []
+    finally:
+        holder.close()
+    assert run(root)[1]["delivered"] == {"email": 1}
+
+
+def test_a_moment_earlier_than_the_last_run_is_refused(tmp_path, smtp, twilio):
+    root = project(tmp_path, smtp[1], twilio[1], people(2))
+    assert run(root, "2026-11-23T16:00:00Z")[1]["delivered"] == {"email": 2}
+    result = runner.invoke(app, ["run", "--at", AT, "--project", str(root)])
+    assert result.exit_code == 2
+    assert "runs go forward in time" in result.output
+    assert len(smtp[0].keys) == 2
+
+
+@pytest.mark.parametrize("damage", ["truncated", "removed", "garbage"])
+def test_a_state_store_that_existed_and_is_lost_stops_the_run(tmp_path, smtp, twilio, damage):
+    """Opened as a new store, it would send the lookback window again."""
+    root = project(tmp_path, smtp[1], twilio[1], people(3))
+    assert run(root)[1]["delivered"] == {"email": 3}
+    store = root / "state.sqlite"
+    if damage == "truncated":
+        store.write_bytes(b"")
+    elif damage == "removed":
+        store.unlink()
+    else:
+        store.write_bytes(b"this is not a database, but it is not empty either" * 100)
+    result = runner.invoke(app, ["run", "--at", AT, "--project", str(root)])
+    assert result.exit_code == 1, result.output
+    assert "state.sqlite" in result.output and "restore it from a backup" in result.output
+    assert "Traceback" not in result.output
+    assert len(smtp[0].keys) == 3  # nothing sent again
+
+
+def test_a_state_path_that_is_a_folder_is_a_clear_error(tmp_path, smtp, twilio):
+    root = project(tmp_path, smtp[1], twilio[1], people(1))
+    (root / "state.sqlite").mkdir()
+    result = runner.invoke(app, ["run", "--at", AT, "--project", str(root)])
+    assert result.exit_code == 1
+    assert "not a state store Courtship can read" in result.output

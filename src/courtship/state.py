@@ -52,20 +52,87 @@ def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat()
 
 
+class StateError(Exception):
+    """The state store cannot be used as it is: what is wrong, and what to do."""
+
+
+class StateBusy(StateError):
+    """Another run holds the state store."""
+
+
 class StateStore:
-    """The SQLite state store. ``StateStore(None)`` is an in-memory store (a dry run's)."""
+    """The SQLite state store. ``StateStore(None)`` is an in-memory store (a dry run's).
+
+    Beside the file, ``<name>.id`` marks that the store exists: a store that existed and is
+    now missing, empty or unreadable is an error, never a fresh start (which would send the
+    lookback window again). ``claim()`` is held by the run that writes, so two runs on one
+    store take turns."""
 
     def __init__(self, path: Path | None) -> None:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(str(path) if path else ":memory:")
         self.streaks_folder = path.parent / "streaks" if path is not None else None
         self._streaks: dict[str, tuple[dt.datetime, pl.DataFrame]] = {}
-        self.db.executescript(SCHEMA)
+        self._claim: Any = None
+        marker = _marker(path) if path is not None else None
+        if marker is not None and marker.exists():
+            _check_existing(path, marker)  # type: ignore[arg-type]
+        try:
+            self.db = sqlite3.connect(str(path) if path else ":memory:")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as error:
+            raise StateError(
+                f"{path}: not a state store Courtship can read ({error}); point `state:` at "
+                "the store's file, or restore it from a backup"
+            ) from None
+        if marker is not None and not marker.exists():
+            marker.write_text(
+                "This file marks that the state store beside it exists. If the store is lost,\n"
+                "Courtship stops instead of starting afresh. Remove this file only to start over.\n"
+            )
 
     def close(self) -> None:
+        self.release()
         self.db.close()
+
+    # ── one writer at a time ───────────────────────────────────────────────
+    def claim(self, wait: float = 0.0) -> None:
+        """Hold the store for one run (an exclusive lock on ``<name>.lock``, released when the
+        run ends or its process dies). Waits up to ``wait`` seconds for another run to end,
+        then raises ``StateBusy``."""
+        if self.path is None or self._claim is not None:
+            return
+        import fcntl
+        import os
+        import time
+
+        lock = open(self.path.with_name(self.path.name + ".lock"), "a+")  # noqa: SIM115
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    lock.seek(0)
+                    holder = lock.read().strip() or "another process"
+                    lock.close()
+                    raise StateBusy(
+                        f"{self.path}: another run holds the state store ({holder}); it "
+                        "delivers what is due, so this one has nothing to add: try again when "
+                        "it has ended, or give --wait SECONDS"
+                    ) from None
+                time.sleep(0.05)
+        lock.truncate(0)
+        lock.write(f"pid {os.getpid()}")
+        lock.flush()
+        self._claim = lock
+
+    def release(self) -> None:
+        if self._claim is not None:
+            self._claim.close()  # closing the file releases the lock
+            self._claim = None
 
     # ── reading ───────────────────────────────────────────────────────────
     def last_run(self) -> dt.datetime | None:
@@ -299,3 +366,24 @@ class StateStore:
             "attempts",
         }
         return int(self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+def _marker(path: Path) -> Path:
+    return path.with_name(path.name + ".id")
+
+
+def _check_existing(path: Path, marker: Path) -> None:
+    """A store marked as existing must still be there, whole."""
+    hint = (
+        f"restore it from a backup; to start afresh on purpose (everything in the lookback "
+        f"window is decided and sent again), remove {marker}"
+    )
+    if not path.exists():
+        raise StateError(f"{path}: the state store is gone, but it existed ({marker}); {hint}")
+    if path.stat().st_size == 0:
+        raise StateError(f"{path}: the state store is empty, but it held runs before; {hint}")
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            db.execute("SELECT count(*) FROM runs").fetchone()
+    except sqlite3.DatabaseError as error:
+        raise StateError(f"{path}: the state store is unreadable ({error}); {hint}") from None

@@ -92,8 +92,11 @@ def load(root: Path | None, *, quiet: bool = False, dry_run: bool = True) -> Loa
 
 def open_state(project: Project, *, dry_run: bool) -> StateStore:
     """The project's state store; a dry run on a project without one uses an empty one."""
-    from courtship.state import StateStore
+    from courtship.state import StateError, StateStore
 
     if project.state is None or (dry_run and not project.state.exists()):
         return StateStore(None)
-    return StateStore(project.state)
+    try:
+        return StateStore(project.state)
+    except StateError as error:
+        raise fail(str(error), ExitCode.FINDINGS) from None

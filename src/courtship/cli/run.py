@@ -85,6 +85,14 @@ def command(
     ] = None,
     output_format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            help="Seconds to wait for another run on the same state store to end (default 60).",
+            min=0,
+        ),
+    ] = 60.0,
 ) -> None:
     """Decide every message at moment AT, record it in the state store, and deliver what is due.
     Running the same moment again sends nothing twice."""
@@ -98,6 +106,22 @@ def command(
     channels = build_channels(loaded.project)
     state = open_state(loaded.project, dry_run=False)
     try:
+        # One run at a time on a store: a second one (a cron job overlapping a manual run)
+        # waits for the first, then finds its moment recorded and its messages delivered.
+        from courtship.state import StateBusy
+
+        try:
+            state.claim(wait)
+        except StateBusy as error:
+            raise fail(str(error), ExitCode.FINDINGS) from None
+        last = state.last_run()
+        if last is not None and moment < last:
+            raise fail(
+                f"the state store has already run {last.isoformat()}, later than "
+                f"{moment.isoformat()}: runs go forward in time (`courtship plan --at` looks "
+                "at any moment without recording it)",
+                ExitCode.USAGE,
+            )
         plan = loaded.engine.plan(loaded.base, moment, state)
         loaded.engine.record(plan, state)
         policy = RetryPolicy(

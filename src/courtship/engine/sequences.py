@@ -46,8 +46,8 @@ class Candidates:
     moments: list[Any] | None = field(init=False)
 
     def __post_init__(self) -> None:
-        # The event that started it, part of each message's idempotency key.
-        self.moments = self.column("_event_at")
+        # The event or calendar occurrence that started it, part of each message's key.
+        self.moments = self.column("_event_at") or self.column("_occurrence")
 
     def column(self, name: str) -> list[Any] | None:
         return self.who.get_column(name).to_list() if name in self.who.columns else None
@@ -259,7 +259,7 @@ def resume(
             STARTED: iso(enrollment["started_at"]),
         }
         groups.setdefault((pb.id, index), []).append(context)
-    keep = ("customer_id", "friend_id", "_event_at", STARTED, SINCE, KEY, DEDUP)
+    keep = ("customer_id", "friend_id", "_event_at", "_occurrence", STARTED, SINCE, KEY, DEDUP)
     batches: list[tuple[Playbook, int, list[dict[str, Any]]]] = []
     for (pb_id, index), contexts in groups.items():
         pb, step = playbooks[pb_id], playbooks[pb_id].respond[index]

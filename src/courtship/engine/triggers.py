@@ -52,10 +52,12 @@ def triggered(
         )
     if "anniversary" in trigger:
         mask = anniversary_mask(trigger, facts, now, since)
-        return facts.select(ROW, "customer_id").filter(mask)
+        chosen = facts.select(ROW, "customer_id", "_local_now").filter(mask)
+        return chosen.select(ROW, "customer_id", _occurrence(trigger, now))
     if "schedule" in trigger:
         mask = schedule_mask(trigger, facts, now, since)
-        return facts.select(ROW, "customer_id").filter(mask)
+        chosen = facts.select(ROW, "customer_id", "_local_now").filter(mask)
+        return chosen.select(ROW, "customer_id", _occurrence(trigger, now))
     condition = to_expression(trigger["becomes"], schema, now).fill_null(False)
     hold = parse_duration(trigger["for"]) if "for" in trigger else dt.timedelta(0)
     current = facts.select(ROW, "customer_id", condition.alias("_true"))
@@ -128,6 +130,31 @@ def _streaks_from_data(
         true_since=began.dt.cast_time_unit("us"),
         _fires=pl.col("_held") & ~pl.col("_before"),
     ).with_columns(fired=pl.col("_held"))
+
+
+def _occurrence(trigger: Mapping[str, Any], now: dt.datetime) -> pl.Expr:
+    """Which occurrence of a calendar trigger a run found (``_occurrence``), so a message's
+    idempotency key comes from it, not from the run: runs at 10:05 and 10:10 that both see the
+    10:00 schedule find the same one. An anniversary occurs once a year: its year (of the local
+    day it falls on, before its offset and time); a schedule once per slot of ``every`` (a day
+    for a day or more), counted on the local clock from ``at``."""
+    at = dt.time.fromisoformat(trigger.get("at", "00:00"))
+    start = dt.timedelta(hours=at.hour, minutes=at.minute)
+    if "anniversary" in trigger:
+        shift = start + parse_duration(trigger.get("offset", "0d"))
+        day = pl.col("_local_now") - pl.lit(shift)
+        return pl.format("anniversary:{}", day.dt.year()).alias("_occurrence")
+    schedule = trigger["schedule"]
+    slot = min(parse_duration(schedule["every"]), dt.timedelta(days=1))
+    local = pl.col("_local_now")
+    if schedule.get("timezone"):  # one clock for everyone
+        from zoneinfo import ZoneInfo
+
+        wall = now.astimezone(ZoneInfo(schedule["timezone"])).replace(tzinfo=None)
+        local = pl.lit(wall, dtype=pl.Datetime("us"))
+    since_start = (local - pl.lit(start)).dt.epoch("us")
+    number = since_start // (slot // dt.timedelta(microseconds=1))
+    return pl.format("schedule:{}", number).alias("_occurrence")
 
 
 def past_truths(
