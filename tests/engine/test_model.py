@@ -16,11 +16,13 @@ playbooks per customer per moment; nothing sent in the recipient's quiet hours; 
 the weekly cap kept by marketing; every decision sent, deferred with a reason and a due time,
 or blocked with a reason.
 
-Corners the generator stays away from (each named where it is drawn): ``caps.per_channel``;
-dedup keys shared by several playbooks, or on playbooks that write to friends or re-enter
-always; ``set`` steps of catalogue facts; ``suppresses`` and ``cooldown`` on transactional
-playbooks. (Three engine bugs it found are fixed and their corners drawn again: an untag before
-a tag of the same tag, team notifications counted as messages, ``max_sends`` counting firings.)
+Corners the generator stays away from (each named where it is drawn): dedup keys shared by
+several playbooks, or on playbooks that write to friends or re-enter always; ``suppresses``
+and ``cooldown`` on transactional playbooks. ``caps.per_channel``, trigger edits, ``set`` steps
+of catalogue facts (``stage``, ``preferred_channel``, ``tone``) and the texts of referral
+messages are drawn and compared. (Three engine bugs it found are fixed and their corners
+drawn again: an untag before a tag of the same tag, team notifications counted as messages,
+``max_sends`` counting firings.)
 
 Budget: ``COURTSHIP_MODEL_EXAMPLES=2000 pytest tests/engine/test_model.py`` for a long run
 (default 60 examples, under 90 seconds on two cores); ``COURTSHIP_MODEL_STEPS`` sets the steps
@@ -33,6 +35,7 @@ import copy
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -64,6 +67,20 @@ FILE_TAGS = ("vip", "yoga")
 STEP_TAGS = ("gifted",)
 CHANNELS = ("preferred", "email", "sms", "instagram")
 TEMPLATES = ("hello", "nudge")
+#: What a ``set`` step writes: a fact of its own (``seen_<index>``), or a catalogue fact that
+#: an audience (``stage``) or the guards (``preferred_channel``, ``tone``) read.
+SETTABLE = ((None, True), (None, True), ("stage", "loyal"), ("stage", "lapsed"))
+SETTABLE += (("preferred_channel", "sms"), ("preferred_channel", "email"), ("tone", "direct"))
+#: ``caps.per_channel`` (marketing messages per channel per moment, across all customers).
+PER_CHANNEL = ({}, {}, {"email": 1}, {"email": 0}, {"sms": 1, "email": 2}, {"email": 1, "sms": 0})
+#: Every template: in a referral's messages ``friend`` is the friend and ``referrer`` the
+#: referrer, whoever hears; ``offer: {for: both}`` gives the recipient's code and the other's.
+TEMPLATE = (
+    "Hi {{ first_name }}; friend {{ friend.first_name }}; referrer {{ referrer.first_name }};"
+    " code {{ offer.code }}; other {{ offer.friend_code }}\n"
+)
+CODE = re.compile(r"GIFT-[0-9A-F]{6}")
+LINE = re.compile(r"(Hi .*;) code (\S*); other ?(\S*)")
 #: Minutes to days between moments.
 GAPS = tuple(dt.timedelta(minutes=m) for m in (5, 30, 90, 6 * 60, 13 * 60, 1440, 2880, 4320))
 STEP_SCHEMA = load_schema()["$defs"]["step"]["properties"]
@@ -201,8 +218,9 @@ def steps(draw: st.DrawFn, index: int, friend: bool, notify: bool) -> dict[str, 
         if HAS_EXPIRES and draw(st.integers(0, 3)) == 0:
             send["expires"] = draw(st.sampled_from(("1d", "3d")))
         step: dict[str, Any] = {"send": send}
-    elif kind == "set":  # a fact of its own, never a catalogue fact (another corner)
-        step = {"set": {"fact": f"seen_{index}", "value": True}}
+    elif kind == "set":  # a fact of its own, or a catalogue fact conditions and guards read
+        fact, value = draw(st.sampled_from(SETTABLE))
+        step = {"set": {"fact": fact or f"seen_{index}", "value": value}}
     elif kind == "tag":
         step = {"tag": draw(st.sampled_from(STEP_TAGS))}
     elif kind == "untag":
@@ -358,12 +376,7 @@ class Moments(RuleBasedStateMachine):
         self.documents: dict[str, dict[str, Any]] = {}
         total = draw(st.integers(1, 4))
         for index in range(total):
-            readable = [
-                f"seen_{i}"
-                for i, d in enumerate(self.documents.values())
-                if any("set" in s for s in d["respond"])
-            ]
-            document = draw(playbooks(index, readable, total, self.cadence))
+            document = draw(playbooks(index, self._readable(index), total, self.cadence))
             self.documents[document["id"]] = document
         self.project = Project(
             root=Path("."),
@@ -371,14 +384,12 @@ class Moments(RuleBasedStateMachine):
             timezone=draw(st.sampled_from(("UTC", "Pacific/Auckland"))),
             per_moment=draw(st.sampled_from((1, 1, 2))),
             per_customer_per_week=draw(st.sampled_from((None, 1, 2, 3))),
-            # caps.per_channel is never drawn: a corner the model does not cover.
+            per_channel=draw(st.sampled_from(PER_CHANNEL)),
         )
         self.root = Path(tempfile.mkdtemp(prefix="courtship-model-"))
         (self.root / "playbooks" / "templates").mkdir(parents=True)
         for name in TEMPLATES:
-            (self.root / "playbooks" / "templates" / f"{name}.md").write_text(
-                "Hi {{ first_name }}, from {{ friend.first_name }}!\n"
-            )
+            (self.root / "playbooks" / "templates" / f"{name}.md").write_text(TEMPLATE)
         self.state = StateStore(self.root / "state.sqlite")
         assert self._write(strict=True), "the generator writes valid playbooks"
         self.model = Model(
@@ -390,6 +401,7 @@ class Moments(RuleBasedStateMachine):
             quiet=QUIET,
             per_moment=self.project.per_moment,
             per_customer_per_week=self.project.per_customer_per_week,
+            per_channel=self.project.per_channel,
         )
         self.sent: list[tuple[dt.datetime, Any]] = []
 
@@ -397,6 +409,18 @@ class Moments(RuleBasedStateMachine):
         if hasattr(self, "state"):
             self.state.close()
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def _readable(self, index: int) -> list[str]:
+        """The facts of their own that playbooks before ``index`` set (no cycles)."""
+        return sorted(
+            {
+                step["set"]["fact"]
+                for pb_id, document in self.documents.items()
+                if int(pb_id.split("-")[1]) < index
+                for step in document["respond"]
+                if "set" in step and step["set"]["fact"].startswith("seen_")
+            }
+        )
 
     # ── files ─────────────────────────────────────────────────────────────
     def _write(self, strict: bool = False) -> bool:
@@ -450,6 +474,7 @@ class Moments(RuleBasedStateMachine):
         theirs = _sorted([d.key() for d in outcome.decisions])
         assert ours == theirs, self._difference(ours, theirs)
         self._invariants(plan.decisions, outcome.decisions)
+        self._texts(plan.decisions, outcome.decisions, engine)
         for decision in outcome.decisions:
             event(f"{decision.status}: {decision.guard or ''}")
 
@@ -466,7 +491,7 @@ class Moments(RuleBasedStateMachine):
         document = documents[pb_id]
         index = int(pb_id.split("-")[1])
         respond = document["respond"]
-        kind = data.draw(st.sampled_from(("insert", "remove", "change", "priority")))
+        kind = data.draw(st.sampled_from(("insert", "remove", "change", "priority", "trigger")))
         place = data.draw(st.integers(0, len(respond) - (0 if kind == "insert" else 1)))
         new = steps(index, _friendly(document), _notifies(document, self.cadence))
         if kind == "insert":
@@ -475,6 +500,8 @@ class Moments(RuleBasedStateMachine):
             del respond[place]
         elif kind == "change":
             respond[place] = data.draw(new)
+        elif kind == "trigger":  # customers waiting in it stay (their steps are still there)
+            document["trigger"] = data.draw(triggers(self._readable(index)))
         else:
             document["priority"] = data.draw(st.sampled_from((5, 50, 95)))
         _unique_ids(respond)
@@ -496,6 +523,32 @@ class Moments(RuleBasedStateMachine):
             f"playbooks: {json.dumps(self.documents, default=str)}"
         )
 
+    def _texts(self, decisions: list[Any], modelled: list[ModelDecision], engine: Engine) -> None:
+        """Every message sent reads as the model renders it: the recipient's first name, the
+        referral's friend as ``friend`` and its referrer as ``referrer`` in whichever message,
+        and with ``offer: {for: both}`` two codes, the recipient's and the other's."""
+        names = {c["customer_id"]: c["first_name"] or "" for c in self.customers}
+        expected: dict[tuple[Any, ...], list[str]] = {}
+        for d in modelled:
+            if d.status == "send":
+                friend = names.get(d.friend_id, "") if d.friend_id else ""
+                referrer = names[d.customer_id] if d.friend_id else ""
+                line = f"Hi {names[d.recipient or '']}; friend {friend}; referrer {referrer};"
+                expected.setdefault(d.key(), []).append(line)
+        for decision in decisions:
+            if decision.status != "send":
+                continue
+            pb = engine.playbooks[decision.playbook]
+            offer = pb.respond[decision.step]["send"].get("offer")
+            parts = LINE.fullmatch(decision.text.splitlines()[0].strip())
+            assert parts is not None, decision.text
+            first, code, other = parts.groups()
+            assert first in expected[engine_key(decision, engine)], (first, decision)
+            if offer is None:
+                assert (code, other) == ("", ""), decision.text
+            else:  # for: both
+                assert CODE.fullmatch(code) and CODE.fullmatch(other) and code != other
+
     def _invariants(self, decisions: list[Any], modelled: list[ModelDecision]) -> None:
         zones = {c["customer_id"]: c["timezone"] or self.project.timezone for c in self.customers}
         cadence = {c["customer_id"]: c["cadence_days"] for c in self.customers}
@@ -510,6 +563,9 @@ class Moments(RuleBasedStateMachine):
         self.sent += [(self.now, d) for d in now_sent]
         keys = [(d.recipient_id, d.dedup_key) for _, d in self.sent if d.dedup_key]
         assert len(keys) == len(set(keys)), "two sends with one dedup key"
+        for channel, cap in self.project.per_channel.items():
+            carried = [d for d in now_sent if d.category == "marketing" and d.channel == channel]
+            assert len(carried) <= cap, f"caps.per_channel: {channel}"
         for decision in now_sent:
             recipient = decision.recipient_id
             assert not _local_quiet(self.now, zones[recipient]), "sent in quiet hours"

@@ -522,9 +522,18 @@ class _Judging:
         now: dt.datetime,
         state: ModelState,
         speakers: dict[str, list[str]],
+        used: dict[str, int],
     ) -> list[tuple[_Message, ModelDecision]]:
-        """One guard round: guards 1 to 8 on each message alone, then priority (9) per
-        recipient among the marketing messages left, counting who spoke in earlier rounds."""
+        """One guard round: guards 1 to 10 on each message alone, then priority, suppression
+        and the per-channel cap among the marketing messages left, counting who spoke and what
+        each channel carried in earlier rounds of the moment.
+
+        Each customer's messages go by priority (then playbook, then step); each pass takes
+        every customer's next message that no speaker suppresses and that priority leaves room
+        for, and gives the channels' caps to those messages held back longest (first decided),
+        then highest priority, then recipient, then playbook. A message over its channel's
+        cap is held for the next run and does not speak, so that customer's next message is
+        taken in the next pass."""
         judged = [(m, self._guards(m, facts, now, state)) for m in messages]
         left = [
             (m, d)
@@ -537,25 +546,59 @@ class _Judging:
             place = step_ids(pb.respond).index(pair[0].step_id)
             return (pair[1].recipient, -pb.priority, pb.id, place)
 
-        for _, decision in sorted(left, key=rank):
-            assert decision.recipient is not None
-            spoken = speakers.setdefault(decision.recipient, [])
-            silencers = [p for p in spoken if decision.playbook in self.playbooks[p].suppresses]
-            others = [p for p in dict.fromkeys(spoken) if p != decision.playbook]
-            if silencers:
-                decision.status, decision.guard = "blocked", "suppressed"
-                decision.reason = f"suppressed by {silencers[0]}"
-            elif len(others) >= self.per_moment:
-                decision.status, decision.guard = "blocked", "priority"
-                decision.reason = f"a higher-priority playbook ({others[0]}) speaks to them"
-            elif decision.playbook not in spoken:
-                spoken.append(decision.playbook)
+        queues: dict[str, list[tuple[_Message, ModelDecision]]] = {}
+        for pair in sorted(left, key=rank):
+            queues.setdefault(pair[1].recipient or "", []).append(pair)
+        while queues:
+            picks = []
+            for recipient in list(queues):
+                queue, spoken = queues[recipient], speakers.setdefault(recipient, [])
+                while queue and self._silenced(queue[0][1], spoken):
+                    queue.pop(0)
+                if queue:
+                    picks.append(queue.pop(0))
+                else:
+                    del queues[recipient]
+            picks.sort(
+                key=lambda p: (
+                    p[0].held.first_decided,
+                    -self.playbooks[p[0].playbook].priority,
+                    p[1].recipient,
+                    p[0].playbook,
+                )
+            )
+            for _, decision in picks:
+                channel = decision.channel or ""
+                cap = self.per_channel.get(channel)
+                if cap is not None and used.get(channel, 0) >= cap:
+                    decision.status, decision.guard = "deferred", "channel-cap"
+                    decision.reason = f"{channel}: {cap} a moment"
+                    decision.due_at = now + MICROSECOND
+                    continue
+                used[channel] = used.get(channel, 0) + 1
+                if decision.playbook not in speakers[decision.recipient or ""]:
+                    speakers[decision.recipient or ""].append(decision.playbook)
         return judged
+
+    def _silenced(self, decision: ModelDecision, spoken: list[str]) -> bool:
+        """Whether a playbook that spoke to this customer at this moment suppresses
+        ``decision``, or ``caps.per_moment`` others did (then it is blocked, saying which)."""
+        silencers = [p for p in spoken if decision.playbook in self.playbooks[p].suppresses]
+        others = [p for p in spoken if p != decision.playbook]
+        if silencers:
+            decision.status, decision.guard = "blocked", "suppressed"
+            decision.reason = f"suppressed by {silencers[0]}"
+        elif len(others) >= self.per_moment:
+            decision.status, decision.guard = "blocked", "priority"
+            decision.reason = f"a higher-priority playbook ({others[0]}) speaks to them"
+        else:
+            return False
+        return True
 
     def _guards(
         self, message: _Message, facts: Mapping[str, Facts], now: dt.datetime, state: ModelState
     ) -> ModelDecision:
-        """Guards 1 to 8 for one message, in the contract's order; the first that objects
+        """Guards 1 to 10 for one message, in the contract's order; the first that objects
         decides."""
         pb = self.playbooks[message.playbook]
         step = pb.respond[step_ids(pb.respond).index(message.step_id)]
@@ -564,6 +607,7 @@ class _Judging:
         decision = ModelDecision(
             message.customer_id, recipient, pb.id, message.step_id, pb.category,
             "send", None, "", None, None, message.held.dedup_key,
+            message.context.get("friend_id"),
         )  # fmt: skip
 
         def stop(status: str, guard: str, reason: str, due: dt.datetime | None = None) -> Any:
@@ -873,6 +917,8 @@ class ModelDecision:
     channel: str | None
     due_at: dt.datetime | None
     dedup_key: str | None = None
+    #: The referral's friend (None outside referrals): ``friend`` in its templates.
+    friend_id: str | None = None
 
     def key(self) -> tuple[Any, ...]:
         """What the model test compares with the engine's decision."""
@@ -936,8 +982,10 @@ class Model(_Sequences, _Judging):
         quiet: tuple[dt.time, dt.time] = (dt.time(21), dt.time(8)),
         per_moment: int = 1,
         per_customer_per_week: int | None = None,
+        per_channel: Mapping[str, int] | None = None,
     ) -> None:
         self.customers, self.events = customers, events
+        self.per_channel = dict(per_channel or {})
         self.timezone, self.lookback, self.quiet = timezone, lookback, quiet
         self.per_moment, self.weekly = per_moment, per_customer_per_week
         self.state = ModelState()
@@ -998,8 +1046,9 @@ class Model(_Sequences, _Judging):
         messages += self._resumed(now, state)
         decisions: list[ModelDecision] = []
         speakers: dict[str, list[str]] = {}
+        used: dict[str, int] = {}
         while messages:
-            judged = self._judge(messages, facts, now, state, speakers)
+            judged = self._judge(messages, facts, now, state, speakers, used)
             messages = []
             for message, decision in judged:
                 decisions.append(decision)
