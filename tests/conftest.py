@@ -93,3 +93,18 @@ def world(tmp_path):
     w = World(tmp_path)
     yield w
     w.state.close()
+
+
+#: A win-back sequence: a message, a week's wait unless they order, then a grand gesture.
+SEQUENCE = """
+    id: win-back
+    title: Win back
+    stage: churned
+    category: marketing
+    trigger: {event: goodbye}
+    respond:
+      - send: {channel: preferred, template: hello}
+      - wait: 7d
+        unless: {event: order}
+      - send: {channel: preferred, template: hello, offer: {percent_off: 30}}
+"""

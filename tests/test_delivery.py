@@ -251,10 +251,10 @@ def test_retries_stop_after_max_attempts(tmp_path, smtp, twilio):
     assert len(smtp[0].keys) == 1
 
 
-def spawn(root: Path) -> subprocess.Popen:
+def spawn(root: Path, at: str = AT) -> subprocess.Popen:
     courtship = Path(sys.executable).parent / "courtship"
     return subprocess.Popen(
-        [str(courtship), "run", "--at", AT, "--project", str(root), "-q"],
+        [str(courtship), "run", "--at", at, "--project", str(root), "-q"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=os.environ.copy(),
@@ -296,16 +296,6 @@ def test_secrets_in_the_project_file_are_refused(tmp_path, smtp, twilio):
 # ── runs that overlap, and a state store that is lost ───────────────────
 
 
-def spawn_at(root: Path, at: str) -> subprocess.Popen:
-    courtship = Path(sys.executable).parent / "courtship"
-    return subprocess.Popen(
-        [str(courtship), "run", "--at", at, "--project", str(root), "-q"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=os.environ.copy(),
-    )
-
-
 @pytest.mark.parametrize("later", [AT, "2026-11-23T15:05:00Z"], ids=["same", "overlapping"])
 def test_runs_started_together_deliver_each_message_once(tmp_path, smtp, twilio, later):
     """Ten trials of two `courtship run` processes started at the same instant on one state
@@ -314,7 +304,7 @@ def test_runs_started_together_deliver_each_message_once(tmp_path, smtp, twilio,
     for trial in range(10):
         root = project(tmp_path / f"trial-{trial}", smtp[1], twilio[1], people(6))
         before = len(smtp[0].keys)
-        first, second = spawn_at(root, AT), spawn_at(root, later)
+        first, second = spawn(root, AT), spawn(root, later)
         outcomes = [(*p.communicate(timeout=120), p.returncode) for p in (first, second)]
         for _out, err, code in outcomes:
             assert code in (0, 2), err.decode()  # 2: an earlier moment after a later one

@@ -3,7 +3,7 @@
 import datetime as dt
 
 import pytest
-from conftest import NOW, World, customer
+from conftest import NOW, SEQUENCE, World, customer
 
 from courtship.state import StateStore
 
@@ -193,20 +193,6 @@ def test_a_range_as_one_step_or_many_decides_the_same_sends(tmp_path):
         (d.recipient_id, d.playbook) for d in many_sends
     }
     assert len(one_sends) >= 3
-
-
-SEQUENCE = """
-    id: win-back
-    title: Win back
-    stage: churned
-    category: marketing
-    trigger: {event: goodbye}
-    respond:
-      - send: {channel: preferred, template: hello}
-      - wait: 7d
-        unless: {event: order}
-      - send: {channel: preferred, template: hello, offer: {percent_off: 30}}
-"""
 
 
 def test_a_sequence_survives_restarts_and_resumes_after_its_wait(world):

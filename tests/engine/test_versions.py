@@ -4,22 +4,10 @@ with a reason when it is gone, the wait's ``unless`` is always checked, nothing 
 
 import datetime as dt
 
-from conftest import NOW, customer
+from conftest import NOW, SEQUENCE, customer
 
 from courtship.cli.plan import render_text
 
-SEQUENCE = """
-    id: win-back
-    title: Win back
-    stage: churned
-    category: marketing
-    trigger: {event: goodbye}
-    respond:
-      - send: {channel: preferred, template: hello}
-      - wait: 7d
-        unless: {event: order}
-      - send: {channel: preferred, template: hello, offer: {percent_off: 30}}
-"""
 INSERTED = SEQUENCE.replace(
     "      - wait: 7d",
     "      - tag: apologised\n      - wait: 7d",
