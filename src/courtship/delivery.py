@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -42,11 +43,15 @@ class RetryPolicy:
 
     def delay(self, attempts: int, retry_after: float | None, rng: random.Random) -> dt.timedelta:
         """Backoff after ``attempts`` tries: backoff times 2^(attempts-1), capped, with
-        jitter; never sooner than the provider's Retry-After."""
+        jitter; never sooner than the provider's Retry-After, itself capped by
+        ``max_backoff``."""
         base = min(self.backoff * 2 ** max(0, attempts - 1), self.max_backoff)
         jittered = base * (1 + rng.uniform(-self.jitter, self.jitter))
-        if retry_after is not None:
-            jittered = max(jittered, dt.timedelta(seconds=retry_after))
+        # A provider's Retry-After counts up to max_backoff; one that is no number of
+        # seconds (negative, infinite, not a number) is ignored.
+        if retry_after is not None and math.isfinite(retry_after) and retry_after >= 0:
+            wait = min(retry_after, self.max_backoff.total_seconds())
+            jittered = max(jittered, dt.timedelta(seconds=wait))
         return jittered
 
 

@@ -187,13 +187,36 @@ _UNIT = {
 }
 
 
+#: The longest length of time a playbook or the project may name: a calendar must hold now
+#: plus or minus it (``validate`` says so at the value's line).
+MAX_DURATION = dt.timedelta(days=36525)  # 100 years
+
+
 def parse_duration(text: str) -> dt.timedelta:
-    """``7d`` → 7 days, ``-3d`` → minus 3 days. Raises ``ValueError`` for anything else."""
+    """``7d`` → 7 days, ``-3d`` → minus 3 days. Raises ``ValueError`` for anything else, and
+    for a length beyond ``MAX_DURATION``."""
     match = _DURATION.match(text)
     if not match:
         raise ValueError(f"not a duration: {text!r}")
     sign = -1 if match.group(1) == "-" else 1
-    return sign * int(match.group(2)) * _UNIT[match.group(3)]
+    digits = match.group(2)
+    if len(digits) > 9:
+        raise ValueError(f"too long: {text!r}")
+    length = int(digits) * _UNIT[match.group(3)]
+    if length > MAX_DURATION:
+        raise ValueError(f"too long: {text!r}")
+    return sign * length
+
+
+def too_long(text: str) -> bool:
+    """A well-formed length of time beyond ``MAX_DURATION``."""
+    if not _DURATION.match(text):
+        return False
+    try:
+        parse_duration(text)
+    except ValueError:
+        return True
+    return False
 
 
 def declare_set_facts(playbooks: list[Playbook], catalogue: Catalogue) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from courtship.findings import Finding
-from courtship.playbook import parse_duration
-from courtship.schema import PROJECT_SCHEMA_FILE, schema_findings
+from courtship.playbook import parse_duration, too_long
+from courtship.schema import PROJECT_SCHEMA_FILE, did_you_mean, schema_findings
 from courtship.validate import display_path
 from courtship.yamlload import Document, load_file
 
@@ -61,6 +62,32 @@ def load_project(root: Path | None = None) -> Project:
         findings.extend(schema_findings(doc, PROJECT_SCHEMA_FILE))
     if isinstance(doc.data, dict):
         findings.extend(_secrets_in_file(doc))
+        delivery = doc.data.get("delivery")
+        lengths = [("lookback",)] + [
+            ("delivery", key) for key in ("backoff", "max_backoff") if isinstance(delivery, dict)
+        ]
+        for parts in lengths:
+            value = doc.data.get(parts[0]) if len(parts) == 1 else delivery.get(parts[1])  # type: ignore[union-attr]
+            if isinstance(value, str) and too_long(value):
+                findings.append(
+                    doc.finding(
+                        parts,
+                        "bad-duration",
+                        f"'{value}' is longer than a calendar can hold ({parts[-1]})",
+                        "write at most a hundred years: 36525d or 5217w",
+                    )
+                )
+        zone = doc.data.get("timezone")
+        if isinstance(zone, str) and zone not in zoneinfo.available_timezones():
+            findings.append(
+                doc.finding(
+                    ("timezone",),
+                    "schema[timezone]",
+                    f"'{zone}' is not an IANA time zone",
+                    did_you_mean(zone, sorted(zoneinfo.available_timezones()))
+                    or "write a zone such as Europe/London or America/New_York",
+                )
+            )
     if findings:
         raise ProjectError(findings)
     data: dict[str, Any] = doc.data or {}
@@ -102,7 +129,10 @@ def _secrets_in_file(doc: Document) -> list[Finding]:
     """Secrets come from the environment: a setting that looks like one is an error."""
     out = []
     for section in ("channels", "sources"):
-        for name, settings in (doc.data.get(section) or {}).items():
+        entries = doc.data.get(section)
+        if not isinstance(entries, dict):  # the schema says what it should be
+            continue
+        for name, settings in entries.items():
             if not isinstance(settings, dict):
                 continue
             for key in settings:

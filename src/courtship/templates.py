@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,15 @@ def _used_names(ast: nodes.Template) -> dict[str, int]:
 def load_template(path: Path, display: str) -> TemplateFile:
     tpl = TemplateFile(path, display)
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a named pipe or a device would hang
+            _finding(
+                tpl,
+                1,
+                "template-syntax",
+                "cannot read template: not a regular file (a named pipe, a socket or a device)",
+                "keep only template files in the templates folder",
+            )
+            return tpl
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         _finding(tpl, 1, "template-syntax", f"cannot read template: {error}", "save it as UTF-8")

@@ -37,6 +37,7 @@ from courtship.playbook import (
     Playbook,
     declare_set_facts,
     parse_duration,
+    too_long,
     walk_conditions,
 )
 from courtship.schema import describe, did_you_mean, schema_findings
@@ -209,6 +210,7 @@ class _Checker:
         for parts, condition in pb.conditions():
             if not self._broken(doc, parts):
                 out.extend(self._condition(doc, condition, parts))
+        out.extend(_lengths_beyond_a_calendar(doc, doc.data, ()))
         named: dict[str, int] = {}
         for index, step in enumerate(pb.respond):
             if not self._broken(doc, ("respond", index)):
@@ -714,6 +716,34 @@ class _Checker:
                 )
             ]
         return []
+
+
+#: Keys whose value is a length of time (or an offset) in a playbook.
+DURATION_KEYS = frozenset(
+    {"once_every", "cooldown", "for", "every", "wait", "within", "offset", "valid_for", "expires"}
+)
+
+
+def _lengths_beyond_a_calendar(doc: Document, node: Any, parts: PathParts) -> list[Finding]:
+    """Every length of time too long for a calendar (beyond a hundred years), where it is."""
+    out: list[Finding] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in DURATION_KEYS and isinstance(value, str) and too_long(value):
+                out.append(
+                    doc.finding(
+                        (*parts, key),
+                        "bad-duration",
+                        f"'{value}' is longer than a calendar can hold ({key})",
+                        "write at most a hundred years: 36525d or 5217w",
+                    )
+                )
+            else:
+                out.extend(_lengths_beyond_a_calendar(doc, value, (*parts, key)))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            out.extend(_lengths_beyond_a_calendar(doc, value, (*parts, index)))
+    return out
 
 
 def _family(kind: str) -> str:

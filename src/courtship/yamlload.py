@@ -16,6 +16,7 @@ bombs and binary garbage end in a finding, never in a crash.
 from __future__ import annotations
 
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,20 @@ def load_file(file: Path, display: str | None = None) -> Document:
     """Load one YAML file; bytes that are not UTF-8 are a finding, not an exception."""
     display = display or str(file)
     try:
+        if not stat.S_ISREG(file.stat().st_mode):  # a named pipe or a device would hang
+            doc = Document(display)
+            doc.findings.append(
+                Finding(
+                    display,
+                    1,
+                    1,
+                    Severity.ERROR,
+                    "yaml-syntax",
+                    "cannot read file: not a regular file (a named pipe, a socket or a device)",
+                    "keep only playbook files in the playbooks folder",
+                )
+            )
+            return doc
         raw = file.read_bytes()
     except OSError as error:
         doc = Document(display)

@@ -77,8 +77,20 @@ def render_csv(plan: Plan) -> str:
     writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for decision in plan.decisions:
-        writer.writerow(decision.as_dict())
+        writer.writerow({k: _cell(v) for k, v in decision.as_dict().items()})
     return out.getvalue()
+
+
+#: What makes a spreadsheet read a cell as a formula (OWASP, "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> object:
+    """A value as a CSV cell no spreadsheet evaluates: text that would start a formula (a first
+    name such as =HYPERLINK(...)) gets a leading apostrophe."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def command(

@@ -52,11 +52,12 @@ def triggered(
         )
     if "anniversary" in trigger:
         mask = anniversary_mask(trigger, facts, now, since)
-        chosen = facts.select(ROW, "customer_id", "_local_now").filter(mask)
+        # one chunk: polars 2.1 can panic formatting a column of a filtered, many-chunk frame
+        chosen = facts.select(ROW, "customer_id", "_local_now").filter(mask).rechunk()
         return chosen.select(ROW, "customer_id", _occurrence(trigger, now))
     if "schedule" in trigger:
         mask = schedule_mask(trigger, facts, now, since)
-        chosen = facts.select(ROW, "customer_id", "_local_now").filter(mask)
+        chosen = facts.select(ROW, "customer_id", "_local_now").filter(mask).rechunk().rechunk()
         return chosen.select(ROW, "customer_id", _occurrence(trigger, now))
     condition = to_expression(trigger["becomes"], schema, now).fill_null(False)
     hold = parse_duration(trigger["for"]) if "for" in trigger else dt.timedelta(0)
@@ -146,13 +147,13 @@ def _occurrence(trigger: Mapping[str, Any], now: dt.datetime) -> pl.Expr:
         return pl.format("anniversary:{}", day.dt.year()).alias("_occurrence")
     schedule = trigger["schedule"]
     slot = min(parse_duration(schedule["every"]), dt.timedelta(days=1))
-    local = pl.col("_local_now")
-    if schedule.get("timezone"):  # one clock for everyone
+    if schedule.get("timezone"):  # one clock for everyone: one occurrence
         from zoneinfo import ZoneInfo
 
         wall = now.astimezone(ZoneInfo(schedule["timezone"])).replace(tzinfo=None)
-        local = pl.lit(wall, dtype=pl.Datetime("us"))
-    since_start = (local - pl.lit(start)).dt.epoch("us")
+        number = (wall - start - dt.datetime(1970, 1, 1)) // slot
+        return pl.lit(f"schedule:{number}", dtype=pl.String()).alias("_occurrence")
+    since_start = (pl.col("_local_now") - pl.lit(start)).dt.epoch("us")
     number = since_start // (slot // dt.timedelta(microseconds=1))
     return pl.format("schedule:{}", number).alias("_occurrence")
 
