@@ -122,3 +122,17 @@ def test_csv_export_neutralises_formulas_a_customer_controls(world):
     world.event("c001", "visit", "2026-11-23T12:00:00Z")
     rows = list(csv.DictReader(io.StringIO(render_csv(world.plan()))))
     assert rows[0]["text"] == "'=1+2, hello"
+
+
+def test_a_template_linked_outside_the_project_is_never_read(project, tmp_path_factory):
+    secret = tmp_path_factory.mktemp("elsewhere") / "environ"
+    secret.write_text("SMTP_PASSWORD=hunter2\n")
+    template = project / "playbooks" / "templates" / "birthday.buddy.md"
+    template.unlink()
+    template.symlink_to(secret)
+    result = runner.invoke(app, ["validate", str(project / "playbooks")])
+    assert result.exit_code == 1
+    assert "birthday.buddy.md:1:1: error template-syntax cannot read template: it is a link" in (
+        result.output
+    )
+    assert "hunter2" not in result.output

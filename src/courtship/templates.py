@@ -111,6 +111,15 @@ def _used_names(ast: nodes.Template) -> dict[str, int]:
 
 def load_template(path: Path, display: str) -> TemplateFile:
     tpl = TemplateFile(path, display)
+    if outside_its_folder(path):
+        _finding(
+            tpl,
+            1,
+            "template-syntax",
+            f"cannot read template: it is a link to {path.resolve()}, outside the playbooks folder",
+            "copy the template into the templates folder instead of linking to it",
+        )
+        return tpl
     try:
         if not stat.S_ISREG(path.stat().st_mode):  # a named pipe or a device would hang
             _finding(
@@ -275,8 +284,18 @@ class Compiled:
         return subject, self.body.render(context).strip()
 
 
+def outside_its_folder(path: Path) -> bool:
+    """A template that resolves outside the playbooks folder it serves (``templates/``'s
+    parent), as a link to ``/proc/self/environ`` would: never read."""
+    folder = path.parent.parent.resolve()
+    return not path.resolve().is_relative_to(folder)
+
+
 def compiled(path: Path) -> Compiled:
-    """The compiled template at ``path``, cached until the file changes."""
+    """The compiled template at ``path``, cached until the file changes. A template outside
+    its playbooks folder raises ``ValueError`` (its message is blocked with the reason)."""
+    if outside_its_folder(path):
+        raise ValueError(f"{path} is a link outside the playbooks folder; it is never read")
     return _compiled(path, path.stat().st_mtime_ns)
 
 
