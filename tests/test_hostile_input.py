@@ -136,3 +136,16 @@ def test_a_template_linked_outside_the_project_is_never_read(project, tmp_path_f
         result.output
     )
     assert "hunter2" not in result.output
+
+
+def test_a_run_with_a_linked_template_sends_nothing_from_it(project, tmp_path_factory):
+    secret = tmp_path_factory.mktemp("elsewhere") / "environ"
+    secret.write_text("SMTP_PASSWORD=hunter2\n")
+    template = project / "playbooks" / "templates" / "birthday.buddy.md"
+    template.unlink()
+    template.symlink_to(secret)
+    result = runner.invoke(app, ["run", "--at", "2026-11-23T15:00:00Z", "--project", str(project)])
+    assert "internal error" not in result.output, result.output
+    assert "delivered:" in result.output
+    stored = [p.read_bytes() for p in (project / ".courtship").rglob("*") if p.is_file()]
+    assert stored and not any(b"hunter2" in content for content in stored)

@@ -16,7 +16,7 @@ import polars as pl
 from courtship.engine.plan import Decision, Plan, iso, reason
 from courtship.playbook import Playbook, parse_duration
 from courtship.project import Project
-from courtship.templates import Compiled, compiled, variants
+from courtship.templates import Compiled, compiled, outside_its_folder, variants
 
 
 def render(
@@ -130,7 +130,11 @@ class _Shelf:
     def variants(self, pb: Playbook, name: str) -> dict[str, Path]:
         key = (pb.id, name)
         if key not in self._variants:
-            self._variants[key] = variants(_templates_folder(pb), name) if name else {}
+            found = variants(_templates_folder(pb), name) if name else {}
+            # a link outside the playbooks folder is never read (validate says where)
+            self._variants[key] = {
+                tone: file for tone, file in found.items() if not outside_its_folder(file)
+            }
         return self._variants[key]
 
     def compiled(self, file: Path) -> Compiled:
