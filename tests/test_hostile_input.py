@@ -124,13 +124,19 @@ def test_csv_export_neutralises_formulas_a_customer_controls(world):
     assert rows[0]["text"] == "'=1+2, hello"
 
 
-def test_a_template_linked_outside_the_project_is_never_read(project, tmp_path_factory):
+@pytest.fixture
+def linked(project, tmp_path_factory):
+    """A template that is a link to a file of secrets outside the project."""
     secret = tmp_path_factory.mktemp("elsewhere") / "environ"
     secret.write_text("SMTP_PASSWORD=hunter2\n")
     template = project / "playbooks" / "templates" / "birthday.buddy.md"
     template.unlink()
     template.symlink_to(secret)
-    result = runner.invoke(app, ["validate", str(project / "playbooks")])
+    return project
+
+
+def test_a_template_linked_outside_the_project_is_never_read(linked):
+    result = runner.invoke(app, ["validate", str(linked / "playbooks")])
     assert result.exit_code == 1
     assert "birthday.buddy.md:1:1: error template-syntax cannot read template: it is a link" in (
         result.output
@@ -138,14 +144,9 @@ def test_a_template_linked_outside_the_project_is_never_read(project, tmp_path_f
     assert "hunter2" not in result.output
 
 
-def test_a_run_with_a_linked_template_sends_nothing_from_it(project, tmp_path_factory):
-    secret = tmp_path_factory.mktemp("elsewhere") / "environ"
-    secret.write_text("SMTP_PASSWORD=hunter2\n")
-    template = project / "playbooks" / "templates" / "birthday.buddy.md"
-    template.unlink()
-    template.symlink_to(secret)
-    result = runner.invoke(app, ["run", "--at", "2026-11-23T15:00:00Z", "--project", str(project)])
+def test_a_run_with_a_linked_template_sends_nothing_from_it(linked):
+    result = runner.invoke(app, ["run", "--at", "2026-11-23T15:00:00Z", "--project", str(linked)])
     assert "internal error" not in result.output, result.output
     assert "delivered:" in result.output
-    stored = [p.read_bytes() for p in (project / ".courtship").rglob("*") if p.is_file()]
+    stored = [p.read_bytes() for p in (linked / ".courtship").rglob("*") if p.is_file()]
     assert stored and not any(b"hunter2" in content for content in stored)

@@ -350,13 +350,7 @@ def _compose(text: str, doc: Document) -> None:
                         "and mappings",
                     )
                 if len(stack) >= MAX_DEPTH:
-                    raise _fail(
-                        doc,
-                        mark,
-                        "yaml-unsupported",
-                        f"nested more than {MAX_DEPTH} levels deep",
-                        "a playbook this deep is almost certainly a mistake; flatten it",
-                    )
+                    raise _too_deep(doc, mark)
                 container: dict[str, Any] | list[Any] = (
                     {} if isinstance(event, yaml.MappingStartEvent) else []
                 )
@@ -385,19 +379,24 @@ def _compose(text: str, doc: Document) -> None:
         context = getattr(error, "context", None)
         message = f"{problem} ({context})" if context else str(problem)
         if "nesting depth" in message:  # PyYAML ≥ 6.0.3 stops deep nesting while scanning
-            raise _fail(
-                doc,
-                mark,
-                "yaml-unsupported",
-                f"nested more than {MAX_DEPTH} levels deep",
-                "a playbook this deep is almost certainly a mistake; flatten it",
-            ) from None
+            raise _too_deep(doc, mark) from None
         lines = text.splitlines()
         row = lines[mark.line - 1] if 0 < mark.line <= len(lines) else ""
         char = row[mark.col - 1 : mark.col]
         raise _fail(doc, mark, "yaml-syntax", message, _syntax_hint(message, char)) from None
     if documents == 0 or (doc.data is None and () not in doc.positions):
         doc.positions.setdefault((), Mark(1, 1))
+
+
+def _too_deep(doc: Document, mark: Mark) -> _Stop:
+    """Nesting deeper than ``MAX_DEPTH``, whichever of us or the parser notices first."""
+    return _fail(
+        doc,
+        mark,
+        "yaml-unsupported",
+        f"nested more than {MAX_DEPTH} levels deep",
+        "a playbook this deep is almost certainly a mistake; flatten it",
+    )
 
 
 def _child_parts(stack: list[_Frame]) -> PathParts:
