@@ -202,3 +202,63 @@ def test_every_rule_has_a_docs_section():
         if line.startswith("## ")
     }
     assert set(RULES) | set(LINT_RULES) <= headings
+
+
+def test_validate_checks_the_project_file_that_plan_would_refuse(library):
+    project_file = library.parent / "courtship.yaml"
+    shutil.copy(ROOT / "courtship.yaml", project_file)
+    assert runner.invoke(app, ["validate"]).exit_code == 0
+    project_file.write_text(project_file.read_text().replace("timezone:", "timezon:"))
+    result = runner.invoke(app, ["validate"])
+    assert result.exit_code == 1
+    line = line_of(project_file, "timezon:")
+    assert f"courtship.yaml:{line}:1: error schema[timezon] 'timezon' is not a valid key" in (
+        result.stdout
+    )
+    assert "did you mean 'timezone'?" in result.stdout
+    # plan refuses the same file: validate and plan agree.
+    assert runner.invoke(app, ["plan", "--at", "2026-11-23T15:00:00Z"]).exit_code == 1
+
+
+def test_validate_project_names_the_folder_and_its_playbooks(library, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    shutil.move(library, elsewhere / "journeys")
+    (elsewhere / "courtship.yaml").write_text("playbooks: journeys\nlookback: 1000000w\n")
+    result = runner.invoke(app, ["validate", "--project", str(elsewhere), "-f", "json"])
+    report = json.loads(result.stdout)
+    assert result.exit_code == 1
+    assert any(path.endswith("courtship.yaml") for path in report["files"])
+    assert sum("journeys" in path for path in report["files"]) == 15
+    (finding,) = report["findings"]
+    assert finding["rule"] == "bad-duration" and finding["line"] == 2
+    missing = runner.invoke(app, ["validate", "--project", str(elsewhere / "nowhere")])
+    assert missing.exit_code == 2 and "no such project folder" in missing.stderr
+
+
+def test_schema_prints_the_playbook_or_the_project_schema():
+    playbook = json.loads(runner.invoke(app, ["schema"]).stdout)
+    project = json.loads(runner.invoke(app, ["schema", "--project"]).stdout)
+    assert playbook == json.loads((ROOT / "schemas" / "playbook.schema.json").read_text())
+    assert project == json.loads((ROOT / "schemas" / "project.schema.json").read_text())
+
+
+def test_an_editor_names_a_misspelt_key_inside_a_fact_reference():
+    """Editors report a schema's raw errors: no anyOf, so the error is the unknown key itself."""
+    import jsonschema
+
+    schema = json.loads((ROOT / "schemas" / "playbook.schema.json").read_text())
+    assert "anyOf" not in json.dumps(schema) and "oneOf" not in json.dumps(schema)
+    playbook = {
+        "id": "x",
+        "title": "X",
+        "stage": "active",
+        "category": "marketing",
+        "trigger": {"becomes": {"fact": "total_spent", "gte": {"fact": "orders", "tmes": 2}}},
+        "respond": [{"send": {"template": "x", "channel": "email"}}],
+    }
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(playbook))
+    assert [e.validator for e in errors] == ["additionalProperties"]
+    assert "'tmes' was unexpected" in errors[0].message
+    for good in (3, "text", True, [1, 2], {"fact": "orders", "times": 2}):
+        playbook["trigger"]["becomes"]["gte"] = good
+        assert not list(jsonschema.Draft202012Validator(schema).iter_errors(playbook)), good

@@ -122,6 +122,22 @@ def load_project(root: Path | None = None) -> Project:
     )
 
 
+def check_project(root: Path) -> tuple[str | None, list[Finding], Path]:
+    """What ``courtship validate`` says of the project in ``root``: the project file's name (None
+    without one), its findings, and the playbooks folder it names (``playbooks/`` if it can't)."""
+    file = root / PROJECT_FILE
+    if not file.is_file():
+        return None, [], root / "playbooks"
+    try:
+        project = load_project(root)
+    except ProjectError as error:
+        data = load_file(file, display_path(file)).data
+        named = data.get("playbooks") if isinstance(data, dict) else None
+        folder = root / named if isinstance(named, str) and named else root / "playbooks"
+        return display_path(file), error.findings, folder
+    return display_path(file), [], project.playbooks
+
+
 _SECRET = re.compile(r"(password|passwd|token|secret|api_key|apikey|private_key)$", re.IGNORECASE)
 
 

@@ -229,6 +229,13 @@ def _type_of(node: dict[str, Any], sections: _Sections) -> str:
         options = node.get("anyOf") or node.get("oneOf")
         return "any of: " + "; ".join(_type_of(option, sections) for option in options)
     kind = node.get("type")
+    if isinstance(kind, list) and "then" in node:  # a choice by type: if object, then …
+        objects = _type_of(node["then"], sections)
+        scalars = " or ".join(k for k in kind if k not in ("array", "object"))
+        text = scalars
+        if "array" in kind:
+            text += "; list of " + _type_of(node.get("items", {}), sections)
+        return f"{text}; {objects}"
     if kind == "array":
         items = node.get("items", {})
         text = "list of " + (_type_of(items, sections) if items else "anything")

@@ -60,8 +60,18 @@ def command(
     strict: Annotated[
         bool, typer.Option("--strict", help="Fail (exit 1) on warnings as well as errors.")
     ] = False,
+    project: Annotated[
+        Path | None,
+        typer.Option(
+            "--project",
+            "-p",
+            help="Folder of courtship.yaml, checked too; its playbooks are the default. "
+            "Default: here.",
+        ),
+    ] = None,
 ) -> None:
-    """Validate playbooks: exit 0 when clean, 1 with findings, 2 on a usage error."""
+    """Validate playbooks and the project file: exit 0 when clean, 1 with findings, 2 on a
+    usage error."""
     name = output_format or default_format()
     if name not in FORMATTERS:
         typer.secho(
@@ -70,6 +80,17 @@ def command(
             err=True,
         )
         raise typer.Exit(ExitCode.USAGE)
-    report = run_validation(paths or DEFAULT_PATHS)
+    from courtship.project import check_project
+
+    root = project or Path.cwd()
+    if not root.is_dir():
+        typer.secho(f"courtship: no such project folder: {root}", fg="red", err=True)
+        raise typer.Exit(ExitCode.USAGE)
+    project_file, project_findings, playbooks = check_project(root)
+    report = run_validation(paths or [playbooks])
+    report.root = root
+    if project_file is not None:
+        report.files.insert(0, project_file)
+        report.findings = sorted({*report.findings, *project_findings})
     typer.echo(FORMATTERS[name](report), nl=False)
     raise typer.Exit(report.exit_code(strict=strict))
