@@ -62,6 +62,7 @@ class Report:
     files: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     playbooks: list[Playbook] = field(default_factory=list)
+    root: Path | None = None  # the project folder, that SARIF's URIs are relative to
 
     @property
     def errors(self) -> list[Finding]:
