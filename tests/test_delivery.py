@@ -53,6 +53,8 @@ class SMTPPeer:
         self.keys: list[str] = []
         self.answer: str | None = None
         self.kill_at: tuple[int, int] | None = None  # (nth message, pid): SIGKILL, no answer
+        self.kill_after_accepting: tuple[int, int] | None = None  # accept the nth, then SIGKILL
+        self.message_ids: list[str] = []
         self.seen = 0
         self.lock = threading.Lock()
 
@@ -66,6 +68,9 @@ class SMTPPeer:
                 os.kill(self.kill_at[1], signal.SIGKILL)
                 return "421 going away"  # never accepted: the client is dead anyway
             self.keys.append(email["X-Courtship-Key"])
+            self.message_ids.append(email["Message-ID"])
+            if self.kill_after_accepting and self.seen == self.kill_after_accepting[0]:
+                os.kill(self.kill_after_accepting[1], signal.SIGKILL)
         return "250 accepted"
 
 
@@ -364,3 +369,26 @@ def test_a_state_path_that_is_a_folder_is_a_clear_error(tmp_path, smtp, twilio):
     result = runner.invoke(app, ["run", "--at", AT, "--project", str(root)])
     assert result.exit_code == 1
     assert "not a state store Courtship can read" in result.output
+
+
+def test_the_crash_window_is_one_message_with_its_message_id_kept(tmp_path, smtp, twilio):
+    """What no local bookkeeping closes, measured: the process dies after the peer accepted a
+    message and before `delivered` is committed. That one message goes out again on the next run,
+    with the same Message-ID, so a relay or mail client that drops repeated Message-IDs shows it
+    once; every other message arrives exactly once (docs/operations.md, "Crashes")."""
+    root = project(tmp_path, smtp[1], twilio[1], people(8))
+    process = spawn(root)
+    smtp[0].kill_after_accepting = (3, process.pid)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    smtp[0].kill_after_accepting = None
+    rerun = spawn(root)
+    _out, err = rerun.communicate(timeout=60)
+    assert rerun.returncode == 0, err.decode()
+    keys = smtp[0].keys
+    assert len(set(keys)) == 8 and len(keys) == 9
+    (doubled,) = [key for key in set(keys) if keys.count(key) == 2]
+    ids = smtp[0].message_ids
+    assert len(set(ids)) == 8
+    assert ids[keys.index(doubled)] == ids[len(keys) - 1 - keys[::-1].index(doubled)]
+    assert set(statuses(root).values()) == {"delivered"}
