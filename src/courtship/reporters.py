@@ -5,16 +5,21 @@ Each formatter turns a :class:`~courtship.validate.Report` into the text printed
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 from courtship import __version__
-from courtship.findings import Finding
+from courtship.findings import LINT_RULES, RULES, Finding
 from courtship.validate import Report
 
 Formatter = Callable[[Report], str]
 FORMATTERS: dict[str, Formatter] = {}
 
+ALL_RULES = RULES | LINT_RULES
 DOCS_URL = "https://github.com/courtship-dev/courtship/blob/main/docs/rules.md"
 
 
@@ -93,9 +98,50 @@ def github(report: Report) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
+#: The base the SARIF log's relative URIs are resolved against (§3.14.14 originalUriBaseIds).
+PROJECT_ROOT = "PROJECTROOT"
+
+
+def _artifact(path: str, root: Path) -> dict[str, str]:
+    """A finding's file as a SARIF artifact location: percent-encoded, relative to the project
+    root when it lies under it, an absolute ``file:`` URI when it does not."""
+    absolute = Path(path).absolute()
+    try:
+        relative = absolute.relative_to(root)
+    except ValueError:
+        return {"uri": absolute.as_uri()}
+    return {"uri": quote(relative.as_posix()), "uriBaseId": PROJECT_ROOT}
+
+
+def _fingerprint(finding: Finding, root: Path) -> str:
+    """Stable while lines move: the rule, the file, the field and the message, not the line."""
+    where = _artifact(finding.path, root)["uri"]
+    text = "\0".join((finding.rule_id, where, finding.json_path, finding.message))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _rule(rule: str) -> dict[str, Any]:
+    description = ALL_RULES.get(rule, rule)
+    return {
+        "id": rule,
+        "shortDescription": {"text": description},
+        "help": {
+            "text": f"{description}. See {DOCS_URL}#{rule}",
+            "markdown": f"{description}. See [{rule}]({DOCS_URL}#{rule}).",
+        },
+        "helpUri": f"{DOCS_URL}#{rule}",
+    }
+
+
 @formatter("sarif")
 def sarif(report: Report) -> str:
-    """SARIF 2.1.0, for GitHub code scanning and other tools."""
+    """SARIF 2.1.0, for GitHub code scanning and other tools.
+
+    Columns count Unicode code points (``columnKind``), as the findings do; URIs are relative to
+    the project root (``PROJECTROOT``) and percent-encoded; ``partialFingerprints`` let code
+    scanning follow a finding while the lines above it change.
+    """
+    root = (report.root or Path.cwd()).absolute()
     rules = sorted({base_rule(f) for f in report.findings})
     results = [
         {
@@ -106,12 +152,13 @@ def sarif(report: Report) -> str:
             "locations": [
                 {
                     "physicalLocation": {
-                        "artifactLocation": {"uri": f.path.replace("\\", "/")},
+                        "artifactLocation": _artifact(f.path, root),
                         "region": {"startLine": f.line, "startColumn": f.col},
                     }
                 }
             ],
-            "properties": {"jsonPath": f.json_path},
+            "partialFingerprints": {"courtshipFinding/v1": _fingerprint(f, root)},
+            "properties": {"jsonPath": f.json_path, "rule": f.rule_id},
         }
         for f in report.findings
     ]
@@ -125,9 +172,11 @@ def sarif(report: Report) -> str:
                         "name": "courtship",
                         "version": __version__,
                         "informationUri": DOCS_URL,
-                        "rules": [{"id": rule, "helpUri": f"{DOCS_URL}#{rule}"} for rule in rules],
+                        "rules": [_rule(rule) for rule in rules],
                     }
                 },
+                "originalUriBaseIds": {PROJECT_ROOT: {"uri": root.as_uri() + "/"}},
+                "columnKind": "unicodeCodePoints",
                 "results": results,
             }
         ],
