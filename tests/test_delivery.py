@@ -229,7 +229,7 @@ def test_a_permanent_failure_falls_back_to_the_next_consented_channel(tmp_path, 
     root = project(tmp_path, smtp[1], url, [("c001", "sms")])
     code, summary = run(root)
     assert code == 0
-    assert summary["fell_back"] == {"sms": 1} and summary["delivered"] == {"email": 1}
+    assert summary["fell_back"] == {"sms → email": 1} and summary["delivered"] == {"email": 1}
     assert len(smtp[0].keys) == 1
 
 

@@ -151,7 +151,7 @@ class Dispatcher:
         if rest:
             row["channel"] = rest[0]
             self.state.move_to_channel(row["key"], rest[0], reason)
-            report.fell_back[current] += 1
+            report.fell_back[f"{current} → {rest[0]}"] += 1
             return True
         self.state.mark_failed(row["key"], reason)
         report.failed[current] += 1

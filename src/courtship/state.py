@@ -45,7 +45,37 @@ CREATE TABLE IF NOT EXISTS tags (customer_id TEXT, tag TEXT, PRIMARY KEY (custom
 CREATE TABLE IF NOT EXISTS tagged (
     customer_id TEXT, tag TEXT, present INTEGER, PRIMARY KEY (customer_id, tag));
 INSERT OR IGNORE INTO tagged SELECT customer_id, tag, 1 FROM tags;
+CREATE TABLE IF NOT EXISTS decisions (
+    at TEXT, customer_id TEXT, recipient_id TEXT, playbook TEXT, version TEXT, step INTEGER,
+    step_id TEXT, category TEXT, template TEXT, to_whom TEXT, wanted TEXT, channel TEXT,
+    tone TEXT, status TEXT, guard TEXT, reason TEXT, due_at TEXT, key TEXT, decided_by TEXT,
+    PRIMARY KEY (at, playbook, customer_id, recipient_id, step_id, key));
+CREATE INDEX IF NOT EXISTS decisions_customer ON decisions (customer_id, at);
+CREATE INDEX IF NOT EXISTS decisions_recipient ON decisions (recipient_id, at);
 """
+
+#: The columns of the ``decisions`` table, in order: the record of every decision of a run.
+DECISION_COLUMNS = (
+    "at",
+    "customer_id",
+    "recipient_id",
+    "playbook",
+    "version",
+    "step",
+    "step_id",
+    "category",
+    "template",
+    "to_whom",
+    "wanted",
+    "channel",
+    "tone",
+    "status",
+    "guard",
+    "reason",
+    "due_at",
+    "key",
+    "decided_by",
+)
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -256,11 +286,18 @@ class StateStore:
         now: dt.datetime,
         changes: dict[str, list[tuple[Any, ...]]],
         outbox: Sequence[tuple[Any, ...]] = (),
+        decisions: Sequence[tuple[Any, ...]] = (),
     ) -> None:
         """Record what a moment decided, all or nothing: its changes (firings, enrollments,
-        facts, tags) and its outbox rows (the ``sends`` table's columns, in order)."""
+        facts, tags), its outbox rows (the ``sends`` table's columns, in order) and the record
+        of its decisions (``DECISION_COLUMNS``), kept from the first run of that moment."""
         with self.db:
-            self.db.execute("INSERT OR IGNORE INTO runs VALUES (?)", (_iso(now),))
+            first = self.db.execute("INSERT OR IGNORE INTO runs VALUES (?)", (_iso(now),)).rowcount
+            if first:
+                self.db.executemany(
+                    f"INSERT OR IGNORE INTO decisions VALUES ({', '.join('?' * 19)})",
+                    list(decisions),
+                )
             self.db.executemany(
                 "INSERT OR IGNORE INTO fired VALUES (?, ?, ?)", changes.get("fired", [])
             )
@@ -280,6 +317,64 @@ class StateStore:
             self.db.executemany(
                 "INSERT OR REPLACE INTO tagged VALUES (?, ?, ?)", changes.get("tags", [])
             )
+
+    # ── the record of decisions ────────────────────────────────────────────
+    def has_run(self, moment: dt.datetime) -> bool:
+        """Whether a run recorded ``moment``."""
+        row = self.db.execute("SELECT 1 FROM runs WHERE at = ?", (_iso(moment),)).fetchone()
+        return row is not None
+
+    def previous_run(self, moment: dt.datetime) -> dt.datetime | None:
+        """The last run before ``moment``."""
+        row = self.db.execute("SELECT max(at) FROM runs WHERE at < ?", (_iso(moment),)).fetchone()
+        return dt.datetime.fromisoformat(row[0]) if row and row[0] else None
+
+    def decisions(
+        self, *, at: dt.datetime | None = None, customer_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The recorded decisions of the run at ``at`` and/or about ``customer_id`` (as the
+        subject or the recipient), in the order decided, each with what became of its message:
+        ``delivery`` (the outbox status), ``delivered_channel``, ``subject``, ``text``,
+        ``error`` and ``attempts`` (None for a message that never entered the outbox)."""
+        where, params = [], []
+        if at is not None:
+            where.append("d.at = ?")
+            params.append(_iso(at))
+        if customer_id is not None:
+            where.append("(d.customer_id = ? OR d.recipient_id = ?)")
+            params += [customer_id, customer_id]
+        columns = ", ".join(f"d.{c}" for c in DECISION_COLUMNS)
+        rows = self.db.execute(
+            f"SELECT {columns}, s.status, s.channel, s.subject, s.text, s.error, s.attempts, "
+            "s.provider_id FROM decisions d LEFT JOIN sends s ON s.key = d.key AND "
+            "d.status = 'send' "
+            + (f"WHERE {' AND '.join(where)} " if where else "")
+            + "ORDER BY d.at, d.rowid",
+            params,
+        ).fetchall()
+        extra = (
+            "delivery",
+            "delivered_channel",
+            "subject",
+            "text",
+            "error",
+            "attempts",
+            "provider_id",
+        )
+        out = []
+        for row in rows:
+            entry = dict(zip((*DECISION_COLUMNS, *extra), row, strict=True))
+            entry["decided_by"] = json.loads(entry["decided_by"] or "{}")
+            out.append(entry)
+        return out
+
+    def fired_at(self, moment: dt.datetime, customer_id: str) -> set[str]:
+        """The playbooks that fired for ``customer_id`` at the run of ``moment``."""
+        rows = self.db.execute(
+            "SELECT playbook FROM fired WHERE at = ? AND customer_id = ?",
+            (_iso(moment), customer_id),
+        ).fetchall()
+        return {row[0] for row in rows}
 
     # ── the outbox, as delivery moves its rows along ───────────────────────
     def due_sends(self, now: dt.datetime, statuses: Sequence[str]) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from courtship import __version__
-from courtship.cli import explain, graph, lint, plan, plugins, run, schema, validate
+from courtship.cli import explain, graph, history, lint, plan, plugins, run, schema, validate
 from courtship.findings import ExitCode
 
 app = typer.Typer(
@@ -44,6 +44,7 @@ app.command("graph")(graph.command)
 app.command("schema")(schema.command)
 app.command("plan")(plan.command)
 app.command("explain")(explain.command)
+app.command("history")(history.command)
 app.command("run")(run.command)
 app.command("plugins")(plugins.command)
 

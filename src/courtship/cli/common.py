@@ -100,3 +100,15 @@ def open_state(project: Project, *, dry_run: bool) -> StateStore:
         return StateStore(project.state)
     except StateError as error:
         raise fail(str(error), ExitCode.FINDINGS) from None
+
+
+def known_customer(base: CustomerBase, customer: str) -> None:
+    """A usage error, with the nearest id, for a customer the base does not have."""
+    import polars as pl
+
+    known = base.customers["customer_id"].cast(pl.String()).to_list()
+    if customer not in known:
+        from courtship.schema import did_you_mean
+
+        hint = did_you_mean(customer, known)
+        raise fail(f"no customer '{customer}'" + (f"; {hint}" if hint else ""), ExitCode.USAGE)

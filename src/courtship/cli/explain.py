@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import polars as pl
 import typer
 
 from courtship.cli.common import fail, parse_moment
@@ -191,22 +192,27 @@ def command(
     """Why each playbook did or did not speak to CUSTOMER at moment AT (records nothing)."""
     if output_format not in ("text", "json"):
         raise fail(f"unknown format '{output_format}'; choose text or json", ExitCode.USAGE)
-    from courtship.cli.common import load, open_state
+    from courtship.cli.common import known_customer, load, open_state
+    from courtship.cli.history import recorded_entries
 
     moment = parse_moment(at)
     loaded = load(project, quiet=True)
-    known = loaded.base.customers["customer_id"].to_list()
-    if customer not in known:
-        from courtship.schema import did_you_mean
-
-        hint = did_you_mean(customer, known)
-        raise fail(f"no customer '{customer}'" + (f"; {hint}" if hint else ""), ExitCode.USAGE)
+    known_customer(loaded.base, customer)
     state = open_state(loaded.project, dry_run=True)
     try:
-        first_run = state.last_run() is None
-        plan = loaded.engine.plan(loaded.base, moment, state, trace=customer)
+        recorded = state.has_run(moment)
+        if recorded:  # answered from what that run recorded, not recomputed
+            entries = recorded_entries(loaded.engine, state, customer, moment)
+        else:
+            first_run = state.last_run() is None
+            plan = loaded.engine.plan(loaded.base, moment, state, trace=customer)
     finally:
         state.close()
+    if recorded:
+        person = loaded.base.customers.filter(pl.col("customer_id").cast(pl.String) == customer)
+        facts = person.to_dicts()[0] if person.height else {}
+        _print_recorded(customer, moment, facts, entries, output_format)
+        return
     entries = explain(loaded.engine, plan, customer, first_run=first_run)
     if output_format == "json":
         facts = {
@@ -219,6 +225,7 @@ def command(
                 {
                     "customer": customer,
                     "at": plan.now.isoformat(),
+                    "source": "computed",
                     "facts": facts,
                     "playbooks": entries,
                 },
@@ -228,3 +235,41 @@ def command(
         )
     else:
         typer.echo(render(customer, plan, entries), nl=False)
+        typer.echo(
+            f"\n(computed now: no run has recorded {plan.now:%Y-%m-%dT%H:%M:%SZ} in the state "
+            "store yet)"
+        )
+
+
+def _print_recorded(
+    customer: str,
+    moment: dt.datetime,
+    person: dict[str, Any],
+    entries: list[dict[str, Any]],
+    output_format: str,
+) -> None:
+    """``explain`` at a moment already run: what its run recorded, said to be so."""
+    stamp = moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if output_format == "json":
+        payload = {"customer": customer, "at": stamp, "source": "record", "playbooks": entries}
+        typer.echo(json.dumps(payload, indent=2, default=str))
+        return
+    name = " ".join(filter(None, [person.get("first_name"), person.get("last_name")]))
+    lines = [
+        f"{customer} {name or '(no name)'} at {stamp}",
+        f"  from the record of the run at {stamp} (what it decided then; "
+        "`courtship history` lists every run)",
+        "",
+    ]
+    for entry in entries:
+        version = f" (version {entry['version'][:8]})" if entry.get("version") else ""
+        lines.append(f"{entry['playbook'] + version:<40} {entry['outcome']}")
+        lines += [f"    · {reason}" for reason in entry["why"]]
+        for message in entry["messages"]:
+            head = _message_head(message, customer)
+            if message.get("delivery"):
+                head += f" — {message['delivery']}"
+            lines.append(f"    → {head}")
+            if message["text"]:
+                lines.append(f"      {message['text'].splitlines()[0][:100]}")
+    typer.echo("\n".join(lines))

@@ -28,6 +28,10 @@ def render_text(plan: Plan) -> str:
     lines.append(f"\nsends: {len(plan.sends)}")
     for (playbook, channel), count in sorted(sends.items()):
         lines.append(f"  {playbook:<32} {channel:<10} {count:>6}")
+    fallbacks = plan.fallbacks
+    lines.append(f"\nfell back: {sum(fallbacks.values())}")
+    for route, count in fallbacks.items():
+        lines.append(f"  {route:<43} {count:>6}")
     lines.append(f"\ndeferred: {len(plan.deferred)}")
     for (playbook, reason), count in sorted(
         Counter((d.playbook, d.reason) for d in plan.deferred).items()
@@ -61,6 +65,7 @@ def render_json(plan: Plan) -> str:
             "deferred": len(plan.deferred),
             "blocked": len(plan.blocked),
             "notifications": len(plan.notifications),
+            "fell_back": plan.fallbacks,
         },
         "edits": plan.edits,
         "sends": [d.as_dict() for d in plan.sends],
@@ -116,6 +121,14 @@ def command(
     loaded = load(project)
     state = open_state(loaded.project, dry_run=True)
     try:
+        if state.has_run(moment):
+            typer.secho(
+                f"courtship: {moment:%Y-%m-%dT%H:%M:%SZ} has already been run: what it decided is "
+                "in the record (`courtship explain CUSTOMER --at` that moment, `courtship "
+                "history CUSTOMER`); this plan shows only what is left to decide",
+                fg="yellow",
+                err=True,
+            )
         plan = loaded.engine.plan(loaded.base, moment, state)
     finally:
         state.close()

@@ -138,7 +138,12 @@ def command(
             if callable(close):
                 close()
         state.close()
-    summary = report.as_dict() | {
+    summary = report.as_dict()
+    # what fell back when it was decided (no consent or address, Instagram's window) and what
+    # fell back at delivery (a permanent failure), together
+    for route, count in plan.fallbacks.items():
+        summary["fell_back"][route] = summary["fell_back"].get(route, 0) + count
+    summary |= {
         "at": moment.isoformat(),
         "decided": len(plan.sends) + len(plan.deferred) + len(plan.notifications),
         "blocked": len(plan.blocked),

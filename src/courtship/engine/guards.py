@@ -145,6 +145,7 @@ class Judge:
                 held_since=dt.datetime.fromisoformat(since) if since else None,
                 friend_id=friend,
                 origin=(batch, at),
+                wanted=named.split(", ", 1)[0] if named else "",
             )
             decision.key = (
                 key

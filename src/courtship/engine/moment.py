@@ -24,6 +24,7 @@ from courtship.engine.facts import (
 )
 from courtship.engine.outbox import outbox_rows
 from courtship.engine.plan import Decision, Plan, iso
+from courtship.engine.record import decision_rows, keep_deciding_values
 from courtship.graph import PlaybookGraph
 from courtship.playbook import Playbook, declare_set_facts
 from courtship.project import Project
@@ -72,13 +73,14 @@ class Engine:
         if plan.facts is not None:
             with no_cycle_collection():
                 render.render(plan, plan.facts, self.project, self.playbooks)
+                keep_deciding_values(plan, plan.facts, self.playbooks)
             plan.facts = None
 
     def record(self, plan: Plan, state: StateStore) -> None:
         """Make a plan happen exactly once: its sends enter the outbox (deferred ones with the
         moment they are due), and its firings, enrollments and facts enter the state store, in
         one transaction. Recording the same plan twice changes nothing."""
-        state.record(plan.now, plan.changes, outbox_rows(plan))
+        state.record(plan.now, plan.changes, outbox_rows(plan), decision_rows(plan, self.playbooks))
         state.save_streaks(plan.now, plan.streaks)
 
     # ── the moment ────────────────────────────────────────────────────────

@@ -78,6 +78,11 @@ class Decision:
     friend_id: str | None = None
     #: where it came from: the batch of candidates and the row in it
     origin: tuple[Any, int] | None = None
+    #: the channel it was meant for first (the customer's preferred one, or the step's);
+    #: ``channel`` differs when it fell back
+    wanted: str = ""
+    #: the values, at this moment, of the facts its playbook reads (what decided it)
+    decided_by: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -133,6 +138,17 @@ class Plan:
     @property
     def blocked(self) -> list[Decision]:
         return [d for d in self.decisions if d.status == "blocked"]
+
+    @property
+    def fallbacks(self) -> dict[str, int]:
+        """Messages that go out on another channel than the one meant first, as
+        ``"instagram → email": count`` (no consent or address there, or outside its window)."""
+        counts: dict[str, int] = {}
+        for d in self.sends:
+            if d.wanted and d.channel and d.channel != d.wanted:
+                key = f"{d.wanted} → {d.channel}"
+                counts[key] = counts.get(key, 0) + 1
+        return dict(sorted(counts.items()))
 
 
 @functools.lru_cache(maxsize=64)
