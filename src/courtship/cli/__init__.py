@@ -9,7 +9,18 @@ from typing import Annotated
 import typer
 
 from courtship import __version__
-from courtship.cli import explain, graph, history, lint, plan, plugins, run, schema, validate
+from courtship.cli import (
+    diff,
+    explain,
+    graph,
+    history,
+    lint,
+    plan,
+    plugins,
+    run,
+    schema,
+    validate,
+)
 from courtship.findings import ExitCode
 
 app = typer.Typer(
@@ -45,6 +56,7 @@ app.command("schema")(schema.command)
 app.command("plan")(plan.command)
 app.command("explain")(explain.command)
 app.command("history")(history.command)
+app.command("diff")(diff.command)
 app.command("run")(run.command)
 app.command("plugins")(plugins.command)
 
