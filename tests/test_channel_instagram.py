@@ -12,7 +12,7 @@ from courtship.testing import ChannelContract, HTTPPeer, PeerResponse, sample_me
 IG_USER_ID = "17841400000000001"
 IGSID = "6543210987654321"
 TOKEN = "IGQWR-instagram-user-access-token"
-PATH = f"/v21.0/{IG_USER_ID}/messages"
+PATH = f"/v25.0/{IG_USER_ID}/messages"
 
 
 def graph_error(status, code, message, subcode=None, kind="OAuthException"):

@@ -13,7 +13,7 @@ from courtship.testing import ChannelContract, HTTPPeer, PeerResponse, sample_me
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "twilio-auth-token-0123456789abcdef"
 PATH = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
-TO = "+15558675310"
+TO = "+14155552671"
 FROM = "+15017122661"
 
 
