@@ -14,6 +14,7 @@ answer time.
 
 from __future__ import annotations
 
+import base64
 import functools
 import re
 import ssl
@@ -22,12 +23,13 @@ from typing import Any
 
 import httpx
 
-from courtship.addresses import phone_problem
 from courtship.channels import (
     ChannelConfigError,
     Delivery,
     Message,
     parse_retry_after,
+    phone_problem,
+    remember,
     secret,
     setting,
 )
@@ -88,6 +90,10 @@ class TwilioChannel:
                 "console shows it"
             )
         token = secret(settings, "auth_token_env", header=True)
+        # The Authorization header carries the token in base64: a peer that quotes it back
+        # must not put it in a reason either.
+        basic = base64.b64encode(f"{self.account_sid}:{token}".encode()).decode()
+        remember(basic, str(settings["auth_token_env"]))
         self.sender: str | None = settings.get("from")
         self.messaging_service_sid: str | None = settings.get("messaging_service_sid")
         if not (self.sender or self.messaging_service_sid):

@@ -12,7 +12,13 @@ idempotency, retries and fallback; a channel answers two questions:
 
 Settings come from ``courtship.yaml`` (``channels.<name>``) as a plain mapping. Secrets are never
 written there: a setting names an environment variable (``password_env: SMTP_PASSWORD``) and the
-channel reads it with :func:`secret`.
+channel reads it with :func:`secret`, which remembers it so that no reason, log or output ever
+shows it (:func:`redact`; a channel that sends a secret in another form, such as base64 in an
+``Authorization`` header, passes that form to :func:`remember` too).
+
+:func:`email_problem` and :func:`phone_problem` say whether an address is one the channel can
+reach (``email-validator`` and ``phonenumbers``, cached per distinct value): call them in
+``check``, so only the addresses actually messaged are validated.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from courtship.addresses import email_problem, phone_problem
 from courtship.redaction import redact, remember
 
 __all__ = [
@@ -30,7 +37,11 @@ __all__ = [
     "ChannelFactory",
     "Delivery",
     "Message",
+    "email_problem",
     "parse_retry_after",
+    "phone_problem",
+    "redact",
+    "remember",
     "secret",
     "secret_problem",
     "setting",
