@@ -17,9 +17,11 @@ from urllib.parse import parse_qs, quote, quote_plus
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from courtship.channels import ChannelConfigError, secret
-from courtship.redaction import describe, redact, remember
+from courtship.redaction import describe, forget_all, redact, remember
 from courtship.testing import HTTPPeer, PeerResponse
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
@@ -316,3 +318,36 @@ class TestRedaction:
         assert "T_TOKEN" in str(error.value) and "token_env" in str(error.value)
         assert "ünicode" not in str(error.value)
         assert secret({"token_env": "T_TOKEN"}, "token_env") == "abc-ünicode-token"
+
+
+def test_an_smtp_server_quoting_the_password_back_has_it_taken_out(smtp_port, monkeypatch):
+    from courtship_smtp import SMTPChannel
+
+    from courtship.testing import sample_message
+
+    monkeypatch.setenv("T_ASCII_PASSWORD", "ascii-Password-5531")
+    channel = SMTPChannel(
+        {
+            "host": "127.0.0.1",
+            "port": smtp_port,
+            "security": "none",
+            "timeout": 2,
+            "from": "hello@lotus.example.org",
+            "username": "hello",
+            "password_env": "T_ASCII_PASSWORD",
+        }
+    )
+    delivery = channel.send(sample_message(to="ada@example.org"))
+    assert delivery.status == "failed"
+    assert delivery.reason == "SMTP 535 5.7.8 bad password [secret $T_ASCII_PASSWORD]"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(min_size=4, max_size=30).filter(lambda v: len(v.strip()) >= 4))
+def test_no_form_of_any_secret_survives_redaction(value):
+    forget_all()
+    remember(value, "T_PROPERTY")
+    encoded = {base64.b64encode(v.encode()).decode() for v in (value, value.strip())}
+    for form in set(forms(value)) - encoded:
+        text = redact(f"<{form}> {form!r} {json.dumps(form)} {ValueError(form)!r}")
+        assert form not in text
