@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from courtship.channels import ChannelConfigError, secret
+from courtship.project import ProjectError, credentials_in_url, load_project, looks_like_a_secret
 from courtship.redaction import describe, forget_all, redact, remember
 from courtship.testing import HTTPPeer, PeerResponse
 
@@ -351,3 +352,108 @@ def test_no_form_of_any_secret_survives_redaction(value):
     for form in set(forms(value)) - encoded:
         text = redact(f"<{form}> {form!r} {json.dumps(form)} {ValueError(form)!r}")
         assert form not in text
+
+
+class TestProjectFile:
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "password",
+            "pass",
+            "pwd",
+            "smtp_password",
+            "credentials",
+            "auth",
+            "authToken",
+            "api-key",
+            "API_KEY",
+            "client_secret",
+            "secret",
+            "bearer",
+            "private_key",
+            "passphrase",
+        ],
+    )
+    def test_names_that_look_like_a_secret(self, name):
+        assert looks_like_a_secret(name)
+
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "password_env",
+            "auth_token_env",
+            "username",
+            "token_url",
+            "author",
+            "status_callback",
+            "verify",
+            "max_segments",
+            "ig_user_id",
+            "account_sid",
+            "from",
+            "host",
+            "keyword",
+        ],
+    )
+    def test_names_that_do_not(self, name):
+        assert not looks_like_a_secret(name)
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "https://user:pw@api.example.org",
+            "http://TOKEN@127.0.0.1:8000/x",
+            "postgresql+psycopg://shop:hunter2@db/shop",
+            " https://a:b@c ",
+        ],
+    )
+    def test_urls_with_credentials(self, url):
+        assert credentials_in_url(url)
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "https://api.example.org/a?to=x@y.org",
+            "postgresql://courtship@localhost/shop",
+            "mailto:hello@example.org",
+            "hello@example.org",
+            "https://@example.org",
+        ],
+    )
+    def test_urls_without(self, url):
+        assert not credentials_in_url(url)
+
+    def test_every_kind_is_a_finding_at_its_line_quoting_no_value(self, tmp_path):
+        (tmp_path / "courtship.yaml").write_text(
+            "channels:\n"
+            "  email:\n"
+            "    pwd: Value-One-1\n"
+            "    auth: {username: bot, password: Value-Two-2}\n"
+            "    password_env: Value Three 3\n"
+            "    hooks: [{url: 'https://u:Value-Four-4@h.example'}]\n"
+            "sources:\n"
+            "  customers: {type: csv, path: c.csv, credentials: {key: Value-Five-5}}\n"
+            "brand: {name: x, url: 'https://u:Value-Six-6@shop.example'}\n"
+        )
+        with pytest.raises(ProjectError) as caught:
+            load_project(tmp_path)
+        found = [(f.line, f.rule_id, f.message) for f in caught.value.findings]
+        assert found == [
+            (3, "schema[channels]", "'pwd' would put a secret in the project file"),
+            (4, "schema[channels]", "'auth.password' would put a secret in the project file"),
+            (
+                5,
+                "schema[channels]",
+                "'password_env' must name an environment variable "
+                "(letters, digits and _), not hold the secret itself",
+            ),
+            (
+                6,
+                "schema[channels]",
+                "'hooks.0.url' is a URL with credentials in it (user:password@)",
+            ),
+            (8, "schema[sources]", "'credentials.key' would put a secret in the project file"),
+            (9, "schema[brand]", "'url' is a URL with credentials in it (user:password@)"),
+        ]
+        text = str(caught.value)
+        assert "Value" not in text
