@@ -457,3 +457,16 @@ class TestProjectFile:
         ]
         text = str(caught.value)
         assert "Value" not in text
+
+
+def test_the_password_inside_a_database_url_is_remembered_on_its_own(monkeypatch, tmp_path):
+    from courtship_sql.source import _database_url
+
+    from courtship.sources import SourceSettings
+
+    monkeypatch.setenv("T_SHOP_DB_URL", "postgresql+psycopg://shop:Db-Pass-7781@127.0.0.1:1/s")
+    config = SourceSettings({"url_env": "T_SHOP_DB_URL"}, "events", tmp_path, known={"url_env"})
+    _database_url(config, tmp_path)
+    assert redact("FATAL: password Db-Pass-7781 rejected") == (
+        "FATAL: password [secret $T_SHOP_DB_URL] rejected"
+    )
