@@ -1,5 +1,6 @@
 """The Instagram channel against a local server that checks requests as the Graph API documents."""
 
+import json
 import socket
 from dataclasses import replace
 
@@ -12,7 +13,7 @@ from courtship.testing import ChannelContract, HTTPPeer, PeerResponse, sample_me
 IG_USER_ID = "17841400000000001"
 IGSID = "6543210987654321"
 TOKEN = "IGQWR-instagram-user-access-token"
-PATH = f"/v21.0/{IG_USER_ID}/messages"
+PATH = f"/v25.0/{IG_USER_ID}/messages"
 
 
 def graph_error(status, code, message, subcode=None, kind="OAuthException"):
@@ -29,9 +30,10 @@ class FakeGraph:
     def __init__(self):
         self.answer = None
         self.accepted = []
+        self.path = PATH
 
     def __call__(self, request):
-        if request.method != "POST" or request.path != PATH:
+        if request.method != "POST" or request.path != self.path:
             return graph_error(400, 100, "Unsupported post request.", kind="GraphMethodException")
         if request.header("Authorization") != f"Bearer {TOKEN}":
             return graph_error(400, 190, "Invalid OAuth access token - Cannot parse access token")
@@ -184,6 +186,71 @@ class TestInstagramChannel(ChannelContract):
             delivery.reason == "Instagram answered HTTP 200 with a body that is not a JSON object"
         )
 
+    @staticmethod
+    def throttled(headers, code=4, status=400):
+        error = {
+            "message": "(#4) Application request limit reached",
+            "type": "OAuthException",
+            "code": code,
+            "fbtrace_id": "Ab",
+        }
+        return PeerResponse(status, {"error": error}, headers)
+
+    def test_business_use_case_usage_says_when_to_retry(self, channel, message, fake):
+        usage = {
+            "17841400000000001": [
+                {
+                    "type": "instagram",
+                    "call_count": 100,
+                    "total_cputime": 12,
+                    "total_time": 9,
+                    "estimated_time_to_regain_access": 7,
+                },
+                {"type": "messenger", "call_count": 40, "estimated_time_to_regain_access": 0},
+            ]
+        }
+        fake.answer = self.throttled({"X-Business-Use-Case-Usage": json.dumps(usage)})
+        delivery = channel.send(message)
+        assert (delivery.status, delivery.retry_after) == ("retry", 7 * 60.0)
+
+    def test_app_usage_and_retry_after_the_longest_wins(self, channel, message, fake):
+        usage = {"call_count": 100, "total_time": 30, "estimated_time_to_regain_access": 1}
+        fake.answer = self.throttled({"X-App-Usage": json.dumps(usage), "Retry-After": "90"})
+        assert channel.send(message).retry_after == 90.0
+        fake.answer = self.throttled({"X-App-Usage": json.dumps(usage), "Retry-After": "10"})
+        assert channel.send(message).retry_after == 60.0
+
+    def test_a_throttling_estimate_makes_any_error_a_retry(self, channel, message, fake):
+        usage = {"1": [{"type": "instagram", "estimated_time_to_regain_access": 3}]}
+        fake.answer = self.throttled({"X-Business-Use-Case-Usage": json.dumps(usage)}, 80002)
+        assert channel.send(message).status == "retry"
+        fake.answer = self.throttled({"X-Business-Use-Case-Usage": json.dumps(usage)}, 100)
+        assert channel.send(message).status == "retry"
+
+    @pytest.mark.parametrize(
+        "header",
+        [
+            "not json",
+            "[]",
+            '{"1": [{"estimated_time_to_regain_access": "soon"}]}',
+            '{"estimated_time_to_regain_access": -5}',
+            "1e999",
+        ],
+    )
+    def test_an_unreadable_usage_header_is_ignored(self, channel, message, fake, header):
+        fake.answer = self.throttled({"X-Business-Use-Case-Usage": header})
+        delivery = channel.send(message)
+        assert (delivery.status, delivery.retry_after) == ("retry", None)
+
+    def test_usage_headers_on_success_change_nothing(self, channel, message, fake):
+        usage = {"1": [{"type": "instagram", "estimated_time_to_regain_access": 0}]}
+        fake.answer = PeerResponse(
+            200,
+            {"recipient_id": IGSID, "message_id": "m1"},
+            {"X-Business-Use-Case-Usage": json.dumps(usage)},
+        )
+        assert channel.send(message).status == "delivered"
+
     def test_a_slow_answer_times_out_into_a_retry(self, peer, fake, message):
         fake.answer = PeerResponse(200, {"message_id": "late"}, delay=0.5)
         delivery = make(peer.url, timeout=0.2).send(message)
@@ -206,3 +273,32 @@ class TestSettings:
         assert channel.base_url == "https://graph.instagram.com"
         assert channel.path == PATH
         channel.close()
+        assert channel.version == "v25.0"
+
+    def test_api_version_is_a_setting(self, token, peer, fake):
+        fake.path = f"/v23.0/{IG_USER_ID}/messages"
+        channel = make(peer.url, api_version="v23.0")
+        message = sample_message(channel="instagram", to=IGSID, hours_since_last_inbound=1.0)
+        assert channel.send(message).status == "delivered"
+        assert peer.requests[0].path == fake.path
+        channel.close()
+        assert make(peer.url, version="v22.0").path.startswith("/v22.0/")  # its first name
+
+    @pytest.mark.parametrize("version", ["21.0", "v21", "v21.0/", "latest", "v21.0.1"])
+    def test_a_malformed_api_version_is_refused(self, token, version):
+        with pytest.raises(ChannelConfigError, match="setting 'api_version' must be"):
+            make("http://127.0.0.1", api_version=version)
+
+    @pytest.mark.parametrize(
+        ("token", "words"),
+        [
+            ("IGQ-token-0123\r\n", "holds a line break at character 15"),
+            ("IGQ-tökén-0123", "character outside ASCII at character 6"),
+        ],
+    )
+    def test_a_token_that_cannot_travel_in_a_header_is_refused(self, monkeypatch, token, words):
+        monkeypatch.setenv("COURTSHIP_TEST_IG_TOKEN", token)
+        with pytest.raises(ChannelConfigError) as error:
+            make("http://127.0.0.1")
+        assert "COURTSHIP_TEST_IG_TOKEN" in str(error.value) and words in str(error.value)
+        assert token.strip() not in str(error.value) and "tökén" not in str(error.value)

@@ -13,7 +13,7 @@ from courtship.testing import ChannelContract, HTTPPeer, PeerResponse, sample_me
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "twilio-auth-token-0123456789abcdef"
 PATH = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
-TO = "+15558675310"
+TO = "+14155552671"
 FROM = "+15017122661"
 
 
@@ -54,6 +54,10 @@ class FakeTwilio:
             return twilio_error(400, 21603, "A 'From' or 'MessagingServiceSid' is required.")
         if not form.get("Body"):
             return twilio_error(400, 21602, "Message body is required.")
+        if len(form["Body"]) > 1600:
+            return twilio_error(
+                400, 21617, "The concatenated message body exceeds the 1600 character limit."
+            )
         if self.answer is not None:
             return self.answer
         sid = f"SM{len(self.accepted):032d}"
@@ -229,6 +233,49 @@ class TestTwilioChannel(ChannelContract):
         assert "E.164" in channel.check(replace(message, to="0555 867 5310"))
         assert "E.164" in channel.check(replace(message, to="ada@example.org"))
 
+    @pytest.mark.parametrize("number", ["+10000000000", "+12", "+15558675310", "+4477009001"])
+    def test_check_refuses_a_number_no_country_assigns(self, channel, message, fake, number):
+        assert channel.check(replace(message, to=number)).startswith(
+            "the recipient is not a valid phone number"
+        )
+        assert channel.send(replace(message, to=number)).status == "failed"
+        assert fake.accepted == []
+
+    @pytest.mark.parametrize("number", ["+14155552671", "+447911123456", "+4915123456789"])
+    def test_check_takes_valid_numbers(self, channel, message, number):
+        assert channel.check(replace(message, to=number)) is None
+
+    def test_a_body_over_1600_characters_never_reaches_twilio(self, channel, message, fake):
+        assert channel.check(replace(message, text="a" * 1600)) is None
+        long = replace(message, text="a" * 1601)
+        assert channel.check(long) == (
+            "the text is 1601 characters; Twilio takes at most 1,600 in one message"
+        )
+        assert channel.send(long).status == "failed"
+        assert fake.accepted == []
+
+    @pytest.mark.parametrize(
+        ("code", "status", "retry_after", "note"),
+        [
+            (21611, 400, None, "queue holds 10 hours"),
+            (14107, 400, 30.0, "30 messages between two numbers"),
+            (63017, 429, None, "rate limit"),
+            (60728, 400, 3600.0, "hourly message limit"),
+            (63038, 400, 86400.0, "daily message limit"),
+        ],
+    )
+    def test_codes_that_pass_with_time_are_retries(
+        self, channel, message, fake, code, status, retry_after, note
+    ):
+        fake.answer = twilio_error(status, code, "This 'From' number has exceeded the maximum")
+        delivery = channel.send(message)
+        assert (delivery.status, delivery.retry_after) == ("retry", retry_after)
+        assert delivery.reason.startswith(f"Twilio {code} (") and note in delivery.reason
+
+    def test_retry_after_counts_when_longer_than_the_codes_own_wait(self, channel, message, fake):
+        fake.answer = twilio_error(429, 14107, "SMS send rate limit", {"Retry-After": "45"})
+        assert channel.send(message).retry_after == 45.0
+
 
 class TestSegments:
     @pytest.mark.parametrize(
@@ -274,3 +321,42 @@ class TestSettings:
         channel = make(None)
         assert channel.base_url == "https://api.twilio.com"
         channel.close()
+
+    @pytest.mark.parametrize(
+        ("setting", "value"),
+        [
+            ("account_sid", "AC123"),
+            ("account_sid", "SK" + "0" * 32),
+            ("account_sid", "AC" + "g" * 32),
+            ("messaging_service_sid", "MG123"),
+            ("messaging_service_sid", "AC" + "0" * 32),
+        ],
+    )
+    def test_sids_are_checked_at_setup(self, token, setting, value):
+        with pytest.raises(ChannelConfigError, match=f"setting '{setting}' must be"):
+            make("http://127.0.0.1", **{setting: value})
+
+    @pytest.mark.parametrize(
+        "sender", ["+10000000000", "15017122661", "Lotus & Co", "TooLongSender1"]
+    )
+    def test_the_sender_is_checked_at_setup(self, token, sender):
+        with pytest.raises(ChannelConfigError, match="setting 'from'"):
+            make("http://127.0.0.1", **{"from": sender})
+
+    def test_an_alphanumeric_sender_is_taken(self, token):
+        make("http://127.0.0.1", **{"from": "Lotus Co"}).close()
+
+    @pytest.mark.parametrize(
+        ("value", "words"),
+        [
+            (AUTH_TOKEN + "\r\n", "holds a line break at character 35"),
+            ("tøken-0123456789", "character outside ASCII at character 2"),
+        ],
+    )
+    def test_a_token_that_cannot_travel_in_a_header_is_refused(self, monkeypatch, value, words):
+        monkeypatch.setenv("COURTSHIP_TEST_TWILIO_TOKEN", value)
+        with pytest.raises(ChannelConfigError) as error:
+            make("http://127.0.0.1")
+        message = str(error.value)
+        assert "COURTSHIP_TEST_TWILIO_TOKEN" in message and words in message
+        assert value.strip() not in message

@@ -133,7 +133,7 @@ def project(root: Path, smtp_port: int, twilio_url: str, customers: list[str]) -
     )
     rows, events = [HEADER], []
     for cid, channel in customers:
-        number = f"+1555010{int(cid[1:]):04d}"
+        number = f"+1202555{int(cid[1:]):04d}"
         rows.append(
             f"{cid},Ann{cid},Lee,{cid}@example.org,{number},,UTC,en,Leeds,p,1990-01-01,"
             f"2026-11-23,new,,{channel},0,direct,true,true,false"
@@ -154,7 +154,7 @@ channels:
   email: {{host: 127.0.0.1, port: {smtp_port}, security: none, from: hello@lotus.example.org,
           timeout: 2, local_hostname: courtship.test}}
   sms: {{account_sid: {ACCOUNT_SID}, auth_token_env: COURTSHIP_TEST_TWILIO_TOKEN,
-        from: "+15550100000", base_url: "{twilio_url}", timeout: 0.3}}
+        from: "+12025550100", base_url: "{twilio_url}", timeout: 0.3}}
 delivery: {{backoff: 1m, max_attempts: 3}}
 """
     )
@@ -184,7 +184,7 @@ def test_run_delivers_each_message_once_and_a_rerun_sends_nothing(tmp_path, smtp
     delivered = {k for k, status in statuses(root).items() if status == "delivered"}
     assert set(smtp[0].keys) <= delivered
     assert len(set(smtp[0].keys)) == len(smtp[0].keys) == 3
-    assert sorted(twilio[0].accepted) == ["+15550100004", "+15550100005"]
+    assert sorted(twilio[0].accepted) == ["+12025550004", "+12025550005"]
     assert run(root)[1]["delivered"] == {}
     assert run(root, "2026-11-23T16:00:00Z")[1]["delivered"] == {}
     assert len(smtp[0].keys) == 3 and len(twilio[0].accepted) == 2
@@ -282,7 +282,7 @@ def test_a_run_killed_midway_loses_nothing_and_doubles_nothing(tmp_path, smtp, t
     _out, err = rerun.communicate(timeout=60)
     assert rerun.returncode == 0, err.decode()
     assert len(smtp[0].keys) == len(set(smtp[0].keys)) == 12
-    assert sorted(twilio[0].accepted) == sorted(f"+1555010{i:04d}" for i in range(13, 25))
+    assert sorted(twilio[0].accepted) == sorted(f"+1202555{i:04d}" for i in range(13, 25))
     assert set(statuses(root).values()) == {"delivered"}
 
 

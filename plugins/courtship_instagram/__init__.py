@@ -10,7 +10,7 @@ Settings (``channels.instagram`` in ``courtship.yaml``)::
       access_token_env: INSTAGRAM_TOKEN       # the environment variable that holds the token
       base_url: https://graph.instagram.com   # default (Instagram Login);
                                               # https://graph.facebook.com with a Page token
-      version: v21.0                          # Graph API version
+      api_version: v25.0                      # Graph API version (v<major>.<minor>)
       timeout: 10                             # seconds
 """
 

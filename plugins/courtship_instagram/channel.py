@@ -1,30 +1,54 @@
-"""The Instagram channel: ``POST {base_url}/{version}/{ig_user_id}/messages`` with httpx.
+"""The Instagram channel: ``POST {base_url}/{api_version}/{ig_user_id}/messages`` with httpx.
 
 The request is JSON, ``{"recipient": {"id": IGSID}, "message": {"text": ...}}``, with the token
 as ``Authorization: Bearer``. Success is ``{"recipient_id": ..., "message_id": ...}``; a failure is
 Graph's error document ``{"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}``.
+
+When Meta throttles, its usage headers say how long for: ``X-Business-Use-Case-Usage`` maps a
+business id to a list of ``{"type", "call_count", "total_cputime", "total_time",
+"estimated_time_to_regain_access"}`` (percentages, and *minutes*), and ``X-App-Usage`` may carry
+the same estimate. The longest estimate is the retry's delay, like ``Retry-After`` (and, like it,
+capped by ``delivery.max_backoff``).
+
+The Graph API's messages endpoint takes no idempotency key: a timeout after Meta accepted a
+message and a retry can send it twice.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import re
 import ssl
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-from courtship.channels import Delivery, Message, parse_retry_after, secret, setting
+from courtship.channels import (
+    ChannelConfigError,
+    Delivery,
+    Message,
+    parse_retry_after,
+    secret,
+    setting,
+)
 
 DEFAULT_BASE_URL = "https://graph.instagram.com"
-DEFAULT_VERSION = "v21.0"
+#: The Graph API version used unless ``api_version`` says otherwise: v25.0 (February 2026),
+#: available until July 2028 by Meta's changelog. Meta retires each version about two years on.
+DEFAULT_API_VERSION = "v25.0"
+API_VERSION = re.compile(r"^v[0-9]+\.[0-9]+$")
+#: Meta's usage headers; ``estimated_time_to_regain_access`` in them is in minutes.
+USAGE_HEADERS = ("X-Business-Use-Case-Usage", "X-App-Usage")
 #: Instagram accepts text of at most 1000 bytes of UTF-8.
 MAX_TEXT_BYTES = 1000
 #: Instagram's standard messaging window: replies only within 24 hours of the customer's message.
 WINDOW_HOURS = 24.0
-#: Graph error codes that pass with time: throttling (4, 17, 32, 613) and temporary
-#: unavailability (1 "API Unknown", 2 "API Service"), per Graph's error-handling guide.
-RETRY_CODES = frozenset({1, 2, 4, 17, 32, 613})
+#: Graph error codes that pass with time: throttling (4, 17, 32, 613; the business use case
+#: limits 80002 Instagram and 80006 Messenger) and temporary unavailability (1 "API Unknown",
+#: 2 "API Service"), per Graph's error-handling and rate-limiting guides.
+RETRY_CODES = frozenset({1, 2, 4, 17, 32, 613, 80002, 80006})
 
 
 @functools.cache
@@ -41,9 +65,16 @@ class InstagramChannel:
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.ig_user_id: str = setting(settings, "ig_user_id")
-        token = secret(settings, "access_token_env")
+        token = secret(settings, "access_token_env", header=True)
         self.base_url: str = setting(settings, "base_url", DEFAULT_BASE_URL).rstrip("/")
-        self.version: str = setting(settings, "version", DEFAULT_VERSION).strip("/")
+        # ``version`` is the setting's first name, still read.
+        version = settings.get("api_version") or settings.get("version") or DEFAULT_API_VERSION
+        self.version: str = str(version).strip()
+        if not API_VERSION.match(self.version):
+            raise ChannelConfigError(
+                f"setting 'api_version' must be a Graph API version such as "
+                f"{DEFAULT_API_VERSION} (v, a number, a dot, a number), not {self.version!r}"
+            )
         self.timeout: float = setting(settings, "timeout", 10.0, kind=float)
         self._client = httpx.Client(
             base_url=self.base_url,
@@ -95,7 +126,15 @@ class InstagramChannel:
 
     def _answer(self, response: httpx.Response) -> Delivery:
         status = response.status_code
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        hints = [
+            value
+            for value in (
+                parse_retry_after(response.headers.get("Retry-After")),
+                regain_access(response.headers),
+            )
+            if value is not None
+        ]
+        retry_after = max(hints) if hints else None
         try:
             body = response.json()
         except ValueError:
@@ -117,6 +156,42 @@ class InstagramChannel:
         if subcode is not None:
             reason += f"/{subcode}"
         reason += f": {error.get('message') or 'no message'} (HTTP {status})"
-        if code in RETRY_CODES or status == 429 or status >= 500:
+        throttled = bool(retry_after) and regain_access(response.headers) is not None
+        if code in RETRY_CODES or status == 429 or status >= 500 or throttled:
             return Delivery.retry(reason, retry_after)
         return Delivery.failed(reason)
+
+
+def regain_access(headers: Mapping[str, str]) -> float | None:
+    """Seconds until Meta lifts its throttling, from the longest
+    ``estimated_time_to_regain_access`` (minutes) in its usage headers; None when no header
+    says (or none can be read: an unreadable header is ignored, never an error)."""
+    minutes: list[float] = []
+    for name in USAGE_HEADERS:
+        text = headers.get(name)
+        if not text:
+            continue
+        try:
+            usage = json.loads(text)
+        except ValueError:
+            continue
+        _estimates(usage, minutes, depth=0)
+    finite = [value for value in minutes if 0 <= value < float("inf")]
+    return max(finite) * 60.0 if finite else None
+
+
+def _estimates(node: Any, into: list[float], depth: int) -> None:
+    """Every ``estimated_time_to_regain_access`` in ``node``: a usage object, a list of them,
+    or a mapping of business ids to lists (as ``X-Business-Use-Case-Usage`` has it)."""
+    if depth > 3:
+        return
+    if isinstance(node, dict):
+        value = node.get("estimated_time_to_regain_access")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            into.append(float(value))
+        for child in node.values():
+            if isinstance(child, dict | list):
+                _estimates(child, into, depth + 1)
+    elif isinstance(node, list):
+        for child in node:
+            _estimates(child, into, depth + 1)

@@ -16,6 +16,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import sqltypes
 
 from courtship.catalogue import FactSpec
+from courtship.channels import remember
 from courtship.sources import (
     SourceError,
     SourceSettings,
@@ -323,6 +324,8 @@ def _database_url(config: SourceSettings, root: Path) -> tuple[URL, str, str]:
             "write dialect+driver://user@host/database, such as sqlite:///shop.db or "
             "postgresql+psycopg://shop@db.internal/shop",
         ) from None
+    if setting == "url_env" and url.password:
+        remember(str(url.password), str(config.text("url_env")))  # the password alone, too
     if setting == "url" and url.password:
         raise config.error(
             "url",

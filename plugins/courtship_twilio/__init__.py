@@ -3,10 +3,10 @@
 Settings (``channels.sms`` in ``courtship.yaml``)::
 
     sms:
-      account_sid: ACxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx
+      account_sid: ACxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx   # AC and 32 hexadecimal digits
       auth_token_env: TWILIO_AUTH_TOKEN   # the environment variable that holds the auth token
-      from: "+15017122661"                # a Twilio number, or
-      messaging_service_sid: MGxxxxxxxx   # a Messaging Service (either or both)
+      from: "+15017122661"                # a Twilio number (E.164) or alphanumeric sender id, or
+      messaging_service_sid: MGxxxxxxxx   # a Messaging Service: MG and 32 hex digits (or both)
       status_callback: https://example.org/twilio/status   # optional
       max_segments: 3                     # optional: refuse longer texts (the engine falls back)
       timeout: 10                         # seconds

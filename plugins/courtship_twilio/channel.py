@@ -2,12 +2,19 @@
 
 Twilio answers ``201 Created`` with the Message resource (its ``sid`` is the provider id), or an
 error document ``{"code": 21211, "message": "...", "more_info": "...", "status": 400}``.
-Twilio's Messages API takes no idempotency key: a timeout after Twilio accepted a message and a
-retry can send it twice, so the timeout should stay well above Twilio's usual answer time.
+
+``delivered`` means only that Twilio *accepted* the message (status ``queued`` or ``accepted``):
+whether the network delivered it arrives later, at the ``status_callback`` URL.
+
+Twilio's Messages API takes no idempotency key: its OpenAPI description (twilio/twilio-oai,
+``CreateMessage``) has no header parameter at all, only the form. A timeout after Twilio accepted
+a message and a retry can send it twice, so the timeout should stay well above Twilio's usual
+answer time.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import re
 import ssl
@@ -21,6 +28,8 @@ from courtship.channels import (
     Delivery,
     Message,
     parse_retry_after,
+    phone_problem,
+    remember,
     secret,
     setting,
 )
@@ -28,7 +37,13 @@ from courtship.channels import (
 from .segments import count_segments
 
 DEFAULT_BASE_URL = "https://api.twilio.com"
-E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+#: Twilio's SIDs: two letters and 32 hexadecimal digits (the OpenAPI patterns).
+ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
+MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
+#: An alphanumeric sender id: up to 11 letters, digits and spaces, at least one letter.
+ALPHANUMERIC_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
+#: Twilio refuses a ``Body`` longer than 1,600 characters (error 21617).
+MAX_BODY = 1600
 
 #: Twilio error codes worth a plain-language note in the reason (all fail: retrying won't help).
 KNOWN_ERRORS: dict[int, str] = {
@@ -39,6 +54,19 @@ KNOWN_ERRORS: dict[int, str] = {
     21610: "the recipient has unsubscribed (replied STOP)",
     21612: "Twilio cannot route to this number",
     21614: "'To' is not a mobile number",
+    21617: "the body is longer than 1,600 characters",
+}
+
+#: Twilio error codes that pass with time, per Twilio's error pages, and how long to wait at
+#: least (seconds; None: the usual backoff). The delay, like Retry-After, is capped by
+#: ``delivery.max_backoff``.
+RETRY_ERRORS: dict[int, tuple[str, float | None]] = {
+    14107: ("more than 30 messages between two numbers in 30 s: slowing down", 30.0),
+    20429: ("too many requests: slowing down", None),
+    21611: ("the 'From' number's queue holds 10 hours of messages: slowing down", None),
+    60728: ("the account's hourly message limit is reached", 3600.0),
+    63017: ("the account's rate limit (2000 messages a second) is reached", None),
+    63038: ("the account's daily message limit is reached", 86400.0),
 }
 
 
@@ -55,12 +83,39 @@ class TwilioChannel:
     idempotent = False
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
-        self.account_sid: str = setting(settings, "account_sid")
-        token = secret(settings, "auth_token_env")
+        self.account_sid: str = setting(settings, "account_sid").strip()
+        if not ACCOUNT_SID.match(self.account_sid):
+            raise ChannelConfigError(
+                "setting 'account_sid' must be AC and 32 hexadecimal digits, as the Twilio "
+                "console shows it"
+            )
+        token = secret(settings, "auth_token_env", header=True)
+        # The Authorization header carries the token in base64: a peer that quotes it back
+        # must not put it in a reason either.
+        basic = base64.b64encode(f"{self.account_sid}:{token}".encode()).decode()
+        remember(basic, str(settings["auth_token_env"]))
         self.sender: str | None = settings.get("from")
         self.messaging_service_sid: str | None = settings.get("messaging_service_sid")
         if not (self.sender or self.messaging_service_sid):
             raise ChannelConfigError("set 'from' (a Twilio number) or 'messaging_service_sid'")
+        if self.messaging_service_sid is not None and not (
+            isinstance(self.messaging_service_sid, str)
+            and MESSAGING_SERVICE_SID.match(self.messaging_service_sid)
+        ):
+            raise ChannelConfigError(
+                "setting 'messaging_service_sid' must be MG and 32 hexadecimal digits"
+            )
+        if self.sender is not None:
+            self.sender = str(self.sender)
+            if self.sender.startswith("+"):
+                problem = phone_problem(self.sender)
+                if problem:
+                    raise ChannelConfigError(f"setting 'from' is {problem}")
+            elif not ALPHANUMERIC_SENDER.match(self.sender):
+                raise ChannelConfigError(
+                    "setting 'from' must be a Twilio phone number in E.164 (+15017122661) or "
+                    "an alphanumeric sender id (up to 11 letters, digits and spaces)"
+                )
         self.status_callback: str | None = settings.get("status_callback")
         self.max_segments: int | None = (
             setting(settings, "max_segments", kind=int)
@@ -93,10 +148,16 @@ class TwilioChannel:
     # -- the Channel protocol ------------------------------------------------------------------
 
     def check(self, message: Message) -> str | None:
-        if not E164.match(message.to):
-            return "the recipient is not an E.164 phone number (+ and up to 15 digits)"
+        problem = phone_problem(message.to)
+        if problem:
+            return f"the recipient is {problem}"
         if not message.text:
             return "the text is empty"
+        if len(message.text) > MAX_BODY:
+            return (
+                f"the text is {len(message.text)} characters; Twilio takes at most "
+                f"{MAX_BODY:,} in one message"
+            )
         limit = message.max_segments if message.max_segments is not None else self.max_segments
         segments = count_segments(message.text)
         if limit is not None and segments.count > limit:
@@ -146,7 +207,12 @@ class TwilioChannel:
                     _reason(body.get("error_code"), body.get("error_message"), status)
                 )
             return Delivery.delivered(sid)
-        reason = _reason(body.get("code"), body.get("message"), status)
+        code = body.get("code")
+        reason = _reason(code, body.get("message"), status)
+        if isinstance(code, int) and code in RETRY_ERRORS:
+            wait = RETRY_ERRORS[code][1]
+            hints = [value for value in (retry_after, wait) if value is not None]
+            return Delivery.retry(reason, max(hints) if hints else None)
         if status == 429:
             return Delivery.retry(reason, retry_after)
         if status >= 500:
@@ -156,7 +222,9 @@ class TwilioChannel:
 
 def _reason(code: object, text: object, status: int) -> str:
     """``Twilio 21610 (the recipient has unsubscribed…): Attempt to send to … (HTTP 400)``."""
-    note = KNOWN_ERRORS.get(code) if isinstance(code, int) else None
+    note = None
+    if isinstance(code, int):
+        note = KNOWN_ERRORS.get(code) or RETRY_ERRORS.get(code, (None, None))[0]
     head = f"Twilio {code}" if code else "Twilio"
     if note:
         head += f" ({note})"

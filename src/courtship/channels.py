@@ -12,7 +12,13 @@ idempotency, retries and fallback; a channel answers two questions:
 
 Settings come from ``courtship.yaml`` (``channels.<name>``) as a plain mapping. Secrets are never
 written there: a setting names an environment variable (``password_env: SMTP_PASSWORD``) and the
-channel reads it with :func:`secret`.
+channel reads it with :func:`secret`, which remembers it so that no reason, log or output ever
+shows it (:func:`redact`; a channel that sends a secret in another form, such as base64 in an
+``Authorization`` header, passes that form to :func:`remember` too).
+
+:func:`email_problem` and :func:`phone_problem` say whether an address is one the channel can
+reach (``email-validator`` and ``phonenumbers``, cached per distinct value): call them in
+``check``, so only the addresses actually messaged are validated.
 """
 
 from __future__ import annotations
@@ -22,14 +28,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from courtship.addresses import email_problem, phone_problem
+from courtship.redaction import redact, remember
+
 __all__ = [
     "Channel",
     "ChannelConfigError",
     "ChannelFactory",
     "Delivery",
     "Message",
+    "email_problem",
     "parse_retry_after",
+    "phone_problem",
+    "redact",
+    "remember",
     "secret",
+    "secret_problem",
     "setting",
 ]
 
@@ -78,12 +92,17 @@ class Delivery:
     ``delivered``: the provider accepted the message (``provider_id`` is its id, if it gave one).
     ``retry``: it may pass later; ``retry_after`` is the provider's hint in seconds, if any.
     ``failed``: it will not pass as it is; ``reason`` says why (the provider's code and words).
+    Every secret Courtship read is taken out of ``reason`` (:func:`courtship.redaction.redact`).
     """
 
     status: Status
     provider_id: str | None = None
     reason: str = ""
     retry_after: float | None = None
+
+    def __post_init__(self) -> None:
+        # A provider's words can quote what it was sent, a secret included: never keep one.
+        object.__setattr__(self, "reason", redact(self.reason))
 
     @classmethod
     def delivered(cls, provider_id: str | None = None, reason: str = "") -> Delivery:
@@ -144,12 +163,17 @@ def setting(settings: Mapping[str, Any], key: str, default: Any = None, *, kind:
         ) from None
 
 
-def secret(settings: Mapping[str, Any], key: str) -> str:
+def secret(settings: Mapping[str, Any], key: str, *, header: bool = False) -> str:
     """The secret named by the setting ``key``, read from the environment.
 
     ``secret({"password_env": "SMTP_PASSWORD"}, "password_env")`` returns ``$SMTP_PASSWORD``.
-    Secrets are only ever referenced by variable name; a missing setting or an unset (or empty)
-    variable raises :class:`ChannelConfigError` naming both — never the value.
+    Secrets are only ever referenced by variable name; a missing setting, an unset (or empty)
+    variable, or a value with a line break or another control character (a copy from a file
+    with Windows line ends) raises :class:`ChannelConfigError` naming both — never the value.
+    With ``header=True`` (a token sent in an HTTP header) the value must also be plain ASCII.
+
+    Every secret read is remembered by :mod:`courtship.redaction`, so no reason, log or output
+    of Courtship ever shows it.
     """
     variable = settings.get(key)
     if not variable or not isinstance(variable, str):
@@ -162,7 +186,33 @@ def secret(settings: Mapping[str, Any], key: str) -> str:
         raise ChannelConfigError(
             f"setting '{key}' names the environment variable {variable}, which is not set"
         )
+    remember(value, variable)
+    problem = secret_problem(value, header=header)
+    if problem:
+        raise ChannelConfigError(
+            f"the environment variable {variable} (setting '{key}') {problem}; "
+            "the value is not shown"
+        )
     return value
+
+
+def secret_problem(value: str, *, header: bool = False) -> str | None:
+    """Why ``value`` cannot be a secret (a line break, a control character; with ``header``,
+    a character outside ASCII), or None. Never quotes the value."""
+    for position, char in enumerate(value, 1):
+        if char in "\r\n":
+            return (
+                f"holds a line break at character {position} (a copy from a file with Windows "
+                "line ends?): remove it"
+            )
+        if ord(char) < 32 or ord(char) == 127:
+            return f"holds a control character at character {position}: remove it"
+        if header and ord(char) > 126:
+            return (
+                f"holds a character outside ASCII at character {position}, which cannot travel "
+                "in an HTTP header: check that the whole token was copied, and nothing else"
+            )
+    return None
 
 
 def parse_retry_after(value: str | None) -> float | None:

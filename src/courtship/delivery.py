@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from courtship.channels import Channel, Delivery, Message
+from courtship.redaction import describe, redact
 from courtship.state import StateStore
 
 DUE = ("pending", "deferred", "retry", "sending")
@@ -113,7 +114,7 @@ class Dispatcher:
             else:
                 refusal = channel.check(message)
             if refusal is not None:
-                if self._fall_back(row, now, f"{name}: {refusal}", report):
+                if self._fall_back(row, now, redact(f"{name}: {refusal}"), report):
                     continue
                 return
             assert channel is not None
@@ -122,7 +123,7 @@ class Dispatcher:
             try:
                 delivery = channel.send(message)
             except Exception as error:
-                delivery = Delivery.retry(f"the {name} channel raised {error!r}")
+                delivery = Delivery.retry(f"the {name} channel raised {describe(error)}")
             self.state.log_attempt(row["key"], attempt, now, name, delivery.status, delivery.reason)
             if delivery.status == "delivered":
                 self.state.mark_delivered(row["key"], delivery.provider_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 import zoneinfo
 from dataclasses import dataclass, field
@@ -138,29 +139,132 @@ def check_project(root: Path) -> tuple[str | None, list[Finding], Path]:
     return display_path(file), [], project.playbooks
 
 
-_SECRET = re.compile(r"(password|passwd|token|secret|api_key|apikey|private_key)$", re.IGNORECASE)
+#: Words that make a setting's name look like a secret: ``password``, ``api_key``, ``auth``, …
+_SECRET_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pass",
+        "pwd",
+        "passphrase",
+        "secret",
+        "secrets",
+        "token",
+        "tokens",
+        "credential",
+        "credentials",
+        "creds",
+        "apikey",
+        "auth",
+        "authorization",
+        "authentication",
+        "bearer",
+        "cookie",
+        "privatekey",
+        "signature",
+    }
+)
+#: Two-word names that are secrets together (``api_key``, ``private_key``, ``access_key``, …).
+_SECRET_PAIRS = frozenset(
+    {("api", "key"), ("private", "key"), ("access", "key"), ("secret", "key"), ("client", "secret")}
+)
+#: A setting whose name ends so holds where to find something, not the thing itself.
+_NOT_A_SECRET = frozenset({"url", "uri", "endpoint", "file", "path", "header", "id", "sid"})
+#: Names that are no secret even under one (``auth: {username: …, password_env: …}``).
+_PLAIN = frozenset({"user", "username", "login", "name", "type", "method", "scheme", "email"})
+_ENV_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: ``scheme://user:password@host`` (or ``https://token@host``): what lies before the ``@``.
+_URL_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#@\s]*)@", re.ASCII)
+_HINT = "put it in an environment variable and name it with `{key}_env: {variable}`"
+_URL_HINT = (
+    "take the credentials out of the URL: put the whole URL in an environment variable and "
+    "name it with `{key}_env: {variable}`, or give them as the plugin's own *_env settings"
+)
+
+
+def _words(name: str) -> list[str]:
+    """``authToken`` → ["auth", "token"]; ``API-Key`` → ["api", "key"]."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
+    return [word for word in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if word]
+
+
+def looks_like_a_secret(name: str) -> bool:
+    """True for a setting name such as ``password``, ``smtp_pass``, ``authToken``, ``api-key``."""
+    words = _words(name)
+    if not words or words[-1] in _NOT_A_SECRET or words[-1] == "env":
+        return False
+    pairs = set(itertools.pairwise(words))
+    return bool(_SECRET_WORDS.intersection(words) or _SECRET_PAIRS & pairs)
+
+
+def credentials_in_url(text: str) -> bool:
+    """True when the URL ``text`` carries a password (``user:pass@``), or any user part at all
+    over HTTP(S), where one is always a credential (``https://TOKEN@api.example.org``)."""
+    match = _URL_USERINFO.match(text.strip())
+    if not match or not match.group(2):
+        return False
+    return ":" in match.group(2) or match.group(1).lower() in {"http", "https"}
+
+
+def _variable(parts: tuple[Any, ...]) -> str:
+    """A variable name for a setting: ``channels.email.auth.password`` → EMAIL_AUTH_PASSWORD."""
+    skip = 1 if parts and parts[0] in ("channels", "sources") else 0
+    words = [str(part) for part in parts[skip:] if isinstance(part, str)] or ["MY", "SECRET"]
+    return re.sub(r"[^A-Z0-9]+", "_", "_".join(words).upper()).strip("_") or "MY_SECRET"
 
 
 def _secrets_in_file(doc: Document) -> list[Finding]:
-    """Secrets come from the environment: a setting that looks like one is an error."""
-    out = []
-    for section in ("channels", "sources"):
-        entries = doc.data.get(section)
-        if not isinstance(entries, dict):  # the schema says what it should be
-            continue
-        for name, settings in entries.items():
-            if not isinstance(settings, dict):
+    """Secrets come from the environment. An error at its line, never quoting the value, for:
+    a URL with credentials in it (anywhere in the file); and, at any depth of ``channels`` and
+    ``sources``, a setting whose name looks like a secret (or anything under one, such as
+    ``auth: {password: …}``) and an ``*_env`` setting that cannot name a variable."""
+    out: list[Finding] = []
+
+    def found(parts: tuple[Any, ...], message: str, hint: str, *, key: bool = False) -> None:
+        out.append(doc.finding(parts, f"schema[{parts[0]}]", message, hint, key=key))
+
+    def walk(node: Any, parts: tuple[Any, ...], free: bool, under_secret: bool) -> None:
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in items:
+            here = (*parts, key)
+            name = ".".join(str(part) for part in here[2:]) or str(key)
+            if isinstance(value, str) and credentials_in_url(value):
+                found(
+                    here,
+                    f"'{name}' is a URL with credentials in it (user:password@)",
+                    _URL_HINT.format(key=key, variable=_variable(here)),
+                )
+            elif isinstance(value, dict | list):
+                secret = under_secret or (free and looks_like_a_secret(str(key)))
+                walk(value, here, free, secret)
+            elif not free or value is None or isinstance(value, bool):
                 continue
-            for key in settings:
-                if _SECRET.search(str(key)):
-                    out.append(
-                        doc.finding(
-                            (section, name, key),
-                            f"schema[{section}]",
-                            f"'{key}' would put a secret in the project file",
-                            f"name an environment variable instead: {key}_env: "
-                            f"{name.upper()}_{str(key).upper()}",
-                            key=True,
-                        )
+            elif isinstance(key, str) and key.lower().endswith("_env"):
+                if not (isinstance(value, str) and _ENV_VARIABLE.match(value)):
+                    found(
+                        here,
+                        f"'{name}' must name an environment variable (letters, digits and _), "
+                        "not hold the secret itself",
+                        f"export the secret as a variable and write {key}: "
+                        f"{_variable((*here[:-1], key[:-4]))}",
                     )
+            elif (under_secret and str(key).lower() not in _PLAIN) or looks_like_a_secret(str(key)):
+                label = key if isinstance(key, str) else parts[-1]
+                found(
+                    here,
+                    f"'{name}' would put a secret in the project file",
+                    _HINT.format(key=label, variable=_variable(here)),
+                    key=isinstance(key, str),
+                )
+
+    for section, value in doc.data.items():
+        free = section in ("channels", "sources")
+        if isinstance(value, dict | list):
+            walk(value, (section,), free, False)
+        elif isinstance(value, str) and credentials_in_url(value):
+            found(
+                (section,),
+                f"'{section}' is a URL with credentials in it (user:password@)",
+                _URL_HINT.format(key=section, variable=section.upper()),
+            )
     return out

@@ -1024,6 +1024,9 @@ class SourceSettings:
                 f"the environment variable {variable} is not set",
                 f"export {variable}=… before running; secrets never go in {SETTINGS_FILE}",
             )
+        from courtship.redaction import remember
+
+        remember(value, variable)  # so that no error or output ever shows it
         return value
 
 

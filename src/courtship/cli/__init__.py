@@ -75,8 +75,10 @@ def main() -> None:
     except Exception as error:
         if os.environ.get("COURTSHIP_DEBUG"):
             raise
+        from courtship.redaction import describe
+
         typer.secho(
-            f"courtship: internal error: {error!r}\n"
+            f"courtship: internal error: {describe(error)}\n"
             "This is a bug in Courtship; please report it. "
             "Set COURTSHIP_DEBUG=1 to see the traceback.",
             fg="red",

@@ -11,6 +11,7 @@ import typer
 
 from courtship.findings import ExitCode
 from courtship.project import Project, ProjectError, load_project
+from courtship.redaction import redact
 from courtship.validate import Report, discover, validate_files
 
 if TYPE_CHECKING:  # the engine imports polars: only the commands that evaluate load it
@@ -20,7 +21,8 @@ if TYPE_CHECKING:  # the engine imports polars: only the commands that evaluate 
 
 
 def fail(message: str, code: ExitCode = ExitCode.FINDINGS) -> typer.Exit:
-    typer.secho(f"courtship: {message}", fg="red", err=True)
+    """Print ``message`` (every secret taken out) to stderr; the Exit to raise."""
+    typer.secho(f"courtship: {redact(message)}", fg="red", err=True)
     return typer.Exit(code)
 
 

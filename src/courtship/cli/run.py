@@ -149,10 +149,12 @@ def command(
         "blocked": len(plan.blocked),
         "waiting": waiting,
     }
+    from courtship.redaction import redact
+
     if output_format == "json":
-        typer.echo(json.dumps(summary, indent=2))
+        typer.echo(redact(json.dumps(summary, indent=2)))
     else:
-        typer.echo(render(summary))
+        typer.echo(redact(render(summary)))
     raise typer.Exit(ExitCode.FINDINGS if report.failed else ExitCode.CLEAN)
 
 
