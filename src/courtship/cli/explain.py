@@ -114,12 +114,16 @@ def _trigger_reason(
     return ["the condition holds, but it already fired while it stayed true" + not_long_enough]
 
 
-def render(customer_id: str, plan: Plan, entries: list[dict[str, Any]]) -> str:
+def render(
+    customer_id: str, plan: Plan, entries: list[dict[str, Any]], consent: list[str] | None = None
+) -> str:
+    """``consent``: the withdrawals in force (an unsubscribe, a STOP, a bounce), in words."""
     facts = plan.customer_facts or {}
     name = " ".join(filter(None, [facts.get("first_name"), facts.get("last_name")])) or "(no name)"
     lines = [
         f"{customer_id} {name} at {plan.now:%Y-%m-%dT%H:%M:%SZ}{_local_time(facts)}",
         f"  {_habits(facts)}",
+        *(f"  {line}" for line in consent or []),
         "",
     ]
     for entry in entries:
@@ -205,6 +209,11 @@ def command(
     try:
         first_run = state.last_run() is None
         plan = loaded.engine.plan(loaded.base, moment, state, trace=customer)
+        from courtship.engine.consent import withdrawals_of
+
+        consent = withdrawals_of(
+            customer, plan.customer_facts or {}, state.consent_changes(), plan.now
+        )
     finally:
         state.close()
     entries = explain(loaded.engine, plan, customer, first_run=first_run)
@@ -220,6 +229,7 @@ def command(
                     "customer": customer,
                     "at": plan.now.isoformat(),
                     "facts": facts,
+                    "consent": consent,
                     "playbooks": entries,
                 },
                 indent=2,
@@ -227,4 +237,4 @@ def command(
             )
         )
     else:
-        typer.echo(render(customer, plan, entries), nl=False)
+        typer.echo(render(customer, plan, entries, consent), nl=False)
