@@ -700,3 +700,64 @@ def test_an_inbound_sms_is_the_customer_answering(world, secrets):
         assert twilio_post(client, "/twilio/inbound", body).status_code == 200
     (decision,) = world.plan().decisions
     assert (decision.playbook, decision.status) == ("answer", "send")
+
+
+def test_a_message_decided_before_a_stop_and_still_in_the_outbox_is_not_sent(world, secrets):
+    from conftest import customer
+
+    from courtship.delivery import Dispatcher
+    from courtship.engine.consent import withdrawn_for
+
+    world.playbook(PROMO)
+    world.customers.append(customer("c-001", preferred="sms", cadence=0))
+    world.event("c-001", "order", "2026-11-23T12:00:00Z")
+    world.run()  # decided and recorded, not yet delivered (a crash, a retry)
+    with _world_app(world) as client:
+        twilio_post(client, "/twilio/inbound", INBOUND | {"From": "+447700900001", "Body": "STOP"})
+
+    class Refusing:
+        def check(self, message):
+            return None
+
+        def send(self, message):  # pragma: no cover - the test fails if it is called
+            raise AssertionError("a message to a number that replied STOP was sent")
+
+    report = Dispatcher(world.state, {"sms": Refusing()}).dispatch(NOW)
+    (failure,) = report.failures
+    assert failure["reason"].startswith(
+        "sms: sms consent withdrawn on 2026-11-23 14:00 UTC by an SMS STOP"
+    )
+    changes = world.state.consent_changes()
+    assert withdrawn_for(changes, "c-001", "sms", "+447700900001", marketing=False, now=NOW)
+    assert (
+        withdrawn_for(changes, "c-001", "email", "c-001@example.org", marketing=True, now=NOW)
+        is None
+    )
+
+
+def test_a_link_needs_the_secret_and_carries_a_token_for_its_customer(world, monkeypatch):
+    from conftest import customer
+
+    world.playbook(PROMO.replace("channel: sms", "channel: email"))
+    world.customers.append(customer("c-001", preferred="email", cadence=0))
+    world.event("c-001", "order", "2026-11-23T12:00:00Z")
+    settings = {"unsubscribe": {"base_url": f"{PUBLIC}/unsubscribe"}}
+    monkeypatch.delenv("COURTSHIP_UNSUBSCRIBE_SECRET", raising=False)
+    (decision,) = world.plan(**settings).decisions
+    assert decision.unsubscribe_url is None  # the email channel refuses it, saying why
+    monkeypatch.setenv("COURTSHIP_UNSUBSCRIBE_SECRET", UNSUBSCRIBE_SECRET)
+    (decision,) = world.plan(**settings).decisions
+    url = decision.unsubscribe_url
+    assert url.startswith(f"{PUBLIC}/unsubscribe?token=") and "c-001" not in url
+    links = Unsubscriber.of(_project(world.root))
+    assert links.verify(url.split("token=")[1]) == ("c-001", "email")
+    # without unsubscribe.base_url, the link is at brand.url, as before
+    (decision,) = world.plan(brand={"url": "https://lotus.example.org"}).decisions
+    assert decision.unsubscribe_url.startswith("https://lotus.example.org/unsubscribe?token=")
+
+
+def test_courtship_serve_says_what_is_wrong_with_the_project(tmp_path):
+    (tmp_path / "courtship.yaml").write_text("serve: {public_url: hooks.example.org}\n")
+    result = runner.invoke(cli, ["serve", "-p", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "courtship.yaml:1:" in result.output and "public_url" in result.output

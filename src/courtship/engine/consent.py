@@ -147,15 +147,38 @@ def withdrawals_of(
     }
     lines = []
     for (who, channel), scopes in sorted(standing(changes, owners, now).items()):
-        if who != customer:
-            continue
-        for scope, change in sorted(scopes.items()):
-            what = "" if scope == "all" else " for marketing"
-            when = change["at"].astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-            source = SOURCES.get(change["source"], change["source"])
-            detail = f" ({change['detail']})" if change.get("detail") else ""
-            lines.append(f"{channel} consent{what} withdrawn on {when} by {source}{detail}")
+        if who == customer:
+            lines += [_in_words(channel, scope, change) for scope, change in sorted(scopes.items())]
     return lines
+
+
+def withdrawn_for(
+    changes: list[Mapping[str, Any]],
+    customer: str,
+    channel: str,
+    address: str | None,
+    *,
+    marketing: bool,
+    now: dt.datetime,
+) -> str | None:
+    """Why one message may no longer go out on ``channel`` at ``now`` (a withdrawal after it
+    was decided), in words; None when it may."""
+    key = normalised(channel, address)
+    owners = {(channel, key): customer} if key else {}
+    scopes = standing(changes, owners, now).get((customer, channel), {})
+    if "all" in scopes:
+        return _in_words(channel, "all", scopes["all"])
+    if marketing and "marketing" in scopes:
+        return _in_words(channel, "marketing", scopes["marketing"])
+    return None
+
+
+def _in_words(channel: str, scope: str, change: Mapping[str, Any]) -> str:
+    what = "" if scope == "all" else " for marketing"
+    when = change["at"].astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    source = SOURCES.get(change["source"], change["source"])
+    detail = f" ({change['detail']})" if change.get("detail") else ""
+    return f"{channel} consent{what} withdrawn on {when} by {source}{detail}"
 
 
 def with_inbound(base: CustomerBase, inbound: list[Mapping[str, Any]]) -> CustomerBase:
