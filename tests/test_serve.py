@@ -165,6 +165,14 @@ def test_a_signed_sms_stop_withdraws_all_sms(served, word):
     assert change["at"] == NOW
 
 
+def test_twilio_advanced_opt_out_says_which_list_a_custom_keyword_matched(served):
+    client, project = served
+    custom = INBOUND | {"Body": "ARRET", "OptOutType": "STOP"}
+    assert twilio_post(client, "/twilio/inbound", custom).status_code == 200
+    (change,), _ = recorded(project)
+    assert (change["source"], change["detail"]) == ("sms-stop", "ARRET")
+
+
 def test_start_gives_consent_back_help_is_recorded_other_texts_are_messages(served):
     client, project = served
     for body in ("START", "HELP", "Is my order on its way?"):
@@ -232,7 +240,7 @@ def test_status_callbacks_are_recorded_against_the_outbox_row(served):
     failed = status | {"MessageStatus": "undelivered", "ErrorCode": "21610"}
     assert twilio_post(client, "/twilio/status", failed).status_code == 200
     changes, heard = recorded(project)
-    assert [(h["kind"], h["status"], h["detail"]) for h in heard] == [
+    assert [(h["kind"], h["send_key"], h["detail"]) for h in heard] == [
         ("delivered", "k1", None),
         ("undelivered", "k1", "error 21610"),
     ]

@@ -62,17 +62,19 @@ def twilio_inbound(state: StateStore, params: Mapping[str, str], now: dt.datetim
     number, body = _required(params, "From"), params.get("Body", "")
     sid = params.get("MessageSid") or params.get("SmsSid")
     word = " ".join(body.split()).upper()
-    if word in STOP_WORDS:
+    # With Advanced Opt-Out, Twilio says which keyword list matched (custom keywords too).
+    opt_out = params.get("OptOutType", "").upper()
+    if opt_out == "STOP" or (not opt_out and word in STOP_WORDS):
         state.record_consent_change(
             now, "sms", "withdrawn", "all", "sms-stop", address=number, detail=word
         )
         return "stop"
-    if word in START_WORDS:
+    if opt_out == "START" or (not opt_out and word in START_WORDS):
         state.record_consent_change(
             now, "sms", "given", "all", "sms-start", address=number, detail=word
         )
         return "start"
-    kind = "help" if word in HELP_WORDS else "inbound"
+    kind = "help" if opt_out == "HELP" or (not opt_out and word in HELP_WORDS) else "inbound"
     state.record_callback(
         now, "twilio", kind, channel="sms", provider_id=sid, address=number, detail=body
     )
@@ -95,7 +97,7 @@ def twilio_status(state: StateStore, params: Mapping[str, str], now: dt.datetime
         channel="sms",
         provider_id=sid,
         address=params.get("To"),
-        status=row["key"] if row else None,
+        send_key=row["key"] if row else None,
         detail=detail,
     )
     if error == TWILIO_UNSUBSCRIBED and params.get("To"):
@@ -168,7 +170,7 @@ def relay(
         row = state.send_of_provider_id(str(message_id)) if message_id else None
         state.record_callback(
             at, "relay", kind, channel="email", provider_id=message_id, address=email,
-            status=row["key"] if row else None, detail=reason,
+            send_key=row["key"] if row else None, detail=reason,
         )  # fmt: skip
         if kind == "bounce":
             state.record_consent_change(

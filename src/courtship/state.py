@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS consent_changes (
     address TEXT, change TEXT, scope TEXT, source TEXT, detail TEXT);
 CREATE TABLE IF NOT EXISTS callbacks (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT, source TEXT, kind TEXT, channel TEXT,
-    provider_id TEXT, address TEXT, status TEXT, detail TEXT);
+    provider_id TEXT, address TEXT, send_key TEXT, detail TEXT);
 CREATE INDEX IF NOT EXISTS callbacks_kind ON callbacks (kind, channel, address);
 """
 
@@ -425,27 +425,28 @@ class StateStore:
         channel: str | None = None,
         provider_id: str | None = None,
         address: str | None = None,
-        status: str | None = None,
+        send_key: str | None = None,
         detail: str | None = None,
     ) -> None:
-        """One callback: a receipt (``status`` of ``provider_id``), an ``inbound`` message
-        (its text in ``detail``), a ``help`` request, a bounce or a complaint."""
+        """One callback: a receipt (``kind`` delivered, undelivered, failed) of the outbox row
+        ``send_key`` the provider knows as ``provider_id``, an ``inbound`` message (its text in
+        ``detail``), a ``help`` request, a bounce, a soft bounce or a complaint."""
         with self.db:
             self.db.execute(
-                "INSERT INTO callbacks (at, source, kind, channel, provider_id, address, status, "
-                "detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (_iso(at), source, kind, channel, provider_id, address, status, detail),
+                "INSERT INTO callbacks (at, source, kind, channel, provider_id, address, "
+                "send_key, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (_iso(at), source, kind, channel, provider_id, address, send_key, detail),
             )
 
     def callbacks(self, kind: str | None = None) -> list[dict[str, Any]]:
         """The callbacks (of one ``kind``), in the order they came."""
         where, params = ("WHERE kind = ?", (kind,)) if kind else ("", ())
         rows = self.db.execute(
-            "SELECT at, source, kind, channel, provider_id, address, status, detail "
+            "SELECT at, source, kind, channel, provider_id, address, send_key, detail "
             f"FROM callbacks {where} ORDER BY at, id",
             params,
         ).fetchall()
-        names = ("at", "source", "kind", "channel", "provider_id", "address", "status", "detail")
+        names = ("at", "source", "kind", "channel", "provider_id", "address", "send_key", "detail")
         out = [dict(zip(names, row, strict=True)) for row in rows]
         for row in out:
             row["at"] = dt.datetime.fromisoformat(row["at"])

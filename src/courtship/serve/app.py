@@ -90,6 +90,8 @@ def create_app(project: Project, *, clock: Callable[[], dt.datetime] | None = No
         token = request.query_params.get("token", "")
         if not token:
             return _bad("no token: the link is incomplete")
+        if links.secret is None:
+            return _unconfigured(links.secret_env)
         try:
             links.verify(token)
         except ValueError as error:
