@@ -46,6 +46,7 @@ class Recorder:
         email = message_from_bytes(envelope.content, policy=policy.default)
         self.messages.append(
             {
+                "raw": envelope.content,
                 "mail_from": envelope.mail_from,
                 "rcpt_tos": list(envelope.rcpt_tos),
                 "email": email,
@@ -192,16 +193,68 @@ class TestSMTPChannel(ChannelContract):
         assert email.get_content_type() == "multipart/alternative"
         parts = {part.get_content_type(): part for part in email.iter_parts()}
         assert list(parts) == ["text/plain", "text/html"]
-        assert parts["text/plain"].get_content().rstrip() == message.text
-        assert parts["text/html"].get_content().rstrip() == "<p>Hi <b>Ada</b></p>"
+        # The template placed no link: a visible footer does, in both parts.
+        assert parts["text/plain"].get_content().replace("\r\n", "\n") == (
+            f"{message.text}\n\n--\nUnsubscribe from these emails: "
+            "https://lotus.example.org/u/abc\n"
+        )
+        assert parts["text/html"].get_content().replace("\r\n", "\n").rstrip() == (
+            "<p>Hi <b>Ada</b></p>\n"
+            '<p style="font-size:small"><a href="https://lotus.example.org/u/abc">'
+            "Unsubscribe from these emails</a></p>"
+        )
 
-    def test_one_click_needs_an_https_link(self, plain, message, received):
-        channel = SMTPChannel(settings(plain[0].port))
-        marketing = replace(message, category="marketing", unsubscribe_url="http://x.example/u")
+    def test_a_template_that_shows_the_link_gets_no_footer(self, channel, message, received):
+        url = "https://lotus.example.org/unsubscribe?token=1.abc.email.sig"
+        marketing = replace(
+            message, category="marketing", text=f"Hi Ada.\nStop these: {url}", unsubscribe_url=url
+        )
         assert channel.send(marketing).status == "delivered"
-        email = received()[0]["email"]
-        assert email["List-Unsubscribe"] == "<http://x.example/u>"
-        assert "List-Unsubscribe-Post" not in email
+        body = received()[0]["email"].get_content().replace("\r\n", "\n")
+        assert body.rstrip() == marketing.text
+
+    def test_one_click_needs_an_https_link(self, channel, message, received):
+        marketing = replace(message, category="marketing", unsubscribe_url="http://x.example/u")
+        assert "one-click unsubscribe link (https" in channel.check(marketing)
+        assert channel.send(marketing).status == "failed"
+        assert received() == []
+
+    def test_a_mailto_alone_is_not_enough_for_marketing(self, plain, message, received):
+        channel = SMTPChannel(settings(plain[0].port, unsubscribe_mailto="u@lotus.example.org"))
+        marketing = replace(message, category="marketing")
+        assert "COURTSHIP_UNSUBSCRIBE_SECRET" in channel.check(marketing)
+        assert received() == []
+
+    def test_non_ascii_names_and_bodies_go_out_7bit_and_decode_back(
+        self, channel, message, received
+    ):
+        text = "Chère Zoë, ça fait longtemps. 🌸 Ωμέγα — 日本語のテキスト\n" + "ß" * 120
+        html = "<p>Chère <b>Zoë</b> 🌸</p>"
+        url = "https://lotus.example.org/unsubscribe?token=1.Yy0wMDE.email.sig"
+        sent = replace(
+            message,
+            to="Zoë Ångström <zoe@example.org>",
+            subject="Zoë, un cadeau pour vous 🎁 — ça vous dit ?",
+            text=text,
+            html=html,
+            category="marketing",
+            unsubscribe_url=url,
+        )
+        assert channel.send(sent).status == "delivered"
+        (got,) = received()
+        raw: bytes = got["raw"]
+        for line in raw.split(b"\r\n"):
+            assert line.isascii(), line
+            assert len(line) <= 998
+        assert b"8bit" not in raw.lower()
+        email = got["email"]
+        assert email["Subject"] == sent.subject
+        assert email["To"] == "Zoë Ångström <zoe@example.org>"
+        parts = {part.get_content_type(): part for part in email.iter_parts()}
+        assert parts["text/plain"]["Content-Transfer-Encoding"] == "quoted-printable"
+        assert parts["text/plain"].get_content().replace("\r\n", "\n").startswith(text)
+        assert parts["text/html"].get_content().replace("\r\n", "\n").startswith(html)
+        assert got["rcpt_tos"] == ["zoe@example.org"]
 
     def test_marketing_without_unsubscribe_is_refused(self, channel, message, received):
         marketing = replace(message, category="marketing")

@@ -10,9 +10,14 @@ Settings (``channels.email`` in ``courtship.yaml``)::
       password_env: SMTP_PASSWORD   # the environment variable that holds the password
       from: "Lotus & Co <hello@lotus.example.org>"
       reply_to: "Sam <sam@lotus.example.org>"             # optional
-      unsubscribe_mailto: unsubscribe@lotus.example.org   # optional, marketing only
+      unsubscribe_mailto: unsubscribe@lotus.example.org   # optional, besides the https link
       timeout: 10                   # seconds, for connecting and for each command
       ca_file: /etc/ssl/private-ca.pem                    # optional: also trust this CA
+
+Every email is 7-bit: quoted-printable bodies, RFC 2047 headers. A marketing email needs the
+message's https one-click unsubscribe link (``unsubscribe:`` in ``courtship.yaml``): it goes in
+``List-Unsubscribe`` with ``List-Unsubscribe-Post`` (RFC 8058), and in a footer when the
+template does not print it.
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ import hashlib
 import smtplib
 import ssl
 from collections.abc import Mapping
+from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
+from html import escape
 from typing import Any
 
 from courtship.channels import ChannelConfigError, Delivery, Message, secret, setting
@@ -25,6 +27,38 @@ def _address(text: str) -> str:
     if not at or not local or "." not in domain or any(char.isspace() for char in address):
         return ""
     return address
+
+
+#: Lines end in CRLF and headers are folded for SMTP; non-ASCII headers become encoded words.
+SMTP_POLICY = policy.SMTP
+#: RFC 5322 asks for lines of at most 78 characters; longer ones are quoted-printable.
+LINE_LIMIT = 78
+FOOTER = "Unsubscribe from these emails: {url}"
+
+
+def _transfer_encoding(body: str) -> str:
+    """7bit for short-lined ASCII, quoted-printable for anything else: never 8bit."""
+    if body.isascii() and all(len(line) <= LINE_LIMIT for line in body.splitlines()):
+        return "7bit"
+    return "quoted-printable"
+
+
+def _with_footer(text: str, url: str) -> str:
+    """The text with a visible unsubscribe link at its end, unless it shows the link already."""
+    if url in text:
+        return text
+    return f"{text.rstrip()}\n\n--\n{FOOTER.format(url=url)}\n"
+
+
+def _with_html_footer(html: str | None, url: str) -> str | None:
+    if html is None:
+        return None
+    escaped = escape(url, quote=True)
+    if url in html or escaped in html:
+        return html
+    footer = f'<p style="font-size:small"><a href="{escaped}">Unsubscribe from these emails</a></p>'
+    at = html.lower().rfind("</body>")
+    return f"{html[:at]}{footer}\n{html[at:]}" if at >= 0 else f"{html}\n{footer}"
 
 
 def _text(value: bytes | str) -> str:
@@ -82,11 +116,12 @@ class SMTPChannel:
         if (
             message.is_marketing
             and self.require_unsubscribe
-            and not (message.unsubscribe_url or self.unsubscribe_mailto)
+            and not (message.unsubscribe_url or "").startswith("https://")
         ):
             return (
-                "a marketing email needs an unsubscribe link: give the message an "
-                "unsubscribe_url or set unsubscribe_mailto"
+                "a marketing email needs a one-click unsubscribe link (https, RFC 8058): set "
+                "unsubscribe.base_url in courtship.yaml to the https address of `courtship "
+                "serve` and its secret in the environment (COURTSHIP_UNSUBSCRIBE_SECRET)"
             )
         return None
 
@@ -119,8 +154,13 @@ class SMTPChannel:
     # -- building and delivering ---------------------------------------------------------------
 
     def build(self, message: Message) -> EmailMessage:
-        """The email for ``message``: headers, text, and HTML as an alternative when given."""
-        email = EmailMessage()
+        """The email for ``message``: headers, text, and HTML as an alternative when given.
+
+        Everything is 7-bit: headers with other characters are RFC 2047 encoded words, and a
+        body that is not short-lined ASCII is quoted-printable, so no relay needs 8BITMIME. A
+        marketing email carries the one-click ``List-Unsubscribe`` headers (RFC 8058) and a
+        visible unsubscribe link: a footer when its template did not place one."""
+        email = EmailMessage(policy=SMTP_POLICY)
         email["From"] = self.sender
         email["To"] = message.to
         if self.reply_to:
@@ -130,20 +170,24 @@ class SMTPChannel:
         digest = hashlib.sha256(message.key.encode("utf-8")).hexdigest()[:32]
         email["Message-ID"] = f"<{digest}.courtship@{self.domain}>"
         email["X-Courtship-Key"] = message.key
+        text, html = message.text, message.html
+        url = message.unsubscribe_url
         if message.is_marketing:
             links = []
-            if message.unsubscribe_url:
-                links.append(f"<{message.unsubscribe_url}>")
+            if url:
+                links.append(f"<{url}>")
             if self.unsubscribe_mailto:
                 links.append(f"<mailto:{self.unsubscribe_mailto}?subject=unsubscribe>")
             if links:
                 email["List-Unsubscribe"] = ", ".join(links)
             # RFC 8058: one-click unsubscribe needs an HTTPS link to POST to.
-            if message.unsubscribe_url and message.unsubscribe_url.startswith("https://"):
+            if url and url.startswith("https://"):
                 email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        email.set_content(message.text)
-        if message.html is not None:
-            email.add_alternative(message.html, subtype="html")
+            if url:
+                text, html = _with_footer(text, url), _with_html_footer(html, url)
+        email.set_content(text, cte=_transfer_encoding(text))
+        if html is not None:
+            email.add_alternative(html, subtype="html", cte=_transfer_encoding(html))
         return email
 
     def _context(self) -> ssl.SSLContext:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from courtship.channels import Channel, Delivery, Message
+from courtship.engine.consent import withdrawn_for
 from courtship.redaction import describe, redact
 from courtship.state import StateStore
 
@@ -88,6 +89,7 @@ class Dispatcher:
         self.channels = channels
         self.policy = policy or RetryPolicy()
         self.rng = rng or random.Random()
+        self.consent_changes: list[dict[str, Any]] = []
 
     def due(self, now: dt.datetime) -> list[dict[str, Any]]:
         return self.state.due_sends(now, DUE)
@@ -96,6 +98,8 @@ class Dispatcher:
         self, now: dt.datetime, progress: Callable[[int, int], None] | None = None
     ) -> DispatchReport:
         report = DispatchReport()
+        # An unsubscribe, a STOP or a bounce recorded since a message was decided stops it too.
+        self.consent_changes = self.state.consent_changes()
         rows = self.due(now)
         for done, row in enumerate(rows, 1):
             self._one(row, now, report)
@@ -112,7 +116,7 @@ class Dispatcher:
             if channel is None:
                 refusal: str | None = f"no channel '{name}' is configured"
             else:
-                refusal = channel.check(message)
+                refusal = self._withdrawn(message, now) or channel.check(message)
             if refusal is not None:
                 if self._fall_back(row, now, redact(f"{name}: {refusal}"), report):
                     continue
@@ -141,6 +145,18 @@ class Dispatcher:
                 row["attempts"] = 0
                 continue
             return
+
+    def _withdrawn(self, message: Message, now: dt.datetime) -> str | None:
+        if not self.consent_changes:
+            return None
+        return withdrawn_for(
+            self.consent_changes,
+            message.customer_id,
+            message.channel,
+            message.to,
+            marketing=message.is_marketing,
+            now=now,
+        )
 
     def _fall_back(
         self, row: dict[str, Any], now: dt.datetime, reason: str, report: DispatchReport

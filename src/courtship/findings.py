@@ -84,6 +84,7 @@ RULES: dict[str, str] = {
     "template-syntax": "a template that does not compile",
     "template-unknown-variable": "a template that reads something that is no fact",
     "template-impersonal": "a customer message that never uses their name",
+    "template-unsubscribe-missing": "a marketing email that never shows its unsubscribe link",
 }
 
 #: Rules of ``courtship lint`` beyond validation, across the whole library.

@@ -49,6 +49,10 @@ class Project:
     max_attempts: int = 6
     backoff: dt.timedelta = dt.timedelta(minutes=1)
     max_backoff: dt.timedelta = dt.timedelta(hours=6)
+    #: ``unsubscribe:``: base_url, secret_env, key_id of the signed one-click links
+    unsubscribe: dict[str, Any] = field(default_factory=dict)
+    #: ``serve:``: what ``courtship serve`` needs to check providers' callbacks
+    serve: dict[str, Any] = field(default_factory=dict)
 
 
 def load_project(root: Path | None = None) -> Project:
@@ -120,6 +124,8 @@ def load_project(root: Path | None = None) -> Project:
         max_attempts=delivery.get("max_attempts", 6),
         backoff=parse_duration(delivery.get("backoff", "1m")),
         max_backoff=parse_duration(delivery.get("max_backoff", "6h")),
+        unsubscribe=dict(data.get("unsubscribe", {})),
+        serve=dict(data.get("serve", {})),
     )
 
 

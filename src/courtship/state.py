@@ -8,7 +8,11 @@
 - ``enrollments``: sequences waiting on a ``wait`` step, with the step and moment they resume;
 - ``sends``: every decided message, keyed by an idempotency key (the outbox);
 - ``facts`` and ``tagged``: what ``set``, ``tag`` and ``untag`` steps recorded (``tags``, the
-  table of earlier versions, is read into ``tagged`` when the store is opened).
+  table of earlier versions, is read into ``tagged`` when the store is opened);
+- ``consent_changes``: consent withdrawn (an unsubscribe, STOP, a bounce, a complaint) or given
+  back (START), by customer or by address, from a moment on, with the callback that said so;
+- ``callbacks``: what providers told ``courtship serve``: delivery receipts by provider id,
+  inbound messages, bounces and complaints (``courtship.callbacks``).
 """
 
 from __future__ import annotations
@@ -45,6 +49,13 @@ CREATE TABLE IF NOT EXISTS tags (customer_id TEXT, tag TEXT, PRIMARY KEY (custom
 CREATE TABLE IF NOT EXISTS tagged (
     customer_id TEXT, tag TEXT, present INTEGER, PRIMARY KEY (customer_id, tag));
 INSERT OR IGNORE INTO tagged SELECT customer_id, tag, 1 FROM tags;
+CREATE TABLE IF NOT EXISTS consent_changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT, channel TEXT, customer_id TEXT,
+    address TEXT, change TEXT, scope TEXT, source TEXT, detail TEXT);
+CREATE TABLE IF NOT EXISTS callbacks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT, source TEXT, kind TEXT, channel TEXT,
+    provider_id TEXT, address TEXT, send_key TEXT, detail TEXT);
+CREATE INDEX IF NOT EXISTS callbacks_kind ON callbacks (kind, channel, address);
 CREATE TABLE IF NOT EXISTS decisions (
     at TEXT, customer_id TEXT, recipient_id TEXT, playbook TEXT, version TEXT, step INTEGER,
     step_id TEXT, category TEXT, template TEXT, to_whom TEXT, wanted TEXT, channel TEXT,
@@ -459,8 +470,108 @@ class StateStore:
             "tags",
             "tagged",
             "attempts",
+            "consent_changes",
+            "callbacks",
         }
         return int(self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+    # ── what providers told `courtship serve`: consent changes and callbacks ──
+    def record_consent_change(
+        self,
+        at: dt.datetime,
+        channel: str,
+        change: str,
+        scope: str,
+        source: str,
+        *,
+        customer_id: str | None = None,
+        address: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Consent on ``channel`` ``withdrawn`` or ``given`` back from ``at`` on, for a
+        customer or an address; ``scope`` is ``marketing`` or ``all`` (transactional too)."""
+        assert change in ("withdrawn", "given") and scope in ("marketing", "all")
+        assert customer_id is not None or address is not None
+        with self.db:
+            self.db.execute(
+                "INSERT INTO consent_changes (at, channel, customer_id, address, change, scope, "
+                "source, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (_iso(at), channel, customer_id, address, change, scope, source, detail),
+            )
+
+    def consent_changes(self) -> list[dict[str, Any]]:
+        """Every consent change, in the order they happened."""
+        rows = self.db.execute(
+            "SELECT at, channel, customer_id, address, change, scope, source, detail "
+            "FROM consent_changes ORDER BY at, id"
+        ).fetchall()
+        names = ("at", "channel", "customer_id", "address", "change", "scope", "source", "detail")
+        out = [dict(zip(names, row, strict=True)) for row in rows]
+        for row in out:
+            row["at"] = dt.datetime.fromisoformat(row["at"])
+        return out
+
+    def record_callback(
+        self,
+        at: dt.datetime,
+        source: str,
+        kind: str,
+        *,
+        channel: str | None = None,
+        provider_id: str | None = None,
+        address: str | None = None,
+        send_key: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """One callback: a receipt (``kind`` delivered, undelivered, failed) of the outbox row
+        ``send_key`` the provider knows as ``provider_id``, an ``inbound`` message (its text in
+        ``detail``), a ``help`` request, a bounce, a soft bounce or a complaint."""
+        with self.db:
+            self.db.execute(
+                "INSERT INTO callbacks (at, source, kind, channel, provider_id, address, "
+                "send_key, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (_iso(at), source, kind, channel, provider_id, address, send_key, detail),
+            )
+
+    def callbacks(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """The callbacks (of one ``kind``), in the order they came."""
+        where, params = ("WHERE kind = ?", (kind,)) if kind else ("", ())
+        rows = self.db.execute(
+            "SELECT at, source, kind, channel, provider_id, address, send_key, detail "
+            f"FROM callbacks {where} ORDER BY at, id",
+            params,
+        ).fetchall()
+        names = ("at", "source", "kind", "channel", "provider_id", "address", "send_key", "detail")
+        out = [dict(zip(names, row, strict=True)) for row in rows]
+        for row in out:
+            row["at"] = dt.datetime.fromisoformat(row["at"])
+        return out
+
+    def send_of_provider_id(self, provider_id: str) -> dict[str, Any] | None:
+        """The outbox row a provider knows by ``provider_id`` (Twilio's MessageSid, an email's
+        Message-ID): key, customer_id, channel, category, status, attempts."""
+        row = self.db.execute(
+            "SELECT key, customer_id, channel, category, status, attempts FROM sends "
+            "WHERE provider_id = ?",
+            (provider_id,),
+        ).fetchone()
+        names = ("key", "customer_id", "channel", "category", "status", "attempts")
+        return dict(zip(names, row, strict=True)) if row else None
+
+    def soft_bounces_in_a_row(self, channel: str, address: str) -> int:
+        """Soft bounces of ``address`` since its last delivery receipt or hard bounce."""
+        last = self.db.execute(
+            "SELECT max(id) FROM callbacks WHERE channel = ? AND address = ? "
+            "AND kind IN ('delivered', 'bounce')",
+            (channel, address),
+        ).fetchone()[0]
+        return int(
+            self.db.execute(
+                "SELECT count(*) FROM callbacks WHERE channel = ? AND address = ? "
+                "AND kind = 'soft-bounce' AND id > ?",
+                (channel, address, last or 0),
+            ).fetchone()[0]
+        )
 
 
 def _marker(path: Path) -> Path:

@@ -197,6 +197,8 @@ class _Checker:
         self.templates = templates
         self.schema_errors = schema_errors
         self.customer_facing: set[Path] = set()
+        #: templates of marketing messages that can go out by email (a visible unsubscribe link)
+        self.marketing_email: set[Path] = set()
 
     def _broken(self, doc: Document, parts: PathParts) -> bool:
         """The schema already reported a problem at or under ``parts``: do not say it twice."""
@@ -624,6 +626,16 @@ class _Checker:
                 out.extend(self._channel(doc, (*parts, "fallback", index), fallback))
         if isinstance(send.get("template"), str):
             out.extend(self._template(doc, send["template"], (*parts, "template"), toned=True))
+            # A template that may go out by SMS too is left to the email footer: a link
+            # written into it would be sent in the SMS as well.
+            reaches = {send.get("channel"), *(send.get("fallback") or [])}
+            if (
+                isinstance(doc.data, dict)
+                and doc.data.get("category") == "marketing"
+                and reaches == {"email"}
+            ):
+                folder = Path(doc.path).parent / "templates"
+                self.marketing_email.update(variants(folder, send["template"]).values())
         return out
 
     def _channel(self, doc: Document, parts: PathParts, channel: str) -> list[Finding]:
@@ -700,6 +712,20 @@ class _Checker:
                     )
             if file in self.customer_facing and tpl.ok:
                 out.extend(impersonal_findings(tpl))
+            if file in self.marketing_email and tpl.ok and "unsubscribe_url" not in tpl.variables:
+                out.append(
+                    Finding(
+                        tpl.display,
+                        tpl.body_line,
+                        1,
+                        Severity.WARNING,
+                        "template-unsubscribe-missing",
+                        "a marketing email that never shows its unsubscribe link "
+                        "(unsubscribe_url); a footer with it is added at the end",
+                        "place it where it reads well: "
+                        '<a href="{{ unsubscribe_url }}">Unsubscribe</a>',
+                    )
+                )
         return out
 
     def _positive(self, doc: Document, parts: PathParts, text: str) -> list[Finding]:

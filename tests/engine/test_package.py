@@ -14,6 +14,7 @@ STEPS = (
     "moment",
     "plan",
     "facts",
+    "consent",
     "conditions",
     "triggers",
     "calendar",
@@ -24,7 +25,17 @@ STEPS = (
     "outbox",
     "oracle",
 )
-STATE_TABLES = ("runs", "fired", "enrollments", "sends", "attempts", "facts", "tags")
+STATE_TABLES = (
+    "runs",
+    "fired",
+    "enrollments",
+    "sends",
+    "attempts",
+    "facts",
+    "tags",
+    "consent_changes",
+    "callbacks",
+)
 
 
 def test_one_module_per_step_of_the_data_flow():

@@ -19,6 +19,7 @@ from courtship.cli import (
     plugins,
     run,
     schema,
+    serve,
     validate,
 )
 from courtship.findings import ExitCode
@@ -59,6 +60,7 @@ app.command("history")(history.command)
 app.command("diff")(diff.command)
 app.command("run")(run.command)
 app.command("plugins")(plugins.command)
+app.command("serve")(serve.command)
 
 
 def main() -> None:

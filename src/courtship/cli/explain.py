@@ -115,12 +115,16 @@ def _trigger_reason(
     return ["the condition holds, but it already fired while it stayed true" + not_long_enough]
 
 
-def render(customer_id: str, plan: Plan, entries: list[dict[str, Any]]) -> str:
+def render(
+    customer_id: str, plan: Plan, entries: list[dict[str, Any]], consent: list[str] | None = None
+) -> str:
+    """``consent``: the withdrawals in force (an unsubscribe, a STOP, a bounce), in words."""
     facts = plan.customer_facts or {}
     name = " ".join(filter(None, [facts.get("first_name"), facts.get("last_name")])) or "(no name)"
     lines = [
         f"{customer_id} {name} at {plan.now:%Y-%m-%dT%H:%M:%SZ}{_local_time(facts)}",
         f"  {_habits(facts)}",
+        *(f"  {line}" for line in consent or []),
         "",
     ]
     for entry in entries:
@@ -201,17 +205,23 @@ def command(
     state = open_state(loaded.project, dry_run=True)
     try:
         recorded = state.has_run(moment)
+        from courtship.engine.consent import withdrawals_of
+
         if recorded:  # answered from what that run recorded, not recomputed
             entries = recorded_entries(loaded.engine, state, customer, moment)
+            person = loaded.base.customers.filter(pl.col("customer_id").cast(pl.String) == customer)
+            facts = person.to_dicts()[0] if person.height else {}
+            consent = withdrawals_of(customer, facts, state.consent_changes(), moment)
         else:
             first_run = state.last_run() is None
             plan = loaded.engine.plan(loaded.base, moment, state, trace=customer)
+            consent = withdrawals_of(
+                customer, plan.customer_facts or {}, state.consent_changes(), plan.now
+            )
     finally:
         state.close()
     if recorded:
-        person = loaded.base.customers.filter(pl.col("customer_id").cast(pl.String) == customer)
-        facts = person.to_dicts()[0] if person.height else {}
-        _print_recorded(customer, moment, facts, entries, output_format)
+        _print_recorded(customer, moment, facts, entries, consent, output_format)
         return
     entries = explain(loaded.engine, plan, customer, first_run=first_run)
     if output_format == "json":
@@ -227,6 +237,7 @@ def command(
                     "at": plan.now.isoformat(),
                     "source": "computed",
                     "facts": facts,
+                    "consent": consent,
                     "playbooks": entries,
                 },
                 indent=2,
@@ -234,7 +245,7 @@ def command(
             )
         )
     else:
-        typer.echo(render(customer, plan, entries), nl=False)
+        typer.echo(render(customer, plan, entries, consent), nl=False)
         typer.echo(
             f"\n(computed now: no run has recorded {plan.now:%Y-%m-%dT%H:%M:%SZ} in the state "
             "store yet)"
@@ -246,12 +257,19 @@ def _print_recorded(
     moment: dt.datetime,
     person: dict[str, Any],
     entries: list[dict[str, Any]],
+    consent: list[str],
     output_format: str,
 ) -> None:
     """``explain`` at a moment already run: what its run recorded, said to be so."""
     stamp = moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if output_format == "json":
-        payload = {"customer": customer, "at": stamp, "source": "record", "playbooks": entries}
+        payload = {
+            "customer": customer,
+            "at": stamp,
+            "source": "record",
+            "consent": consent,
+            "playbooks": entries,
+        }
         typer.echo(json.dumps(payload, indent=2, default=str))
         return
     name = " ".join(filter(None, [person.get("first_name"), person.get("last_name")]))
@@ -259,6 +277,7 @@ def _print_recorded(
         f"{customer} {name or '(no name)'} at {stamp}",
         f"  from the record of the run at {stamp} (what it decided then; "
         "`courtship history` lists every run)",
+        *(f"  {line}" for line in consent),
         "",
     ]
     for entry in entries:

@@ -2,7 +2,8 @@
 for everyone else, why not?
 
 One module per step of the data flow (``docs/engine.md`` is the contract):
-:mod:`~courtship.engine.moment` runs one moment in order — :mod:`~courtship.engine.facts`,
+:mod:`~courtship.engine.moment` runs one moment in order — :mod:`~courtship.engine.facts`
+(with consent as :mod:`~courtship.engine.consent` reads it from providers' callbacks),
 :mod:`~courtship.engine.triggers` (with :mod:`~courtship.engine.calendar`), audiences and limits,
 :mod:`~courtship.engine.sequences`, :mod:`~courtship.engine.guards` — into a
 :mod:`~courtship.engine.plan`; :mod:`~courtship.engine.render` writes the messages and

@@ -314,7 +314,7 @@ def _guarded(
         "phone",
         "instagram_id",
         "hours_since_last_inbound",
-        *(c for c in facts.columns if c.startswith("consent_")),
+        *(c for c in facts.columns if c.startswith(("consent_", "_marketing_withdrawn_"))),
     )
     friends = {
         f
@@ -510,13 +510,17 @@ def _sends_last_week(
 
 
 def _consented(channel: pl.Expr, names: set[str], columns: list[str]) -> pl.Expr:
-    """The customer consented to ``channel`` (a per-row channel name) and has its address."""
+    """The customer consented to ``channel`` (a per-row channel name) and has its address; a
+    marketing message also needs their marketing consent not withdrawn (an unsubscribe)."""
     ok = pl.lit(False)
     for name in sorted(names):
         consent = f"consent_{name}"
         if consent not in columns:
             continue
         given = pl.col(consent).fill_null(False).cast(pl.Boolean(), strict=False)
+        withdrawn = f"_marketing_withdrawn_{name}"
+        if withdrawn in columns:
+            given = given & (pl.col("_transactional") | ~pl.col(withdrawn).fill_null(False))
         address = CHANNEL_ADDRESS.get(name)
         if address is not None:
             given = given & pl.col(address).is_not_null() & (pl.col(address) != "")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from courtship.catalogue import Catalogue, builtin_catalogue
-from courtship.engine import audience, guards, render, sequences, triggers
+from courtship.engine import audience, consent, guards, render, sequences, triggers
 from courtship.engine.facts import (
     FACT_DTYPES,
     ROW,
@@ -88,6 +88,8 @@ class Engine:
         self, base: CustomerBase, now: dt.datetime, state: StateStore, trace: str | None
     ) -> Plan:
         now = now.astimezone(dt.UTC)
+        # What customers wrote to us through `courtship serve` counts with the events.
+        base = consent.with_inbound(base, state.callbacks("inbound"))
         last = state.last_run()
         since = last if last is not None and last <= now else now - self.project.lookback
         plan = Plan(now=now, since=since)
@@ -100,7 +102,8 @@ class Engine:
             set_tags=state.set_tags(),
             default_timezone=self.project.timezone,
         )
-        facts = self._completed(history.at(now))
+        # Consent as the customer file says, overridden by unsubscribes, STOPs and bounces.
+        facts = consent.as_of(self._completed(history.at(now)), state.consent_changes(), now)
         schema = dict(facts.schema)
         if trace is not None:
             rows = facts.filter(pl.col("customer_id") == trace).to_dicts()

@@ -17,6 +17,7 @@ from courtship.engine.plan import Decision, Plan, iso, reason
 from courtship.playbook import Playbook, parse_duration
 from courtship.project import Project
 from courtship.templates import Compiled, compiled, outside_its_folder, variants
+from courtship.unsubscribe import Unsubscriber
 
 
 def render(
@@ -53,7 +54,7 @@ def render(
     }
     for note in plan.notifications:
         _render_note(note, people.get(note["customer"], {}), plan.now, shelf, project, playbooks)
-    base_url = project.brand.get("url") or ""
+    links = Unsubscriber.of(project)  # signed one-click links: see courtship.unsubscribe
     for decision, file in chosen:
         pb = playbooks[decision.playbook]
         if file is None:
@@ -66,9 +67,7 @@ def render(
         friend = people.get(decision.friend_id or "") if decision.friend_id else None
         referrer = people.get(decision.customer_id) if decision.friend_id else None
         context = {k: v for k, v in person.items() if k in template.file.variables}
-        decision.unsubscribe_url = (
-            f"{base_url}/unsubscribe?c={decision.recipient_id}" if base_url else None
-        )
+        decision.unsubscribe_url = links.url(decision.recipient_id, decision.channel)
         context.update(
             offer=_offer(decision, plan.now),
             friend=_person(friend),
