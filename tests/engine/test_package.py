@@ -23,6 +23,7 @@ STEPS = (
     "guards",
     "render",
     "outbox",
+    "record",
     "oracle",
 )
 STATE_TABLES = (
@@ -35,6 +36,7 @@ STATE_TABLES = (
     "tags",
     "consent_changes",
     "callbacks",
+    "decisions",
 )
 
 

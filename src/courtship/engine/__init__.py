@@ -7,7 +7,8 @@ One module per step of the data flow (``docs/engine.md`` is the contract):
 :mod:`~courtship.engine.triggers` (with :mod:`~courtship.engine.calendar`), audiences and limits,
 :mod:`~courtship.engine.sequences`, :mod:`~courtship.engine.guards` — into a
 :mod:`~courtship.engine.plan`; :mod:`~courtship.engine.render` writes the messages and
-:mod:`~courtship.engine.outbox` turns a plan into the rows the state store records.
+:mod:`~courtship.engine.outbox` turns a plan into the rows the state store records, and
+:mod:`~courtship.engine.record` into the record of its decisions.
 :mod:`~courtship.engine.oracle` says the same thing one customer at a time, in plain Python, for
 the tests.
 """
