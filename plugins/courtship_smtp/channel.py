@@ -13,7 +13,14 @@ from email.utils import formatdate, parseaddr
 from html import escape
 from typing import Any
 
-from courtship.channels import ChannelConfigError, Delivery, Message, secret, setting
+from courtship.channels import (
+    ChannelConfigError,
+    Delivery,
+    Message,
+    email_problem,
+    secret,
+    setting,
+)
 
 SECURITY_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 
@@ -91,7 +98,9 @@ class SMTPChannel:
         self.username: str | None = settings.get("username")
         if self.username and not settings.get("password_env"):
             raise ChannelConfigError("setting 'username' needs 'password_env' too")
-        self._password: str | None = secret(settings, "password_env") if self.username else None
+        self._password: str | None = (
+            secret(settings, "password_env", header=True) if self.username else None
+        )
         self.timeout: float = setting(settings, "timeout", 10.0, kind=float)
         self.unsubscribe_mailto: str | None = settings.get("unsubscribe_mailto")
         self.require_unsubscribe: bool = setting(settings, "require_unsubscribe", True, kind=bool)
@@ -109,8 +118,12 @@ class SMTPChannel:
     # -- the Channel protocol ------------------------------------------------------------------
 
     def check(self, message: Message) -> str | None:
-        if not _address(message.to):
+        address = _address(message.to)
+        if not address:
             return "the recipient is not an email address"
+        problem = email_problem(address)
+        if problem:
+            return problem
         if any(char in message.subject for char in "\r\n"):
             return "the subject has a line break"
         if (
