@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from courtship import __version__
-from courtship.cli import explain, graph, lint, plan, plugins, run, schema, validate
+from courtship.cli import explain, graph, lint, plan, plugins, run, schema, simulate, validate
 from courtship.findings import ExitCode
 
 app = typer.Typer(
@@ -46,6 +46,7 @@ app.command("plan")(plan.command)
 app.command("explain")(explain.command)
 app.command("run")(run.command)
 app.command("plugins")(plugins.command)
+app.command("simulate")(simulate.command)
 
 
 def main() -> None:
