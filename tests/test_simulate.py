@@ -213,6 +213,14 @@ def test_bad_options_are_usage_errors_with_a_hint(tmp_path, args, message):
     assert "Traceback" not in result.output
 
 
+def test_a_report_that_cannot_be_written_is_an_error_naming_it(tmp_path):
+    root = make_project(tmp_path)
+    (tmp_path / "taken").mkdir()
+    result = simulate(root, "--report", str(tmp_path / "taken"), days=1)
+    assert result.exit_code == 2
+    assert f"{tmp_path / 'taken'}: cannot write it" in result.output
+
+
 def test_to_before_from_is_refused(tmp_path):
     root = make_project(tmp_path)
     result = simulate(root, days=-1)

@@ -12,8 +12,8 @@ from typing import Any
 
 from courtship.graph import DEPENDS, SETS
 
-WIDTH, HEIGHT = 220, 44
-GAP_X, GAP_Y = 80, 18
+WIDTH, HEIGHT = 200, 44
+GAP_X, GAP_Y = 56, 18
 PAD = 20
 COLOURS = {DEPENDS: "#333333", SETS: "#1f66c1"}
 

@@ -22,7 +22,8 @@ from courtship.simulate.timeline import DECISION_COLUMNS, Simulation, iter_decis
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-WEEK = dt.timedelta(days=7)
+#: The journey's stages, in order: the stage chart stacks them so.
+JOURNEY = ("new", "onboarding", "active", "loyal", "advocate", "at-risk", "lapsed", "churned")
 
 
 class ReportError(Exception):
@@ -287,7 +288,8 @@ def figures(simulation: Simulation) -> list[tuple[str, str, go.Figure]]:
     )
     fig = go.Figure()
     stamps = [moment for moment, _ in simulation.stages]
-    names = sorted({name for _, counts in simulation.stages for name in counts})
+    seen = {name for _, counts in simulation.stages for name in counts}
+    names = [s for s in JOURNEY if s in seen] + sorted(seen - set(JOURNEY))
     for name in names:
         fig.add_scatter(
             name=name,
