@@ -412,3 +412,53 @@ def test_docs_page_is_linked_and_names_every_chart():
         assert title in page
     image = page.split("](images/", 1)[1].split(")", 1)[0]
     assert (ROOT / "docs" / "images" / image).is_file()
+
+
+# ── the same engine as a real run, on the bundled examples ────────────────
+def bundled(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "courtship.yaml").write_text(
+        (ROOT / "courtship.yaml")
+        .read_text()
+        .replace("playbooks: playbooks", f"playbooks: {ROOT / 'playbooks'}")
+        .replace("examples/", f"{ROOT / 'examples'}/")
+    )
+    return folder
+
+
+def planned(folder: Path, at: str) -> list[tuple]:
+    result = runner.invoke(app, ["plan", "--at", at, "--project", str(folder), "-f", "json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    outcome = {"send": "sent", "deferred": "deferred", "blocked": "blocked"}
+    return sorted(
+        (d["recipient"], d["playbook"], d["step"], outcome[d["status"]], d["guard"])
+        for d in plan["sends"] + plan["deferred"] + plan["blocked"]
+    )
+
+
+def test_each_simulated_moment_decides_what_real_runs_would(tmp_path):
+    real = bundled(tmp_path / "real")
+    ran = runner.invoke(app, ["run", "--at", NOW, "--project", str(real), "-q"])
+    assert ran.exit_code == 0, ran.output
+    assert any((real / ".courtship" / "streaks").iterdir())  # `becomes` playbooks keep streaks
+    twin = tmp_path / "twin"
+    shutil.copytree(real, twin)
+    before = snapshot(real / ".courtship")
+
+    decisions = tmp_path / "decisions.json"
+    result = simulate(real, "--decisions", str(decisions), start="2026-11-24T15:00:00Z", days=1)
+    assert result.exit_code == 0, result.output
+    assert snapshot(real / ".courtship") == before
+    simulated: dict[str, list[tuple]] = {}
+    for d in json.loads(decisions.read_text()):
+        if d["channel"] != "team":
+            row = (d["recipient"], d["playbook"], d["step"], d["outcome"], d["guard"])
+            simulated.setdefault(d["moment"][:10], []).append(row)
+
+    # the twin runs for real, moment after moment: the same decisions, moment after moment
+    for day in ("2026-11-24", "2026-11-25"):
+        at = f"{day}T15:00:00Z"
+        assert sorted(simulated[day]) == planned(twin, at)
+        assert runner.invoke(app, ["run", "--at", at, "--project", str(twin), "-q"]).exit_code == 0
+    assert len(simulated["2026-11-24"]) >= 10 and len(simulated["2026-11-25"]) >= 10

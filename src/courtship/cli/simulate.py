@@ -102,7 +102,7 @@ def run_simulation(
 ) -> dict[str, object]:
     """Load, simulate, write the report (and decisions); the summary."""
     from courtship.cli.common import load
-    from courtship.simulate import Behaviour, SimulationError, simulate
+    from courtship.simulate import Behaviour, SimulationError, moments, simulate
     from courtship.simulate.report import (
         ReportError,
         _plotly,
@@ -115,6 +115,10 @@ def run_simulation(
     try:
         _plotly()  # before minutes of simulating, not after
     except ReportError as error:
+        raise fail(str(error), ExitCode.USAGE) from None
+    try:
+        moments(first, last, every)  # type: ignore[arg-type]  # before loading
+    except SimulationError as error:
         raise fail(str(error), ExitCode.USAGE) from None
     loaded = load(project, quiet=quiet, dry_run=True)
     model = None
