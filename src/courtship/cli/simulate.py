@@ -3,6 +3,7 @@ state store; nothing is sent and the real store is left as it was."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Annotated
@@ -91,9 +92,9 @@ def command(
 
 def run_simulation(
     project: Path | None,
-    first: object,
-    last: object,
-    every: object,
+    first: dt.datetime,
+    last: dt.datetime,
+    every: dt.timedelta,
     *,
     report: Path,
     decisions: Path | None,
@@ -117,7 +118,7 @@ def run_simulation(
     except ReportError as error:
         raise fail(str(error), ExitCode.USAGE) from None
     try:
-        moments(first, last, every)  # type: ignore[arg-type]  # before loading
+        moments(first, last, every)  # before loading
     except SimulationError as error:
         raise fail(str(error), ExitCode.USAGE) from None
     loaded = load(project, quiet=quiet, dry_run=True)
@@ -131,9 +132,9 @@ def run_simulation(
                 loaded.engine,
                 loaded.base,
                 loaded.project.state,
-                first,  # type: ignore[arg-type]
-                last,  # type: ignore[arg-type]
-                every,  # type: ignore[arg-type]
+                first,
+                last,
+                every,
                 behaviour=model,
                 progress=advance,
             )
