@@ -380,7 +380,8 @@ class StateStore:
             _check_existing(path, _marker(path))
         if path is not None and path.exists():
             try:
-                with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as source:
+                # read only, by a URI that keeps "#" or "?" in a folder name a path
+                with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as source:
                     target = sqlite3.connect(str(copy))
                     source.backup(target)
                     target.close()
