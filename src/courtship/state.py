@@ -573,6 +573,58 @@ class StateStore:
             ).fetchone()[0]
         )
 
+    # ── simulation (``courtship simulate``): a copy, delivered without channels ──
+    @classmethod
+    def copy_of(cls, path: Path | None, folder: Path) -> StateStore:
+        """A copy of the store at ``path`` in ``folder`` (the database through SQLite's backup
+        API, its marker and its streaks), to run on without touching the original, which is
+        only read. A store marked as existing but missing or broken is refused as a run would;
+        without one (``path`` None or never created) the copy starts empty."""
+        folder.mkdir(parents=True, exist_ok=True)
+        copy = folder / "state.sqlite"
+        if path is not None and _marker(path).exists():
+            _check_existing(path, _marker(path))
+        if path is not None and path.exists():
+            try:
+                # read only, by a URI that keeps "#" or "?" in a folder name a path
+                with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as source:
+                    target = sqlite3.connect(str(copy))
+                    source.backup(target)
+                    target.close()
+                source.close()
+            except sqlite3.DatabaseError as error:
+                raise StateError(
+                    f"{path}: not a state store Courtship can read ({error}); point `state:` "
+                    "at the store's file, or restore it from a backup"
+                ) from None
+            import shutil
+
+            if _marker(path).exists():
+                shutil.copyfile(_marker(path), _marker(copy))
+            streaks = path.parent / "streaks"
+            if streaks.is_dir():
+                shutil.copytree(streaks, folder / "streaks", dirs_exist_ok=True)
+        return cls(copy)
+
+    def deliver_simulated(self, now: dt.datetime) -> list[tuple[str, str, str, str]]:
+        """Mark every outbox row due at ``now`` delivered, without any channel (provider id
+        ``simulated``), and return them: (customer_id, playbook, channel, category)."""
+        statuses = ("pending", "deferred", "retry", "sending")
+        marks = ",".join("?" * len(statuses))
+        with self.db:
+            rows = self.db.execute(
+                f"SELECT customer_id, playbook, channel, category FROM sends "
+                f"WHERE status IN ({marks}) AND due_at <= ? ORDER BY due_at, key",
+                (*statuses, _iso(now)),
+            ).fetchall()
+            self.db.execute(
+                f"UPDATE sends SET status = 'delivered', provider_id = 'simulated', "
+                f"attempts = attempts + 1, error = NULL "
+                f"WHERE status IN ({marks}) AND due_at <= ?",
+                (*statuses, _iso(now)),
+            )
+        return [(c, p, ch, cat) for c, p, ch, cat in rows]
+
 
 def _marker(path: Path) -> Path:
     return path.with_name(path.name + ".id")

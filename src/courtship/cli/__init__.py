@@ -20,6 +20,7 @@ from courtship.cli import (
     run,
     schema,
     serve,
+    simulate,
     validate,
 )
 from courtship.findings import ExitCode
@@ -61,6 +62,7 @@ app.command("diff")(diff.command)
 app.command("run")(run.command)
 app.command("plugins")(plugins.command)
 app.command("serve")(serve.command)
+app.command("simulate")(simulate.command)
 
 
 def main() -> None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -114,3 +118,22 @@ def known_customer(base: CustomerBase, customer: str) -> None:
 
         hint = did_you_mean(customer, known)
         raise fail(f"no customer '{customer}'" + (f"; {hint}" if hint else ""), ExitCode.USAGE)
+
+
+@contextmanager
+def progress_bar(
+    quiet: bool, label: str = "delivering"
+) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on a terminal; nothing in CI, in a pipe, or with -q."""
+    if quiet or not sys.stderr.isatty() or os.environ.get("CI"):
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance

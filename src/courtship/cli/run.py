@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import sys
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from courtship.cli.common import fail, parse_moment
+from courtship.cli.common import fail, parse_moment, progress_bar
 from courtship.findings import ExitCode
 
 if TYPE_CHECKING:
@@ -55,23 +52,6 @@ def build_channels(project: Project) -> dict[str, Channel]:
         except ChannelConfigError as error:
             raise fail(f"channels.{name}: {error}", ExitCode.FINDINGS) from None
     return channels
-
-
-@contextmanager
-def progress_bar(quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A progress bar on a terminal; nothing in CI, in a pipe, or with -q."""
-    if quiet or not sys.stderr.isatty() or os.environ.get("CI"):
-        yield None
-        return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task("delivering", total=None)
-
-        def advance(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield advance
 
 
 def command(
