@@ -130,14 +130,17 @@ def test_a_simulation_continues_the_real_state_and_leaves_it_byte_identical(tmp_
     assert summary["moments"] == 10 and summary["by_playbook"] == {"win-back": 1}
 
 
-def test_a_simulation_never_builds_a_channel_nor_creates_the_real_store(tmp_path):
+def test_a_simulation_never_builds_a_channel_nor_creates_the_real_store(tmp_path, monkeypatch):
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     channels = (
         f"channels:\n  email: {{host: 127.0.0.1, port: {port}, security: none,\n"
         "          from: hello@lotus.example.org, timeout: 1}\n"
+        "unsubscribe: {base_url: https://hooks.lotus.example.org/unsubscribe,\n"
+        "              secret_env: T_SIM_UNSUBSCRIBE}\n"
     )
+    monkeypatch.setenv("T_SIM_UNSUBSCRIBE", "a-secret-for-signing-links-0123456789")
     root = make_project(tmp_path, channels)
     result = simulate(root, "-f", "json", start=NOW, days=1)
     assert result.exit_code == 0, result.output
