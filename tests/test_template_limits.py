@@ -43,8 +43,8 @@ TEMPLATES = {
     ),
     "rebrand": (
         "{{ brand.update(name='x') }}",
-        "error template-render rendered with sample values: 'mappingproxy object' has no "
-        "attribute 'update'",
+        "error template-render rendered with sample values: the sandbox refuses it: a template "
+        "cannot change what it reads ('update')",
     ),
     "syntax": ("{% if first_name %}unclosed", "error template-syntax body: Unexpected end"),
     "filter": ("{{ first_name|shout }}", "error template-syntax body: No filter named 'shout'"),
@@ -181,6 +181,13 @@ def test_text_plan_says_why_a_playbook_is_held(project):
     line = next(x for x in done.stdout.splitlines() if x.strip().startswith("lipsum "))
     assert "held for the next run: its playbook is disabled at this moment" in line
     assert "playbooks/templates/lipsum.md:2: 'lipsum' is undefined" in line
+    assert "disabled at this moment (template or dedup key fails): 9" in done.stdout
+    done = courtship(project, "explain", "c001", "--at", AT)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    said = lines[next(i for i, x in enumerate(lines) if x.startswith("power ")) + 1]
+    assert "→ deferred on sms (buddy): held for the next run" in said
+    assert "playbooks/templates/power.md:2: 9 ** 99999999 is larger than" in said
 
 
 def outbox(project: Path) -> list[dict]:
@@ -192,6 +199,9 @@ def test_run_sends_the_rest_and_a_fixed_template_sends_what_was_held_once(projec
     done = courtship(project, "run", "--at", AT, "-q")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "internal error" not in done.stdout + done.stderr
+    assert "disabled at this moment: loops: playbooks/templates/loops.md:2: it takes more" in (
+        done.stdout
+    )
     first = sorted((m["playbook"], m["customer_id"]) for m in outbox(project))
     assert first == [("fine", "c001"), ("fine", "c001"), ("fine", "c002"), ("fine", "c002")]
     # The marketer fixes two templates and a dedup key; the next run sends what was held.
@@ -246,7 +256,7 @@ def test_a_template_cannot_change_brand_for_the_next_message(data_dependent):
     failed = [d for d in result["blocked"] if d["playbook"] == "rebrand"]
     assert failed and all(d["guard"] == "template-failed" for d in failed)
     assert "rebrand.md:2:" in failed[0]["reason"]
-    assert "has no attribute 'update'" in failed[0]["reason"]
+    assert "a template cannot change what it reads ('update')" in failed[0]["reason"]
 
 
 #: What else a template could try; each must be refused quickly (run in one subprocess).

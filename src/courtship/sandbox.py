@@ -36,6 +36,8 @@ _WIDE = re.compile(r"\d{7,}|[1-9]\d{5}")  # a width of 100000 and more in a form
 #: string methods whose int argument is the length of what they build
 _WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
 _WIDTH_FILTERS = frozenset({"center", "indent", "wordwrap"})
+#: what would change a mapping, were it not read-only
+_MUTATORS = frozenset({"update", "pop", "popitem", "setdefault", "clear", "__setitem__"})
 
 
 class TemplateLimit(TemplateError):
@@ -152,6 +154,11 @@ class LimitedEnvironment(ImmutableSandboxedEnvironment):
             _check_string_method(method.__self__, getattr(method, "__name__", ""), args)
         return _sized(super().call(__context, __obj, *args, **kwargs))
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, types.MappingProxyType) and attribute in _MUTATORS:
+            raise SecurityError(f"a template cannot change what it reads ('{attribute}')")
+        return super().getattr(obj, attribute)
+
     def format_string(self, s: str, args: Any, kwargs: Any, format_func: Any = None) -> str:
         if _WIDE.search(s):
             raise TemplateLimit(f"a format wider than {MAX_TEXT} characters")
@@ -266,13 +273,19 @@ def render_limited(template: Template, context: Mapping[str, Any]) -> str:
             parts.append(chunk)
         return "".join(parts)
     except SecurityError as error:
-        raise TemplateLimit(f"the sandbox refuses it: {error}") from None
-    except RecursionError:
-        raise TemplateLimit("it calls itself too deeply") from None
-    except MemoryError:
-        raise TemplateLimit("it needs more memory than a message can") from None
+        raise _at_line(TemplateLimit(f"the sandbox refuses it: {error}"), error) from None
+    except RecursionError as error:
+        raise _at_line(TemplateLimit("it calls itself too deeply"), error) from None
+    except MemoryError as error:
+        raise _at_line(TemplateLimit("it needs more memory than a message can"), error) from None
     finally:
         _budget.reset(token)
+
+
+def _at_line(limit: TemplateLimit, error: BaseException) -> TemplateLimit:
+    """``limit``, at the line of the template ``error`` was raised at."""
+    limit.lineno = error_line(error)
+    return limit
 
 
 def error_line(error: BaseException) -> int | None:
