@@ -241,6 +241,16 @@ def data_dependent(project: Path) -> Path:
         "{% if first_name == 'Zed' %}{{ brand.update(name='Evil') }}{% endif %}{{ brand.name }}\n"
     )
     (project / "playbooks" / "rebrand.yaml").write_text(playbook("rebrand", "rebrand"))
+    people = ("c001", "Maya"), ("c002", "Zed"), ("c003", "Ann")
+    (project / "customers.csv").write_text(
+        "\n".join([HEADER, *(customer(c, first=name) for c, name in people)]) + "\n"
+    )
+    (project / "events.jsonl").write_text(
+        "".join(
+            f'{{"customer_id": "{c}", "type": "visit", "at": "2026-11-23T12:00:00Z"}}\n'
+            for c, _ in people
+        )
+    )
     return project
 
 
@@ -252,11 +262,21 @@ def test_a_template_cannot_change_brand_for_the_next_message(data_dependent):
     assert texts[("send:fine", "c001")] == "Hi Maya, from Lotus & Co"
     assert texts[("send:fine", "c002")] == "Hi Zed, from Lotus & Co"
     assert texts.get(("send:rebrand", "c001"), "Lotus & Co").endswith("Lotus & Co")
-    # Zed's message failed, and with it the playbook for the moment, with the reason
+    assert texts[("send:fine", "c003")] == "Hi Ann, from Lotus & Co"
+    assert len([d for d in result["sends"] if d["playbook"] == "fine"]) == 6
+    # Zed's message failed, and with it the playbook for the rest of the moment: every
+    # message of it not yet written is blocked with the same reason (Ann's too)
+    sent = {(d["step_id"], d["customer"]) for d in result["sends"] if d["playbook"] == "rebrand"}
+    assert sent <= {("send:rebrand", "c001")}
     failed = [d for d in result["blocked"] if d["playbook"] == "rebrand"]
-    assert failed and all(d["guard"] == "template-failed" for d in failed)
-    assert "rebrand.md:2:" in failed[0]["reason"]
-    assert "a template cannot change what it reads ('update')" in failed[0]["reason"]
+    assert len(failed) == 6 - len(sent)
+    assert {d["customer"] for d in failed} == {"c001", "c002", "c003"}
+    assert all(d["guard"] == "template-failed" for d in failed)
+    assert {d["reason"] for d in failed} == {failed[0]["reason"]}
+    assert "rebrand.md:2: the sandbox refuses it: a template cannot change what it reads" in (
+        failed[0]["reason"]
+    )
+    assert result["disabled"] == {"rebrand": failed[0]["reason"]}
 
 
 #: What else a template could try; each must be refused quickly (run in one subprocess).
@@ -264,6 +284,9 @@ BOMBS = [
     "{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}",
     "{{ '%0999999999d' % 1 }}",
     "{{ '{:>999999999}'.format(1) }}",
+    "{{ '%*d' % (999999999, 1) }}",
+    "{{ '{:>{}}'.format(1, 999999999) }}",
+    "{{ '%0999999999d'|format(1) }}",
     "{{ 'x'|center(1000000000) }}",
     "{{ 'x'.ljust(1000000000) }}",
     "{{ 'ab'|replace('', 'x' * 90000) }}",
@@ -314,9 +337,11 @@ def test_an_ordinary_template_renders_as_before():
     source = (
         "Hi {{ brand.name }} {% for x in [1, 2, 3] %}{{ loop.index }}/{{ loop.length }} "
         "{% endfor %}{{ 2 ** 10 }} {{ 'a' * 3 }} {{ '%05d' % 42 }} {{ range(3)|list }} "
-        "{{ 'x'|center(5) }}|{{ items|join(',') }} {{ '{:>4}'.format(7) }}"
+        "{{ 'x'|center(5) }}|{{ items|join(',') }} {{ '{:>4}'.format(7) }} "
+        "{{ '%s, call 07700900123' % 'Sam' }} {{ '{:,}'.format(1234567) }}"
     )
     context = {"brand": frozen({"name": "Lotus"}), "items": frozen(["a", "b"])}
     assert render_limited(environment().from_string(source), context) == (
-        "Hi Lotus 1/3 2/3 3/3 1024 aaa 00042 [0, 1, 2]   x  |a,b    7"
+        "Hi Lotus 1/3 2/3 3/3 1024 aaa 00042 [0, 1, 2]   x  |a,b    7 Sam, call 07700900123 "
+        "1,234,567"
     )

@@ -32,7 +32,9 @@ MAX_TEXT = 100_000
 MAX_INT_BITS = 100_000
 
 _COUNTED = "_courtship_counted"  # the filter every `for` loop's items pass through
-_WIDE = re.compile(r"\d{7,}|[1-9]\d{5}")  # a width of 100000 and more in a format string
+#: a %-format's width and precision, and a {}-format's spec (which may hold a nested field)
+_PERCENT = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?")
+_BRACE = re.compile(r"\{[^{}]*:((?:[^{}]|\{[^{}]*\})*)\}")
 #: string methods whose int argument is the length of what they build
 _WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
 _WIDTH_FILTERS = frozenset({"center", "indent", "wordwrap"})
@@ -103,9 +105,28 @@ def _times(left: Any, right: Any) -> Any:
     return _sized(left * right)
 
 
-def _modulo(left: Any, right: Any) -> Any:
-    if isinstance(left, str) and _WIDE.search(left):
+def _check_format(text: str, args: Any, *, braces: bool) -> None:
+    """Refuse a format whose width or precision (written, or taken from ``args``) is beyond
+    the limit, before it builds the text."""
+    if braces:
+        specs = [m.group(1) for m in _BRACE.finditer(text)]
+        dynamic = any("{" in spec for spec in specs)
+        written = [int(n) for spec in specs for n in re.findall(r"\d+", spec)]
+    else:
+        parts = [p for m in _PERCENT.finditer(text) for p in m.groups() if p]
+        dynamic = "*" in parts
+        written = [int(p) for p in parts if p != "*"]
+    if dynamic:
+        values = args.values() if isinstance(args, Mapping) else args
+        values = values if isinstance(values, tuple | list) else [values]
+        written += [v for v in values if isinstance(v, int)]
+    if any(n > MAX_TEXT for n in written):
         raise TemplateLimit(f"a format wider than {MAX_TEXT} characters")
+
+
+def _modulo(left: Any, right: Any) -> Any:
+    if isinstance(left, str):
+        _check_format(left, right, braces=False)
     return _sized(left % right)
 
 
@@ -151,7 +172,7 @@ class LimitedEnvironment(ImmutableSandboxedEnvironment):
             _sized(value)
         method = getattr(__obj, "__wrapped__", __obj)  # the sandbox wraps str.format
         if isinstance(getattr(method, "__self__", None), str):
-            _check_string_method(method.__self__, getattr(method, "__name__", ""), args)
+            _check_string_method(method.__self__, getattr(method, "__name__", ""), args, kwargs)
         return _sized(super().call(__context, __obj, *args, **kwargs))
 
     def getattr(self, obj: Any, attribute: str) -> Any:
@@ -160,15 +181,18 @@ class LimitedEnvironment(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
     def format_string(self, s: str, args: Any, kwargs: Any, format_func: Any = None) -> str:
-        if _WIDE.search(s):
-            raise TemplateLimit(f"a format wider than {MAX_TEXT} characters")
+        _check_format(s, [*args, *kwargs.values()], braces=True)
         return _sized(super().format_string(s, args, kwargs, format_func))
 
 
-def _check_string_method(text: str, name: str, args: tuple[Any, ...]) -> None:
+def _check_string_method(
+    text: str, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> None:
     """Refuse a string method that would build a text beyond the limit, before it runs."""
-    if name in ("format", "format_map") and _WIDE.search(text):
-        raise TemplateLimit(f"a format wider than {MAX_TEXT} characters")
+    if name == "format":
+        _check_format(text, [*args, *kwargs.values()], braces=True)
+    if name == "format_map" and args and isinstance(args[0], Mapping):
+        _check_format(text, list(args[0].values()), braces=True)
     if name in _WIDTH_METHODS and any(isinstance(a, int) and a > MAX_TEXT for a in args):
         raise TemplateLimit(f"'{name}' wider than {MAX_TEXT} characters")
     if name == "replace" and len(args) >= 2 and isinstance(args[0], str):
@@ -199,8 +223,8 @@ def _limited_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
             raise TemplateLimit(f"'{name}' wider than {MAX_TEXT} characters")
         if name == "replace" and len(args) >= 2:
             _check_replace(str(value), args[0], args[1])
-        if name == "format" and isinstance(value, str) and _WIDE.search(value):
-            raise TemplateLimit(f"a format wider than {MAX_TEXT} characters")
+        if name == "format" and isinstance(value, str):
+            _check_format(value, [*args, *kwargs.values()], braces=False)
         if passes == "context":
             result = function(context, value, *args, **kwargs)
         elif passes == "eval_context":

@@ -11,7 +11,7 @@ import datetime as dt
 import functools
 import re
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -403,17 +403,8 @@ _SAMPLE_BY_TYPE: dict[str, Any] = {
 }
 
 
-class _AnyBrand(Mapping[str, str]):
-    """The brand of a project validate does not know: every field there, as sample text."""
-
-    def __getitem__(self, key: str) -> str:
-        return f"sample {key}"
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(("name", "url", "signature"))
-
-    def __len__(self) -> int:
-        return 3
+#: The brand of a project validate does not know (a project's brand has these three fields).
+SAMPLE_BRAND = {"name": "Sample", "url": "https://example.org", "signature": "Sam at Sample"}
 
 
 def sample_context(
@@ -436,7 +427,7 @@ def sample_context(
         offer=dict.fromkeys(OFFER_FIELDS),
         friend=person,
         referrer=person,
-        brand=_AnyBrand() if brand is None else brand,
+        brand=SAMPLE_BRAND if brand is None else brand,
         playbook=playbook or {"id": "sample", "title": "Sample"},
         now=now or dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC),
         unsubscribe_url="https://example.org/unsubscribe?c=c-1",

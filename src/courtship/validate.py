@@ -744,8 +744,8 @@ DURATION_KEYS = frozenset(
 
 
 RENDER_HINT = (
-    "a message renders in at most 1 s, 100000 steps (loops and calls) and 100000 characters, "
-    "and cannot change what it reads (see docs/marketers-guide.md)"
+    "a message renders within 1 s, 100000 steps (loops and calls) and 100000 characters, and "
+    "cannot change what it reads (docs/engine.md, templates under limits)"
 )
 
 
@@ -761,7 +761,8 @@ def _dedup_key_renders(pb: Playbook, undeclared: set[str]) -> list[Finding]:
                 ("dedup_key",),
                 "template-render",
                 f"dedup_key: {failure.message}",
-                "a dedup key is a short text such as birthday-{{ now.year }}; " + RENDER_HINT,
+                "a dedup key is a short text such as birthday-{{ now.year }}, rendered under the "
+                "limits of every template (docs/engine.md, templates under limits)",
             )
         ]
     return []
