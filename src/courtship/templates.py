@@ -389,6 +389,16 @@ OFFER_FIELDS = (
     "friend_code",
     "expires_on",
 )
+#: An offer with every field, for a template rendered once with sample values.
+SAMPLE_OFFER = {
+    "percent_off": 10,
+    "amount_off": 5,
+    "gift": "a sample gift",
+    "free_shipping": True,
+    "code": "GIFT-SAMPLE",
+    "friend_code": "GIFT-FRIEND",
+    "expires_on": "2026-12-31",
+}
 #: The longest dedup key: it is kept with every message sent.
 MAX_DEDUP_KEY = 500
 _SAMPLE_BY_TYPE: dict[str, Any] = {
@@ -416,7 +426,7 @@ def sample_context(
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """A context a message could have: sample values of the facts the template reads, an offer
-    with no fields, a friend and a referrer with names. A name that is no fact is left out
+    with every field, a friend and a referrer with names. A name that is no fact is left out
     (``validate`` reports it; rendering fails on it)."""
     context: dict[str, Any] = {}
     for name in tpl.variables:
@@ -424,7 +434,7 @@ def sample_context(
             context[name] = _SAMPLE_BY_TYPE.get(fact_types[name], "Sam")
     person = {"first_name": "Sam", "last_name": "Lee"}
     context.update(
-        offer=dict.fromkeys(OFFER_FIELDS),
+        offer=SAMPLE_OFFER,
         friend=person,
         referrer=person,
         brand=SAMPLE_BRAND if brand is None else brand,

@@ -49,18 +49,21 @@ def broken_playbooks(
     shelf = _Shelf()
     brand = frozen(project.brand)
     for pb in playbooks.values():
+        mine = {"id": pb.id, "title": pb.title}
         try:
             if pb.dedup_key:
                 keys[pb.id] = dedup_key(pb, now)
-            names = {s.get("template") for s in _steps(pb)}
-            for name in sorted(n for n in names if isinstance(n, str)):
-                for file in shelf.variants(pb, name).values():
+            for step in _steps(pb):
+                if not isinstance(step.get("template"), str):
+                    continue
+                hearing = "friend" if step.get("to") == "friend" else "customer"
+                offer = frozen(_offer_of(step.get("offer"), "sample", hearing, now))
+                for file in shelf.variants(pb, step["template"]).values():
                     template = shelf.compiled(file)
-                    mine = {"id": pb.id, "title": pb.title}
                     context = sample_context(
                         template.file, fact_types, brand=brand, playbook=mine, now=now
                     )
-                    template.render(context)
+                    template.render(context | {"offer": offer})
         except TemplateFailure as failure:
             broken[pb.id] = str(failure)
     return broken, keys
@@ -245,16 +248,23 @@ def _offer(decision: Decision, now: dt.datetime) -> dict[str, Any]:
     ``code`` is the code of the person the offer is for (by default, whoever hears); with
     ``for: both`` the recipient gets their own ``code`` and ``friend_code``, the other
     person's, to pass on."""
-    offer: dict[str, Any] = dict.fromkeys(OFFER_FIELDS) | dict(decision.offer or {})
-    if not decision.offer:
+    return _offer_of(decision.offer, decision.key, decision.to, now)
+
+
+def _offer_of(
+    given: dict[str, Any] | None, key: str, hearing: str, now: dt.datetime
+) -> dict[str, Any]:
+    """The offer ``given`` in a send step, as a message with idempotency ``key`` to
+    ``hearing`` (customer or friend) sees it."""
+    offer: dict[str, Any] = dict.fromkeys(OFFER_FIELDS) | dict(given or {})
+    if not given:
         return offer
     prefix = offer.get("code_prefix", "GIFT")
 
     def code(role: str) -> str:
-        digest = hashlib.sha256(f"{decision.key}|{role}".encode()).hexdigest()[:6].upper()
+        digest = hashlib.sha256(f"{key}|{role}".encode()).hexdigest()[:6].upper()
         return f"{prefix}-{digest}"
 
-    hearing = decision.to
     other = "customer" if hearing == "friend" else "friend"
     meant = offer.get("for", hearing)
     if meant == "both":
