@@ -69,8 +69,9 @@ DEDUP_KEYS = {
 
 def playbook(pb_id: str, template: str, dedup_key: str | None = None) -> str:
     key = f"dedup_key: {json.dumps(dedup_key)}\n" if dedup_key else ""
-    return textwrap.dedent(
-        f"""\
+    return (
+        textwrap.dedent(
+            f"""\
         id: {pb_id}
         title: {pb_id}
         stage: active
@@ -80,7 +81,9 @@ def playbook(pb_id: str, template: str, dedup_key: str | None = None) -> str:
           - send: {{channel: preferred, template: {template}}}
           - send: {{channel: preferred, template: after}}
         """
-    ) + key
+        )
+        + key
+    )
 
 
 @pytest.fixture
@@ -166,8 +169,9 @@ def test_plan_holds_only_the_hostile_playbooks_with_their_reason(project):
     assert set(held) == set(TEMPLATES) | {"key-at-three"}
     assert all(d["guard"] == "template-broken" for d in result["deferred"])
     assert len(result["deferred"]) == 2 * len(held)  # both customers, each held once
-    assert "playbooks/templates/loops.md:2: it takes more than 100000 steps" in (
-        held["loops"]["reason"]
+    assert (
+        "playbooks/templates/loops.md:2: it takes more than 100000 steps"
+        in (held["loops"]["reason"])
     )
     assert "playbooks/templates/power.md:2: 9 ** 99999999 is larger than" in held["power"]["reason"]
     assert "playbooks/templates/syntax.md:2:" in held["syntax"]["reason"]
@@ -273,8 +277,9 @@ def test_a_template_cannot_change_brand_for_the_next_message(data_dependent):
     assert {d["customer"] for d in failed} == {"c001", "c002", "c003"}
     assert all(d["guard"] == "template-failed" for d in failed)
     assert {d["reason"] for d in failed} == {failed[0]["reason"]}
-    assert "rebrand.md:2: the sandbox refuses it: a template cannot change what it reads" in (
-        failed[0]["reason"]
+    assert (
+        "rebrand.md:2: the sandbox refuses it: a template cannot change what it reads"
+        in (failed[0]["reason"])
     )
     assert result["disabled"] == {"rebrand": failed[0]["reason"]}
 
@@ -345,3 +350,26 @@ def test_an_ordinary_template_renders_as_before():
         "Hi Lotus 1/3 2/3 3/3 1024 aaa 00042 [0, 1, 2]   x  |a,b    7 Sam, call 07700900123 "
         "1,234,567"
     )
+
+
+def test_a_template_that_does_sums_with_its_offer_is_not_held(world):
+    """The templates are tried with the step's own offer, so arithmetic on it is no failure."""
+    world.playbook(
+        """
+        id: gift
+        title: Gift
+        stage: active
+        category: transactional
+        trigger: {event: visit}
+        respond:
+          - send: {channel: preferred, template: gift, offer: {percent_off: 15, code_prefix: HI}}
+        """
+    )
+    world.template(
+        "gift", "Hi {{ first_name }}, {{ offer.percent_off * 2 }}% off: {{ offer.code }}"
+    )
+    world.customers.append(customer("c001"))
+    world.event("c001", "visit", "2026-11-23T12:00:00Z")
+    plan = world.plan()
+    assert plan.disabled == {}
+    assert [d.text[:21] for d in plan.sends] == ["Hi Maya, 30% off: HI-"]
