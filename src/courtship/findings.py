@@ -83,6 +83,7 @@ RULES: dict[str, str] = {
     "template-tone-missing": "a send template without all three tones",
     "template-syntax": "a template that does not compile",
     "template-unknown-variable": "a template that reads something that is no fact",
+    "template-render": "a template or dedup key that fails, or goes over the limits, rendered once",
     "template-impersonal": "a customer message that never uses their name",
     "template-unsubscribe-missing": "a marketing email that never shows its unsubscribe link",
 }

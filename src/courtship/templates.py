@@ -7,18 +7,27 @@ own. A template may open with YAML front matter (``subject:`` for email) between
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Template, TemplateAssertionError, TemplateSyntaxError, meta, nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import (
+    Template,
+    TemplateAssertionError,
+    TemplateError,
+    TemplateSyntaxError,
+    meta,
+    nodes,
+)
 
 from courtship.catalogue import TONES
 from courtship.findings import Finding, Severity
+from courtship.sandbox import LimitedEnvironment, TemplateLimit, error_line, frozen, render_limited
 from courtship.yamlload import load_text
 
 FRONT_MATTER_KEYS = ("subject", "preheader")
@@ -30,14 +39,15 @@ _GENERIC_GREETING = re.compile(
 
 
 @functools.cache
-def environment() -> SandboxedEnvironment:
-    """The one Jinja environment: sandboxed, autoescape off (text channels), strict about
-    unknown names; a known field without a value (``offer.gift`` of a discount) renders empty."""
+def environment() -> LimitedEnvironment:
+    """The one Jinja environment: sandboxed and immutable, under the limits of
+    ``courtship.sandbox``, autoescape off (text channels), strict about unknown names; a known
+    field without a value (``offer.gift`` of a discount) renders empty."""
     from jinja2 import StrictUndefined
 
     from courtship.plugins import PluginError, installed
 
-    env = SandboxedEnvironment(
+    env = LimitedEnvironment(
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         finalize=lambda value: "" if value is None else value,
@@ -47,7 +57,7 @@ def environment() -> SandboxedEnvironment:
     except PluginError:
         filters = {}  # the command that loads plugins reports the error itself
     for name, spec in filters.items():
-        env.filters[name] = spec.function
+        env.add_filter(name, spec.function)
     return env
 
 
@@ -61,6 +71,7 @@ class TemplateFile:
     body: str = ""
     body_line: int = 1
     variables: dict[str, int] = field(default_factory=dict)  # name → first line it is used on
+    lines: dict[str, int] = field(default_factory=dict)  # body / front-matter key → first line
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -177,6 +188,7 @@ def load_template(path: Path, display: str) -> TemplateFile:
                 sources.append((key, str(value), doc.locate((key,)).line + 1))
     sources.append(("body", tpl.body, tpl.body_line))
     for name, source, first_line in sources:
+        tpl.lines[name] = first_line
         try:
             ast = environment().parse(source)
         except TemplateSyntaxError as error:
@@ -270,6 +282,22 @@ def template_names(folder: Path) -> set[str]:
     return names
 
 
+class TemplateFailure(Exception):
+    """A template or dedup key that cannot render (or goes over the limits): where and why."""
+
+    def __init__(self, where: str, line: int, message: str) -> None:
+        super().__init__(f"{where}:{line}: {message}")
+        self.where, self.line, self.message = where, line, message
+
+
+def _failure(where: str, first_line: int, error: BaseException) -> TemplateFailure:
+    line = error_line(error)
+    message = str(error) if isinstance(error, TemplateLimit) else f"{error}"
+    if not isinstance(error, TemplateLimit | TemplateError):
+        message = f"{type(error).__name__}: {error}"
+    return TemplateFailure(where, first_line + (line or 1) - 1, message.rstrip("."))
+
+
 @dataclass(frozen=True)
 class Compiled:
     """A template file compiled once for rendering: its body and subject as Jinja templates."""
@@ -279,9 +307,19 @@ class Compiled:
     subject: Template | None
 
     def render(self, context: dict[str, Any]) -> tuple[str, str]:
-        """(subject, text) for one person."""
-        subject = self.subject.render(context) if self.subject is not None else ""
-        return subject, self.body.render(context).strip()
+        """(subject, text) for one person, under the limits of ``courtship.sandbox``; a
+        template that fails or goes over a limit raises ``TemplateFailure`` at its line."""
+        subject = ""
+        if self.subject is not None:
+            try:
+                subject = render_limited(self.subject, context)
+            except Exception as error:
+                raise _failure(self.file.display, self.file.lines["subject"], error) from None
+        try:
+            text = render_limited(self.body, context)
+        except Exception as error:
+            raise _failure(self.file.display, self.file.body_line, error) from None
+        return subject, text.strip()
 
 
 def outside_its_folder(path: Path) -> bool:
@@ -293,17 +331,138 @@ def outside_its_folder(path: Path) -> bool:
 
 def compiled(path: Path) -> Compiled:
     """The compiled template at ``path``, cached until the file changes. A template outside
-    its playbooks folder raises ``ValueError`` (its message is blocked with the reason)."""
+    its playbooks folder raises ``ValueError`` (its message is blocked with the reason); one
+    that cannot be read or compiled raises ``TemplateFailure`` with its first error."""
     if outside_its_folder(path):
         raise ValueError(f"{path} is a link outside the playbooks folder; it is never read")
-    return _compiled(path, path.stat().st_mtime_ns)
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError as error:
+        raise TemplateFailure(str(path), 1, f"cannot read template: {error}") from None
+    made = _compiled(path, mtime)
+    if isinstance(made, TemplateFailure):
+        raise made
+    return made
 
 
 @functools.lru_cache(maxsize=1024)
-def _compiled(path: Path, mtime_ns: int) -> Compiled:
+def _compiled(path: Path, mtime_ns: int) -> Compiled | TemplateFailure:
     tpl = load_template(path, str(path))
+    errors = [f for f in tpl.findings if f.is_error]
+    if errors:
+        return TemplateFailure(tpl.display, errors[0].line, errors[0].message)
+    return compile_file(tpl)
+
+
+def compile_file(tpl: TemplateFile) -> Compiled | TemplateFailure:
+    """A template file without findings, compiled (or why it cannot be)."""
     env = environment()
     subject = tpl.front_matter.get("subject")
-    return Compiled(
-        tpl, env.from_string(tpl.body), env.from_string(str(subject)) if subject else None
+    try:
+        return Compiled(
+            tpl, env.from_string(tpl.body), env.from_string(str(subject)) if subject else None
+        )
+    except Exception as error:  # nested beyond what compiling can follow, say
+        return _failure(tpl.display, tpl.body_line, error)
+
+
+def render_failure(tpl: TemplateFile, fact_types: Mapping[str, str]) -> TemplateFailure | None:
+    """Why a template file without findings fails rendered once with sample values (compiling
+    it, going over a limit, an error), or None."""
+    made = compile_file(tpl)
+    if isinstance(made, TemplateFailure):
+        return made
+    try:
+        made.render(sample_context(tpl, fact_types))
+    except TemplateFailure as failure:
+        return failure
+    return None
+
+
+#: The fields of ``offer`` in every template's context (None where they do not apply).
+OFFER_FIELDS = (
+    "percent_off",
+    "amount_off",
+    "gift",
+    "free_shipping",
+    "code",
+    "friend_code",
+    "expires_on",
+)
+#: An offer with every field, for a template rendered once with sample values.
+SAMPLE_OFFER = {
+    "percent_off": 10,
+    "amount_off": 5,
+    "gift": "a sample gift",
+    "free_shipping": True,
+    "code": "GIFT-SAMPLE",
+    "friend_code": "GIFT-FRIEND",
+    "expires_on": "2026-12-31",
+}
+#: The longest dedup key: it is kept with every message sent.
+MAX_DEDUP_KEY = 500
+_SAMPLE_BY_TYPE: dict[str, Any] = {
+    "number": 1.0,
+    "integer": 1,
+    "string": "Sam",
+    "enum": "Sam",
+    "boolean": True,
+    "date": dt.date(2026, 1, 1),
+    "datetime": dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC),
+    "list": [],
+}
+
+
+#: The brand of a project validate does not know (a project's brand has these three fields).
+SAMPLE_BRAND = {"name": "Sample", "url": "https://example.org", "signature": "Sam at Sample"}
+
+
+def sample_context(
+    tpl: TemplateFile,
+    fact_types: Mapping[str, str],
+    *,
+    brand: Mapping[str, Any] | None = None,
+    playbook: Mapping[str, Any] | None = None,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """A context a message could have: sample values of the facts the template reads, an offer
+    with every field, a friend and a referrer with names. A name that is no fact is left out
+    (``validate`` reports it; rendering fails on it)."""
+    context: dict[str, Any] = {}
+    for name in tpl.variables:
+        if name in fact_types:
+            context[name] = _SAMPLE_BY_TYPE.get(fact_types[name], "Sam")
+    person = {"first_name": "Sam", "last_name": "Lee"}
+    context.update(
+        offer=SAMPLE_OFFER,
+        friend=person,
+        referrer=person,
+        brand=SAMPLE_BRAND if brand is None else brand,
+        playbook=playbook or {"id": "sample", "title": "Sample"},
+        now=now or dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC),
+        unsubscribe_url="https://example.org/unsubscribe?c=c-1",
     )
+    return {key: frozen(value) for key, value in context.items()}
+
+
+def dedup_key(pb: Any, now: dt.datetime) -> str:
+    """The dedup key of playbook ``pb`` at ``now``, rendered under the limits; one that fails
+    raises ``TemplateFailure`` at the playbook's ``dedup_key`` line."""
+    line = pb.document.locate(("dedup_key",)).line
+    try:
+        key = render_limited(
+            _dedup_template(pb.dedup_key),
+            {"now": now, "playbook": frozen({"id": pb.id, "title": pb.title})},
+        )
+    except Exception as error:
+        raise _failure(pb.document.path, line, error) from None
+    if len(key) > MAX_DEDUP_KEY:
+        raise TemplateFailure(
+            pb.document.path, line, f"the dedup key is longer than {MAX_DEDUP_KEY} characters"
+        )
+    return key
+
+
+@functools.lru_cache(maxsize=256)
+def _dedup_template(source: str) -> Template:
+    return environment().from_string(source)

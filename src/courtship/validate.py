@@ -42,10 +42,13 @@ from courtship.playbook import (
 )
 from courtship.schema import describe, did_you_mean, schema_findings
 from courtship.templates import (
+    TemplateFailure,
     TemplateFile,
+    dedup_key,
     environment,
     impersonal_findings,
     load_template,
+    render_failure,
     template_names,
     variants,
 )
@@ -261,7 +264,7 @@ class _Checker:
                 try:
                     undeclared = meta.find_undeclared_variables(ast)
                 except TemplateSyntaxError as error:  # an unknown filter
-                    undeclared = set()
+                    undeclared = {"?"}  # not rendered
                     out.append(
                         doc.finding(
                             ("dedup_key",),
@@ -270,7 +273,7 @@ class _Checker:
                             "use a Jinja filter, or one a plugin adds",
                         )
                     )
-                for name in sorted(undeclared - {"now", "playbook"}):
+                for name in sorted(undeclared - {"now", "playbook", "?"}):
                     out.append(
                         doc.finding(
                             ("dedup_key",),
@@ -280,6 +283,7 @@ class _Checker:
                             "already, as in birthday-{{ now.year }}",
                         )
                     )
+                out.extend(_dedup_key_renders(pb, undeclared))
         return out
 
     # ── trigger ───────────────────────────────────────────────────────────
@@ -712,6 +716,21 @@ class _Checker:
                     )
             if file in self.customer_facing and tpl.ok:
                 out.extend(impersonal_findings(tpl))
+            if tpl.ok and set(tpl.variables) <= {*self.catalogue.facts, *TEMPLATE_CONTEXT}:
+                types = {name: spec.type for name, spec in self.catalogue.facts.items()}
+                failure = render_failure(tpl, types)
+                if failure is not None:
+                    out.append(
+                        Finding(
+                            tpl.display,
+                            failure.line,
+                            1,
+                            Severity.ERROR,
+                            "template-render",
+                            f"rendered with sample values: {failure.message}",
+                            RENDER_HINT,
+                        )
+                    )
             if file in self.marketing_email and tpl.ok and "unsubscribe_url" not in tpl.variables:
                 out.append(
                     Finding(
@@ -749,6 +768,31 @@ class _Checker:
 DURATION_KEYS = frozenset(
     {"once_every", "cooldown", "for", "every", "wait", "within", "offset", "valid_for", "expires"}
 )
+
+
+RENDER_HINT = (
+    "a message renders within 1 s, 100000 steps (loops and calls) and 100000 characters, and "
+    "cannot change what it reads (docs/engine.md, templates under limits)"
+)
+
+
+def _dedup_key_renders(pb: Playbook, undeclared: set[str]) -> list[Finding]:
+    """The dedup key rendered once, as at a moment: a failure or a key over the limits."""
+    if undeclared - {"now", "playbook"}:
+        return []
+    try:
+        dedup_key(pb, dt.datetime(2026, 12, 31, 23, 59, tzinfo=dt.UTC))
+    except TemplateFailure as failure:
+        return [
+            pb.document.finding(
+                ("dedup_key",),
+                "template-render",
+                f"dedup_key: {failure.message}",
+                "a dedup key is a short text such as birthday-{{ now.year }}, rendered under the "
+                "limits of every template (docs/engine.md, templates under limits)",
+            )
+        ]
+    return []
 
 
 def _lengths_beyond_a_calendar(doc: Document, node: Any, parts: PathParts) -> list[Finding]:

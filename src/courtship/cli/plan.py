@@ -48,6 +48,11 @@ def render_text(plan: Plan) -> str:
                 f"  {playbook:<32} {counts['moved']:>6}  moved with their step to its new place"
             )
             lines.append(f"  {playbook:<32} {counts['let_go']:>6}  let go: their step is gone")
+    if plan.disabled:
+        lines.append(
+            f"\ndisabled at this moment (template or dedup key fails): {len(plan.disabled)}"
+        )
+        lines += [f"  {playbook:<32} {why}" for playbook, why in sorted(plan.disabled.items())]
     if plan.notifications:
         lines.append(f"\nteam notifications: {len(plan.notifications)}")
         teams = Counter((n["team"], n["playbook"]) for n in plan.notifications)
@@ -68,6 +73,7 @@ def render_json(plan: Plan) -> str:
             "fell_back": plan.fallbacks,
         },
         "edits": plan.edits,
+        "disabled": plan.disabled,
         "sends": [d.as_dict() for d in plan.sends],
         "deferred": [d.as_dict() for d in plan.deferred],
         "blocked": [d.as_dict() for d in plan.blocked],

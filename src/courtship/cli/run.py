@@ -128,6 +128,7 @@ def command(
         "decided": len(plan.sends) + len(plan.deferred) + len(plan.notifications),
         "blocked": len(plan.blocked),
         "waiting": waiting,
+        "disabled": plan.disabled,
     }
     from courtship.redaction import redact
 
@@ -155,4 +156,8 @@ def render(summary: Mapping[str, Any]) -> str:
         f"  waiting (held back by quiet hours, cadence or caps; retries): {summary['waiting']}",
     ]
     lines += [f"    {f['customer']} {f['key']}: {f['reason']}" for f in summary["failures"]]
+    lines += [  # a template or dedup key that fails: its messages held or blocked
+        f"  disabled at this moment: {playbook}: {why}"
+        for playbook, why in sorted(summary.get("disabled", {}).items())
+    ]
     return "\n".join(lines)

@@ -24,7 +24,7 @@ from courtship.engine.sequences import DEDUP, DEFAULT_EXPIRY, KEY, SINCE, Candid
 from courtship.playbook import Playbook, parse_duration
 from courtship.project import Project
 from courtship.state import StateStore
-from courtship.templates import environment
+from courtship.templates import dedup_key
 
 INSTAGRAM_WINDOW_HOURS = 24
 CHANNEL_ADDRESS = {"email": "email", "sms": "phone", "instagram": "instagram_id"}
@@ -43,6 +43,8 @@ GUARDS: list[tuple[str, str, str]] = [
     ("no-name", "blocks a message to a customer without a first name", "all"),
     ("duplicate", "blocks a message whose dedup key was already sent to them", "all"),
     ("expired", "blocks a message held back longer than its step's `expires`", "all"),
+    ("template-broken", "holds it for the next run when its playbook's template or dedup key "
+     "fails at this moment", "all"),
     ("quiet-hours", "holds it until quiet hours end in their time zone", "all"),
     ("cadence", "holds it until their cadence allows another message", "marketing"),
     ("cooldown", "holds it until another playbook's cooldown is over", "marketing"),
@@ -53,7 +55,7 @@ GUARDS: list[tuple[str, str, str]] = [
     ("channel-cap", "holds it for the next run when its channel's cap is reached", "marketing"),
 ]  # fmt: skip
 #: Codes of a guard that holds a message back (deferred) rather than blocks it.
-HOLDS = frozenset({"quiet-hours", "cadence", "cooldown", "cap", "channel-cap"})
+HOLDS = frozenset({"template-broken", "quiet-hours", "cadence", "cooldown", "cap", "channel-cap"})
 
 
 class Judge:
@@ -74,6 +76,8 @@ class Judge:
         self.week = _sends_last_week(sends, now, project.per_customer_per_week)
         self.dedup_seen = state.dedup_keys()
         self.dedup_keys: dict[str, str] = {}
+        #: playbooks whose template or dedup key fails at this moment, with why
+        self.broken: dict[str, str] = {}
         self.speakers: dict[str, list[Decision]] = {}
         self.used: collections.Counter[str] = collections.Counter()
 
@@ -174,21 +178,22 @@ class Judge:
         decided), then expiry; and when a guard holds it, until when."""
         if decision.status == "blocked":
             return
-        if pb.dedup_key:
+        expires = parse_duration(str(step.get("expires", DEFAULT_EXPIRY)))
+        too_old = decision.held_since is not None and self.now - decision.held_since > expires
+        if pb.id in self.broken and not too_old:  # its key is read when it can go out
+            decision.status, decision.guard = "deferred", "template-broken"
+            decision.due_at = self.now + NEXT_RUN
+            return
+        if pb.dedup_key and pb.id not in self.broken:
             if dedup is None:
                 if pb.id not in self.dedup_keys:  # the key reads only now and the playbook
-                    self.dedup_keys[pb.id] = (
-                        environment()
-                        .from_string(pb.dedup_key)
-                        .render(now=self.now, playbook={"id": pb.id, "title": pb.title})
-                    )
+                    self.dedup_keys[pb.id] = dedup_key(pb, self.now)
                 dedup = self.dedup_keys[pb.id]
             decision.dedup_key = dedup
             if (decision.recipient_id, dedup) in self.dedup_seen:
                 decision.status, decision.guard, decision.due_at = "blocked", "duplicate", None
                 return
-        expires = parse_duration(str(step.get("expires", DEFAULT_EXPIRY)))
-        if decision.held_since is not None and self.now - decision.held_since > expires:
+        if too_old:
             decision.status, decision.guard, decision.due_at = "blocked", "expired", None
             return
         if decision.guard == "cooldown":
@@ -220,6 +225,8 @@ class Judge:
             values["weekly"] = self.project.per_customer_per_week
         elif code == "instagram":
             values["channel"] = decision.channel
+        elif code == "template-broken":
+            values["why"] = self.broken[decision.playbook]
         decision.reason = reason(code, **values) if code else ""
 
     def _select(self, decided: list[Decision]) -> None:

@@ -93,6 +93,9 @@ class Engine:
         last = state.last_run()
         since = last if last is not None and last <= now else now - self.project.lookback
         plan = Plan(now=now, since=since)
+        # A playbook whose template or dedup key fails now is disabled: its messages are held.
+        fact_types = {name: spec.type for name, spec in self.catalogue.facts.items()}
+        plan.disabled, keys = render.broken_playbooks(self.playbooks, self.project, now, fact_types)
         # What we said to customers (a team notification is not a message to the customer).
         sends = state.sends().filter(pl.col("channel") != "team")
         history = FactHistory(
@@ -167,6 +170,7 @@ class Engine:
         # The guards judge the messages reached; sequences go on past those that go out, to
         # their next message, which a further round judges, until none is reached.
         judge = guards.Judge(state, sends, now, self.project, self.playbooks)
+        judge.broken, judge.dedup_keys = plan.disabled, keys
         while candidates:
             decided = judge.judge(candidates, facts)
             plan.decisions += decided

@@ -19,6 +19,8 @@ REASONS = {
     "channel",
     "no-name": "no first name: we never send a message that cannot call them by name",
     "duplicate": "already sent with the same dedup key ({key})",
+    "template-broken": "held for the next run: its playbook is disabled at this moment, as its "
+    "template or dedup key fails ({why})",
     "expired": "held back since {since:%Y-%m-%d %H:%M} UTC, longer than its {expires}: expired",
     "quiet-hours": "quiet hours in their time zone: deferred to {end:%H:%M} local",
     "cadence": "their cadence: one marketing message every {cadence} days; the last was "

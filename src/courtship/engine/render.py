@@ -1,6 +1,12 @@
 """Rendering: the text of every message a moment decided, from its template in the recipient's
 tone, and of every team notification. A template is found and compiled once per moment, and each
-message's context holds only what its template reads."""
+message's context holds only what its template reads, as read-only copies.
+
+Before a moment is decided, ``broken_playbooks`` renders each playbook's templates once with
+sample values, and its dedup key: a playbook whose template or key fails (or goes over the
+limits of ``courtship.sandbox``) is disabled at that moment, its messages held for the next run.
+A template that fails later, for one message, blocks that message and the playbook's other
+messages of the moment."""
 
 from __future__ import annotations
 
@@ -16,8 +22,62 @@ import polars as pl
 from courtship.engine.plan import Decision, Plan, iso, reason
 from courtship.playbook import Playbook, parse_duration
 from courtship.project import Project
-from courtship.templates import Compiled, compiled, outside_its_folder, variants
+from courtship.sandbox import frozen
+from courtship.templates import (
+    OFFER_FIELDS,
+    Compiled,
+    TemplateFailure,
+    compiled,
+    dedup_key,
+    outside_its_folder,
+    sample_context,
+    variants,
+)
 from courtship.unsubscribe import Unsubscriber
+
+
+def broken_playbooks(
+    playbooks: Mapping[str, Playbook],
+    project: Project,
+    now: dt.datetime,
+    fact_types: Mapping[str, str],
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(playbook id → why it is disabled at ``now``, playbook id → its dedup key): each
+    playbook's templates rendered once with sample values, and its dedup key, under the limits.
+    A template that cannot be read or compiled, or fails, disables its playbook."""
+    broken: dict[str, str] = {}
+    keys: dict[str, str] = {}
+    shelf = _Shelf()
+    brand = frozen(project.brand)
+    for pb in playbooks.values():
+        mine = {"id": pb.id, "title": pb.title}
+        try:
+            if pb.dedup_key:
+                keys[pb.id] = dedup_key(pb, now)
+            for step in _steps(pb):
+                if not isinstance(step.get("template"), str):
+                    continue
+                hearing = "friend" if step.get("to") == "friend" else "customer"
+                offer = frozen(_offer_of(step.get("offer"), "sample", hearing, now))
+                for file in shelf.variants(pb, step["template"]).values():
+                    template = shelf.compiled(file)
+                    context = sample_context(
+                        template.file, fact_types, brand=brand, playbook=mine, now=now
+                    )
+                    template.render(context | {"offer": offer})
+        except TemplateFailure as failure:
+            broken[pb.id] = str(failure)
+    return broken, keys
+
+
+def _steps(pb: Playbook) -> list[dict[str, Any]]:
+    """The send and notify steps of a playbook (what names a template)."""
+    return [
+        step[kind]
+        for step in pb.respond
+        for kind in ("send", "notify")
+        if isinstance(step.get(kind), dict)
+    ]
 
 
 def render(
@@ -38,13 +98,14 @@ def render(
         chosen.append((decision, files.get(decision.tone) or files.get("")))
     # Only the facts some template reads are read out of the frame, once per person.
     read = {"customer_id", "first_name", "last_name"}
-    for _, file in chosen:
-        if file is not None:
-            read |= set(shelf.compiled(file).file.variables)
+    files = [file for _, file in chosen if file is not None]
     for note in plan.notifications:
-        files = shelf.variants(playbooks[note["playbook"]], note["template"] or "")
-        for file in files.values():
+        files += shelf.variants(playbooks[note["playbook"]], note["template"] or "").values()
+    for file in files:
+        try:
             read |= set(shelf.compiled(file).file.variables)
+        except TemplateFailure:
+            continue  # its messages are blocked with the reason below
     columns = [c for c in facts.columns if c in read and not c.startswith("_")]
     people = {
         r["customer_id"]: r
@@ -55,33 +116,48 @@ def render(
     for note in plan.notifications:
         _render_note(note, people.get(note["customer"], {}), plan.now, shelf, project, playbooks)
     links = Unsubscriber.of(project)  # signed one-click links: see courtship.unsubscribe
+    brand = frozen(project.brand)
+    failed: dict[str, str] = {}  # playbook → the failure that disabled it at this moment
     for decision, file in chosen:
         pb = playbooks[decision.playbook]
         if file is None:
             decision.status, decision.guard = "blocked", "template-missing"
             decision.reason = reason("template-missing")
             continue
-        template = shelf.compiled(file)
+        if pb.id in failed:
+            decision.status, decision.guard = "blocked", "template-failed"
+            decision.reason = failed[pb.id]
+            continue
+        try:
+            template = shelf.compiled(file)
+        except TemplateFailure as failure:
+            decision.status, decision.guard = "blocked", "template-failed"
+            decision.reason = failed[pb.id] = plan.disabled[pb.id] = reason(
+                "template-failed", file=file.name, error=failure
+            )
+            continue
         person = people[decision.recipient_id]
         # In a referral, `friend` is the friend and `referrer` the referrer, whoever hears.
         friend = people.get(decision.friend_id or "") if decision.friend_id else None
         referrer = people.get(decision.customer_id) if decision.friend_id else None
-        context = {k: v for k, v in person.items() if k in template.file.variables}
+        context = {k: frozen(v) for k, v in person.items() if k in template.file.variables}
         decision.unsubscribe_url = links.url(decision.recipient_id, decision.channel)
         context.update(
-            offer=_offer(decision, plan.now),
-            friend=_person(friend),
-            referrer=_person(referrer),
-            brand=project.brand,
-            playbook={"id": pb.id, "title": pb.title},
+            offer=frozen(_offer(decision, plan.now)),
+            friend=frozen(_person(friend)),
+            referrer=frozen(_person(referrer)),
+            brand=brand,
+            playbook=frozen({"id": pb.id, "title": pb.title}),
             now=plan.now,
             unsubscribe_url=decision.unsubscribe_url,
         )
         try:
             decision.subject, decision.text = template.render(context)
-        except Exception as error:
+        except TemplateFailure as failure:
             decision.status, decision.guard = "blocked", "template-failed"
-            decision.reason = reason("template-failed", file=file.name, error=error)
+            decision.reason = failed[pb.id] = plan.disabled[pb.id] = reason(
+                "template-failed", file=file.name, error=failure
+            )
 
 
 def _render_note(
@@ -103,20 +179,20 @@ def _render_note(
     file = files.get("") or next(iter(files.values()), None)
     if file is None:
         return
-    template = shelf.compiled(file)
-    context = {k: v for k, v in person.items() if k in template.file.variables}
-    context.update(
-        offer=dict.fromkeys(OFFER_FIELDS),
-        friend={"first_name": None},
-        brand=project.brand,
-        playbook={"id": pb.id, "title": pb.title},
-        now=now,
-        unsubscribe_url=None,
-    )
     try:
+        template = shelf.compiled(file)
+        context = {k: frozen(v) for k, v in person.items() if k in template.file.variables}
+        context.update(
+            offer=frozen(dict.fromkeys(OFFER_FIELDS)),
+            friend=frozen({"first_name": None}),
+            brand=frozen(project.brand),
+            playbook=frozen({"id": pb.id, "title": pb.title}),
+            now=now,
+            unsubscribe_url=None,
+        )
         note["text"] = template.render(context)[1]
-    except Exception as error:
-        note["text"] += f" (template {file.name} failed: {error})"
+    except TemplateFailure as failure:
+        note["text"] += f" (template {file.name} failed: {failure})"
 
 
 class _Shelf:
@@ -159,17 +235,6 @@ def _folder_beside(path: str) -> Path:
     return Path(path).parent / "templates"
 
 
-OFFER_FIELDS = (
-    "percent_off",
-    "amount_off",
-    "gift",
-    "free_shipping",
-    "code",
-    "friend_code",
-    "expires_on",
-)
-
-
 def _person(facts: dict[str, Any] | None) -> dict[str, Any]:
     """Another person of a message (a referral's friend or referrer) as templates see them."""
     facts = facts or {}
@@ -182,16 +247,23 @@ def _offer(decision: Decision, now: dt.datetime) -> dict[str, Any]:
     ``code`` is the code of the person the offer is for (by default, whoever hears); with
     ``for: both`` the recipient gets their own ``code`` and ``friend_code``, the other
     person's, to pass on."""
-    offer: dict[str, Any] = dict.fromkeys(OFFER_FIELDS) | dict(decision.offer or {})
-    if not decision.offer:
+    return _offer_of(decision.offer, decision.key, decision.to, now)
+
+
+def _offer_of(
+    given: dict[str, Any] | None, key: str, hearing: str, now: dt.datetime
+) -> dict[str, Any]:
+    """The offer ``given`` in a send step, as a message with idempotency ``key`` to
+    ``hearing`` (customer or friend) sees it."""
+    offer: dict[str, Any] = dict.fromkeys(OFFER_FIELDS) | dict(given or {})
+    if not given:
         return offer
     prefix = offer.get("code_prefix", "GIFT")
 
     def code(role: str) -> str:
-        digest = hashlib.sha256(f"{decision.key}|{role}".encode()).hexdigest()[:6].upper()
+        digest = hashlib.sha256(f"{key}|{role}".encode()).hexdigest()[:6].upper()
         return f"{prefix}-{digest}"
 
-    hearing = decision.to
     other = "customer" if hearing == "friend" else "friend"
     meant = offer.get("for", hearing)
     if meant == "both":
