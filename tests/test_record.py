@@ -115,3 +115,24 @@ def test_history_of_someone_unknown_names_the_nearest_customer(bundled):
     assert "no customer 'c-00001'" in result.stderr and "did you mean" in result.stderr
     quiet = cli(bundled, "history", "c-0002")
     assert "nothing recorded yet" in quiet.stdout
+
+
+def test_history_shows_what_the_provider_called_back(bundled):
+    """A status callback that `courtship serve` recorded (Twilio: undelivered, error 30003)
+    tells what became of a message after the provider accepted it."""
+    import datetime as dt
+
+    from courtship.state import StateStore
+
+    cli(bundled, "run", "--at", AT, "-q")
+    state = StateStore(bundled / ".courtship" / "state.sqlite")
+    (gift,) = [d for d in state.decisions(customer_id="c-0001") if d["playbook"] == "birthday-gift"]
+    later = dt.datetime(2026, 11, 23, 15, 5, tzinfo=dt.UTC)
+    state.record_callback(
+        later, "twilio", "undelivered", channel="sms", send_key=gift["key"], detail="error 30003"
+    )
+    state.close()
+    text = cli(bundled, "history", "c-0001").stdout
+    assert "delivered; the provider reports it undelivered (error 30003)" in text
+    told = cli(bundled, "explain", "c-0001", "--at", AT).stdout
+    assert "the provider reports it undelivered (error 30003)" in told

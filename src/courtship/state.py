@@ -346,7 +346,9 @@ class StateStore:
         """The recorded decisions of the run at ``at`` and/or about ``customer_id`` (as the
         subject or the recipient), in the order decided, each with what became of its message:
         ``delivery`` (the outbox status), ``delivered_channel``, ``subject``, ``text``,
-        ``error`` and ``attempts`` (None for a message that never entered the outbox)."""
+        ``error`` and ``attempts`` (None for a message that never entered the outbox), and the
+        latest ``receipt`` its provider called back with (``delivered``, ``undelivered (error
+        30003)``, ``failed``; None without one)."""
         where, params = [], []
         if at is not None:
             where.append("d.at = ?")
@@ -357,7 +359,10 @@ class StateStore:
         columns = ", ".join(f"d.{c}" for c in DECISION_COLUMNS)
         rows = self.db.execute(
             f"SELECT {columns}, s.status, s.channel, s.subject, s.text, s.error, s.attempts, "
-            "s.provider_id FROM decisions d LEFT JOIN sends s ON s.key = d.key AND "
+            "s.provider_id, (SELECT c.kind || coalesce(' (' || c.detail || ')', '') "
+            "FROM callbacks c WHERE c.send_key = d.key AND d.status = 'send' AND c.kind IN "
+            "('delivered', 'undelivered', 'failed') ORDER BY c.at DESC, c.id DESC LIMIT 1) "
+            "FROM decisions d LEFT JOIN sends s ON s.key = d.key AND "
             "d.status = 'send' "
             + (f"WHERE {' AND '.join(where)} " if where else "")
             + "ORDER BY d.at, d.rowid",
@@ -371,6 +376,7 @@ class StateStore:
             "error",
             "attempts",
             "provider_id",
+            "receipt",
         )
         out = []
         for row in rows:

@@ -288,6 +288,8 @@ def _print_recorded(
             head = _message_head(message, customer)
             if message.get("delivery"):
                 head += f" — {message['delivery']}"
+            if message.get("receipt"):
+                head += f"; the provider reports it {message['receipt']}"
             lines.append(f"    → {head}")
             if message["text"]:
                 lines.append(f"      {message['text'].splitlines()[0][:100]}")

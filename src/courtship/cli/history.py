@@ -81,6 +81,7 @@ def _message(decision: dict[str, Any]) -> dict[str, Any]:
         "key": decision["key"],
         "to": decision["to_whom"],
         "delivery": decision["delivery"],
+        "receipt": decision["receipt"],
         "error": decision["error"],
     }
 
@@ -107,6 +108,8 @@ def describe(decision: dict[str, Any]) -> str:
         text += f" — {decision['delivery']}"
         if decision["error"]:
             text += f" ({decision['error']})"
+    if decision["receipt"]:
+        text += f"; the provider reports it {decision['receipt']}"
     if decision["recipient_id"] != decision["customer_id"]:
         text += f" [to {decision['recipient_id']}, as the friend of {decision['customer_id']}]"
     return text
