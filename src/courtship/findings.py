@@ -81,6 +81,7 @@ RULES: dict[str, str] = {
     "unknown-channel": "a channel no plugin provides",
     "unknown-template": "a template with no file",
     "template-tone-missing": "a send template without all three tones",
+    "template-language-tone-missing": "a language's templates without a tone the default has",
     "template-syntax": "a template that does not compile",
     "template-unknown-variable": "a template that reads something that is no fact",
     "template-render": "a template or dedup key that fails, or goes over the limits, rendered once",

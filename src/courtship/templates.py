@@ -258,16 +258,54 @@ def impersonal_findings(tpl: TemplateFile) -> list[Finding]:
     return out
 
 
-def variants(folder: Path, name: str) -> dict[str, Path]:
-    """The files of template ``name``: tone → path, with key ``""`` for a toneless file."""
+def variants(folder: Path, name: str, language: str = "") -> dict[str, Path]:
+    """The files of template ``name`` in ``language`` (``""``: the default files, with no
+    language in their name): tone → path, with key ``""`` for a toneless file."""
     found: dict[str, Path] = {}
-    if (folder / f"{name}.md").is_file():
-        found[""] = folder / f"{name}.md"
+    suffix = f".{language}" if language else ""
+    if (folder / f"{name}{suffix}.md").is_file():
+        found[""] = folder / f"{name}{suffix}.md"
     for tone in TONES:
-        candidate = folder / f"{name}.{tone}.md"
+        candidate = folder / f"{name}.{tone}{suffix}.md"
         if candidate.is_file():
             found[tone] = candidate
     return found
+
+
+#: A language in a template's file name: ``fr``, ``pt-BR``, ``zh-Hant`` (BCP 47's language and
+#: an optional region or script).
+LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
+
+
+def languages(folder: Path, name: str) -> list[str]:
+    """The languages template ``name`` has files in besides the default (``birthday.buddy.fr.md``
+    is ``fr``), sorted."""
+    found = set()
+    for file in folder.glob(f"{name}.*.md"):
+        parts = file.name[: -len(".md")].split(".")[1:]
+        if parts and parts[0] in TONES:
+            parts = parts[1:]
+        if len(parts) == 1 and LANGUAGE.match(parts[0]):
+            found.add(parts[0])
+    return sorted(found)
+
+
+def choose(by_language: dict[str, dict[str, Path]], language: str | None, tone: str) -> Path | None:
+    """The file a customer reads: their language (``fr-CA``), then its base language (``fr``),
+    then the default files; in each, their tone's file, then the toneless one."""
+    wanted = []
+    if language:
+        known = {lang.lower(): lang for lang in by_language if lang}
+        for candidate in (language, language.split("-", 1)[0]):
+            if candidate.lower() in known and known[candidate.lower()] not in wanted:
+                wanted.append(known[candidate.lower()])
+    wanted.append("")
+    for lang in wanted:
+        files = by_language.get(lang, {})
+        file = files.get(tone) or files.get("")
+        if file is not None:
+            return file
+    return None
 
 
 def template_names(folder: Path) -> set[str]:
@@ -276,9 +314,13 @@ def template_names(folder: Path) -> set[str]:
         return set()
     names = set()
     for file in folder.glob("*.md"):
-        stem = file.name[: -len(".md")]
-        base, _, tone = stem.rpartition(".")
-        names.add(base if base and tone in TONES else stem)
+        name, *rest = file.name[: -len(".md")].split(".")
+        if rest and rest[0] in TONES:
+            rest = rest[1:]
+        if not rest or (len(rest) == 1 and LANGUAGE.match(rest[0])):
+            names.add(name)
+        else:
+            names.add(file.name[: -len(".md")])
     return names
 
 

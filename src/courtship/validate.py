@@ -47,6 +47,7 @@ from courtship.templates import (
     dedup_key,
     environment,
     impersonal_findings,
+    languages,
     load_template,
     render_failure,
     template_names,
@@ -639,7 +640,10 @@ class _Checker:
                 and reaches == {"email"}
             ):
                 folder = Path(doc.path).parent / "templates"
-                self.marketing_email.update(variants(folder, send["template"]).values())
+                for language in ["", *languages(folder, send["template"])]:
+                    self.marketing_email.update(
+                        variants(folder, send["template"], language).values()
+                    )
         return out
 
     def _channel(self, doc: Document, parts: PathParts, channel: str) -> list[Finding]:
@@ -686,7 +690,24 @@ class _Checker:
                         f"{name}.md for every tone",
                     )
                 )
-        for file in files.values():
+        every = list(files.values())
+        for language in languages(folder, name):
+            translated = variants(folder, name, language)
+            every += translated.values()
+            missing = [tone for tone in TONES if tone in files and tone not in translated]
+            if toned and "" not in translated and missing:
+                out.append(
+                    doc.finding(
+                        parts,
+                        "template-language-tone-missing",
+                        f"template '{name}' in {language} has no {', '.join(missing)} variant: "
+                        f"those customers read the default-language text instead",
+                        f"add {', '.join(f'{name}.{tone}.{language}.md' for tone in missing)}, "
+                        f"or a toneless {name}.{language}.md",
+                        severity=Severity.WARNING,
+                    )
+                )
+        for file in every:
             if file not in self.templates:
                 self.templates[file] = load_template(file, display_path(file))
             if toned:

@@ -27,8 +27,10 @@ from courtship.templates import (
     OFFER_FIELDS,
     Compiled,
     TemplateFailure,
+    choose,
     compiled,
     dedup_key,
+    languages,
     outside_its_folder,
     sample_context,
     variants,
@@ -59,7 +61,8 @@ def broken_playbooks(
                     continue
                 hearing = "friend" if step.get("to") == "friend" else "customer"
                 offer = frozen(_offer_of(step.get("offer"), "sample", hearing, now))
-                for file in shelf.variants(pb, step["template"]).values():
+                every = shelf.by_language(pb, step["template"]).values()
+                for file in (file for tones in every for file in tones.values()):
                     template = shelf.compiled(file)
                     context = sample_context(
                         template.file, fact_types, brand=brand, playbook=mine, now=now
@@ -92,13 +95,14 @@ def render(
     if not wanted:
         return
     shelf = _Shelf()
-    chosen: list[tuple[Decision, Path | None]] = []
-    for decision in todo:
-        files = shelf.variants(playbooks[decision.playbook], decision.template)
-        chosen.append((decision, files.get(decision.tone) or files.get("")))
     # Only the facts some template reads are read out of the frame, once per person.
-    read = {"customer_id", "first_name", "last_name"}
-    files = [file for _, file in chosen if file is not None]
+    read = {"customer_id", "first_name", "last_name", "language"}
+    files = [
+        file
+        for pb_id, name in {(d.playbook, d.template) for d in todo}
+        for tones in shelf.by_language(playbooks[pb_id], name).values()
+        for file in tones.values()
+    ]
     for note in plan.notifications:
         files += shelf.variants(playbooks[note["playbook"]], note["template"] or "").values()
     for file in files:
@@ -115,6 +119,18 @@ def render(
     }
     for note in plan.notifications:
         _render_note(note, people.get(note["customer"], {}), plan.now, shelf, project, playbooks)
+    # each recipient reads their language's file, in their tone (templates.choose)
+    chosen: list[tuple[Decision, Path | None]] = [
+        (
+            d,
+            choose(
+                shelf.by_language(playbooks[d.playbook], d.template),
+                people.get(d.recipient_id, {}).get("language"),
+                d.tone,
+            ),
+        )
+        for d in todo
+    ]
     links = Unsubscriber.of(project)  # signed one-click links: see courtship.unsubscribe
     brand = frozen(project.brand)
     failed: dict[str, str] = {}  # playbook → the failure that disabled it at this moment
@@ -200,6 +216,7 @@ class _Shelf:
 
     def __init__(self) -> None:
         self._variants: dict[tuple[str, str], dict[str, Path]] = {}
+        self._languages: dict[tuple[str, str], dict[str, dict[str, Path]]] = {}
         self._compiled: dict[Path, Compiled] = {}
 
     def variants(self, pb: Playbook, name: str) -> dict[str, Path]:
@@ -211,6 +228,18 @@ class _Shelf:
                 tone: file for tone, file in found.items() if not outside_its_folder(file)
             }
         return self._variants[key]
+
+    def by_language(self, pb: Playbook, name: str) -> dict[str, dict[str, Path]]:
+        """Language (``""``: the default files) → tone → file, of template ``name``."""
+        key = (pb.id, name)
+        if key not in self._languages:
+            folder = _templates_folder(pb)
+            found = {"": self.variants(pb, name)}
+            for language in languages(folder, name) if name else []:
+                files = variants(folder, name, language).items()
+                found[language] = {t: f for t, f in files if not outside_its_folder(f)}
+            self._languages[key] = found
+        return self._languages[key]
 
     def compiled(self, file: Path) -> Compiled:
         if file not in self._compiled:
