@@ -49,6 +49,9 @@ class Project:
     max_attempts: int = 6
     backoff: dt.timedelta = dt.timedelta(minutes=1)
     max_backoff: dt.timedelta = dt.timedelta(hours=6)
+    #: the seed list of ``courtship preview --send-to seeds``: people of the team who receive
+    #: test sends (name, email, phone, instagram_id)
+    seeds: list[dict[str, str]] = field(default_factory=list)
     #: ``unsubscribe:``: base_url, secret_env, key_id of the signed one-click links
     unsubscribe: dict[str, Any] = field(default_factory=dict)
     #: ``serve:``: what ``courtship serve`` needs to check providers' callbacks
@@ -124,6 +127,7 @@ def load_project(root: Path | None = None) -> Project:
         max_attempts=delivery.get("max_attempts", 6),
         backoff=parse_duration(delivery.get("backoff", "1m")),
         max_backoff=parse_duration(delivery.get("max_backoff", "6h")),
+        seeds=[dict(seed) for seed in data.get("seeds", [])],
         unsubscribe=dict(data.get("unsubscribe", {})),
         serve=dict(data.get("serve", {})),
     )

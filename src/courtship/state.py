@@ -63,6 +63,9 @@ CREATE TABLE IF NOT EXISTS decisions (
     PRIMARY KEY (at, playbook, customer_id, recipient_id, step_id, key));
 CREATE INDEX IF NOT EXISTS decisions_customer ON decisions (customer_id, at);
 CREATE INDEX IF NOT EXISTS decisions_recipient ON decisions (recipient_id, at);
+CREATE TABLE IF NOT EXISTS test_sends (
+    at TEXT, seed TEXT, playbook TEXT, step_id TEXT, language TEXT, tone TEXT, channel TEXT,
+    address TEXT, subject TEXT, status TEXT, reason TEXT);
 """
 
 #: The columns of the ``decisions`` table, in order: the record of every decision of a run.
@@ -392,6 +395,24 @@ class StateStore:
             (_iso(moment), customer_id),
         ).fetchall()
         return {row[0] for row in rows}
+
+    # ── test sends to the seed list (``courtship preview --send-to seeds``) ──
+    def record_test_send(self, at: dt.datetime, **row: str | None) -> None:
+        """One test send to a seed: kept apart from ``sends``, so no fact, cap or cadence of a
+        customer ever counts it."""
+        columns = ("seed", "playbook", "step_id", "language", "tone", "channel", "address")
+        values = [row.get(c) for c in (*columns, "subject", "status", "reason")]
+        with self.db:
+            self.db.execute(
+                "INSERT INTO test_sends VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (_iso(at), *values),
+            )
+
+    def test_sends(self) -> list[dict[str, Any]]:
+        names = ("at", "seed", "playbook", "step_id", "language", "tone", "channel", "address")
+        names += ("subject", "status", "reason")
+        rows = self.db.execute("SELECT * FROM test_sends ORDER BY at, rowid").fetchall()
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
     # ── the outbox, as delivery moves its rows along ───────────────────────
     def due_sends(self, now: dt.datetime, statuses: Sequence[str]) -> list[dict[str, Any]]:

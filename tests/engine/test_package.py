@@ -37,6 +37,7 @@ STATE_TABLES = (
     "consent_changes",
     "callbacks",
     "decisions",
+    "test_sends",
 )
 
 

@@ -17,6 +17,7 @@ from courtship.cli import (
     lint,
     plan,
     plugins,
+    preview,
     run,
     schema,
     serve,
@@ -59,6 +60,7 @@ app.command("plan")(plan.command)
 app.command("explain")(explain.command)
 app.command("history")(history.command)
 app.command("diff")(diff.command)
+app.command("preview")(preview.command)
 app.command("run")(run.command)
 app.command("plugins")(plugins.command)
 app.command("serve")(serve.command)

@@ -176,6 +176,47 @@ def render(
             )
 
 
+def preview(
+    pb: Playbook, step: int, person: dict[str, Any], project: Project, now: dt.datetime
+) -> list[dict[str, Any]]:
+    """Every file of send step ``step``'s template — each language, each tone — rendered for
+    ``person`` (their facts) at ``now``, as ``courtship preview`` shows it. In a referral's
+    message the same person stands in for the friend and the referrer."""
+    send = pb.respond[step]["send"]
+    shelf = _Shelf()
+    brand = frozen(project.brand)
+    customer_id = str(person.get("customer_id", ""))
+    hearing = "friend" if send.get("to") == "friend" else "customer"
+    offer = frozen(_offer_of(send.get("offer"), f"preview|{pb.id}|{customer_id}", hearing, now))
+    channel = send.get("channel", "email")
+    if channel == "preferred":
+        channel = person.get("preferred_channel") or "email"
+    link = (
+        Unsubscriber.of(project).url(customer_id, channel) if pb.category == "marketing" else None
+    )
+    out = []
+    for language, tones in shelf.by_language(pb, send["template"]).items():
+        for tone, file in tones.items():
+            entry: dict[str, Any] = {"language": language, "tone": tone, "file": file}
+            try:
+                template = shelf.compiled(file)
+                context = {k: frozen(v) for k, v in person.items() if k in template.file.variables}
+                context.update(
+                    offer=offer,
+                    friend=frozen(_person(person)),
+                    referrer=frozen(_person(person)),
+                    brand=brand,
+                    playbook=frozen({"id": pb.id, "title": pb.title}),
+                    now=now,
+                    unsubscribe_url=link,
+                )
+                entry["subject"], entry["text"] = template.render(context)
+            except TemplateFailure as failure:
+                entry["error"] = str(failure)
+            out.append(entry)
+    return out
+
+
 def _render_note(
     note: dict[str, Any],
     person: dict[str, Any],
