@@ -72,8 +72,9 @@ def test_added_and_removed_playbooks(bundled):
     (bundled / "playbooks" / "birthday-gift.yaml").unlink()
     (bundled / "old" / "weekly-digest.yaml").write_text(daily)
     change = json.loads(
-        diff(bundled, str(bundled / "old"), str(bundled / "playbooks"), "--at", AT, "-f", "json")
-        .stdout
+        diff(
+            bundled, str(bundled / "old"), str(bundled / "playbooks"), "--at", AT, "-f", "json"
+        ).stdout
     )
     kinds = {e["playbook"]: e["change"] for e in change["playbooks"]}
     assert kinds["birthday-gift"] == "removed" and kinds["weekly-digest"] == "removed"
@@ -106,8 +107,13 @@ def test_waiting_customers_the_change_lets_go(bundled):
     win_back.write_text(text[: text.index("  - wait: 7d")] + text[text.index("limits:") :])
     change = json.loads(
         diff(
-            bundled, str(bundled / "old"), str(bundled / "playbooks"),
-            "--at", "2026-11-30T16:00:00Z", "-f", "json",
+            bundled,
+            str(bundled / "old"),
+            str(bundled / "playbooks"),
+            "--at",
+            "2026-11-30T16:00:00Z",
+            "-f",
+            "json",
         ).stdout
     )
     assert change["waiting"]["win-back"] == {"moved": 0, "let_go": 1}  # c-0008, at the wait
@@ -127,3 +133,35 @@ def test_waiting_customers_the_change_lets_go(bundled):
 )
 def test_usage_errors(bundled, args, message):
     assert message in diff(bundled, *args, code=2).stderr
+
+
+def test_a_period_simulates_both_sides_and_shows_what_else_the_change_moves(bundled):
+    daily_digest(bundled)
+    args = [str(bundled / "old"), str(bundled / "playbooks")]
+    period = ["--from", AT, "--to", "2026-12-07T15:00:00Z"]
+    change = json.loads(diff(bundled, *args, *period, "-f", "json").stdout)
+    assert change["period"] is True and change["at"].endswith("every 1d")
+    kinds = {e["playbook"]: e for e in change["playbooks"]}
+    digest = kinds["weekly-digest"]
+    assert digest["change"] == "changed" and digest["sends_after"] > digest["sends_before"] > 0
+    # the daily digest uses up customers' cadence: keep-in-touch, unchanged, now sends less
+    assert kinds["keep-in-touch"]["change"] == "affected"
+    assert kinds["keep-in-touch"]["sends_after"] < kinds["keep-in-touch"]["sends_before"]
+    pressure = change["pressure"]
+    assert pressure["after"]["max"] > pressure["before"]["max"]
+    text = diff(bundled, *args, *period).stdout
+    assert "messages per customer in a week of the period" in text
+    assert not (bundled / ".courtship" / "state.sqlite").exists()  # simulated on copies
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--from", AT], "give either --at T, or --from A with --to B"),
+        (["--at", AT, "--from", AT, "--to", AT], "give either --at T, or --from A with --to B"),
+        (["--from", AT, "--to", AT, "--step", "daily"], "--step 'daily' is not a duration"),
+    ],
+)
+def test_period_usage_errors(bundled, args, message):
+    result = diff(bundled, str(bundled / "old"), str(bundled / "playbooks"), *args, code=2)
+    assert message in result.stderr

@@ -94,6 +94,83 @@ def compare(
     change moves or lets go; contact pressure before and after."""
     before = Side.of(old, old.plan(base, moment, state))
     after = Side.of(new, new.plan(base, moment, state))
+    playbooks = _by_playbook(old, new, (before.reached, after.reached), (before.sends, after.sends))
+    recent = _recent_sends(state, moment)
+    return {
+        "at": moment.isoformat(),
+        "playbooks": playbooks,
+        "sends": {"before": len(before.plan.sends), "after": len(after.plan.sends)},
+        "waiting": after.plan.edits,
+        "pressure": {
+            "budget": budget,
+            "before": _pressure(before.plan, recent, budget),
+            "after": _pressure(after.plan, recent, budget),
+        },
+    }
+
+
+def compare_period(
+    old: Engine,
+    new: Engine,
+    base: CustomerBase,
+    state: StateStore,
+    state_path: Path | None,
+    start: dt.datetime,
+    end: dt.datetime,
+    step: dt.timedelta,
+    budget: int | None,
+    every: str = "",
+) -> dict[str, Any]:
+    """The change over a period: both sides simulated moment by moment on copies of the state
+    (``courtship simulate``'s engine loop; nothing recorded in the real store, nothing sent), the
+    messages delivered by playbook and channel, the customers each playbook newly reaches or no
+    longer reaches, and contact pressure per customer per week of the period."""
+    from courtship.simulate.timeline import simulate
+
+    sides = [simulate(engine, base, state_path, start, end, step) for engine in (old, new)]
+    reached = [
+        _reached(simulation.decisions["playbook"], simulation.decisions["customer"])
+        for simulation in sides
+    ]
+    sends: list[Counter[tuple[str, str]]] = [
+        Counter(
+            (playbook, channel)
+            for _, _, playbook, channel, _ in simulation.deliveries
+            if channel != "team"
+        )
+        for simulation in sides
+    ]
+    playbooks = _by_playbook(old, new, (reached[0], reached[1]), (sends[0], sends[1]))
+    return {
+        "at": f"{start.isoformat()} to {end.isoformat()}, every {every or step}",
+        "period": True,
+        "playbooks": playbooks,
+        "sends": {"before": sum(sends[0].values()), "after": sum(sends[1].values())},
+        "waiting": new.plan(base, start, state).edits,
+        "pressure": {
+            "budget": budget,
+            "before": _weekly_pressure(sides[0].deliveries, start, budget),
+            "after": _weekly_pressure(sides[1].deliveries, start, budget),
+        },
+    }
+
+
+def _reached(playbooks: list[str], customers: list[str]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for playbook, customer in zip(playbooks, customers, strict=True):
+        out.setdefault(playbook, set()).add(customer)
+    return out
+
+
+def _by_playbook(
+    old: Engine,
+    new: Engine,
+    reached: tuple[dict[str, set[str]], dict[str, set[str]]],
+    sends: tuple[Counter[tuple[str, str]], Counter[tuple[str, str]]],
+) -> list[dict[str, Any]]:
+    """Per playbook added, removed, changed (or ``affected``: the same, deciding otherwise beside
+    the change, say held back by a cadence another playbook now uses up): its sends by
+    channel before and after, and the customers it newly reaches or no longer reaches."""
     playbooks = []
     for pb_id in sorted(set(old.playbooks) | set(new.playbooks)):
         was, now = old.playbooks.get(pb_id), new.playbooks.get(pb_id)
@@ -106,38 +183,51 @@ def compare(
             if was.version != now.version
             else "same"
         )
-        entered = sorted(after.reached.get(pb_id, set()) - before.reached.get(pb_id, set()))
-        left = sorted(before.reached.get(pb_id, set()) - after.reached.get(pb_id, set()))
-        channels = sorted(
-            {c for (p, c) in before.sends if p == pb_id}
-            | {c for (p, c) in after.sends if p == pb_id}
-        )
-        sends = {c: [before.sends[(pb_id, c)], after.sends[(pb_id, c)]] for c in channels}
-        if kind == "same" and not entered and not left:
-            continue
+        entered = sorted(reached[1].get(pb_id, set()) - reached[0].get(pb_id, set()))
+        left = sorted(reached[0].get(pb_id, set()) - reached[1].get(pb_id, set()))
+        channels = sorted({c for (p, c) in (*sends[0], *sends[1]) if p == pb_id})
+        by_channel = {c: [sends[0][(pb_id, c)], sends[1][(pb_id, c)]] for c in channels}
+        if kind == "same":
+            if not entered and not left and all(b == a for b, a in by_channel.values()):
+                continue
+            kind = "affected"  # unchanged itself, deciding otherwise beside the change
         playbooks.append(
             {
                 "playbook": pb_id,
                 "change": kind,
                 "file": str((now or was).path),  # type: ignore[union-attr]
-                "sends": sends,
-                "sends_before": sum(v[0] for v in sends.values()),
-                "sends_after": sum(v[1] for v in sends.values()),
+                "sends": by_channel,
+                "sends_before": sum(v[0] for v in by_channel.values()),
+                "sends_after": sum(v[1] for v in by_channel.values()),
                 "enter": entered,
                 "leave": left,
             }
         )
-    recent = _recent_sends(state, moment)
+    return playbooks
+
+
+def _weekly_pressure(
+    deliveries: list[tuple[dt.datetime, str, str, str, str]],
+    start: dt.datetime,
+    budget: int | None,
+) -> dict[str, Any]:
+    """Messages per customer in each week of the period (from ``start``): the most any customer
+    gets in a week, the mean per customer messaged per week, and how many go over the budget
+    in some week."""
+    weekly: Counter[tuple[str, int]] = Counter(
+        (customer, (moment - start) // WEEK)
+        for moment, customer, _, channel, _ in deliveries
+        if channel != "team"
+    )
+    people = {customer for customer, _ in weekly}
+    weeks = max((week for _, week in weekly), default=0) + 1
+    over = {customer for (customer, _), count in weekly.items() if budget and count > budget}
     return {
-        "at": moment.isoformat(),
-        "playbooks": playbooks,
-        "sends": {"before": len(before.plan.sends), "after": len(after.plan.sends)},
-        "waiting": after.plan.edits,
-        "pressure": {
-            "budget": budget,
-            "before": _pressure(before.plan, recent, budget),
-            "after": _pressure(after.plan, recent, budget),
-        },
+        "customers": len(people),
+        "messages": sum(weekly.values()),
+        "max": max(weekly.values(), default=0),
+        "mean": round(sum(weekly.values()) / len(people) / weeks, 2) if people else 0.0,
+        "over_budget": len(over) if budget is not None else None,
     }
 
 

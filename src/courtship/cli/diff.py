@@ -12,7 +12,7 @@ from courtship.cli.common import fail, parse_moment
 from courtship.findings import ExitCode
 
 FORMATS = ("text", "json", "markdown")
-SIGNS = {"added": "+", "removed": "-", "changed": "~", "same": " "}
+SIGNS = {"added": "+", "removed": "-", "changed": "~", "affected": " "}
 
 
 def command(
@@ -27,6 +27,11 @@ def command(
     at: Annotated[
         str, typer.Option("--at", help="The moment, ISO 8601 with a zone: 2026-11-23T15:00:00Z")
     ] = "",
+    start: Annotated[
+        str, typer.Option("--from", help="Or a period: its first moment (with --to).")
+    ] = "",
+    end: Annotated[str, typer.Option("--to", help="The period's last moment.")] = "",
+    step: Annotated[str, typer.Option("--step", help="Time between moments (default 1d).")] = "1d",
     output_format: Annotated[
         str, typer.Option("--format", "-f", help="text, json or markdown.")
     ] = "text",
@@ -35,16 +40,29 @@ def command(
         typer.Option("--project", "-p", help="Folder of courtship.yaml (default: here)."),
     ] = None,
 ) -> None:
-    """What a change to the playbooks does at moment AT: who newly enters or leaves each playbook,
+    """What a change to the playbooks does at moment AT (or over --from A --to B, both sides
+    simulated moment by moment): who newly enters or leaves each playbook,
     the sends by playbook and channel before and after, the waiting customers it moves or lets
     go, and contact pressure. Records nothing, sends nothing."""
     from courtship.cli.common import load, open_state
-    from courtship.diff import DiffError, compare, playbooks_at_revision, temporary_folder
+    from courtship.diff import (
+        DiffError,
+        compare,
+        compare_period,
+        playbooks_at_revision,
+        temporary_folder,
+    )
 
     if output_format not in FORMATS:
         raise fail(f"unknown format '{output_format}'; choose {', '.join(FORMATS)}", ExitCode.USAGE)
-    if not at:
-        raise fail("give the moment to compare at: --at 2026-11-23T15:00:00Z", ExitCode.USAGE)
+    if bool(start) != bool(end) or (at and start):
+        raise fail("give either --at T, or --from A with --to B", ExitCode.USAGE)
+    if not at and not start:
+        raise fail(
+            "give the moment to compare at (--at 2026-11-23T15:00:00Z) or a period (--from A "
+            "--to B)",
+            ExitCode.USAGE,
+        )
     folders = folders or []
     if base_revision is None and len(folders) != 2:
         raise fail("give OLD_DIR NEW_DIR, or --base REVISION", ExitCode.USAGE)
@@ -53,7 +71,16 @@ def command(
     for folder in folders:
         if not folder.is_dir():
             raise fail(f"no such folder: {folder}", ExitCode.USAGE)
-    moment = parse_moment(at)
+    if start:
+        from courtship.playbook import parse_duration
+
+        try:
+            every = parse_duration(step)
+        except ValueError:
+            raise fail(
+                f"--step {step!r} is not a duration; write it like 1d, 6h or 30m", ExitCode.USAGE
+            ) from None
+    moment = parse_moment(at or start)
     loaded = load(project, quiet=True)
     with temporary_folder() as scratch:
         if base_revision is not None:
@@ -69,10 +96,29 @@ def command(
         old, old_broken = _engine(old_folder, loaded)
         new, new_broken = _engine(new_folder, loaded)
         state = open_state(loaded.project, dry_run=True)
+        budget = loaded.project.per_customer_per_week
         try:
-            change = compare(
-                old, new, loaded.base, state, moment, loaded.project.per_customer_per_week
-            )
+            if start:
+                from courtship.simulate.timeline import SimulationError
+                from courtship.state import StateError
+
+                try:
+                    change = compare_period(
+                        old,
+                        new,
+                        loaded.base,
+                        state,
+                        loaded.project.state,
+                        moment,
+                        parse_moment(end),
+                        every,
+                        budget,
+                        step,
+                    )
+                except (SimulationError, StateError) as error:
+                    raise fail(str(error), ExitCode.USAGE) from None
+            else:
+                change = compare(old, new, loaded.base, state, moment, budget)
         finally:
             state.close()
         for entry in change["playbooks"]:
@@ -141,17 +187,18 @@ def render_text(change: dict[str, Any]) -> str:
             f"waiting in {playbook}: {counts['moved']} moved with their step, "
             f"{counts['let_go']} let go (their step is gone)"
         )
-    lines.append(_pressure_line(change["pressure"]))
+    lines.append(_pressure_line(change["pressure"], change.get("period", False)))
     for side, broken in change["disabled"].items():
         if broken:
             lines.append(f"disabled in {side} (errors; see validate): {', '.join(broken)}")
     return "\n".join(lines) + "\n"
 
 
-def _pressure_line(pressure: dict[str, Any]) -> str:
+def _pressure_line(pressure: dict[str, Any], period: bool = False) -> str:
     before, after = pressure["before"], pressure["after"]
+    over = "in a week of the period" if period else "over the week to this moment"
     text = (
-        f"contact pressure (messages per customer over the week to this moment): most "
+        f"contact pressure (messages per customer {over}): most "
         f"{_delta(before['max'], after['max'])}, mean {before['mean']} → {after['mean']}"
     )
     if pressure["budget"] is None:
@@ -197,7 +244,7 @@ def render_markdown(change: dict[str, Any]) -> str:
             f"- waiting in `{playbook}`: {counts['moved']} moved with their step, "
             f"{counts['let_go']} let go"
         )
-    lines.append(f"- {_pressure_line(change['pressure'])}")
+    lines.append(f"- {_pressure_line(change['pressure'], change.get('period', False))}")
     for side, broken in change["disabled"].items():
         if broken:
             lines.append(f"- disabled in {side} (errors): {', '.join(broken)}")
