@@ -183,7 +183,7 @@ def test_an_internal_error_is_exit_3_without_traceback(monkeypatch, capsys):
     def explode(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli.validate, "validate_files", explode)
+    monkeypatch.setattr("courtship.validate.validate_files", explode)
     monkeypatch.setattr("sys.argv", ["courtship", "validate", str(ROOT / "playbooks")])
     monkeypatch.delenv("COURTSHIP_DEBUG", raising=False)
     with pytest.raises(SystemExit) as exit_info:

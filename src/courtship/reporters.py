@@ -9,14 +9,16 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from courtship import __version__
 from courtship.findings import LINT_RULES, RULES, Finding
-from courtship.validate import Report
 
-Formatter = Callable[[Report], str]
+if TYPE_CHECKING:
+    from courtship.validate import Report
+
+Formatter = Callable[["Report"], str]
 FORMATTERS: dict[str, Formatter] = {}
 
 ALL_RULES = RULES | LINT_RULES

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 import typer
 
 from courtship.findings import ExitCode
-from courtship.project import Project, ProjectError, load_project
 from courtship.redaction import redact
-from courtship.validate import Report, discover, validate_files
 
 if TYPE_CHECKING:  # the engine imports polars: only the commands that evaluate load it
     from courtship.engine import Engine
+    from courtship.project import Project
     from courtship.sources import CustomerBase
     from courtship.state import StateStore
+    from courtship.validate import Report
 
 
 def fail(message: str, code: ExitCode = ExitCode.FINDINGS) -> typer.Exit:
@@ -58,7 +58,9 @@ def load(root: Path | None, *, quiet: bool = False, dry_run: bool = True) -> Loa
     """Project file, playbooks (broken ones disabled with their reason), customers and events."""
     from courtship.engine import Engine
     from courtship.intake import read_base
+    from courtship.project import ProjectError, load_project
     from courtship.sources import SourceError
+    from courtship.validate import discover, validate_files
 
     try:
         project = load_project(root)

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import polars as pl
 import typer
 
 from courtship.cli.common import fail, parse_moment
@@ -208,6 +207,8 @@ def command(
         from courtship.engine.consent import withdrawals_of
 
         if recorded:  # answered from what that run recorded, not recomputed
+            import polars as pl
+
             entries = recorded_entries(loaded.engine, state, customer, moment)
             person = loaded.base.customers.filter(pl.col("customer_id").cast(pl.String) == customer)
             facts = person.to_dicts()[0] if person.height else {}

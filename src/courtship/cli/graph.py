@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from courtship.cli.validate import DEFAULT_PATHS, run_validation
 from courtship.findings import ExitCode
-from courtship.graph import PlaybookGraph
-from courtship.reporters import FORMATTERS
+
+if TYPE_CHECKING:
+    pass
 
 FORMATS = ("mermaid", "dot", "svg")
 
@@ -36,6 +37,9 @@ def command(
             err=True,
         )
         raise typer.Exit(ExitCode.USAGE)
+    from courtship.graph import PlaybookGraph
+    from courtship.reporters import FORMATTERS
+
     report = run_validation(paths or DEFAULT_PATHS)
     graph_findings = [
         f for f in report.errors if f.rule_id in ("unknown-dependency", "dependency-cycle")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from courtship.findings import ExitCode
-from courtship.reporters import FORMATTERS
-from courtship.validate import Report, discover, validate_files
+
+if TYPE_CHECKING:
+    from courtship.validate import Report
 
 DEFAULT_PATHS = [Path("playbooks")]
 
@@ -21,6 +22,8 @@ def default_format() -> str:
 
 def run_validation(paths: list[Path]) -> Report:
     """Find and validate the playbooks under ``paths``; a missing path is a usage error."""
+    from courtship.validate import discover, validate_files
+
     files, missing = discover(paths)
     if missing:
         typer.secho(f"courtship: no such file or folder: {', '.join(missing)}", fg="red", err=True)
@@ -72,6 +75,8 @@ def command(
 ) -> None:
     """Validate playbooks and the project file: exit 0 when clean, 1 with findings, 2 on a
     usage error."""
+    from courtship.reporters import FORMATTERS
+
     name = output_format or default_format()
     if name not in FORMATTERS:
         typer.secho(
