@@ -4,9 +4,12 @@ not a database or damaged, a streak cache that is damaged, and a disk that fills
 messages are delivered (nothing lost, nothing sent twice)."""
 
 import json
+import random
 import shutil
+import sqlite3
 from pathlib import Path
 
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -149,3 +152,87 @@ def test_a_row_field_in_a_json_line_is_a_clear_error(project, value):
     result = invoke(project, "plan", "--at", AT)
     assert result.exit_code == 1
     assert "examples/events.jsonl:1: _row: the name is taken" in result.output
+
+
+# ── the state store ─────────────────────────────────────────────────────
+
+
+def test_a_state_that_names_a_folder_is_an_error_at_its_line(project):
+    (project / "stores").mkdir()
+    edit(project / "courtship.yaml", "state: .courtship/state.sqlite", "state: stores")
+    result = invoke(project, "run", "--at", AT)
+    assert result.exit_code == 2
+    assert (
+        f"courtship.yaml:6:8: state: {project / 'stores'} is a folder, not a state store; name a "
+        f"file in it, such as {project / 'stores' / 'state.sqlite'}" in result.output
+    )
+
+
+@pytest.mark.parametrize("command", ["run", "plan"])
+def test_a_state_that_names_a_file_of_another_kind_is_an_error_at_its_line(project, command):
+    edit(project / "courtship.yaml", "state: .courtship/state.sqlite", "state: examples/README.md")
+    before = (project / "examples" / "README.md").read_bytes()
+    result = invoke(project, command, "--at", AT)
+    assert result.exit_code == 2
+    assert (
+        f"courtship.yaml:6:8: state: {project / 'examples' / 'README.md'} is not a state store "
+        "Courtship can read (file is not a database); point it at the store's file" in result.output
+    )
+    assert (project / "examples" / "README.md").read_bytes() == before
+    assert not (project / "examples" / "README.md.id").exists()
+
+
+def damage_in_the_middle(file: Path) -> None:
+    data = bytearray(file.read_bytes())
+    middle = len(data) // 3
+    data[middle : middle + len(data) // 3] = random.Random(7).randbytes(len(data) // 3)
+    file.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["middle", "truncated", "random"])
+def test_a_damaged_state_store_stops_the_run_before_anything_is_sent(project, damage):
+    assert invoke(project, "run", "--at", AT, "-q").exit_code == 0
+    store = project / ".courtship" / "state.sqlite"
+    outbox = sorted((project / ".courtship" / "outbox").iterdir())
+    if damage == "middle":
+        damage_in_the_middle(store)
+    elif damage == "truncated":
+        store.write_bytes(store.read_bytes()[: store.stat().st_size // 2])
+    else:
+        store.write_bytes(random.Random(3).randbytes(store.stat().st_size))
+    result = invoke(project, "run", "--at", "2026-11-24T15:00:00Z", "-q")
+    assert result.exit_code == 1
+    assert f"{store}: the state store is " in result.output
+    assert "restore it from a backup" in result.output
+    assert sorted((project / ".courtship" / "outbox").iterdir()) == outbox
+
+
+def decided(project: Path) -> set[tuple[str, str, str]]:
+    with sqlite3.connect(project / ".courtship" / "state.sqlite") as db:
+        return set(db.execute("SELECT key, customer_id, playbook FROM sends"))
+
+
+@pytest.mark.parametrize("damage", ["random", "truncated", "other-parquet"])
+def test_a_damaged_streak_file_is_rebuilt_from_the_data_without_a_double(
+    project, tmp_path_factory, damage
+):
+    """The streaks of becomes playbooks are a cache: the same decisions come without them."""
+    intact = tmp_path_factory.mktemp("intact")
+    shutil.copytree(project, intact, dirs_exist_ok=True)
+    for root in (project, intact):
+        assert invoke(root, "run", "--at", AT, "-q").exit_code == 0
+    streaks = sorted((project / ".courtship" / "streaks").glob("*.parquet"))
+    assert len(streaks) >= 5
+    for file in streaks:
+        if damage == "random":
+            file.write_bytes(random.Random(file.name).randbytes(2000))
+        elif damage == "truncated":
+            file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+        else:
+            pl.DataFrame({"something": [1, 2]}).write_parquet(file)
+    later = "2026-11-25T15:00:00Z"
+    for root in (project, intact):
+        assert invoke(root, "run", "--at", later, "-q").exit_code == 0
+    assert decided(project) == decided(intact)
+    kept = sorted(p.name for p in (project / ".courtship" / "streaks").iterdir())
+    assert kept == sorted(p.name for p in (intact / ".courtship" / "streaks").iterdir())

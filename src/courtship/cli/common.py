@@ -92,11 +92,13 @@ def load(root: Path | None, *, quiet: bool = False, dry_run: bool = True) -> Loa
 
 def open_state(project: Project, *, dry_run: bool) -> StateStore:
     """The project's state store; a dry run on a project without one uses an empty one."""
-    from courtship.state import StateError, StateStore
+    from courtship.state import StateError, StateMisplaced, StateStore
 
     if project.state is None or (dry_run and not project.state.exists()):
         return StateStore(None)
     try:
         return StateStore(project.state)
+    except StateMisplaced as error:  # the project file names the wrong thing: say where
+        raise fail(f"{project.state_place}: state: {error}", ExitCode.USAGE) from None
     except StateError as error:
         raise fail(str(error), ExitCode.FINDINGS) from None
