@@ -3,18 +3,23 @@ JSON nested without end, a column named like the readers' own, a state store tha
 not a database or damaged, a streak cache that is damaged, and a disk that fills up while
 messages are delivered (nothing lost, nothing sent twice)."""
 
+import datetime as dt
 import json
 import random
 import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from courtship.channels import Delivery, Message
 from courtship.cli import app
+from courtship.delivery import Dispatcher
 from courtship.sources import SourceError, read_customers_file, read_events_file
+from courtship.state import DiskFull, StateStore
 
 ROOT = Path(__file__).resolve().parents[1]
 AT = "2026-11-23T15:00:00Z"
@@ -236,3 +241,128 @@ def test_a_damaged_streak_file_is_rebuilt_from_the_data_without_a_double(
     assert decided(project) == decided(intact)
     kept = sorted(p.name for p in (project / ".courtship" / "streaks").iterdir())
     assert kept == sorted(p.name for p in (intact / ".courtship" / "streaks").iterdir())
+
+
+# ── a full disk while delivering ────────────────────────────────────────
+
+
+class Provider:
+    """A channel whose provider accepts every message and keeps each key it was given."""
+
+    name = "email"
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    def check(self, message: Message) -> None:
+        return None
+
+    def send(self, message: Message) -> Delivery:
+        self.keys.append(message.key)
+        return Delivery.delivered(f"id-{len(self.keys)}")
+
+
+def outbox_rows(count: int) -> list[tuple]:
+    stamp = "2026-11-23T15:00:00+00:00"
+    return [
+        (f"key-{n:04d}", f"c{n:04d}", "welcome", "email", "transactional", "direct", None, stamp,
+         stamp, "pending", "Welcome", "Hello " * 50, '["email"]', f'{{"email": "c{n}@x.org"}}',
+         None, None, None, 0, None, None)
+        for n in range(count)
+    ]  # fmt: skip
+
+
+def test_a_store_that_fills_up_after_a_provider_accepted_loses_nothing_and_sends_once(tmp_path):
+    """SQLite's own limit (max_page_count) fills the store for real while messages go out: the
+    commit after an acceptance fails. The next run records that message delivered and sends
+    only the others: every key once at the provider."""
+    now = dt.datetime(2026, 11, 23, 15, tzinfo=dt.UTC)
+    store = StateStore(tmp_path / "state.sqlite")
+    store.record(now, {}, outbox_rows(300))
+    store.claim()
+    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+    store.db.execute(f"PRAGMA max_page_count = {pages}")
+    provider = Provider()
+    with pytest.raises(DiskFull) as error:
+        Dispatcher(store, {"email": provider}).dispatch(now)
+    assert str(error.value).startswith(
+        f"the disk is full: cannot write the state store {tmp_path / 'state.sqlite'} "
+        "(database or disk is full); free space and run again"
+    )
+    accepted = list(provider.keys)
+    assert 0 < len(accepted) < 300  # it stopped at the first failed commit
+    store.close()
+
+    again = StateStore(tmp_path / "state.sqlite")
+    again.claim()  # records the acceptance noted beside the store
+    Dispatcher(again, {"email": provider}).dispatch(now)
+    assert sorted(provider.keys) == sorted(set(provider.keys))
+    assert len(provider.keys) == 300
+    rows = again.db.execute("SELECT status, count(*) FROM sends GROUP BY 1").fetchall()
+    assert rows == [("delivered", 300)]
+    last = again.db.execute("SELECT provider_id FROM sends WHERE key = ?", (accepted[-1],))
+    assert last.fetchone() == (f"id-{len(accepted)}",)
+    again.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 2 MiB tmpfs (root may mount one; elsewhere the test is skipped)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """Fill ``disk`` but for ``leave`` bytes."""
+    filler = disk / "filler"
+    filler.unlink(missing_ok=True)
+    free = shutil.disk_usage(disk).free
+    with filler.open("wb") as handle:
+        handle.write(b"\0" * max(0, free - leave))
+    return filler
+
+
+def outbox_keys(folder: Path) -> list[str]:
+    return sorted(json.loads(p.read_text())["key"] for p in folder.glob("*.json"))
+
+
+@pytest.mark.parametrize(
+    ("leave", "state_on_it"),
+    [(8_192, True), (100_000, True), (200_000, True), (260_000, True), (12_000, False)],
+)
+def test_a_full_disk_while_delivering_is_a_clear_error_and_the_next_run_resumes(
+    project, small_disk, tmp_path_factory, leave, state_on_it
+):
+    """The state store and the outbox on a small real disk, filled to ``leave`` bytes: the run
+    stops with a clear error, and once space is freed the next run delivers the rest, each
+    message once, as a run on a roomy disk does."""
+    roomy = tmp_path_factory.mktemp("roomy")
+    shutil.copytree(project, roomy, dirs_exist_ok=True)
+    assert invoke(roomy, "run", "--at", AT, "-q").exit_code == 0
+    expected = outbox_keys(roomy / ".courtship" / "outbox")
+    store = small_disk / "state.sqlite" if state_on_it else project / "state.sqlite"
+    edit(
+        project / "courtship.yaml",
+        "state: .courtship/state.sqlite",
+        f"state: {store}\ndelivery: {{outbox: {small_disk}/outbox}}",
+    )
+    filler = fill(small_disk, leave)
+    result = invoke(project, "run", "--at", AT, "-q")
+    assert result.exit_code == 1
+    said = "cannot " if state_on_it else "the email channel cannot write"  # or its streaks
+    assert f"courtship: the disk is full: {said}" in result.output
+    assert "; free space and run again" in result.output
+    filler.unlink()
+    assert invoke(project, "run", "--at", AT, "-q").exit_code == 0
+    assert outbox_keys(small_disk / "outbox") == expected
+    with sqlite3.connect(store) as db:
+        assert set(db.execute("SELECT status FROM sends")) == {("delivered",)}

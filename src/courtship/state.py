@@ -147,6 +147,7 @@ class StateStore:
         self._streaks: dict[str, tuple[dt.datetime, pl.DataFrame]] = {}
         self.damaged_streaks: list[Path] = []  # put aside as <name>.damaged, and rebuilt
         self._claim: Any = None
+        self._accepted: _AcceptedSlot | None = None
         marker = _marker(path) if path is not None else None
         if path is not None:
             _check_place(path)
@@ -186,10 +187,10 @@ class StateStore:
         if self.path is None or self._claim is not None:
             return
         import fcntl
-        import os
         import time
 
-        lock = open(self.path.with_name(self.path.name + ".lock"), "a+")  # noqa: SIM115
+        with _writing(self.path, "hold the state store"):
+            lock = open(self.path.with_name(self.path.name + ".lock"), "a+")  # noqa: SIM115
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -206,15 +207,49 @@ class StateStore:
                         "it has ended, or give --wait SECONDS"
                     ) from None
                 time.sleep(0.05)
-        lock.truncate(0)
-        lock.write(f"pid {os.getpid()}")
-        lock.flush()
+        try:
+            with _writing(self.path, "hold the state store"):
+                lock.truncate(0)
+                lock.write(f"pid {os.getpid()}")
+                lock.flush()
+                self._accepted = _AcceptedSlot(self.path.with_name(self.path.name + ".sending"))
+        except BaseException:
+            lock.close()
+            raise
         self._claim = lock
+        self._settle_accepted()
 
     def release(self) -> None:
+        if self._accepted is not None:
+            self._accepted.close()
+            self._accepted = None
         if self._claim is not None:
             self._claim.close()  # closing the file releases the lock
             self._claim = None
+
+    # ── a provider's acceptance, kept when the store cannot be written ─────
+    def note_accepted(self, key: str, provider_id: str | None) -> None:
+        """A provider accepted the message ``key``: noted in ``<name>.sending`` (space set
+        aside when the store was claimed, overwritten in place) before ``delivered`` is
+        committed, so a commit that fails (a full disk) loses nothing: the next run that
+        claims the store records it delivered, and never sends it again."""
+        if self._accepted is not None:
+            self._accepted.write(key, provider_id)
+
+    def _settle_accepted(self) -> None:
+        """What the last run noted as accepted and could not commit: delivered now."""
+        assert self._accepted is not None
+        noted = self._accepted.read()
+        if noted is None:
+            return
+        key, provider_id = noted
+        with self.db:
+            self.db.execute(
+                "UPDATE sends SET status = 'delivered', provider_id = ?, error = NULL "
+                "WHERE key = ? AND status = 'sending'",
+                (provider_id, key),
+            )
+        self._accepted.clear()
 
     # ── reading ───────────────────────────────────────────────────────────
     def last_run(self) -> dt.datetime | None:
@@ -465,6 +500,45 @@ class StateStore:
             "attempts",
         }
         return int(self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+class _AcceptedSlot:
+    """One message a provider accepted, in a file whose space is set aside beforehand and
+    overwritten in place: writing it needs no new space on a disk that has just filled up."""
+
+    SIZE = 16384
+
+    def __init__(self, file: Path) -> None:
+        self.fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if os.fstat(self.fd).st_size < self.SIZE:
+                os.pwrite(self.fd, b" " * self.SIZE, 0)  # the space, taken now
+                os.fsync(self.fd)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def write(self, key: str, provider_id: str | None) -> None:
+        record = json.dumps({"key": key, "provider_id": provider_id}).encode()
+        if len(record) < self.SIZE:  # else only the commit keeps it
+            os.pwrite(self.fd, record.ljust(self.SIZE), 0)
+
+    def read(self) -> tuple[str, str | None] | None:
+        text = os.pread(self.fd, self.SIZE, 0).strip()
+        try:
+            record = json.loads(text) if text else None
+        except ValueError:
+            return None
+        if not isinstance(record, dict) or not isinstance(record.get("key"), str):
+            return None
+        provider_id = record.get("provider_id")
+        return record["key"], provider_id if isinstance(provider_id, str) else None
+
+    def clear(self) -> None:
+        os.pwrite(self.fd, b" " * self.SIZE, 0)
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def _marker(path: Path) -> Path:

@@ -62,6 +62,10 @@ def main() -> None:
     except Exception as error:
         if os.environ.get("COURTSHIP_DEBUG"):
             raise
+        state = sys.modules.get("courtship.state")  # loaded by the commands that use it
+        if state is not None and isinstance(error, state.StateError):
+            typer.secho(f"courtship: {error}", fg="red", err=True)
+            sys.exit(ExitCode.FINDINGS)
         typer.secho(
             f"courtship: internal error: {error!r}\n"
             "This is a bug in Courtship; please report it. "
