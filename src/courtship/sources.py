@@ -1271,7 +1271,7 @@ def _as_text(place: _Place, frame: pl.DataFrame) -> pl.DataFrame:
                     else series.dt.convert_time_zone("UTC")
                 )
                 out.append(utc.dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"))
-        elif isinstance(dtype, pl.List | pl.Array):
+        elif isinstance(dtype, pl.List | pl.Array) and not dtype.inner.is_nested():
             out.append(
                 series.cast(pl.List(dtype.inner))
                 .list.eval(pl.element().cast(pl.String()))
