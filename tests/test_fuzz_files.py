@@ -116,10 +116,6 @@ def test_random_bytes_as_the_project_file(raw):
         check_project(root)
 
 
-def yaml_scalar(value: object) -> str:
-    return json.dumps(value) if not isinstance(value, str) else json.dumps(value)
-
-
 @fuzz(250)
 @given(
     st.integers(min_value=0, max_value=len(PROJECT_TEXT.splitlines()) - 1),
