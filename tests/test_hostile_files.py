@@ -366,3 +366,17 @@ def test_a_full_disk_while_delivering_is_a_clear_error_and_the_next_run_resumes(
     assert outbox_keys(small_disk / "outbox") == expected
     with sqlite3.connect(store) as db:
         assert set(db.execute("SELECT status FROM sends")) == {("delivered",)}
+
+
+@pytest.mark.parametrize("at", ["9999-12-31T10:00:00Z", "0001-01-01T10:00:00Z"])
+def test_a_moment_too_far_for_the_calendar_is_a_usage_error(project, at):
+    result = invoke(project, "plan", "--at", at)
+    assert result.exit_code == 2
+    assert f"--at {at} is too far from now for the calendar; give a year from 1000 to 9000" in (
+        result.output
+    )
+
+
+@pytest.mark.parametrize("at", ["1000-01-01T00:00:00Z", "9000-12-31T23:00:00Z"])
+def test_the_first_and_last_years_of_at_are_planned(project, at):
+    assert invoke(project, "plan", "--at", at).exit_code == 0

@@ -37,7 +37,17 @@ def parse_moment(text: str) -> dt.datetime:
             f"--at {text} has no time zone; add Z for UTC or an offset such as +01:00",
             ExitCode.USAGE,
         )
+    # Room on both sides for the longest lookback and lengths of time (a hundred years each).
+    if not FIRST_MOMENT_YEAR <= moment.year <= LAST_MOMENT_YEAR:
+        raise fail(
+            f"--at {text} is too far from now for the calendar; give a year from "
+            f"{FIRST_MOMENT_YEAR} to {LAST_MOMENT_YEAR}",
+            ExitCode.USAGE,
+        )
     return moment.astimezone(dt.UTC)
+
+
+FIRST_MOMENT_YEAR, LAST_MOMENT_YEAR = 1000, 9000
 
 
 @dataclass
