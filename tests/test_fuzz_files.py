@@ -150,6 +150,8 @@ def test_random_bytes_as_a_playbook(raw):
     st.integers(min_value=0, max_value=len(PLAYBOOK_TEXT.splitlines()) - 1),
     st.one_of(JSON_VALUES.map(json.dumps), NASTY),
 )
+@example(33, "a" * 300)  # a template name too long for a file name
+@example(33, "a\x00b")  # a template name with a NUL in it
 def test_a_playbook_value_of_the_wrong_kind(line, value):
     lines = PLAYBOOK_TEXT.splitlines()
     head, _, _ = lines[line].partition(":")

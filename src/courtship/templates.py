@@ -249,13 +249,21 @@ def impersonal_findings(tpl: TemplateFile) -> list[Finding]:
 def variants(folder: Path, name: str) -> dict[str, Path]:
     """The files of template ``name``: tone → path, with key ``""`` for a toneless file."""
     found: dict[str, Path] = {}
-    if (folder / f"{name}.md").is_file():
+    if _is_file(folder / f"{name}.md"):
         found[""] = folder / f"{name}.md"
     for tone in TONES:
         candidate = folder / f"{name}.{tone}.md"
-        if candidate.is_file():
+        if _is_file(candidate):
             found[tone] = candidate
     return found
+
+
+def _is_file(path: Path) -> bool:
+    """A file; a name no file can have (too long, a NUL in it) is none."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def template_names(folder: Path) -> set[str]:
