@@ -380,3 +380,20 @@ def test_a_moment_too_far_for_the_calendar_is_a_usage_error(project, at):
 @pytest.mark.parametrize("at", ["1000-01-01T00:00:00Z", "9000-12-31T23:00:00Z"])
 def test_the_first_and_last_years_of_at_are_planned(project, at):
     assert invoke(project, "plan", "--at", at).exit_code == 0
+
+
+@pytest.mark.parametrize("damage", [b"PAR1 not parquet at all", b""])
+def test_a_damaged_event_cache_is_read_again_from_the_source_without_a_double(tmp_path, damage):
+    from test_intake import make_project
+    from test_intake import run as run_json
+
+    db = make_project(tmp_path)
+    db.execute("INSERT INTO events VALUES ('c-0001', 'signup', '2026-11-23T12:00:00Z')")
+    db.commit()
+    assert run_json(tmp_path, "2026-11-23T15:00:00Z")["delivered"] == {"email": 1}
+    cache = tmp_path / "state" / "events.parquet"
+    cache.write_bytes(damage)
+    db.execute("INSERT INTO events VALUES ('c-0001', 'signup', '2026-11-23T16:00:00Z')")
+    db.commit()
+    assert run_json(tmp_path, "2026-11-23T17:00:00Z")["delivered"] == {"email": 1}
+    assert pl.read_parquet(cache)["at"].dt.hour().sort().to_list() == [12, 16]
