@@ -145,7 +145,6 @@ class StateStore:
         self.path = path
         self.streaks_folder = path.parent / "streaks" if path is not None else None
         self._streaks: dict[str, tuple[dt.datetime, pl.DataFrame]] = {}
-        self.damaged_streaks: list[Path] = []  # put aside as <name>.damaged, and rebuilt
         self._claim: Any = None
         self._accepted: _AcceptedSlot | None = None
         marker = _marker(path) if path is not None else None
@@ -281,13 +280,13 @@ class StateStore:
         if not file.exists():
             return None
         # The streaks are a cache of what the data tells (the engine reads the data without
-        # them, as after a crash): a damaged file is put aside and rebuilt, never an error.
+        # them, as after a crash): a damaged file is put aside (<name>.damaged, removed by the
+        # next save) and rebuilt, never an error.
         try:
             frame = pl.read_parquet(file)
         except (pl.exceptions.PolarsError, OSError, ValueError):
             frame = None
         if frame is None or not set(frame.columns) >= STREAK_COLUMNS:
-            self.damaged_streaks.append(file)
             file.replace(file.with_suffix(".damaged"))
             return None
         return frame
