@@ -8,7 +8,11 @@
 - ``enrollments``: sequences waiting on a ``wait`` step, with the step and moment they resume;
 - ``sends``: every decided message, keyed by an idempotency key (the outbox);
 - ``facts`` and ``tagged``: what ``set``, ``tag`` and ``untag`` steps recorded (``tags``, the
-  table of earlier versions, is read into ``tagged`` when the store is opened).
+  table of earlier versions, is read into ``tagged`` when the store is opened);
+- ``<name>.sending`` beside the database: the last message a provider accepted, noted before
+  ``delivered`` is committed, so a commit that fails on a full disk loses nothing.
+
+Every SQLite failure is a :class:`StateError` (a full disk a :class:`DiskFull`), with what to do.
 """
 
 from __future__ import annotations
