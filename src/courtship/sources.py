@@ -599,7 +599,22 @@ def _csv_header(path: Path) -> list[str]:
             )
         if name == ROW:
             raise SourceError(path, 1, name, *_ROW_TAKEN)
+        if is_pattern(name):
+            raise SourceError(path, 1, name, *_PATTERN)
     return names
+
+
+#: Why a column may not be named ``*`` or ``^…$``.
+_PATTERN = (
+    "the name reads as a pattern of column names (polars takes * for all of them, ^…$ for "
+    "those that match)",
+    "rename the column",
+)
+
+
+def is_pattern(name: str) -> bool:
+    """A column name polars reads as a pattern of names, not as the name."""
+    return name == "*" or (name.startswith("^") and name.endswith("$"))
 
 
 def _csv_line_of_row(path: Path, row: int) -> int:
@@ -672,7 +687,7 @@ def _read_jsonl_raw(path: Path) -> pl.DataFrame:
         frame = pl.read_ndjson(path, infer_schema_length=None)
     except pl.exceptions.PolarsError:
         return _read_jsonl_slowly(path)  # it refuses a field named _row itself
-    if ROW in frame.columns:
+    if ROW in frame.columns or any(is_pattern(name) for name in frame.columns):
         return _read_jsonl_slowly(path)  # to name the line
     return frame
 
@@ -742,6 +757,9 @@ def _read_jsonl_slowly(path: Path) -> pl.DataFrame:
                     )
                 if ROW in value:
                     raise SourceError(path, number, ROW, *_ROW_TAKEN)
+                for name in value:
+                    if is_pattern(name):
+                        raise SourceError(path, number, name, *_PATTERN)
                 rows.append(value)
     except UnicodeDecodeError as error:
         raise SourceError(
