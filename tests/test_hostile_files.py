@@ -278,7 +278,7 @@ def test_a_store_that_fills_up_after_a_provider_accepted_loses_nothing_and_sends
     only the others: every key once at the provider."""
     now = dt.datetime(2026, 11, 23, 15, tzinfo=dt.UTC)
     store = StateStore(tmp_path / "state.sqlite")
-    store.record(now, {}, outbox_rows(300))
+    store.record(now, {}, outbox_rows(100))
     store.claim()
     pages = store.db.execute("PRAGMA page_count").fetchone()[0]
     store.db.execute(f"PRAGMA max_page_count = {pages}")
@@ -290,16 +290,16 @@ def test_a_store_that_fills_up_after_a_provider_accepted_loses_nothing_and_sends
         "(database or disk is full); free space and run again"
     )
     accepted = list(provider.keys)
-    assert 0 < len(accepted) < 300  # it stopped at the first failed commit
+    assert 0 < len(accepted) < 100  # it stopped at the first failed commit
     store.close()
 
     again = StateStore(tmp_path / "state.sqlite")
     again.claim()  # records the acceptance noted beside the store
     Dispatcher(again, {"email": provider}).dispatch(now)
     assert sorted(provider.keys) == sorted(set(provider.keys))
-    assert len(provider.keys) == 300
+    assert len(provider.keys) == 100
     rows = again.db.execute("SELECT status, count(*) FROM sends GROUP BY 1").fetchall()
-    assert rows == [("delivered", 300)]
+    assert rows == [("delivered", 100)]
     last = again.db.execute("SELECT provider_id FROM sends WHERE key = ?", (accepted[-1],))
     assert last.fetchone() == (f"id-{len(accepted)}",)
     again.close()
