@@ -226,6 +226,8 @@ def test_a_customer_cell_of_the_wrong_kind(row, column, value):
 @example("events", 0, "at", "0000-12-02T00:52:00Z")
 @example("customers", 0, "birthday", "0000-01-01")
 @example("customers", 0, "type", [[]])  # a list of lists: polars could not cast it to text
+@example("customers", 0, "type", 9.223372036854776e18)  # a whole float past the int64 range
+@example("customers", 0, "cadence_days", float("inf"))
 def test_a_json_line_field_of_the_wrong_kind(kind, line, field, value):
     if kind == "events":
         rows = [json.loads(text) for text in EVENT_LINES]

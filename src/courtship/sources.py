@@ -1273,7 +1273,9 @@ def _as_text(place: _Place, frame: pl.DataFrame) -> pl.DataFrame:
             out.append(series.cast(pl.String()))
         elif dtype.is_float() or dtype.is_decimal():
             numbers = series.cast(pl.Float64())
-            whole = bool((numbers.drop_nulls() == numbers.drop_nulls().floor()).all())
+            known = numbers.drop_nulls()
+            # whole numbers a float holds exactly (beyond 2^53, or 9.2e18, no integer fits)
+            whole = bool(((known == known.floor()) & (known.abs() <= 2**53)).all())
             out.append(
                 numbers.cast(pl.Int64()).cast(pl.String()) if whole else series.cast(pl.String())
             )
