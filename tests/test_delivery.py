@@ -367,8 +367,10 @@ def test_a_state_path_that_is_a_folder_is_a_clear_error(tmp_path, smtp, twilio):
     root = project(tmp_path, smtp[1], twilio[1], people(1))
     (root / "state.sqlite").mkdir()
     result = runner.invoke(app, ["run", "--at", AT, "--project", str(root)])
-    assert result.exit_code == 1
-    assert "not a state store Courtship can read" in result.output
+    assert result.exit_code == 2
+    assert f"courtship.yaml:4:8: state: {root / 'state.sqlite'} is a folder, not a state " in (
+        result.output
+    )
 
 
 def test_the_crash_window_is_one_message_with_its_message_id_kept(tmp_path, smtp, twilio):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -16,6 +17,8 @@ from typing import Any
 from courtship.channels import Delivery, Message, setting
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:@+=-]")
+#: A full disk, a quota, a file size limit: the dispatcher stops the run on these.
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 def file_stem(key: str) -> str:
@@ -67,6 +70,8 @@ class OutboxChannel:
                 # The .txt is a courtesy copy: the .json decides whether the key was written.
                 _create_once(self.folder / f"{stem}.txt", readable(message))
         except OSError as error:
+            if error.errno in _NO_SPACE:  # a full disk stops the run: raised, not a retry
+                raise
             return Delivery.retry(f"cannot write to the outbox {self.folder}: {error}")
         return Delivery.delivered(str(target), "" if created else "already in the outbox")
 

@@ -15,6 +15,11 @@ A run killed at any point resumes with the next run: rows still ``pending``, ``r
 message while the process died before committing ``delivered``: that message is sent again
 (at least once); SMTP messages keep their ``Message-ID`` so mail clients merge the copy, and the
 outbox channel drops the repeated key itself.
+
+A full disk (the state store's, or the outbox folder's) stops dispatch with :class:`DiskFull`
+before the next message is tried. A message a provider accepted is noted in space set aside
+beforehand (``StateStore.note_accepted``) before ``delivered`` is committed, so a commit that
+fails then loses nothing: the next run records it delivered and does not send it again.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import Any
 from courtship.channels import Channel, Delivery, Message
 from courtship.engine.consent import withdrawn_for
 from courtship.redaction import describe, redact
-from courtship.state import StateStore
+from courtship.state import NO_SPACE, DiskFull, StateStore
 
 DUE = ("pending", "deferred", "retry", "sending")
 
@@ -126,8 +131,14 @@ class Dispatcher:
             self.state.mark_sending(row["key"], attempt)
             try:
                 delivery = channel.send(message)
+            except OSError as error:
+                if error.errno in NO_SPACE:  # not the message's fault: stop, resume next run
+                    raise DiskFull(f"the {name} channel cannot write ({error})") from None
+                delivery = Delivery.retry(f"the {name} channel raised {error!r}")
             except Exception as error:
                 delivery = Delivery.retry(f"the {name} channel raised {describe(error)}")
+            if delivery.status == "delivered":  # kept even if the commits below fail
+                self.state.note_accepted(row["key"], delivery.provider_id)
             self.state.log_attempt(row["key"], attempt, now, name, delivery.status, delivery.reason)
             if delivery.status == "delivered":
                 self.state.mark_delivered(row["key"], delivery.provider_id)

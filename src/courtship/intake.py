@@ -87,7 +87,7 @@ def _from_sources(project: Project, registry: Registry, *, dry_run: bool) -> Cus
     if not incremental:
         return CustomerBase(customers, source.read(None))
     cache = _cache_path(project)
-    known = pl.read_parquet(cache) if cache.exists() else None
+    known = _read_cache(cache)
     since = known["at"].max() if known is not None and known.height else None
     fresh = source.read(since)
     events = fresh if known is None else pl.concat([known, fresh], how="diagonal_relaxed")
@@ -97,6 +97,21 @@ def _from_sources(project: Project, registry: Registry, *, dry_run: bool) -> Cus
         events.write_parquet(partial)
         partial.replace(cache)  # atomic: a crash leaves the old cache whole
     return CustomerBase(customers, events)
+
+
+def _read_cache(cache: Path) -> pl.DataFrame | None:
+    """The events read so far; None when there are none, or the file is damaged (or not
+    ours): it is a cache of what the source holds, read again from the start."""
+    if not cache.exists():
+        return None
+    try:
+        known = pl.read_parquet(cache)
+    except (pl.exceptions.PolarsError, OSError, ValueError):
+        return None
+    at = known.schema.get("at")
+    if not {"customer_id", "type"} <= set(known.columns) or not isinstance(at, pl.Datetime):
+        return None
+    return known
 
 
 def _cache_path(project: Project) -> Path:

@@ -35,6 +35,8 @@ class Project:
     customers: Path | None = None
     events: Path | None = None
     state: Path | None = None
+    #: Where ``state:`` is written (``courtship.yaml:4:8``), to place an error about the store.
+    state_place: str = PROJECT_FILE
     timezone: str = "UTC"
     lookback: dt.timedelta = dt.timedelta(hours=24)
     quiet_start: dt.time = dt.time(21, 0)
@@ -104,6 +106,7 @@ def load_project(root: Path | None = None) -> Project:
         value = data.get(key, default)
         return root / value if value else None
 
+    state_mark = doc.positions.get(("state",))
     quiet = data.get("quiet_hours", {"start": "21:00", "end": "08:00"})
     caps = data.get("caps", {})
     delivery = data.get("delivery", {})
@@ -113,6 +116,7 @@ def load_project(root: Path | None = None) -> Project:
         customers=path("customers"),
         events=path("events"),
         state=path("state", ".courtship/state.sqlite"),
+        state_place=f"{doc.path}:{state_mark.line}:{state_mark.col}" if state_mark else doc.path,
         timezone=data.get("timezone", "UTC"),
         lookback=parse_duration(data.get("lookback", "24h")),
         quiet_start=dt.time.fromisoformat(quiet["start"]),

@@ -61,6 +61,20 @@ LOCAL_FACT_COLUMNS: tuple[str, ...] = ("local_date", "local_time", "utc_offset_m
 #: The prefix of a declared fact's column read as its type, while a customer table is checked.
 PARSED = "_parsed_"
 
+#: The column the readers number rows with (0-based), to name the line of a problem.
+ROW = "_row"
+_ROW_TAKEN = (
+    "the name is taken: Courtship numbers the rows in a column of that name",
+    "rename or remove the column",
+)
+
+#: The years a date or a moment may fall in: those a calendar (Python's) can hold.
+FIRST_YEAR, LAST_YEAR = 1, 9999
+_YEARS_HINT = f"write a year from {FIRST_YEAR} to {LAST_YEAR}, or empty the cell"
+
+#: How deep a JSON line may nest (polars itself reads no deeper than 1024 levels).
+MAX_JSON_DEPTH = 64
+
 #: Per fact type: what a value that cannot be read as it is not, and how to write one.
 FACT_TEXT_FORMS: dict[str, tuple[str, str]] = {
     "number": ("a number", "write a number such as 42.5"),
@@ -310,9 +324,11 @@ def fact_from_text(text: pl.Expr, kind: str) -> pl.Expr:
     if kind == "boolean":
         return parse_boolean(text)
     if kind == "date":
-        return text.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+        day = text.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+        return pl.when(_in_calendar(day)).then(day)
     if kind == "datetime":
-        return parse_instant(text)
+        moment = parse_instant(text)
+        return pl.when(_in_calendar(moment)).then(moment)
     if kind == "list":
         return (
             text.str.split(";")
@@ -437,14 +453,17 @@ def _check_customers(
         ),
     ]
     for name in DATE_COLUMNS:
-        unparsed = pl.col(name).str.to_date("%Y-%m-%d", strict=False).is_null()
+        parsed = pl.col(name).str.to_date("%Y-%m-%d", strict=False)
         problems.append(
             (
                 name,
-                pl.col(name).is_not_null() & unparsed,
+                pl.col(name).is_not_null() & parsed.is_null(),
                 "'{value}' is not a date (YYYY-MM-DD)",
                 "fix or empty the cell",
             )
+        )
+        problems.append(
+            (name, ~_in_calendar(parsed), "'{value}' is a date no calendar holds", _YEARS_HINT)
         )
     for name in BOOLEAN_COLUMNS:
         problems.append(
@@ -503,6 +522,11 @@ def _check_customers(
         first_row = raw.filter(id_ == value).get_column("_row").min()
         first = place.position(int(first_row)) if isinstance(first_row, int) else None
     raise place.error(raw, row, field, message.format(value=value, first=first), hint)
+
+
+def _in_calendar(moment: pl.Expr) -> pl.Expr:
+    """A date or moment in the years a calendar holds (true where it is null)."""
+    return moment.is_null() | moment.dt.year().is_between(FIRST_YEAR, LAST_YEAR)
 
 
 def is_time_zone(name: str) -> bool:
@@ -573,7 +597,24 @@ def _csv_header(path: Path) -> list[str]:
             raise SourceError(
                 path, 1, name, "the column appears twice", "keep one column of each name"
             )
+        if name == ROW:
+            raise SourceError(path, 1, name, *_ROW_TAKEN)
+        if is_pattern(name):
+            raise SourceError(path, 1, name, *_PATTERN)
     return names
+
+
+#: Why a column may not be named ``*`` or ``^…$``.
+_PATTERN = (
+    "the name reads as a pattern of column names (polars takes * for all of them, ^…$ for "
+    "those that match)",
+    "rename the column",
+)
+
+
+def is_pattern(name: str) -> bool:
+    """A column name polars reads as a pattern of names, not as the name."""
+    return name == "*" or (name.startswith("^") and name.endswith("$"))
 
 
 def _csv_line_of_row(path: Path, row: int) -> int:
@@ -640,10 +681,15 @@ def _read_jsonl_raw(path: Path) -> pl.DataFrame:
         raise SourceError(path, None, None, "no such file", "check the path")
     if path.stat().st_size == 0:
         return pl.DataFrame()
-    try:
-        return pl.read_ndjson(path, infer_schema_length=None)
-    except pl.exceptions.PolarsError:
+    if _may_nest_deep(path):  # polars takes minutes over a struct hundreds of levels deep
         return _read_jsonl_slowly(path)
+    try:
+        frame = pl.read_ndjson(path, infer_schema_length=None)
+    except pl.exceptions.PolarsError:
+        return _read_jsonl_slowly(path)  # it refuses a field named _row itself
+    if ROW in frame.columns or any(is_pattern(name) for name in frame.columns):
+        return _read_jsonl_slowly(path)  # to name the line
+    return frame
 
 
 def read_events_csv(path: Path) -> pl.DataFrame:
@@ -690,6 +736,17 @@ def _read_jsonl_slowly(path: Path) -> pl.DataFrame:
                         f"the line is not valid JSON ({error.msg})",
                         "write one JSON object per line",
                     ) from None
+                except RecursionError:
+                    value = _TOO_DEEP  # deeper than Python's stack: refused just below
+                if value is _TOO_DEEP or _depth(value) > MAX_JSON_DEPTH:
+                    raise SourceError(
+                        path,
+                        number,
+                        None,
+                        f"the line nests values deeper than {MAX_JSON_DEPTH} levels",
+                        "write one flat JSON object per line, such as "
+                        '{"customer_id": "c-1", "type": "order", "at": "2026-11-20T10:15:00Z"}',
+                    )
                 if not isinstance(value, dict):
                     raise SourceError(
                         path,
@@ -698,6 +755,11 @@ def _read_jsonl_slowly(path: Path) -> pl.DataFrame:
                         f"the line is a JSON {type(value).__name__}, not an object",
                         'write one JSON object per line, such as {"customer_id": …}',
                     )
+                if ROW in value:
+                    raise SourceError(path, number, ROW, *_ROW_TAKEN)
+                for name in value:
+                    if is_pattern(name):
+                        raise SourceError(path, number, name, *_PATTERN)
                 rows.append(value)
     except UnicodeDecodeError as error:
         raise SourceError(
@@ -723,6 +785,30 @@ def _read_jsonl_slowly(path: Path) -> pl.DataFrame:
             columns[name] = pl.Series(name, text, dtype=pl.String())
     frame = pl.DataFrame(columns, height=len(rows))
     return frame.with_row_index("_row")
+
+
+_TOO_DEEP = object()
+
+
+def _may_nest_deep(path: Path) -> bool:
+    """Some line opens more than :data:`MAX_JSON_DEPTH` objects or lists (whether they nest
+    is for the line-by-line reader to say)."""
+    with path.open("rb") as handle:
+        return any(line.count(b"{") + line.count(b"[") > MAX_JSON_DEPTH for line in handle)
+
+
+def _depth(value: Any) -> int:
+    """How deep a JSON value nests (a scalar is 0, ``{}`` is 1), counted without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth + 1)
+            if deepest > MAX_JSON_DEPTH:
+                return deepest
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _jsonl_line_of_row(path: Path, row: int) -> int:
@@ -842,6 +928,12 @@ def _normalise_event_frame(place: _Place, raw: pl.DataFrame) -> pl.DataFrame:
         )
         parsed_at = pl.col("at")
 
+    fail(
+        ~_in_calendar(parsed_at),
+        "at",
+        "'{value}' is a moment no calendar holds (in UTC)",
+        f"write a moment from the year {FIRST_YEAR} to {LAST_YEAR}",
+    )
     extras = [name for name in raw.columns if name not in EVENT_SCHEMA and name != "_row"]
     return raw.select(
         *(pl.col(name) for name in REQUIRED_EVENT_FIELDS[:2]),
@@ -1184,7 +1276,9 @@ def _as_text(place: _Place, frame: pl.DataFrame) -> pl.DataFrame:
             out.append(series.cast(pl.String()))
         elif dtype.is_float() or dtype.is_decimal():
             numbers = series.cast(pl.Float64())
-            whole = bool((numbers.drop_nulls() == numbers.drop_nulls().floor()).all())
+            known = numbers.drop_nulls()
+            # whole numbers a float holds exactly (beyond 2^53, or 9.2e18, no integer fits)
+            whole = bool(((known == known.floor()) & (known.abs() <= 2**53)).all())
             out.append(
                 numbers.cast(pl.Int64()).cast(pl.String()) if whole else series.cast(pl.String())
             )
@@ -1200,7 +1294,7 @@ def _as_text(place: _Place, frame: pl.DataFrame) -> pl.DataFrame:
                     else series.dt.convert_time_zone("UTC")
                 )
                 out.append(utc.dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"))
-        elif isinstance(dtype, pl.List | pl.Array):
+        elif isinstance(dtype, pl.List | pl.Array) and not dtype.inner.is_nested():
             out.append(
                 series.cast(pl.List(dtype.inner))
                 .list.eval(pl.element().cast(pl.String()))

@@ -13,14 +13,21 @@
   back (START), by customer or by address, from a moment on, with the callback that said so;
 - ``callbacks``: what providers told ``courtship serve``: delivery receipts by provider id,
   inbound messages, bounces and complaints (``courtship.callbacks``).
+- ``<name>.sending`` beside the database: the last message a provider accepted, noted before
+  ``delivered`` is committed, so a commit that fails on a full disk loses nothing.
+
+Every SQLite failure is a :class:`StateError` (a full disk a :class:`DiskFull`), with what to do.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
+import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +99,10 @@ DECISION_COLUMNS = (
 )
 
 
+#: The columns a streaks file holds (the engine's mark and row columns besides).
+STREAK_COLUMNS = frozenset({"customer_id", "true_since", "fired"})
+
+
 def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat()
 
@@ -99,9 +110,75 @@ def _iso(moment: dt.datetime) -> str:
 class StateError(Exception):
     """The state store cannot be used as it is: what is wrong, and what to do."""
 
+    reason = ""  # SQLite's words, when it said what failed
+
 
 class StateBusy(StateError):
     """Another run holds the state store."""
+
+
+class StateMisplaced(StateError):
+    """``state:`` names something that is no state store (a folder, a file of another kind):
+    the project file is wrong, and the message says what the path is."""
+
+
+class DiskFull(StateError):
+    """The disk (or a size limit) is full: nothing more can be written until space is freed."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"the disk is full: {what}; free space and run again")
+
+
+#: The errors of ``write()`` that mean no more space: the disk, a quota, a file size limit.
+NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose failures are a :class:`StateError` saying what is wrong with the
+    store (full, damaged, unwritable), never a bare ``sqlite3`` error."""
+
+    where: Path | None = None
+
+    def _failed(self, error: sqlite3.Error) -> StateError:
+        code = getattr(error, "sqlite_errorcode", None)
+        if code == sqlite3.SQLITE_FULL or "disk is full" in str(error):
+            return DiskFull(f"cannot write the state store {self.where} ({error})")
+        failure = StateError(
+            f"{self.where}: the state store failed ({error}); if it is damaged, restore it "
+            "from a backup"
+        )
+        failure.reason = str(error)
+        return failure
+
+    def execute(self, *args: Any) -> sqlite3.Cursor:
+        try:
+            return super().execute(*args)
+        except sqlite3.DatabaseError as error:
+            raise self._failed(error) from None
+
+    def executemany(self, *args: Any) -> sqlite3.Cursor:
+        try:
+            return super().executemany(*args)
+        except sqlite3.DatabaseError as error:
+            raise self._failed(error) from None
+
+    def executescript(self, *args: Any) -> sqlite3.Cursor:
+        try:
+            return super().executescript(*args)
+        except sqlite3.DatabaseError as error:
+            raise self._failed(error) from None
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        except sqlite3.DatabaseError as error:
+            raise self._failed(error) from None
+
+    def __exit__(self, *exc: Any) -> Any:
+        try:
+            return super().__exit__(*exc)
+        except sqlite3.DatabaseError as error:
+            raise self._failed(error) from None
 
 
 class StateStore:
@@ -113,28 +190,37 @@ class StateStore:
     store take turns."""
 
     def __init__(self, path: Path | None) -> None:
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.streaks_folder = path.parent / "streaks" if path is not None else None
         self._streaks: dict[str, tuple[dt.datetime, pl.DataFrame]] = {}
         self._claim: Any = None
+        self._accepted: _AcceptedSlot | None = None
         marker = _marker(path) if path is not None else None
+        if path is not None:
+            _check_place(path)
         if marker is not None and marker.exists():
             _check_existing(path, marker)  # type: ignore[arg-type]
         try:
-            self.db = sqlite3.connect(str(path) if path else ":memory:")
-            self.db.executescript(SCHEMA)
-        except sqlite3.DatabaseError as error:
-            raise StateError(
-                f"{path}: not a state store Courtship can read ({error}); point `state:` at "
-                "the store's file, or restore it from a backup"
+            with _writing(path, "open the state store"):
+                if path is not None:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(str(path) if path else ":memory:", factory=_Connection)
+                db.where = path
+                self.db: sqlite3.Connection = db
+                self.db.executescript(SCHEMA)
+                if marker is not None and not marker.exists():
+                    marker.write_text(
+                        "This file marks that the state store beside it exists. If the store "
+                        "is lost,\nCourtship stops instead of starting afresh. Remove this "
+                        "file only to start over.\n"
+                    )
+        except StateError as error:
+            if (marker is not None and marker.exists()) or isinstance(error, DiskFull):
+                raise
+            raise StateMisplaced(
+                f"{path} is not a state store Courtship can read ({error.reason or error}); "
+                "point it at the store's file (a name that is not there yet starts a new store)"
             ) from None
-        if marker is not None and not marker.exists():
-            marker.write_text(
-                "This file marks that the state store beside it exists. If the store is lost,\n"
-                "Courtship stops instead of starting afresh. Remove this file only to start over.\n"
-            )
 
     def close(self) -> None:
         self.release()
@@ -148,10 +234,10 @@ class StateStore:
         if self.path is None or self._claim is not None:
             return
         import fcntl
-        import os
         import time
 
-        lock = open(self.path.with_name(self.path.name + ".lock"), "a+")  # noqa: SIM115
+        with _writing(self.path, "hold the state store"):
+            lock = open(self.path.with_name(self.path.name + ".lock"), "a+")  # noqa: SIM115
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -168,15 +254,49 @@ class StateStore:
                         "it has ended, or give --wait SECONDS"
                     ) from None
                 time.sleep(0.05)
-        lock.truncate(0)
-        lock.write(f"pid {os.getpid()}")
-        lock.flush()
+        try:
+            with _writing(self.path, "hold the state store"):
+                lock.truncate(0)
+                lock.write(f"pid {os.getpid()}")
+                lock.flush()
+                self._accepted = _AcceptedSlot(self.path.with_name(self.path.name + ".sending"))
+        except BaseException:
+            lock.close()
+            raise
         self._claim = lock
+        self._settle_accepted()
 
     def release(self) -> None:
+        if self._accepted is not None:
+            self._accepted.close()
+            self._accepted = None
         if self._claim is not None:
             self._claim.close()  # closing the file releases the lock
             self._claim = None
+
+    # ── a provider's acceptance, kept when the store cannot be written ─────
+    def note_accepted(self, key: str, provider_id: str | None) -> None:
+        """A provider accepted the message ``key``: noted in ``<name>.sending`` (space set
+        aside when the store was claimed, overwritten in place) before ``delivered`` is
+        committed, so a commit that fails (a full disk) loses nothing: the next run that
+        claims the store records it delivered, and never sends it again."""
+        if self._accepted is not None:
+            self._accepted.write(key, provider_id)
+
+    def _settle_accepted(self) -> None:
+        """What the last run noted as accepted and could not commit: delivered now."""
+        assert self._accepted is not None
+        noted = self._accepted.read()
+        if noted is None:
+            return
+        key, provider_id = noted
+        with self.db:
+            self.db.execute(
+                "UPDATE sends SET status = 'delivered', provider_id = ?, error = NULL "
+                "WHERE key = ? AND status = 'sending'",
+                (provider_id, key),
+            )
+        self._accepted.clear()
 
     # ── reading ───────────────────────────────────────────────────────────
     def last_run(self) -> dt.datetime | None:
@@ -205,7 +325,19 @@ class StateStore:
             saved = self._streaks.get(playbook)
             return saved[1] if saved and saved[0] == moment else None
         file = self._streak_file(playbook, moment)
-        return pl.read_parquet(file) if file.exists() else None
+        if not file.exists():
+            return None
+        # The streaks are a cache of what the data tells (the engine reads the data without
+        # them, as after a crash): a damaged file is put aside (<name>.damaged, removed by the
+        # next save) and rebuilt, never an error.
+        try:
+            frame = pl.read_parquet(file)
+        except (pl.exceptions.PolarsError, OSError, ValueError):
+            frame = None
+        if frame is None or not set(frame.columns) >= STREAK_COLUMNS:
+            file.replace(file.with_suffix(".damaged"))
+            return None
+        return frame
 
     def save_streaks(self, moment: dt.datetime, streaks: dict[str, pl.DataFrame]) -> None:
         """Save each playbook's streaks in a file named for the run's moment, then remove the
@@ -214,12 +346,17 @@ class StateStore:
             if self.streaks_folder is None:
                 self._streaks[playbook] = (moment, frame)
                 continue
-            self.streaks_folder.mkdir(parents=True, exist_ok=True)
             file = self._streak_file(playbook, moment)
             partial = file.with_suffix(".tmp")
-            frame.write_parquet(partial)
+            try:  # the moment is recorded: without this file the next run reads the data
+                with _writing(partial, "save the streaks of a becomes playbook"):
+                    self.streaks_folder.mkdir(parents=True, exist_ok=True)
+                    frame.write_parquet(partial)
+            except DiskFull:
+                partial.unlink(missing_ok=True)
+                raise
             partial.replace(file)
-            for old in self.streaks_folder.glob(f"{playbook}@*.parquet"):
+            for old in self.streaks_folder.glob(f"{playbook}@*"):
                 if old != file:
                     old.unlink(missing_ok=True)
 
@@ -653,8 +790,75 @@ class StateStore:
         return [(c, p, ch, cat) for c, p, ch, cat in rows]
 
 
+class _AcceptedSlot:
+    """One message a provider accepted, in a file whose space is set aside beforehand and
+    overwritten in place: writing it needs no new space on a disk that has just filled up."""
+
+    SIZE = 16384
+
+    def __init__(self, file: Path) -> None:
+        self.fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if os.fstat(self.fd).st_size < self.SIZE:
+                os.pwrite(self.fd, b" " * self.SIZE, 0)  # the space, taken now
+                os.fsync(self.fd)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def write(self, key: str, provider_id: str | None) -> None:
+        record = json.dumps({"key": key, "provider_id": provider_id}).encode()
+        if len(record) < self.SIZE:  # else only the commit keeps it
+            os.pwrite(self.fd, record.ljust(self.SIZE), 0)
+
+    def read(self) -> tuple[str, str | None] | None:
+        text = os.pread(self.fd, self.SIZE, 0).strip()
+        try:
+            record = json.loads(text) if text else None
+        except ValueError:
+            return None
+        if not isinstance(record, dict) or not isinstance(record.get("key"), str):
+            return None
+        provider_id = record.get("provider_id")
+        return record["key"], provider_id if isinstance(provider_id, str) else None
+
+    def clear(self) -> None:
+        os.pwrite(self.fd, b" " * self.SIZE, 0)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 def _marker(path: Path) -> Path:
     return path.with_name(path.name + ".id")
+
+
+@contextmanager
+def _writing(path: Path | None, what: str) -> Iterator[None]:
+    """A full disk while doing ``what`` is a :class:`DiskFull`."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno in NO_SPACE:
+            raise DiskFull(f"cannot {what} ({path}: {error.strerror})") from None
+        raise
+    except pl.exceptions.PolarsError as error:  # polars says "(os error 28)"
+        if any(f"(os error {number})" in str(error) for number in NO_SPACE):
+            raise DiskFull(f"cannot {what} ({path}: {os.strerror(errno.ENOSPC)})") from None
+        raise
+
+
+def _check_place(path: Path) -> None:
+    """``state:`` names a file, or a place where one can be made."""
+    if path.is_dir():
+        raise StateMisplaced(
+            f"{path} is a folder, not a state store; name a file in it, such as "
+            f"{path / 'state.sqlite'}"
+        )
+    if path.exists() and not path.is_file():
+        raise StateMisplaced(f"{path} is not a regular file; name a file for the state store")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise StateMisplaced(f"{path.parent} is a file, not a folder the state store can be in")
 
 
 def _check_existing(path: Path, marker: Path) -> None:
@@ -667,8 +871,17 @@ def _check_existing(path: Path, marker: Path) -> None:
         raise StateError(f"{path}: the state store is gone, but it existed ({marker}); {hint}")
     if path.stat().st_size == 0:
         raise StateError(f"{path}: the state store is empty, but it held runs before; {hint}")
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            db.execute("SELECT count(*) FROM runs").fetchone()
+        db.execute("SELECT count(*) FROM runs").fetchone()
+        # Every page read once: damage in the middle of the file (a torn copy, stray bytes)
+        # shows here, before anything is decided or sent, not halfway through a run.
+        problems = [row[0] for row in db.execute("PRAGMA quick_check(3)")]
     except sqlite3.DatabaseError as error:
         raise StateError(f"{path}: the state store is unreadable ({error}); {hint}") from None
+    finally:
+        db.close()
+    if problems != ["ok"]:
+        lines = [line.strip() for text in problems for line in str(text).splitlines()]
+        said = "; ".join(line for line in lines if line and not line.startswith("***"))
+        raise StateError(f"{path}: the state store is damaged ({said[:300]}); {hint}")

@@ -263,13 +263,21 @@ def variants(folder: Path, name: str, language: str = "") -> dict[str, Path]:
     language in their name): tone → path, with key ``""`` for a toneless file."""
     found: dict[str, Path] = {}
     suffix = f".{language}" if language else ""
-    if (folder / f"{name}{suffix}.md").is_file():
+    if _is_file(folder / f"{name}{suffix}.md"):
         found[""] = folder / f"{name}{suffix}.md"
     for tone in TONES:
         candidate = folder / f"{name}.{tone}{suffix}.md"
-        if candidate.is_file():
+        if _is_file(candidate):
             found[tone] = candidate
     return found
+
+
+def _is_file(path: Path) -> bool:
+    """A file; a name no file can have (too long, a NUL in it) is none."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 #: A language in a template's file name: ``fr``, ``pt-BR``, ``zh-Hant`` (BCP 47's language and

@@ -81,8 +81,12 @@ def main() -> None:
     except Exception as error:
         if os.environ.get("COURTSHIP_DEBUG"):
             raise
-        from courtship.redaction import describe
+        from courtship.redaction import describe, redact
 
+        state = sys.modules.get("courtship.state")  # loaded by the commands that use it
+        if state is not None and isinstance(error, state.StateError):
+            typer.secho(f"courtship: {redact(str(error))}", fg="red", err=True)
+            sys.exit(ExitCode.FINDINGS)
         typer.secho(
             f"courtship: internal error: {describe(error)}\n"
             "This is a bug in Courtship; please report it. "

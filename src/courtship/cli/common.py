@@ -43,7 +43,17 @@ def parse_moment(text: str) -> dt.datetime:
             f"--at {text} has no time zone; add Z for UTC or an offset such as +01:00",
             ExitCode.USAGE,
         )
+    # Room on both sides for the longest lookback and lengths of time (a hundred years each).
+    if not FIRST_MOMENT_YEAR <= moment.year <= LAST_MOMENT_YEAR:
+        raise fail(
+            f"--at {text} is too far from now for the calendar; give a year from "
+            f"{FIRST_MOMENT_YEAR} to {LAST_MOMENT_YEAR}",
+            ExitCode.USAGE,
+        )
     return moment.astimezone(dt.UTC)
+
+
+FIRST_MOMENT_YEAR, LAST_MOMENT_YEAR = 1000, 9000
 
 
 @dataclass
@@ -100,12 +110,14 @@ def load(root: Path | None, *, quiet: bool = False, dry_run: bool = True) -> Loa
 
 def open_state(project: Project, *, dry_run: bool) -> StateStore:
     """The project's state store; a dry run on a project without one uses an empty one."""
-    from courtship.state import StateError, StateStore
+    from courtship.state import StateError, StateMisplaced, StateStore
 
     if project.state is None or (dry_run and not project.state.exists()):
         return StateStore(None)
     try:
         return StateStore(project.state)
+    except StateMisplaced as error:  # the project file names the wrong thing: say where
+        raise fail(f"{project.state_place}: state: {error}", ExitCode.USAGE) from None
     except StateError as error:
         raise fail(str(error), ExitCode.FINDINGS) from None
 

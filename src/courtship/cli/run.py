@@ -85,10 +85,11 @@ def command(
     loaded = load(project, quiet=quiet, dry_run=False)
     channels = build_channels(loaded.project)
     state = open_state(loaded.project, dry_run=False)
+    from courtship.state import StateBusy, StateError
+
     try:
         # One run at a time on a store: a second one (a cron job overlapping a manual run)
         # waits for the first, then finds its moment recorded and its messages delivered.
-        from courtship.state import StateBusy
 
         try:
             state.claim(wait)
@@ -112,6 +113,8 @@ def command(
         with progress_bar(quiet) as advance:
             report = Dispatcher(state, channels, policy).dispatch(moment, advance)
         waiting = state.waiting_sends()
+    except StateError as error:  # a full disk, a store damaged under the run: nothing doubled
+        raise fail(str(error), ExitCode.FINDINGS) from None
     finally:
         for channel in channels.values():
             close = getattr(channel, "close", None)
