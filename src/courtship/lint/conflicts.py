@@ -18,7 +18,7 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
-from courtship.findings import Finding
+from courtship.findings import Finding, Severity
 from courtship.lint.registry import Library, place, rule, where
 from courtship.lint.solver import Verdict, satisfiable
 from courtship.playbook import Playbook
@@ -93,7 +93,7 @@ def _impossible_node(condition: dict[str, Any], parts: PathParts) -> tuple[PathP
             return here, node
 
 
-@rule("never-true")
+@rule("never-true", Severity.ERROR)
 def never_true(lib: Library) -> Iterator[Finding]:
     for pb in lib.enabled:
         alone = []

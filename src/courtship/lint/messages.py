@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from jinja2 import TemplateSyntaxError, nodes
 
-from courtship.findings import Finding
+from courtship.findings import Finding, Severity
 from courtship.lint.registry import Library, all_rules, place, rule, sends
 from courtship.lint.sms import count_segments
 from courtship.playbook import Playbook
@@ -100,7 +100,7 @@ def generic_greeting(lib: Library) -> Iterator[Finding]:
                 )
 
 
-@rule("marketing-without-unsubscribe")
+@rule("marketing-without-unsubscribe", Severity.ERROR)
 def marketing_without_unsubscribe(lib: Library) -> Iterator[Finding]:
     """A recurring marketing letter (a schedule) whose text offers no way out."""
     seen: set[str] = set()
