@@ -11,6 +11,7 @@ from pathlib import Path
 from courtship.findings import LINT_RULES, RULES, Finding
 from courtship.lint import ignores
 from courtship.lint.registry import ALIASES, DEFAULT_WEEKLY_BUDGET, Library, all_rules
+from courtship.lint.solver import Domains
 from courtship.plugins import LintRuleSpec
 from courtship.validate import Report, display_path
 
@@ -38,7 +39,13 @@ def lint_report(
     less those an ignore comment silences, plus a warning for each comment naming no rule."""
     valid = report.valid_playbooks
     budget, budget_from = weekly_budget(root or Path.cwd())
-    library = Library(valid, budget, budget_from)
+    from courtship.plugins import PluginError, installed
+
+    try:
+        domains = Domains.of(installed().catalogue())
+    except PluginError:  # the command reports the plugins' error itself
+        domains = Domains()
+    library = Library(valid, budget, budget_from, domains)
     rules = all_rules()
     found: list[Finding] = list(report.findings)
     if valid:

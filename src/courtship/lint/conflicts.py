@@ -20,7 +20,7 @@ from typing import Any
 
 from courtship.findings import Finding, Severity
 from courtship.lint.registry import Library, place, rule, where
-from courtship.lint.solver import Verdict, satisfiable
+from courtship.lint.solver import Domains, Verdict, satisfiable
 from courtship.playbook import Playbook
 from courtship.yamlload import PathParts
 
@@ -55,7 +55,10 @@ def playbook_conflict(lib: Library) -> Iterator[Finding]:
             continue
         if second.id in first.suppresses or first.id in second.suppresses:
             continue
-        if satisfiable(*fires_for(first), *fires_for(second)) is not Verdict.SAT:
+        if (
+            satisfiable(*fires_for(first), *fires_for(second), domains=lib.domains)
+            is not Verdict.SAT
+        ):
             continue
         yield place(
             first,
@@ -71,7 +74,9 @@ def playbook_conflict(lib: Library) -> Iterator[Finding]:
         )
 
 
-def _impossible_node(condition: dict[str, Any], parts: PathParts) -> tuple[PathParts, Any]:
+def _impossible_node(
+    condition: dict[str, Any], parts: PathParts, domains: Domains
+) -> tuple[PathParts, Any]:
     """The innermost part of an impossible condition that is impossible by itself."""
     node, here = condition, parts
     while True:
@@ -80,7 +85,8 @@ def _impossible_node(condition: dict[str, Any], parts: PathParts) -> tuple[PathP
                 (
                     (i, child)
                     for i, child in enumerate(node["all"])
-                    if isinstance(child, dict) and satisfiable(child) is Verdict.UNSAT
+                    if isinstance(child, dict)
+                    and satisfiable(child, domains=domains) is Verdict.UNSAT
                 ),
                 None,
             )
@@ -98,10 +104,10 @@ def never_true(lib: Library) -> Iterator[Finding]:
     for pb in lib.enabled:
         alone = []
         for parts, condition in pb.conditions():
-            verdict = satisfiable(condition)
+            verdict = satisfiable(condition, domains=lib.domains)
             alone.append(verdict)
             if verdict is Verdict.UNSAT:
-                at, _ = _impossible_node(condition, parts)
+                at, _ = _impossible_node(condition, parts, lib.domains)
                 yield place(
                     pb,
                     at,
@@ -113,7 +119,7 @@ def never_true(lib: Library) -> Iterator[Finding]:
                 )
         if Verdict.UNSAT in alone or not isinstance(pb.audience, dict):
             continue
-        if satisfiable(*fires_for(pb)) is Verdict.UNSAT:
+        if satisfiable(*fires_for(pb), domains=lib.domains) is Verdict.UNSAT:
             yield place(
                 pb,
                 ("audience",),

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from courtship.findings import LINT_RULES, Finding, Severity
+from courtship.lint.solver import Domains
 from courtship.playbook import Playbook
 from courtship.templates import TemplateFile, load_template, variants
 from courtship.validate import display_path
@@ -32,6 +33,7 @@ class Library:
     playbooks: list[Playbook]
     weekly_budget: int = DEFAULT_WEEKLY_BUDGET
     budget_from: str = "the default budget"
+    domains: Domains = field(default_factory=Domains)
     _templates: dict[Path, TemplateFile] = field(default_factory=dict)
 
     @property

@@ -14,6 +14,10 @@ a test holds for a customer without that fact.
 - ``tag`` and ``contains`` are a yes/no each;
 - ``exists`` says whether the fact has a value.
 
+What the facts catalogue says of a fact narrows it further (:class:`Domains`): a whole-number
+fact (``orders_count``) has no value strictly between 1 and 2, and an enum fact (``stage``) only
+its listed values.
+
 A test whose value is another fact (``{fact: usual_order_interval, times: 2}``) has no constant
 bound: it is satisfiable alone, but a conjunction where its facts are also tested elsewhere is
 left undecided (``UNKNOWN``), never guessed. So is anything beyond the size bound.
@@ -32,6 +36,26 @@ from courtship.playbook import parse_duration
 
 #: The most conjunctions a condition's normal form may have before it is left undecided.
 DNF_BOUND = 512
+
+
+@dataclass(frozen=True)
+class Domains:
+    """What the catalogue says of facts: which are whole numbers, which take listed values."""
+
+    integers: frozenset[str] = frozenset()
+    enums: Mapping[str, frozenset[Any]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, catalogue: Any) -> Domains:
+        facts = getattr(catalogue, "facts", {})
+        return cls(
+            frozenset(name for name, spec in facts.items() if spec.type == "integer"),
+            {
+                name: frozenset(spec.values)
+                for name, spec in facts.items()
+                if spec.type == "enum" and spec.values
+            },
+        )
 
 
 class Verdict(enum.Enum):
@@ -216,7 +240,11 @@ class _Fact:
     values_ok: bool = True  # False once the fact must have no value
     undecided: bool = False
 
-    def verdict(self) -> Verdict:
+    def verdict(self, integer: bool = False, listed: frozenset[Any] | None = None) -> Verdict:
+        if integer:
+            self.numbers = {axis: _whole(spans) for axis, spans in self.numbers.items()}
+        if listed is not None and not self.numbers:
+            self.included = listed if self.included is None else self.included & listed
         has_values = self.values_ok and all(self.numbers.values())
         if self.included is not None:
             has_values = has_values and bool(self.included - self.excluded)
@@ -231,7 +259,20 @@ class _Fact:
         return Verdict.SAT
 
 
-def decide(conjunction: Conjunction) -> Verdict:
+def _whole(intervals: list[Interval]) -> list[Interval]:
+    """The intervals that hold a whole number."""
+    out = []
+    for lo, lc, hi, hc in intervals:
+        if not math.isfinite(lo) or not math.isfinite(hi):
+            out.append((lo, lc, hi, hc))
+            continue
+        first = math.ceil(lo) if lc else math.floor(lo) + 1
+        if first < hi or (first == hi and hc):
+            out.append((lo, lc, hi, hc))
+    return out
+
+
+def decide(conjunction: Conjunction, domains: Domains | None = None) -> Verdict:
     """Whether some customer can make every literal true at once."""
     facts: dict[str, _Fact] = {}
     flags: dict[tuple[str, Any], bool] = {}
@@ -279,7 +320,11 @@ def decide(conjunction: Conjunction) -> Verdict:
                 fact.included = values if fact.included is None else fact.included & values
             else:
                 fact.excluded = fact.excluded | values
-    verdicts = [fact.verdict() for fact in facts.values()]
+    domains = domains or Domains()
+    verdicts = [
+        fact.verdict(name in domains.integers, domains.enums.get(name))
+        for name, fact in facts.items()
+    ]
     if Verdict.UNSAT in verdicts:
         return Verdict.UNSAT
     tested = set(facts)
@@ -290,13 +335,13 @@ def decide(conjunction: Conjunction) -> Verdict:
     return Verdict.UNKNOWN if Verdict.UNKNOWN in verdicts else Verdict.SAT
 
 
-def satisfiable(*conditions: Mapping[str, Any] | None) -> Verdict:
+def satisfiable(*conditions: Mapping[str, Any] | None, domains: Domains | None = None) -> Verdict:
     """Whether all the conditions can hold at once for one customer (None: no condition)."""
     try:
         terms = product(dnf(c) for c in conditions if c is not None)
     except TooBig:
         return Verdict.UNKNOWN
-    verdicts = {decide(term) for term in terms}
+    verdicts = {decide(term, domains) for term in terms}
     if Verdict.SAT in verdicts:
         return Verdict.SAT
     if Verdict.UNKNOWN in verdicts:
