@@ -398,3 +398,21 @@ def test_beyond_the_size_bound_it_says_it_could_not_decide() -> None:
     pairs = [{"any": [fact(f"a{i}", gt=1), fact(f"b{i}", gt=1)]} for i in range(12)]
     assert DNF_BOUND < 2**12
     assert satisfiable({"all": pairs}) is Verdict.UNKNOWN
+
+
+def test_a_playbook_that_never_messages_the_customer_competes_with_nobody(library: Path) -> None:
+    """The same priority as the first-order nudge, but it only tags: no conflict."""
+    (library / "tag-new.yaml").write_text(
+        "id: tag-new\ntitle: Tag the new\nstage: new\ncategory: marketing\npriority: 50\n"
+        "trigger:\n  becomes: {fact: days_since_signup, gt: 7}\nrespond:\n  - tag: newcomer\n"
+    )
+    assert lint() == (0, [])
+    edit(
+        library / "tag-new.yaml",
+        "  - tag: newcomer\n",
+        "  - send: {channel: email, template: welcome}\n",
+    )
+    _, [finding] = lint()
+    assert finding["rule"] == "playbook-conflict"
+    assert "'onboarding-first-order-nudge'" in finding["message"]
+    assert "'tag-new'" in finding["message"]

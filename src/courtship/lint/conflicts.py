@@ -21,7 +21,7 @@ from typing import Any
 from courtship.findings import Finding, Severity
 from courtship.lint.registry import Library, place, rule, where
 from courtship.lint.solver import Domains, Verdict, satisfiable
-from courtship.playbook import Playbook
+from courtship.playbook import TRIGGER_KINDS, Playbook
 from courtship.yamlload import PathParts
 
 
@@ -41,6 +41,15 @@ def fires_for(pb: Playbook) -> list[dict[str, Any]]:
     return [*trigger_conditions(pb), *audience]
 
 
+def _messages_customer(pb: Playbook) -> bool:
+    """Priority and suppression judge messages to the customer: a playbook without one
+    competes with nobody."""
+    return any(
+        isinstance(step.get("send"), dict) and step["send"].get("to", "customer") == "customer"
+        for step in pb.respond
+    )
+
+
 def _anchor(pb: Playbook) -> tuple[str, ...]:
     return ("priority",) if "priority" in (pb.document.data or {}) else ("id",)
 
@@ -48,7 +57,8 @@ def _anchor(pb: Playbook) -> tuple[str, ...]:
 @rule("playbook-conflict")
 def playbook_conflict(lib: Library) -> Iterator[Finding]:
     marketing = sorted(
-        (pb for pb in lib.enabled if pb.category == "marketing"), key=lambda pb: pb.path
+        (pb for pb in lib.enabled if pb.category == "marketing" and _messages_customer(pb)),
+        key=lambda pb: pb.path,
     )
     for first, second in itertools.combinations(marketing, 2):
         if first.priority != second.priority:
@@ -145,7 +155,7 @@ def unreachable_step(lib: Library) -> Iterator[Finding]:
                 "unreachable-step",
                 f"this message to a friend can never go out: only an event (a referral with a "
                 f"friend_id) names a friend, and '{pb.id}' has a "
-                f"{next(iter(pb.trigger), 'missing')} trigger",
+                f"{next((k for k in TRIGGER_KINDS if k in pb.trigger), 'missing')} trigger",
                 "send it from a playbook with trigger: {event: referral}",
             )
             if send.get("optional") is True:

@@ -102,7 +102,8 @@ def worst_week(pb: Playbook) -> Worst:
     else:
         firings = 1  # an anniversary once a year; becomes once per streak
         kind = "anniversary" if "anniversary" in trigger else "becomes"
-        reasons.append(f"{kind}: once per {'year' if kind == 'anniversary' else 'streak'}")
+        per = "year" if kind == "anniversary" else "streak"
+        reasons.append(f"{kind}: once per {per} ({_where(pb, 'trigger')})")
 
     limits = pb.limits
     once_every = _duration(limits.get("once_every"))
