@@ -416,3 +416,23 @@ def test_a_playbook_that_never_messages_the_customer_competes_with_nobody(librar
     assert finding["rule"] == "playbook-conflict"
     assert "'onboarding-first-order-nudge'" in finding["message"]
     assert "'tag-new'" in finding["message"]
+
+
+class TakenId:
+    @courtship.hookimpl
+    def register_lint_rules(self, register):  # type: ignore[no-untyped-def]
+        register("over-messaging", lambda playbooks: [], description="mine")
+
+
+def test_a_plugin_rule_cannot_take_a_built_in_id(library: Path) -> None:
+    installed.cache_clear()
+    registry = installed()
+    registry.pm.register(TakenId(), name="taken")
+    try:
+        result = runner.invoke(app, ["lint"])
+    finally:
+        registry.pm.unregister(name="taken")
+        installed.cache_clear()
+    assert result.exit_code == 2
+    assert "'over-messaging' (plugin taken)" in result.stderr
+    assert "Traceback" not in result.output

@@ -53,6 +53,18 @@ def command(
     except PluginError as error:
         typer.secho(f"courtship: {error}", fg="red", err=True)
         raise typer.Exit(ExitCode.USAGE) from None
+    from courtship.findings import LINT_RULES, RULES
+
+    taken = [spec for spec in rules.values() if spec.id in RULES or spec.id in LINT_RULES]
+    if taken:
+        names = ", ".join(f"'{spec.id}' (plugin {spec.plugin})" for spec in taken)
+        typer.secho(
+            f"courtship: a plugin's lint rule has the id of a built-in rule: {names}; "
+            "rename the plugin's rule",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(ExitCode.USAGE)
     report.findings = lint_report(report, rules, root)
     typer.echo(FORMATTERS[name](report), nl=False)
     raise typer.Exit(report.exit_code(strict=strict))
