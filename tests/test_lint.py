@@ -436,3 +436,14 @@ def test_a_plugin_rule_cannot_take_a_built_in_id(library: Path) -> None:
     assert result.exit_code == 2
     assert "'over-messaging' (plugin taken)" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_an_event_filter_nobody_can_pass_is_never_true(library: Path) -> None:
+    edit(
+        library / "call-them-by-name.yaml",
+        "where: {field: amount, gte: 50}",
+        "where: {all: [{field: amount, gte: 50}, {not: {field: amount, gt: 10}}]}",
+    )
+    _, [finding] = lint()
+    assert finding["rule"] == "never-true"
+    assert finding["json_path"] == "$.trigger.where"

@@ -109,11 +109,27 @@ def _impossible_node(
             return here, node
 
 
+def as_condition(event_filter: Any) -> Any:
+    """An event's ``where:`` filter as a condition on facts named ``event.FIELD``: an event
+    without the field fails every test but ``exists: false``, as a customer without a fact."""
+    if isinstance(event_filter, list):
+        return [as_condition(item) for item in event_filter]
+    if not isinstance(event_filter, dict):
+        return event_filter
+    out = {key: as_condition(value) for key, value in event_filter.items() if key != "field"}
+    if "field" in event_filter:
+        out["fact"] = f"event.{event_filter['field']}"
+    return out
+
+
 @rule("never-true", Severity.ERROR)
 def never_true(lib: Library) -> Iterator[Finding]:
     for pb in lib.enabled:
         alone = []
-        for parts, condition in pb.conditions():
+        trees = list(pb.conditions())
+        if isinstance(pb.trigger.get("where"), dict):
+            trees.append((("trigger", "where"), as_condition(pb.trigger["where"])))
+        for parts, condition in trees:
             verdict = satisfiable(condition, domains=lib.domains)
             alone.append(verdict)
             if verdict is Verdict.UNSAT:
