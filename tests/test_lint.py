@@ -220,6 +220,7 @@ def test_a_jinja_comment_ignores_in_a_template(library: Path) -> None:
         "playbooks/templates/thank-you.direct.md",
         2,
     )
+    assert finding["col"] == len("subject: ") + 1
     assert "sent by playbooks/call-them-by-name.yaml:" in finding["message"]
     # after the front matter, anywhere in the body: a Jinja comment prints nothing
     template.write_text(template.read_text() + "{# courtship: ignore-file[generic-greeting] #}\n")
@@ -447,3 +448,18 @@ def test_an_event_filter_nobody_can_pass_is_never_true(library: Path) -> None:
     _, [finding] = lint()
     assert finding["rule"] == "never-true"
     assert finding["json_path"] == "$.trigger.where"
+
+
+def test_lint_counts_sms_segments_as_the_twilio_plugin_does() -> None:
+    from courtship_twilio.segments import count_segments as twilio_count
+
+    from courtship.lint.sms import count_segments
+
+    texts = ["", "a" * 160, "a" * 161, "€" * 80, "€" * 81, "é" * 200, "ü👋" * 40, "[x]" * 60]
+    for text in texts:
+        ours, theirs = count_segments(text), twilio_count(text)
+        assert (ours.encoding, ours.units, ours.count) == (
+            theirs.encoding,
+            theirs.units,
+            theirs.count,
+        ), text

@@ -77,7 +77,9 @@ def generic_greeting(lib: Library) -> Iterator[Finding]:
                 if number == opening:
                     continue
                 fallback = NAME_FALLBACK.search(text)
-                found = GENERIC_ADDRESS.search(re.sub(r"\{\{.*?\}\}|\{%.*?%\}", "", text))
+                # blank out {{ }} and {% %} in place, so a match keeps its column
+                blanked = re.sub(r"\{\{.*?\}\}|\{%.*?%\}", lambda m: " " * len(m[0]), text)
+                found = GENERIC_ADDRESS.search(blanked)
                 if fallback:
                     message = "the name has a generic stand-in for customers without one"
                     hint = (
@@ -92,7 +94,7 @@ def generic_greeting(lib: Library) -> Iterator[Finding]:
                 yield Finding(
                     tpl.display,
                     number,
-                    (fallback or found).start() + 1 if fallback else 1,
+                    (fallback or found).start() + 1,
                     all_rules()["generic-greeting"].severity,
                     "generic-greeting",
                     f"{message} (sent by {_at(pb, ('respond', index, 'send'))})",
