@@ -5,7 +5,8 @@ Courtship would read it, and every ``courtship`` command they show exists, with 
   of the format reference), is written into a copy of the bundled library (replacing the bundled
   playbook of the same id), completed into a minimal playbook where it is a part, and must
   validate clean. In docs/rules.md, an example under "Wrong" must instead be reported by the
-  rule of its section, and a finding shown right after it must be the one reported.
+  rule of its section, and a finding shown right after it must be the one reported. The
+  examples of lint rules (``courtship lint``) are checked by tests/test_lint_docs.py instead.
 - A project file (``courtship.yaml``) must load: its schema and the no-secrets rule.
 - A GitHub workflow and a pre-commit configuration name hooks and commands that exist.
 
@@ -28,6 +29,7 @@ import typer.main
 import yaml
 
 from courtship.cli import app
+from courtship.findings import LINT_RULES
 from courtship.project import ProjectError, load_project
 from courtship.validate import display_path, validate_paths
 
@@ -147,8 +149,13 @@ class Example:
         return self.blocks[0].where
 
 
+def _is_lint_example(block: Block) -> bool:
+    """An example of a lint rule: tests/test_lint_docs.py runs ``courtship lint`` on it."""
+    return block.doc == ROOT / "docs" / "rules.md" and block.section in LINT_RULES
+
+
 def _is_playbook_part(block: Block) -> bool:
-    if block.lang not in ("yaml", "yml"):
+    if block.lang not in ("yaml", "yml") or _is_lint_example(block):
         return False
     if block.doc.name == "playbook.md" and block.section in PLACES:
         return True
@@ -290,6 +297,7 @@ def test_every_yaml_example_is_checked() -> None:
     """A YAML block no test above or below reads is a claim nobody checks."""
     checked = {b.where for e in EXAMPLES for b in e.blocks} | {b.where for b in PROJECT_FILES}
     checked |= {b.where for b in WORKFLOWS + PRE_COMMIT}
+    checked |= {b.where for b in ALL_BLOCKS if _is_lint_example(b)}
     unchecked = [b.where for b in ALL_BLOCKS if b.lang in ("yaml", "yml")]
     assert [where for where in unchecked if where not in checked] == []
 

@@ -93,7 +93,7 @@ def test_without_the_plugin_they_are_unknown(tmp_path):
 def test_plugin_lint_rule_runs_in_lint(tmp_path, house_plugin):
     result = runner.invoke(app, ["lint", str(write(tmp_path, "[sat]"))])
     assert "warning no-weekend weekend send" in result.output
-    assert "stage-uncovered" in result.output
+    assert "stage-coverage" in result.output
 
 
 def test_plugin_filter_renders(house_plugin):

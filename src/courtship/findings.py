@@ -89,7 +89,22 @@ RULES: dict[str, str] = {
     "template-unsubscribe-missing": "a marketing email that never shows its unsubscribe link",
 }
 
-#: Rules of ``courtship lint`` beyond validation, across the whole library.
+#: Rules of ``courtship lint`` beyond validation: id → what it catches. Their severities and
+#: checks are registered in ``courtship.lint.registry``; ``docs/rules.md`` has a section each.
 LINT_RULES: dict[str, str] = {
-    "stage-uncovered": "a stage of the customer journey that no playbook serves",
+    "stage-coverage": "a stage of the customer journey that no playbook serves",
+    "no-birthday-playbook": "no playbook writes to customers on their birthday",
+    "unanswered-inbound-uncovered": "no playbook answers a customer waiting for an answer",
+    "no-win-back": "no marketing playbook writes to churned customers",
+    "no-referral-playbook": "no playbook thanks a customer who refers a friend",
+    "generic-greeting": "a message that calls the customer something generic, not their name",
+    "marketing-without-unsubscribe": "a scheduled marketing letter without an unsubscribe link",
+    "sms-over-segments": "a text that takes more SMS segments than allowed",
+    "apology-with-promotion": "a message that apologises and sells at once",
+    "tone-copies": "tone variants of a template that are the same text",
+    "over-messaging": "a playbook that can send one customer more messages a week than the budget",
+    "playbook-conflict": "two playbooks that can speak to one customer at one moment, undecided",
+    "never-true": "a condition no customer can ever meet",
+    "unreachable-step": "a step no customer can ever reach",
+    "unknown-ignore": "an ignore comment naming no rule",
 }
