@@ -111,6 +111,8 @@ def marketing_without_unsubscribe(lib: Library) -> Iterator[Finding]:
             continue
         if send.get("to", "customer") != "customer":
             continue
+        if {send.get("channel"), *(send.get("fallback") or [])} == {"email"}:
+            continue  # email only: the channel adds the footer (validate's unsubscribe rule)
         for tpl in files.values():
             if "unsubscribe_url" in tpl.variables or tpl.display in seen or not tpl.ok:
                 continue
