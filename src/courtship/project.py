@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from courtship.catalogue import FactSpec
+from courtship.catalogue.attributes import attribute_facts, attribute_findings
 from courtship.findings import Finding
+from courtship.learn import Learning
 from courtship.playbook import parse_duration, too_long
 from courtship.schema import PROJECT_SCHEMA_FILE, did_you_mean, schema_findings
 from courtship.validate import display_path
@@ -48,6 +51,10 @@ class Project:
     max_attempts: int = 6
     backoff: dt.timedelta = dt.timedelta(minutes=1)
     max_backoff: dt.timedelta = dt.timedelta(hours=6)
+    #: your own customer attributes, as facts (``attributes:``)
+    attributes: dict[str, FactSpec] = field(default_factory=dict)
+    #: how learned facts are fitted (``learning:``)
+    learning: Learning = field(default_factory=Learning)
 
 
 def load_project(root: Path | None = None) -> Project:
@@ -62,6 +69,7 @@ def load_project(root: Path | None = None) -> Project:
         findings.extend(schema_findings(doc, PROJECT_SCHEMA_FILE))
     if isinstance(doc.data, dict):
         findings.extend(_secrets_in_file(doc))
+        findings.extend(attribute_findings(doc))
         delivery = doc.data.get("delivery")
         lengths = [("lookback",)] + [
             ("delivery", key) for key in ("backoff", "max_backoff") if isinstance(delivery, dict)
@@ -119,6 +127,8 @@ def load_project(root: Path | None = None) -> Project:
         max_attempts=delivery.get("max_attempts", 6),
         backoff=parse_duration(delivery.get("backoff", "1m")),
         max_backoff=parse_duration(delivery.get("max_backoff", "6h")),
+        attributes=attribute_facts(data.get("attributes")),
+        learning=Learning(**data.get("learning", {}).get("bgnbd", {})),
     )
 
 

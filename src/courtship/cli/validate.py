@@ -19,7 +19,7 @@ def default_format() -> str:
     return "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
 
 
-def run_validation(paths: list[Path]) -> Report:
+def run_validation(paths: list[Path], root: Path | None = None) -> Report:
     """Find and validate the playbooks under ``paths``; a missing path is a usage error."""
     files, missing = discover(paths)
     if missing:
@@ -32,11 +32,17 @@ def run_validation(paths: list[Path]) -> Report:
             err=True,
         )
         raise typer.Exit(ExitCode.USAGE)
+    from courtship.catalogue.attributes import with_attributes
     from courtship.plugins import PluginError, installed
+    from courtship.project import ProjectError, load_project
 
     try:
-        catalogue = installed().catalogue()
-    except PluginError as error:
+        attributes = load_project(root).attributes if root is not None else {}
+    except ProjectError:  # reported with the project file's findings
+        attributes = {}
+    try:
+        catalogue = with_attributes(installed().catalogue(), attributes)
+    except (PluginError, ValueError) as error:
         typer.secho(f"courtship: {error}", fg="red", err=True)
         raise typer.Exit(ExitCode.USAGE) from None
     return validate_files(files, catalogue)
@@ -87,7 +93,7 @@ def command(
         typer.secho(f"courtship: no such project folder: {root}", fg="red", err=True)
         raise typer.Exit(ExitCode.USAGE)
     project_file, project_findings, playbooks = check_project(root)
-    report = run_validation(paths or [playbooks])
+    report = run_validation(paths or [playbooks], root)
     report.root = root
     if project_file is not None:
         report.files.insert(0, project_file)
