@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
-from scipy.special import betaln, expit, gammaln, hyp2f1, logsumexp, psi
+from scipy.special import betaln, expit, gammaln, hyp2f1, psi
 
 Array = NDArray[np.float64]
 
@@ -89,7 +89,8 @@ def log_likelihood(
     (equation 6 of the paper), each history counted ``weights`` times (once by default)."""
     x, t_x, T = _arrays(x, t_x, T)
     w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=np.float64)
-    value, _ = _value_and_gradient(np.log(np.asarray(params, dtype=np.float64)), x, t_x, T, w)
+    log_params = np.log(np.asarray(params, dtype=np.float64))
+    value, _ = _value_and_gradient(log_params, _Histories(x, t_x, T, w))
     return -value
 
 
@@ -116,15 +117,16 @@ def fit(
         raise FitError("histories need finite x, t_x and T")
     if np.any(x < 0) or np.any(t_x < 0) or np.any(t_x > T) or np.any((x == 0) & (t_x != 0)):
         raise FitError("histories need 0 <= t_x <= T, and t_x = 0 without a repeat purchase")
+    histories = _Histories(x, t_x, T, counts / total)
     scale = max(float(np.average(T, weights=counts)), 1e-6)
     result = minimize(
         _value_and_gradient,
         np.log([1.0, scale, 1.0, 1.0]),
-        args=(x, t_x, T, counts / total),
+        args=(histories,),
         jac=True,
         method="L-BFGS-B",
-        bounds=[(-20.0, 20.0)] * 4,
-        options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-10},
+        bounds=[BOUNDS] * 4,
+        options={"maxiter": 1000, "ftol": 1e-13, "gtol": 1e-9},
     )
     if not np.all(np.isfinite(result.x)) or not np.isfinite(result.fun):
         raise FitError(f"the BG/NBD fit did not converge: {result.message}")
@@ -139,13 +141,25 @@ def fit(
     )
 
 
-def _value_and_gradient(
-    log_params: Array,
-    x: Array,
-    t_x: Array,
-    T: Array,
-    w: Array,
-) -> tuple[float, Array]:
+#: Bounds of the log parameters: e^-12 to e^12 covers every base of people (days or weeks).
+BOUNDS = (-12.0, 12.0)
+
+
+class _Histories:
+    """Histories as the likelihood reads them: the special functions of ``x`` depend on ``x``
+    alone and the logarithms on ``T`` or ``t_x`` alone, so each is computed on the distinct
+    values (a few hundred) and gathered, not once per history."""
+
+    def __init__(self, x: Array, t_x: Array, T: Array, w: Array) -> None:
+        self.w = w
+        self.x, self.x_at = np.unique(x, return_inverse=True)
+        self.T, self.T_at = np.unique(T, return_inverse=True)
+        self.t_x, self.t_at = np.unique(t_x, return_inverse=True)
+        self.repeat = x > 0
+        self.xs = x
+
+
+def _value_and_gradient(log_params: Array, h: _Histories) -> tuple[float, Array]:
     """Minus the weighted log-likelihood at ``log_params`` and its gradient in log space.
 
     ln L = A1 + A2 + ln(exp(A3) + [x > 0] exp(A4)), with
@@ -153,26 +167,34 @@ def _value_and_gradient(
     A3 = -(r+x) ln(alpha+T), A4 = ln a - ln(b+x-1) - (r+x) ln(alpha+t_x).
     """
     r, alpha, a, b = np.exp(log_params)
-    repeat = x > 0
-    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    a2 = betaln(a, b + x) - betaln(a, b)
-    a3 = -(r + x) * np.log(alpha + T)
-    a4 = np.full_like(x, -np.inf)
-    a4[repeat] = (
-        np.log(a) - np.log(b + x[repeat] - 1) - (r + x[repeat]) * np.log(alpha + t_x[repeat])
-    )
-    tail = logsumexp(np.stack([a3, a4]), axis=0)
+    x, w, repeat, ux = h.xs, h.w, h.repeat, h.x
+    # Functions of x alone, on its distinct values.
+    a1 = (gammaln(r + ux) - gammaln(r) + r * np.log(alpha))[h.x_at]
+    a2 = (betaln(a, b + ux) - betaln(a, b))[h.x_at]
+    d_r_x = (psi(r + ux) - psi(r) + np.log(alpha))[h.x_at]
+    d_a_x = (psi(a + b) - psi(a + b + ux))[h.x_at]
+    d_b_x = (psi(a + b) + psi(b + ux) - psi(b) - psi(a + b + ux))[h.x_at]
+    b_x = np.where(ux > 0, b + ux - 1, 1.0)  # only read where x > 0
+    log_b_x, inv_b_x = np.log(b_x)[h.x_at], (1 / b_x)[h.x_at]
+    # Functions of T and of t_x alone.
+    log_t = np.log(alpha + h.T)[h.T_at]
+    inv_t = (1 / (alpha + h.T))[h.T_at]
+    log_tx = np.log(alpha + h.t_x)[h.t_at]
+    inv_tx = (1 / (alpha + h.t_x))[h.t_at]
+    rx = r + x
+    a3 = -rx * log_t
+    a4 = np.where(repeat, np.log(a) - log_b_x - rx * log_tx, -np.inf)
+    top = np.maximum(a3, a4)
+    e3, e4 = np.exp(a3 - top), np.exp(a4 - top)
+    tail = top + np.log(e3 + e4)
     ll = a1 + a2 + tail
-    w3 = np.exp(a3 - tail)
+    w3 = e3 / (e3 + e4)
     w4 = 1 - w3
     # d/dθ of each term, then times θ for the log parameters.
-    d_r = psi(r + x) - psi(r) + np.log(alpha) - w3 * np.log(alpha + T)
-    d_r[repeat] -= w4[repeat] * np.log(alpha + t_x[repeat])
-    d_alpha = r / alpha - w3 * (r + x) / (alpha + T)
-    d_alpha[repeat] -= w4[repeat] * (r + x[repeat]) / (alpha + t_x[repeat])
-    d_a = psi(a + b) - psi(a + b + x) + w4 / a
-    d_b = psi(a + b) + psi(b + x) - psi(b) - psi(a + b + x)
-    d_b[repeat] -= w4[repeat] / (b + x[repeat] - 1)
+    d_r = d_r_x - w3 * log_t - np.where(repeat, w4 * log_tx, 0.0)
+    d_alpha = r / alpha - w3 * rx * inv_t - np.where(repeat, w4 * rx * inv_tx, 0.0)
+    d_a = d_a_x + w4 / a
+    d_b = d_b_x - np.where(repeat, w4 * inv_b_x, 0.0)
     gradient = np.array([w @ d_r * r, w @ d_alpha * alpha, w @ d_a * a, w @ d_b * b])
     return float(-(w @ ll)), -gradient
 
