@@ -512,7 +512,7 @@ EVERY_FACT = set(facts_schema()) - {"customer_id", "local_date", "local_time", "
 
 
 @pytest.mark.parametrize("days", [0.5, 1, 3, 4, 40, 95])
-@pytest.mark.parametrize("named", ["all", "some"])
+@pytest.mark.parametrize("named", ["all", "some", "rhythm and learned"])
 def test_earlier_moments_equal_the_facts_computed_there(days: float, named: str) -> None:
     """``FactHistory.before`` re-aggregates only the customers something happened to since the
     earlier moment, or whose 30- and 90-day windows lost an event; every fact it gives equals
@@ -523,7 +523,11 @@ def test_earlier_moments_equal_the_facts_computed_there(days: float, named: str)
 
     base = _example_base()
     moment = NOW - timedelta(days=days)
-    wanted = EVERY_FACT if named == "all" else {"lapse_ratio", "orders_last_90d", "age"}
+    wanted = {
+        "all": EVERY_FACT,
+        "some": {"lapse_ratio", "orders_last_90d", "age"},
+        "rhythm and learned": {"p_alive", "persona_mean_lapse_ratio", "days_since_first_order"},
+    }[named]
     ids = base.customers.get_column("customer_id").head(40).to_list()
     sends = pl.DataFrame(
         {
