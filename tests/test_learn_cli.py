@@ -237,3 +237,38 @@ def test_a_plugin_fact_and_an_attribute_of_one_name(tmp_path):
     plugin = Catalogue({"points": FactSpec("points", "integer", source="loyalty")})
     with pytest.raises(ValueError, match=r"attribute 'points' .* also a fact of plugin 'loyalty'"):
         with_attributes(plugin, attribute_facts({"points": {"type": "number"}}))
+
+
+def test_templates_and_lint_know_the_projects_attributes(tmp_path, monkeypatch):
+    root = project(tmp_path)
+    (root / "playbooks" / "templates" / "hello.md").write_text(
+        "Hi {{ first_name }}, you have {{ points }} points ({{ loyalty_tier }}).\n"
+    )
+    monkeypatch.chdir(root)  # lint reads the project here
+    result = CliRunner().invoke(app, ["lint"])
+    assert "points" not in result.stdout, result.stdout
+    (root / "playbooks" / "templates" / "hello.md").write_text("Hi {{ pionts }}!\n")
+    result = CliRunner().invoke(app, ["validate"])
+    assert result.exit_code == 1 and "pionts" in result.stdout
+
+
+def test_attributes_of_a_customer_source(tmp_path):
+    root = project(
+        tmp_path,
+        extra=ATTRIBUTES.replace("loyalty_tier:", "tier:")
+        + "sources:\n  customers: {type: csv, path: customers.csv, columns: {tier: loyalty_tier}}\n"
+        "  events: {type: jsonl, path: events.jsonl}\n",
+    )
+    text = (root / "courtship.yaml").read_text().replace("customers: customers.csv\n", "", 1)
+    (root / "courtship.yaml").write_text(text.replace("events: events.jsonl\n", "", 1))
+    (root / "playbooks" / "lapsed-regular.yaml").write_text(
+        LAPSE_RULE.replace("fact: loyalty_tier", "fact: tier")
+    )
+    code, out, err = facts(root, "--fact", "tier", "--fact", "newsletter_since")
+    assert code == 0, err
+    assert out.splitlines() == [
+        "customer_id,tier,newsletter_since",
+        "c1,gold,2024-01-02",
+        "c2,bronze,",
+        "c3,silver,2025-06-30",
+    ]

@@ -20,7 +20,8 @@ def default_format() -> str:
 
 
 def run_validation(paths: list[Path], root: Path | None = None) -> Report:
-    """Find and validate the playbooks under ``paths``; a missing path is a usage error."""
+    """Find and validate the playbooks under ``paths``, with the attributes the project in
+    ``root`` (default: here) declares as facts; a missing path is a usage error."""
     files, missing = discover(paths)
     if missing:
         typer.secho(f"courtship: no such file or folder: {', '.join(missing)}", fg="red", err=True)
@@ -36,8 +37,10 @@ def run_validation(paths: list[Path], root: Path | None = None) -> Report:
     from courtship.plugins import PluginError, installed
     from courtship.project import ProjectError, load_project
 
+    # The project's own attributes are facts too (the project here, unless another is named).
+    root = root or Path.cwd()
     try:
-        attributes = load_project(root).attributes if root is not None else {}
+        attributes = load_project(root).attributes
     except ProjectError:  # reported with the project file's findings
         attributes = {}
     try:
