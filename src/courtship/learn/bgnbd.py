@@ -100,11 +100,14 @@ def fit(
     t_x: ArrayLike,
     T: ArrayLike,
     weights: ArrayLike | None = None,
+    *,
+    start: BGNBD | None = None,
 ) -> BGNBD:
     """The maximum-likelihood BG/NBD model of these histories (``x`` repeat purchases, ``t_x``
     and ``T`` in one time unit), each counted ``weights`` times (default: customers with the
-    same history are grouped here). Raises :class:`FitError` without any history, for a
-    history that cannot be, or when the optimiser fails."""
+    same history are grouped here). ``start``: a model of similar customers to start from (the
+    whole base's, for a persona). Raises :class:`FitError` without any history, for a history
+    that cannot be, or when the optimiser fails."""
     x, t_x, T = _arrays(x, t_x, T)
     if weights is None and x.size:
         (x, t_x, T), counts = np.unique(np.stack([x, t_x, T]), axis=1, return_counts=True)
@@ -119,16 +122,18 @@ def fit(
     if np.any(x < 0) or np.any(t_x < 0) or np.any(t_x > T) or np.any((x == 0) & (t_x != 0)):
         raise FitError("histories need 0 <= t_x <= T, and t_x = 0 without a repeat purchase")
     scale = max(float(np.average(T, weights=counts)), 1e-6)
-    start = np.log([1.0, scale, 1.0, 1.0])
-    if x.size > SAMPLE:
+    begin = np.log([1.0, scale, 1.0, 1.0])
+    if start is not None:
+        begin = np.clip(np.log([start.r, start.alpha, start.a, start.b]), *BOUNDS)
+    elif x.size > SAMPLE:
         # Most of the way on a sample of the histories, the rest on all of them: the same
         # optimum (the full likelihood decides), in a few evaluations of it instead of dozens.
         sample = np.random.default_rng(SAMPLE).choice(x.size, SAMPLE, replace=False)
         part = counts[sample]
-        rough = _minimise(_Histories(x[sample], t_x[sample], T[sample], part / part.sum()), start)
+        rough = _minimise(_Histories(x[sample], t_x[sample], T[sample], part / part.sum()), begin)
         if np.all(np.isfinite(rough.x)):
-            start = rough.x
-    result = _minimise(_Histories(x, t_x, T, counts / total), start)
+            begin = rough.x
+    result = _minimise(_Histories(x, t_x, T, counts / total), begin)
     if not np.all(np.isfinite(result.x)) or not np.isfinite(result.fun):
         raise FitError(f"the BG/NBD fit did not converge: {result.message}")
     r, alpha, a, b = np.exp(result.x)

@@ -101,7 +101,7 @@ def _fits(
     models: dict[str, BGNBD | None] = {"": whole}
     if learning.per_persona:
         models = {
-            name: _fit(part) or whole
+            name: _fit(part, whole) or whole
             for (name,), part in triples.partition_by(_GROUP, as_dict=True).items()
         }
     if len(kept) >= KEPT_FITS:
@@ -110,12 +110,13 @@ def _fits(
     return models
 
 
-def _fit(triples: pl.DataFrame) -> BGNBD | None:
-    """The BG/NBD model of these grouped histories; None when there are none or the fit fails."""
+def _fit(triples: pl.DataFrame, start: BGNBD | None = None) -> BGNBD | None:
+    """The BG/NBD model of these grouped histories (starting from ``start``, when given); None
+    when there are too few or the fit fails."""
     if triples.get_column("_count").sum() < MIN_CUSTOMERS:
         return None
     x, t_x, T, counts = (triples.get_column(c).to_numpy() for c in ("x", "t_x", "T", "_count"))
     try:
-        return fit(x, t_x, T, weights=counts)
+        return fit(x, t_x, T, weights=counts, start=start)
     except FitError:
         return None
