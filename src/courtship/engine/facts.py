@@ -787,7 +787,12 @@ def _purchase_days(orders: pl.DataFrame, zones: _Zones) -> pl.DataFrame:
     zone = pl.lit(zones.codes).gather(pl.col(ROW)).alias("_zone")
     parts = [pl.DataFrame(schema={ROW: pl.UInt32(), "purchase_days_count": pl.UInt32()})]
     for (code,), part in orders.select(ROW, "at", zone).partition_by("_zone", as_dict=True).items():
-        day = pl.col("at").cast(UTC_DATETIME).dt.convert_time_zone(zones.names[code]).dt.date()
+        name = zones.names[code]
+        day = (
+            pl.col("at").floordiv(MICROSECONDS_PER_DAY)  # in UTC, the day is a division
+            if name in ("UTC", "Etc/UTC")
+            else pl.col("at").cast(UTC_DATETIME).dt.convert_time_zone(name).dt.date()
+        )
         parts.append(
             part.with_columns(pl.col(ROW).set_sorted())
             .group_by(ROW, maintain_order=True)
