@@ -141,6 +141,14 @@ def test_usage_errors_say_what_to_write(tmp_path, args, message):
     assert message in err
 
 
+@pytest.mark.parametrize("output_format", ["csv", "parquet"])
+def test_an_output_file_that_cannot_be_written(tmp_path, output_format):
+    missing = tmp_path / "no-such-folder" / "facts.out"
+    code, _, err = facts(project(tmp_path / "p"), "-f", output_format, "--output", str(missing))
+    assert code == 2
+    assert f"cannot write {missing}" in err
+
+
 def test_the_lapse_rule_of_the_docs_is_written_with_the_new_facts(tmp_path):
     root = project(tmp_path)
     result = CliRunner().invoke(app, ["validate", "--project", str(root)])

@@ -117,12 +117,14 @@ def command(
     finally:
         state.close()
     chosen = select(facts, list(customer or []), names)
-    if output_format == "parquet":
-        assert output is not None
-        chosen.write_parquet(output)
-        return
-    text = as_csv(chosen) if output_format == "csv" else as_json(chosen)
     if output is None:
-        sys.stdout.write(text)
-    else:
-        output.write_text(text, encoding="utf-8")
+        sys.stdout.write(as_csv(chosen) if output_format == "csv" else as_json(chosen))
+        return
+    try:
+        if output_format == "parquet":
+            chosen.write_parquet(output)
+        else:
+            text = as_csv(chosen) if output_format == "csv" else as_json(chosen)
+            output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise fail(f"cannot write {output}: {error.strerror or error}", ExitCode.USAGE) from None
