@@ -19,6 +19,7 @@ from courtship.project import Project
 from courtship.sources import (
     CustomerBase,
     SourceError,
+    check_attribute_columns,
     empty_events,
     read_customers_csv,
     read_events_csv,
@@ -41,7 +42,8 @@ def read_base(project: Project, registry: Registry, *, dry_run: bool) -> Custome
             "the project file names no customers",
             "add customers: path/to/customers.csv, or a sources: section",
         )
-    customers = read_customers_csv(project.customers, facts=registry.facts())
+    customers = read_customers_csv(project.customers, facts=registry.facts() | project.attributes)
+    check_attribute_columns(customers, project.attributes, project.root / "courtship.yaml")
     if project.events is None:
         events = empty_events()
     elif project.events.suffix == ".csv":
@@ -77,9 +79,10 @@ def _from_sources(project: Project, registry: Registry, *, dry_run: bool) -> Cus
         )
     customers = read_source(
         _create(project, registry, "customers", settings["customers"]),
-        facts=registry.facts(),
+        facts=registry.facts() | project.attributes,
         where=f"sources.customers ({settings['customers'].get('type')})",
     )
+    check_attribute_columns(customers, project.attributes, project.root / "courtship.yaml")
     if "events" not in settings:
         return CustomerBase(customers, empty_events())
     incremental = bool(settings["events"].pop("incremental", False))

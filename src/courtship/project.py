@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from courtship.catalogue import FactSpec
+from courtship.catalogue.attributes import attribute_facts, attribute_findings
 from courtship.findings import Finding
+from courtship.learn import Learning
 from courtship.playbook import parse_duration, too_long
 from courtship.schema import PROJECT_SCHEMA_FILE, did_you_mean, schema_findings
 from courtship.validate import display_path
@@ -58,6 +61,10 @@ class Project:
     unsubscribe: dict[str, Any] = field(default_factory=dict)
     #: ``serve:``: what ``courtship serve`` needs to check providers' callbacks
     serve: dict[str, Any] = field(default_factory=dict)
+    #: your own customer attributes, as facts (``attributes:``)
+    attributes: dict[str, FactSpec] = field(default_factory=dict)
+    #: how learned facts are fitted (``learning:``)
+    learning: Learning = field(default_factory=Learning)
 
 
 def load_project(root: Path | None = None) -> Project:
@@ -72,6 +79,7 @@ def load_project(root: Path | None = None) -> Project:
         findings.extend(schema_findings(doc, PROJECT_SCHEMA_FILE))
     if isinstance(doc.data, dict):
         findings.extend(_secrets_in_file(doc))
+        findings.extend(attribute_findings(doc))
         delivery = doc.data.get("delivery")
         lengths = [("lookback",)] + [
             ("delivery", key) for key in ("backoff", "max_backoff") if isinstance(delivery, dict)
@@ -134,6 +142,8 @@ def load_project(root: Path | None = None) -> Project:
         seeds=[dict(seed) for seed in data.get("seeds", [])],
         unsubscribe=dict(data.get("unsubscribe", {})),
         serve=dict(data.get("serve", {})),
+        attributes=attribute_facts(data.get("attributes")),
+        learning=Learning(**data.get("learning", {}).get("bgnbd", {})),
     )
 
 

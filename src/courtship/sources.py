@@ -385,6 +385,25 @@ def _customer_column(name: str) -> pl.Expr:
     return column
 
 
+def check_attribute_columns(
+    customers: pl.DataFrame, attributes: Mapping[str, FactSpec], where: Path | str
+) -> None:
+    """Every attribute the project file declares is a column of the customers: one that is
+    not raises :class:`SourceError` at ``where`` (the project file) naming it."""
+    from courtship.catalogue.attributes import unknown_attribute_hint
+
+    columns = [name for name in customers.columns if name not in CUSTOMER_SCHEMA]
+    for name in attributes:
+        if name not in customers.columns:
+            raise SourceError(
+                where,
+                None,
+                f"attributes.{name}",
+                f"the customers have no column {name}",
+                unknown_attribute_hint(name, columns),
+            )
+
+
 def type_declared_facts(
     customers: pl.DataFrame,
     facts: Mapping[str, FactSpec] | None,

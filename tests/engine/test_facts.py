@@ -198,6 +198,67 @@ def test_rhythm_and_persona_medians(row):
     assert row["c6"]["persona_order_interval"] is None
 
 
+def test_rhythm_over_purchase_days(row):
+    # Maya ordered on 16 July, 26 August, 24 September and 24 October (London): 100 days over
+    # three gaps. c5: 3 and 13 November. Dan: 1, 11 and 13 November. Ben: one day.
+    maya = row["c1"]
+    assert maya["purchase_days_count"] == 4
+    assert maya["mean_order_interval"] == pytest.approx(100 / 3)
+    assert maya["mean_lapse_ratio"] == pytest.approx(30 / (100 / 3))
+    assert maya["days_since_first_order"] == 130.0
+    assert row["c4"]["mean_order_interval"] == 6.0 and row["c5"]["mean_order_interval"] == 10.0
+    assert row["c2"]["purchase_days_count"] == 1 and row["c2"]["mean_order_interval"] is None
+    assert row["c2"]["days_since_first_order"] == 3.125
+    assert row["c3"]["purchase_days_count"] == 0
+    for fact in ("mean_order_interval", "mean_lapse_ratio", "days_since_first_order"):
+        assert row["c3"][fact] is None, fact
+    # yogi: median of 100/3 (Maya) and 10 (c5); runner: Dan alone.
+    for customer in ("c1", "c2", "c5"):
+        assert row[customer]["persona_mean_order_interval"] == pytest.approx((100 / 3 + 10) / 2)
+    assert row["c1"]["persona_mean_lapse_ratio"] == pytest.approx(30 / ((100 / 3 + 10) / 2))
+    assert row["c4"]["persona_mean_order_interval"] == 6.0
+    assert row["c6"]["persona_mean_order_interval"] is None
+    assert row["c6"]["persona_mean_lapse_ratio"] is None
+
+
+def test_the_lapse_rule_reads_purchase_days_not_orders():
+    """ "At least 3 purchases, silent for more than 3x their usual interval": four orders around
+    New Year's midnight and one on 1 February and on 1 March make a usual (median) interval of
+    one hour, but four purchase days 20 days apart on average."""
+    lapsed = CustomerBase(
+        customers(customer_id=["k"], timezone=["Pacific/Auckland"]),
+        events(
+            # 31 December 22:00 and 23:00, 1 January 00:00 and 00:30 in Auckland: two local days
+            ("k", "order", "2026-12-31T09:00:00Z", "web", 10.0),
+            ("k", "order", "2026-12-31T10:00:00Z", "web", 10.0),
+            ("k", "order", "2026-12-31T11:00:00Z", "web", 10.0),
+            ("k", "order", "2026-12-31T11:30:00Z", "web", 10.0),
+            ("k", "order", "2027-02-01T09:00:00Z", "web", 10.0),
+            ("k", "order", "2027-03-01T09:00:00Z", "web", 10.0),
+        ),
+    )
+    k = compute_facts(lapsed, at("2027-09-27T09:00:00Z")).row(0, named=True)
+    assert k["orders_count"] == 6 and k["purchase_days_count"] == 4
+    assert k["usual_order_interval"] == pytest.approx(1 / 24)  # gaps 1h, 1h, 30m, 31d, 28d
+    # 31 December to 1 March (local) is 60 days, over three gaps.
+    assert k["mean_order_interval"] == 20.0
+    assert k["days_since_last_order"] == 210.0
+    assert k["mean_lapse_ratio"] == 10.5
+    assert k["days_since_first_order"] == 270.0
+
+
+def test_too_few_customers_to_learn_from_leave_the_learned_facts_null(row):
+    # Four customers with an order: too few to fit the four parameters of BG/NBD.
+    for customer in row:
+        assert row[customer]["p_alive"] is None and row[customer]["expected_orders_90d"] is None
+
+
+def test_learned_facts_are_left_out_when_not_asked():
+    facts = compute_facts(BASE, NOW, learning=None)
+    assert "p_alive" not in facts.columns and "expected_orders_90d" not in facts.columns
+    assert "mean_lapse_ratio" in facts.columns
+
+
 def test_dates(row):
     maya, ben, cleo = row["c1"], row["c2"], row["c3"]
     assert (maya["age"], maya["days_until_birthday"], maya["is_birthday_today"]) == (36, 0, True)
@@ -451,7 +512,7 @@ EVERY_FACT = set(facts_schema()) - {"customer_id", "local_date", "local_time", "
 
 
 @pytest.mark.parametrize("days", [0.5, 1, 3, 4, 40, 95])
-@pytest.mark.parametrize("named", ["all", "some"])
+@pytest.mark.parametrize("named", ["all", "some", "rhythm and learned"])
 def test_earlier_moments_equal_the_facts_computed_there(days: float, named: str) -> None:
     """``FactHistory.before`` re-aggregates only the customers something happened to since the
     earlier moment, or whose 30- and 90-day windows lost an event; every fact it gives equals
@@ -462,7 +523,11 @@ def test_earlier_moments_equal_the_facts_computed_there(days: float, named: str)
 
     base = _example_base()
     moment = NOW - timedelta(days=days)
-    wanted = EVERY_FACT if named == "all" else {"lapse_ratio", "orders_last_90d", "age"}
+    wanted = {
+        "all": EVERY_FACT,
+        "some": {"lapse_ratio", "orders_last_90d", "age"},
+        "rhythm and learned": {"p_alive", "persona_mean_lapse_ratio", "days_since_first_order"},
+    }[named]
     ids = base.customers.get_column("customer_id").head(40).to_list()
     sends = pl.DataFrame(
         {

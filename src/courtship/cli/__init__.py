@@ -12,6 +12,7 @@ from courtship import __version__
 from courtship.cli import (
     diff,
     explain,
+    facts,
     graph,
     history,
     lint,
@@ -58,6 +59,7 @@ app.command("graph")(graph.command)
 app.command("schema")(schema.command)
 app.command("plan")(plan.command)
 app.command("explain")(explain.command)
+app.command("facts")(facts.command)
 app.command("history")(history.command)
 app.command("diff")(diff.command)
 app.command("preview")(preview.command)

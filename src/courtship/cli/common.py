@@ -81,11 +81,12 @@ def load(root: Path | None, *, quiet: bool = False, dry_run: bool = True) -> Loa
     files, missing = discover([project.playbooks])
     if missing or not files:
         raise fail(f"no playbooks in {project.playbooks}", ExitCode.USAGE)
+    from courtship.catalogue.attributes import with_attributes
     from courtship.plugins import PluginError, installed
 
     try:
-        catalogue = installed().catalogue()
-    except PluginError as error:
+        catalogue = with_attributes(installed().catalogue(), project.attributes)
+    except (PluginError, ValueError) as error:
         raise fail(str(error), ExitCode.USAGE) from None
     report = validate_files(files, catalogue)
     broken = sorted({f.path for f in report.errors})

@@ -20,8 +20,9 @@ def default_format() -> str:
     return "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
 
 
-def run_validation(paths: list[Path]) -> Report:
-    """Find and validate the playbooks under ``paths``; a missing path is a usage error."""
+def run_validation(paths: list[Path], root: Path | None = None) -> Report:
+    """Find and validate the playbooks under ``paths``, with the attributes the project in
+    ``root`` (default: here) declares as facts; a missing path is a usage error."""
     from courtship.validate import discover, validate_files
 
     files, missing = discover(paths)
@@ -35,11 +36,19 @@ def run_validation(paths: list[Path]) -> Report:
             err=True,
         )
         raise typer.Exit(ExitCode.USAGE)
+    from courtship.catalogue.attributes import with_attributes
     from courtship.plugins import PluginError, installed
+    from courtship.project import ProjectError, load_project
 
+    # The project's own attributes are facts too (the project here, unless another is named).
+    root = root or Path.cwd()
     try:
-        catalogue = installed().catalogue()
-    except PluginError as error:
+        attributes = load_project(root).attributes
+    except ProjectError:  # reported with the project file's findings
+        attributes = {}
+    try:
+        catalogue = with_attributes(installed().catalogue(), attributes)
+    except (PluginError, ValueError) as error:
         typer.secho(f"courtship: {error}", fg="red", err=True)
         raise typer.Exit(ExitCode.USAGE) from None
     return validate_files(files, catalogue)
@@ -92,7 +101,7 @@ def command(
         typer.secho(f"courtship: no such project folder: {root}", fg="red", err=True)
         raise typer.Exit(ExitCode.USAGE)
     project_file, project_findings, playbooks = check_project(root)
-    report = run_validation(paths or [playbooks])
+    report = run_validation(paths or [playbooks], root)
     report.root = root
     if project_file is not None:
         report.files.insert(0, project_file)

@@ -25,6 +25,8 @@ import networkx as nx
 import polars as pl
 
 from courtship.catalogue import Catalogue, builtin_catalogue
+from courtship.learn import Learning
+from courtship.learn.facts import LEARNED_FACTS, LEARNING_INPUTS, learned_facts
 from courtship.sources import (
     CUSTOMER_SCHEMA,
     EVENT_SCHEMA,
@@ -96,7 +98,20 @@ LATEST_SCHEMA: dict[str, pl.DataType] = {
     "type": pl.String(),
 }
 #: Facts computed from other facts, once those are known.
-RHYTHM_FACTS: tuple[str, ...] = ("lapse_ratio", "persona_order_interval", "persona_lapse_ratio")
+RHYTHM_FACTS: tuple[str, ...] = (
+    "lapse_ratio",
+    "persona_order_interval",
+    "persona_lapse_ratio",
+    "mean_lapse_ratio",
+    "persona_mean_order_interval",
+    "persona_mean_lapse_ratio",
+)
+#: The learned facts fitted on the whole base (the default).
+WHOLE_BASE = Learning()
+#: The facts rhythm facts are computed from.
+RHYTHM_INPUTS: frozenset[str] = frozenset(
+    {"persona", "usual_order_interval", "mean_order_interval", "days_since_last_order"}
+)
 #: Instants (µs since the epoch) whose local date is a fact.
 LOCAL_DATE_OF: dict[str, str] = {
     "first_order_at": "first_order_date",
@@ -120,6 +135,7 @@ def compute_facts(
     set_facts: pl.DataFrame | None = None,
     set_tags: pl.DataFrame | None = None,
     default_timezone: str = "UTC",
+    learning: Learning | None = WHOLE_BASE,
 ) -> pl.DataFrame:
     """Every fact for every customer at ``now``: one row per customer, in the customers' order.
 
@@ -137,6 +153,7 @@ def compute_facts(
         set_facts=set_facts,
         set_tags=set_tags,
         default_timezone=default_timezone,
+        learning=learning,
     )
     return history.at(now)
 
@@ -161,12 +178,15 @@ class FactHistory:
         set_facts: pl.DataFrame | None = None,
         set_tags: pl.DataFrame | None = None,
         default_timezone: str = "UTC",
+        learning: Learning | None = WHOLE_BASE,
     ) -> None:
         if not is_time_zone(default_timezone):
             raise ValueError(
                 f"default time zone {default_timezone!r} is not a known IANA time zone"
             )
         self.base = base
+        #: how the learned facts are fitted; None leaves them out (no playbook reads them)
+        self.learning = learning
         customers = _customer_file(base, default_timezone)
         #: the customer file's other columns (text, or typed as the facts plugins declare),
         #: put beside the facts as they are: never read to compute one
@@ -197,7 +217,8 @@ class FactHistory:
         customers = self.customers
         zones, calendar = _zone_columns(self.zones, now)
         links = _referral_links(referral_rows(self.base), now)
-        activity = _activity(*pl.collect_all(_activity_queries(self.events.lazy(), now)), now)
+        queries = _activity_queries(self.events.lazy(), now)
+        activity = _activity(*pl.collect_all(queries), now, self.zones)
         with_orders = next(part for part in activity if "orders_count" in part.columns)
         ordered = with_orders.get_column(ROW)
         friends = _friends(links, _friend_counts(self.base, now), customers, ordered)
@@ -243,7 +264,8 @@ class FactHistory:
             .collect()
         )
         events = self._events_of(changed.get_column(ROW), moment_us)
-        again = _activity(*pl.collect_all(_activity_queries(events.lazy(), moment)), moment)
+        queries = _activity_queries(events.lazy(), moment)
+        again = _activity(*pl.collect_all(queries), moment, self.zones)
         redone = changed.with_columns(pl.col(ROW).set_sorted())
         for part in again:
             redone = redone.join(part, on=ROW, how="left", maintain_order="left")
@@ -311,7 +333,9 @@ class FactHistory:
         if only is not None:
             wanted = {"customer_id", ROW, *only, *LOCAL_COLUMNS}
             if only & set(RHYTHM_FACTS):
-                wanted |= {"persona", "usual_order_interval", "days_since_last_order"}
+                wanted |= RHYTHM_INPUTS
+            if only & set(LEARNED_FACTS) and self.learning is not None:
+                wanted |= LEARNING_INPUTS
             expressions = [e for e in expressions if e.meta.output_name() in wanted]
         if isinstance(derived, pl.LazyFrame):  # only what these facts read is worked out
             used = {ROW, "timezone"}.union(*(e.meta.root_names() for e in expressions))
@@ -330,11 +354,12 @@ class FactHistory:
             [self.customers, derived.drop(ROW, "timezone"), zones, units], how="horizontal"
         )
         facts = frame.lazy().select(expressions).collect()
-        names = [name for name in facts_schema() if name in facts.columns or name in RHYTHM_FACTS]
         if only is None or only & set(RHYTHM_FACTS):
             facts = facts.with_columns(_rhythm(facts, self.personas))
-        else:
-            names = [name for name in names if name not in RHYTHM_FACTS]
+        if self.learning is not None and (only is None or only & set(LEARNED_FACTS)):
+            learned = learned_facts(facts, self.learning, self.base.__dict__)
+            facts = pl.concat([facts, learned], how="horizontal")
+        names = [name for name in facts_schema() if name in facts.columns]
         facts = facts.select(ROW, *names)
         others = [n for n in self.others.columns if only is None or n in only]
         if others:
@@ -718,6 +743,7 @@ def _activity(
     replies: pl.DataFrame,
     messages: pl.DataFrame,
     now: datetime,
+    zones: _Zones,
 ) -> list[pl.DataFrame]:
     """Per customer row, in parts sorted by row: the collected ``_activity_queries``, with
     orders, gaps and waiting messages. Orders are summed in time order, so a total does not
@@ -739,6 +765,7 @@ def _activity(
         .group_by(ROW, maintain_order=True)
         .agg(pl.col("gap").median().alias("order_gap_us"))
     )
+    by_days = _purchase_days(orders, zones)
     # At the same instant, ties are broken by the channel's name (the sort above).
     by_latest = messages.group_by(ROW, maintain_order=True).agg(
         at.last().alias("last_inbound_at"), pl.col("channel").last().alias("last_inbound_channel")
@@ -750,8 +777,28 @@ def _activity(
         .group_by(ROW, maintain_order=True)
         .agg(pl.len().alias("unanswered_inbound_count"), at.first().alias("oldest_waiting_at"))
     )
-    parts = [visits, sends, signups, by_orders, by_gaps, by_latest, by_waiting]
+    parts = [visits, sends, signups, by_orders, by_gaps, by_days, by_latest, by_waiting]
     return [part.with_columns(pl.col(ROW).set_sorted()) for part in parts]
+
+
+def _purchase_days(orders: pl.DataFrame, zones: _Zones) -> pl.DataFrame:
+    """Per customer row (sorted): ``purchase_days_count``, the distinct local dates with an
+    order, each order's date taken in its customer's time zone (one partition per zone)."""
+    zone = pl.lit(zones.codes).gather(pl.col(ROW)).alias("_zone")
+    parts = [pl.DataFrame(schema={ROW: pl.UInt32(), "purchase_days_count": pl.UInt32()})]
+    for (code,), part in orders.select(ROW, "at", zone).partition_by("_zone", as_dict=True).items():
+        name = zones.names[code]
+        day = (
+            pl.col("at").floordiv(MICROSECONDS_PER_DAY)  # in UTC, the day is a division
+            if name in ("UTC", "Etc/UTC")
+            else pl.col("at").cast(UTC_DATETIME).dt.convert_time_zone(name).dt.date()
+        )
+        parts.append(
+            part.with_columns(pl.col(ROW).set_sorted())
+            .group_by(ROW, maintain_order=True)
+            .agg(day.n_unique().cast(pl.UInt32()).alias("purchase_days_count"))
+        )
+    return pl.concat(parts).sort(ROW)
 
 
 # ── time zones ───────────────────────────────────────────────────────────
@@ -1029,6 +1076,7 @@ def _fact_expressions(now: datetime, calendar: pl.DataFrame) -> list[pl.Expr]:
 
     today = pl.col("local_date")
     orders = pl.col("orders_count").fill_null(0)
+    purchase_days = pl.col("purchase_days_count").fill_null(0).cast(pl.Int64())
     signup = pl.coalesce(pl.col("signup_date"), pl.col("first_signup_date"))
     birthday = _Anniversary(pl.col("birthday"), calendar)
     joined = _Anniversary(signup, calendar)
@@ -1041,10 +1089,16 @@ def _fact_expressions(now: datetime, calendar: pl.DataFrame) -> list[pl.Expr]:
         "first_order_date": pl.col("first_order_date"),
         "last_order_date": pl.col("last_order_date"),
         "days_since_last_order": days_since("last_order_at"),
+        "days_since_first_order": days_since("first_order_at"),
         "days_since_signup": pl.when(signup <= today).then((today - signup).dt.total_days()),
         "orders_last_90d": pl.col("orders_last_90d").fill_null(0),
         "days_since_last_visit": days_since("last_visit_at"),
         "usual_order_interval": pl.when(orders >= 2).then(pl.col("order_gap_us") / pl.col(DAY)),
+        "purchase_days_count": purchase_days,
+        "mean_order_interval": pl.when(purchase_days >= 2).then(
+            (pl.col("last_order_date") - pl.col("first_order_date")).dt.total_days()
+            / (purchase_days - 1)
+        ),
         "age": pl.when((pl.col("birthday") <= today) & (birthday.year != UNKNOWN_YEAR)).then(
             birthday.years
         ),
@@ -1066,29 +1120,46 @@ def _fact_expressions(now: datetime, calendar: pl.DataFrame) -> list[pl.Expr]:
     }
     expressions = [pl.col(ROW)]
     for name, dtype in facts_schema().items():
-        if name in RHYTHM_FACTS:
+        if name in RHYTHM_FACTS or name in LEARNED_FACTS:
             continue
         expressions.append(derived.get(name, pl.col(name)).cast(dtype).alias(name))
     return expressions
 
 
 def _rhythm(facts: pl.DataFrame, personas: _Personas) -> list[pl.Expr]:
-    """The customer's own rhythm and their persona's: lateness against the usual interval."""
-    interval, late = pl.col("usual_order_interval"), pl.col("days_since_last_order")
+    """The customer's own rhythm and their persona's: lateness against the usual interval
+    (a median of gaps between orders) and against the mean interval between purchase days."""
+    late = pl.col("days_since_last_order")
+    out = []
+    for interval, persona_interval, own, persona_ratio in (
+        ("usual_order_interval", "persona_order_interval", "lapse_ratio", "persona_lapse_ratio"),
+        (
+            "mean_order_interval",
+            "persona_mean_order_interval",
+            "mean_lapse_ratio",
+            "persona_mean_lapse_ratio",
+        ),
+    ):
+        persona = pl.lit(_persona_medians(facts.get_column(interval), personas))
+        out += [
+            pl.when(pl.col(interval) > 0).then(late / pl.col(interval)).alias(own),
+            persona.alias(persona_interval),
+            pl.when(persona > 0).then(late / persona).alias(persona_ratio),
+        ]
+    return out
+
+
+def _persona_medians(values: pl.Series, personas: _Personas) -> pl.Series:
+    """Each customer's persona's median of ``values`` (nulls left out), null without a persona."""
     medians = (
-        pl.DataFrame({"persona": personas.codes, "interval": facts["usual_order_interval"]})
+        pl.DataFrame({"persona": personas.codes, "value": values})
         .drop_nulls()
         .group_by("persona")
-        .agg(pl.col("interval").median())
+        .agg(pl.col("value").median())
     )
     by_persona = pl.Series([None] * len(personas.names), dtype=pl.Float64())
-    by_persona.scatter(medians.get_column("persona"), medians.get_column("interval"))
-    persona = pl.lit(by_persona.gather(personas.codes))
-    return [
-        pl.when(interval > 0).then(late / interval).alias("lapse_ratio"),
-        persona.alias("persona_order_interval"),
-        pl.when(persona > 0).then(late / persona).alias("persona_lapse_ratio"),
-    ]
+    by_persona.scatter(medians.get_column("persona"), medians.get_column("value"))
+    return by_persona.gather(personas.codes)
 
 
 class _Personas:

@@ -26,6 +26,7 @@ from courtship.engine.outbox import outbox_rows
 from courtship.engine.plan import Decision, Plan, iso
 from courtship.engine.record import decision_rows, keep_deciding_values
 from courtship.graph import PlaybookGraph
+from courtship.learn.facts import LEARNED_FACTS
 from courtship.playbook import Playbook, declare_set_facts
 from courtship.project import Project
 from courtship.sources import CustomerBase
@@ -49,6 +50,8 @@ class Engine:
         self.graph = PlaybookGraph(playbooks)
         self.playbooks = {pb.id: pb for pb in playbooks if pb.enabled}
         self.order = [pb_id for pb_id in self.graph.order() if pb_id in self.playbooks]
+        #: learned facts are fitted only when a playbook reads one
+        self.learns = any(set(pb.facts_read) & set(LEARNED_FACTS) for pb in self.playbooks.values())
 
     def plan(
         self, base: CustomerBase, now: dt.datetime, state: StateStore, *, trace: str | None = None
@@ -98,13 +101,7 @@ class Engine:
         plan.disabled, keys = render.broken_playbooks(self.playbooks, self.project, now, fact_types)
         # What we said to customers (a team notification is not a message to the customer).
         sends = state.sends().filter(pl.col("channel") != "team")
-        history = FactHistory(
-            base,
-            sends=sends.select("customer_id", "at", "channel", "playbook", "category"),
-            set_facts=state.set_facts(),
-            set_tags=state.set_tags(),
-            default_timezone=self.project.timezone,
-        )
+        history = self._history(base, sends, state, learn=self.learns)
         # Consent as the customer file says, overridden by unsubscribes, STOPs and bounces.
         facts = consent.as_of(self._completed(history.at(now)), state.consent_changes(), now)
         schema = dict(facts.schema)
@@ -178,6 +175,30 @@ class Engine:
             facts = sequences.after_guards(decided, now, facts, candidates, plan, self.catalogue)
         plan.facts = facts
         return plan
+
+    def facts(
+        self, base: CustomerBase, now: dt.datetime, state: StateStore, *, learn: bool = True
+    ) -> pl.DataFrame:
+        """Every fact of every customer at ``now``, as conditions read them, one row per
+        customer, ``customer_id`` first: what ``courtship facts`` prints. ``learn``: fit the
+        learned facts (else they are null)."""
+        sends = state.sends().filter(pl.col("channel") != "team")
+        with no_cycle_collection():
+            history = self._history(base, sends, state, learn=learn)
+            facts = self._completed(history.at(now.astimezone(dt.UTC)))
+        return facts.drop(ROW, "_local_now")
+
+    def _history(
+        self, base: CustomerBase, sends: pl.DataFrame, state: StateStore, *, learn: bool
+    ) -> FactHistory:
+        return FactHistory(
+            base,
+            sends=sends.select("customer_id", "at", "channel", "playbook", "category"),
+            set_facts=state.set_facts(),
+            set_tags=state.set_tags(),
+            default_timezone=self.project.timezone,
+            learning=self.project.learning if learn else None,
+        )
 
     def _completed(self, frame: pl.DataFrame) -> pl.DataFrame:
         """The facts as conditions read them: every catalogue fact a column (facts no one has

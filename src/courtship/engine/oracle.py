@@ -6,6 +6,10 @@ for speed. This module says the same thing the slow, obvious way, straight from 
 ``statistics.median``), so property tests can check that both agree on random customers, events
 and playbooks (``tests/engine/test_agreement.py``). It is not used to run anything.
 
+The learned facts (``p_alive``, ``expected_orders_90d``: a BG/NBD model fitted on the whole base,
+:mod:`courtship.learn`) are left out: a maximum-likelihood fit has no slow, obvious form, and
+``tests/test_learn.py`` checks it against the published figures instead.
+
 Shapes, as the engine reads them:
 
 - a customer is a dict of the customer-file columns (``birthday`` a ``date``, ``tags`` a list,
@@ -87,6 +91,16 @@ def usual_order_interval(events: Iterable[Mapping[str, Any]], now: dt.datetime) 
     return statistics.median(gaps) / (DAY // MICROSECOND) if gaps else None
 
 
+def mean_order_interval(
+    first: dt.date | None, last: dt.date | None, purchase_days: int
+) -> float | None:
+    """The mean gap in days between purchase days: first to last, over one fewer than their
+    number (two purchase days at least)."""
+    if first is None or last is None or purchase_days < 2:
+        return None
+    return (last - first).days / (purchase_days - 1)
+
+
 def customer_facts(
     customer: Mapping[str, Any],
     events: list[Mapping[str, Any]],
@@ -94,12 +108,14 @@ def customer_facts(
     *,
     friends: Mapping[str, Any] | None = None,
     persona_intervals: Mapping[str, float] | None = None,
+    persona_mean_intervals: Mapping[str, float] | None = None,
     default_timezone: str = "UTC",
 ) -> Facts:
     """Every fact of one customer at ``now``, from their own ``events``.
 
-    ``friends`` are this customer's referral facts (``referral_facts``) and ``persona_intervals``
-    the median ``usual_order_interval`` of each persona: both need the whole base.
+    ``friends`` are this customer's referral facts (``referral_facts``), ``persona_intervals``
+    the median ``usual_order_interval`` of each persona and ``persona_mean_intervals`` the
+    median ``mean_order_interval``: they need the whole base.
     """
     now = now.astimezone(dt.UTC)
     facts: Facts = {name: customer.get(name) for name in PROFILE}
@@ -130,6 +146,7 @@ def customer_facts(
         "first_order_date": local_day(orders[0]["at"]) if orders else None,
         "last_order_date": local_day(last_order) if last_order else None,
         "days_since_last_order": since(last_order),
+        "days_since_first_order": since(orders[0]["at"] if orders else None),
         "orders_last_90d": sum(1 for o in orders if o["at"] >= now - 90 * DAY),
     }
     visits = of("visit")
@@ -153,6 +170,19 @@ def customer_facts(
         "lapse_ratio": late / interval if late is not None and interval else None,
         "persona_order_interval": baseline,
         "persona_lapse_ratio": late / baseline if late is not None and baseline else None,
+    }
+    # The same against the mean interval between distinct (local) purchase days.
+    days = len({local_day(o["at"]) for o in orders})
+    mean = mean_order_interval(facts["first_order_date"], facts["last_order_date"], days)
+    mean_baseline = (persona_mean_intervals or {}).get(persona) if persona is not None else None
+    facts |= {
+        "purchase_days_count": days,
+        "mean_order_interval": mean,
+        "mean_lapse_ratio": late / mean if late is not None and mean else None,
+        "persona_mean_order_interval": mean_baseline,
+        "persona_mean_lapse_ratio": (
+            late / mean_baseline if late is not None and mean_baseline else None
+        ),
     }
 
     # Birthday.
@@ -194,7 +224,11 @@ def customer_facts(
         **(friends or {}),
     }
     offset = local.utcoffset() or dt.timedelta(0)
-    ordered = {name: facts[name] for name in builtin_catalogue().facts}
+    ordered = {
+        name: facts[name]
+        for name, spec in builtin_catalogue().facts.items()
+        if spec.group != "learned"
+    }
     return ordered | {
         "local_date": today,
         "local_time": local.time().replace(tzinfo=None),
@@ -255,13 +289,23 @@ def reference_facts(
     for event in events:
         if event["customer_id"] in mine:
             mine[event["customer_id"]].append(event)
-    by_persona: dict[str, list[float]] = {}
-    for customer in customers:
-        interval = usual_order_interval(mine[customer["customer_id"]], now)
-        if customer.get("persona") is not None and interval is not None:
-            by_persona.setdefault(customer["persona"], []).append(interval)
-    intervals = {persona: statistics.median(values) for persona, values in by_persona.items()}
     friends = referral_facts(customers, events, now)
+    alone = {
+        c["customer_id"]: customer_facts(
+            c, mine[c["customer_id"]], now, default_timezone=default_timezone
+        )
+        for c in customers
+    }
+
+    def medians(fact: str) -> dict[str, float]:
+        by_persona: dict[str, list[float]] = {}
+        for customer in customers:
+            value = alone[customer["customer_id"]][fact]
+            if customer.get("persona") is not None and value is not None:
+                by_persona.setdefault(customer["persona"], []).append(value)
+        return {persona: statistics.median(values) for persona, values in by_persona.items()}
+
+    intervals, means = medians("usual_order_interval"), medians("mean_order_interval")
     return {
         c["customer_id"]: customer_facts(
             c,
@@ -269,6 +313,7 @@ def reference_facts(
             now,
             friends=friends[c["customer_id"]],
             persona_intervals=intervals,
+            persona_mean_intervals=means,
             default_timezone=default_timezone,
         )
         for c in customers

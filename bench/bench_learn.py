@@ -1,0 +1,98 @@
+"""Benchmark: fitting BG/NBD (``p_alive``, ``expected_orders_90d``) on 1,000,000 customers.
+
+The base is ``bench_engine.generate_base`` (fixed seed; ~10 events a customer, orders among
+them). The facts are computed once without the learned facts; then, with a fresh cache each
+time, it times (medians over repetitions) ``courtship.learn.facts.learned_facts`` on them —
+grouping the histories into distinct (x, t_x, T), the maximum-likelihood fit, the predictions
+for every customer — for one model of the whole base and one per persona, and the fit alone.
+Target: the whole-base learned facts in under 5 s. Results go to
+``bench/results/learn-<customers>.json`` (git-ignored).
+
+    .venv/bin/python bench/bench_learn.py             # 1,000,000 customers
+    .venv/bin/python bench/bench_learn.py --quick     # 100,000 customers
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_engine import DEFAULT_NOW, generate_base
+
+from courtship.engine.facts import compute_facts
+from courtship.learn import Learning
+from courtship.learn.bgnbd import fit
+from courtship.learn.facts import histories, learned_facts
+
+TARGET_S = 5.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="100,000 customers")
+    parser.add_argument("--seed", type=int, default=20261123)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.customers = 100_000
+    now = dt.datetime.fromisoformat(DEFAULT_NOW).astimezone(dt.UTC)
+    base = generate_base(args.customers, args.seed, now)
+    start = time.perf_counter()
+    facts = compute_facts(base, now, learning=None)
+    facts_s = time.perf_counter() - start
+    rows = histories(facts, Learning()).drop_nulls("x")
+    triples = rows.group_by("x", "t_x", "T").len()
+    results: dict[str, object] = {
+        "customers": args.customers,
+        "with_orders": rows.height,
+        "distinct_histories": triples.height,
+        "facts_without_learning_s": round(facts_s, 2),
+        "cpus": os.cpu_count(),
+        "loadavg": os.getloadavg(),
+    }
+
+    def timed(task) -> tuple[float, object]:
+        times, value = [], None
+        for _ in range(args.repeat):
+            start = time.perf_counter()
+            value = task()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times), value
+
+    whole_s, learned = timed(lambda: learned_facts(facts, Learning(), {}))
+    persona_s, _ = timed(lambda: learned_facts(facts, Learning(per_persona=True), {}))
+    x, t_x, T = (triples.get_column(c).to_numpy() for c in ("x", "t_x", "T"))
+    counts = triples.get_column("len").to_numpy()
+    fit_s, model = timed(lambda: fit(x, t_x, T, weights=counts))
+    kept: dict[str, object] = {}
+    learned_facts(facts, Learning(), kept)
+    start = time.perf_counter()
+    learned_facts(facts, Learning(), kept)
+    cached_s = time.perf_counter() - start
+    results |= {
+        "learned_facts_whole_base_s": round(whole_s, 3),
+        "learned_facts_per_persona_s": round(persona_s, 3),
+        "fit_alone_s": round(fit_s, 3),
+        "learned_facts_cached_s": round(cached_s, 3),
+        "model": {k: getattr(model, k) for k in ("r", "alpha", "a", "b", "log_likelihood")},
+        "p_alive_mean": learned.get_column("p_alive").mean(),  # type: ignore[union-attr]
+        "target_s": TARGET_S,
+    }
+    print(json.dumps(results, indent=2))
+    out = Path(__file__).parent / "results" / f"learn-{args.customers}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    return 0 if whole_s <= TARGET_S else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,122 @@
+"""The learned facts of a whole base, column-wise: ``p_alive`` and ``expected_orders_90d``
+from a BG/NBD model (:mod:`courtship.learn.bgnbd`) fitted on the base at the moment.
+
+Time is counted in the customer's local days, as the rhythm facts count it: ``x`` is
+``purchase_days_count - 1`` (purchase days after the first), ``t_x`` the days from the first
+purchase day to the last, ``T`` the days from the first purchase day to today. Customers
+without an order have no history to judge: their learned facts are null.
+
+Histories are grouped: customers with the same ``(x, t_x, T)`` (and persona, when fitted per
+persona) share one likelihood term and one prediction. A fit is kept with the base, under a
+fingerprint of the histories it was fitted on, so a later call at the same moment (``explain``
+after ``plan``, the ``becomes`` rewinds of a plan) fits nothing again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from courtship.learn import Learning
+from courtship.learn.bgnbd import BGNBD, FitError, fit
+
+#: The learned facts, in catalogue order.
+LEARNED_FACTS: tuple[str, ...] = ("p_alive", "expected_orders_90d")
+#: The facts (besides ``local_date``) the learned facts are computed from.
+LEARNING_INPUTS: frozenset[str] = frozenset(
+    {"persona", "purchase_days_count", "first_order_date", "last_order_date"}
+)
+HORIZON_DAYS = 90
+#: Fewer customers with an order than this are too few to fit four parameters on: their
+#: learned facts are null (a persona this small is judged by the whole base's model).
+MIN_CUSTOMERS = 20
+#: Fits kept per base: a plan's moment and its rewinds.
+KEPT_FITS = 16
+_GROUP = "_group"
+
+
+def histories(facts: pl.DataFrame, learning: Learning) -> pl.DataFrame:
+    """Per customer (in order): the BG/NBD group, ``x``, ``t_x`` and ``T`` in days, null
+    without an order."""
+    days = pl.col("purchase_days_count").cast(pl.Float64())
+    first = pl.col("first_order_date")
+    group = pl.col("persona").cast(pl.String()) if learning.per_persona else pl.lit("")
+    return facts.select(
+        group.fill_null("").alias(_GROUP),
+        pl.when(days >= 1).then(days - 1).alias("x"),
+        pl.when(days >= 1).then((pl.col("last_order_date") - first).dt.total_days()).alias("t_x"),
+        pl.when(days >= 1).then((pl.col("local_date") - first).dt.total_days()).alias("T"),
+    ).with_columns(pl.col("t_x", "T").cast(pl.Float64()))
+
+
+def learned_facts(facts: pl.DataFrame, learning: Learning, keep: dict[str, Any]) -> pl.DataFrame:
+    """``p_alive`` and ``expected_orders_90d`` for every customer of ``facts`` (which hold
+    ``LEARNING_INPUTS`` and ``local_date``), in order. ``keep`` is where fits are kept (the
+    base's own dictionary)."""
+    rows = histories(facts, learning)
+    triples = (
+        rows.drop_nulls("x")
+        .group_by(_GROUP, "x", "t_x", "T")
+        .agg(pl.len().alias("_count"))
+        .sort(_GROUP, "x", "t_x", "T")
+    )
+    models = _fits(triples, learning, keep)
+    parts = []
+    for (name,), part in triples.partition_by(_GROUP, as_dict=True).items():
+        model = models.get(name)
+        x, t_x, T = (part.get_column(c).to_numpy() for c in ("x", "t_x", "T"))
+        if model is None:
+            alive = expected = np.full(part.height, np.nan)
+        else:
+            alive = model.p_alive(x, t_x, T)
+            expected = model.expected_purchases(HORIZON_DAYS, x, t_x, T)
+        parts.append(part.with_columns(p_alive=alive, expected_orders_90d=expected))
+    schema = {"p_alive": pl.Float64(), "expected_orders_90d": pl.Float64()}
+    predicted = pl.concat(
+        [
+            triples.clear()
+            .drop("_count")
+            .with_columns(**{n: pl.lit(None, t) for n, t in schema.items()})
+        ]
+        + [p.drop("_count") for p in parts]
+    ).with_columns(
+        pl.when(pl.col(name).is_finite()).then(pl.col(name)).alias(name) for name in LEARNED_FACTS
+    )
+    return rows.join(
+        predicted, on=[_GROUP, "x", "t_x", "T"], how="left", maintain_order="left"
+    ).select(*LEARNED_FACTS)
+
+
+def _fits(
+    triples: pl.DataFrame, learning: Learning, keep: dict[str, Any]
+) -> dict[str, BGNBD | None]:
+    """The model of each group of ``triples``: fitted, or kept from an earlier call."""
+    mark = (learning, triples.height, int(triples.hash_rows(seed=20261201).sum() or 0))
+    kept: dict[Any, dict[str, BGNBD | None]] = keep.setdefault("_bgnbd_fits", {})
+    if mark in kept:
+        return kept[mark]
+    whole = _fit(triples)
+    models: dict[str, BGNBD | None] = {"": whole}
+    if learning.per_persona:
+        models = {
+            name: _fit(part, whole) or whole
+            for (name,), part in triples.partition_by(_GROUP, as_dict=True).items()
+        }
+    if len(kept) >= KEPT_FITS:
+        kept.pop(next(iter(kept)))
+    kept[mark] = models
+    return models
+
+
+def _fit(triples: pl.DataFrame, start: BGNBD | None = None) -> BGNBD | None:
+    """The BG/NBD model of these grouped histories (starting from ``start``, when given); None
+    when there are too few or the fit fails."""
+    if triples.get_column("_count").sum() < MIN_CUSTOMERS:
+        return None
+    x, t_x, T, counts = (triples.get_column(c).to_numpy() for c in ("x", "t_x", "T", "_count"))
+    try:
+        return fit(x, t_x, T, weights=counts, start=start)
+    except FitError:
+        return None
