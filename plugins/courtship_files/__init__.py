@@ -18,17 +18,45 @@ with its file, line and column (the file's name for a renamed column).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import courtship
-from courtship.sources import SourceFactory
 
-from .source import CSVSource, FileSource, JSONLinesSource
+if TYPE_CHECKING:
+    from courtship.sources import SourceFactory
 
 __all__ = ["CSVSource", "FileSource", "JSONLinesSource"]
+
+#: Where each name of the plugin lives: imported on first use (``__getattr__``), so loading the
+#: plugin to learn what it registers does not import what it needs to read.
+_LAZY = {"CSVSource": "source", "FileSource": "source", "JSONLinesSource": "source"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _csv(settings: Mapping[str, Any], role: str, root: Path) -> Any:
+    """The csv source, built when a command uses it: importing this plugin stays cheap."""
+    from .source import CSVSource
+
+    return CSVSource(settings, role, root)
+
+
+def _jsonl(settings: Mapping[str, Any], role: str, root: Path) -> Any:
+    """The jsonl source, built when a command uses it: importing this plugin stays cheap."""
+    from .source import JSONLinesSource
+
+    return JSONLinesSource(settings, role, root)
 
 
 @courtship.hookimpl
 def register_sources(register: Callable[[str, SourceFactory], None]) -> None:
-    register("csv", CSVSource)
-    register("jsonl", JSONLinesSource)
+    register("csv", _csv)
+    register("jsonl", _jsonl)

@@ -16,16 +16,36 @@ Settings (``channels.instagram`` in ``courtship.yaml``)::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import courtship
-from courtship.channels import ChannelFactory
 
-from .channel import InstagramChannel
+if TYPE_CHECKING:
+    from courtship.channels import ChannelFactory
 
 __all__ = ["InstagramChannel"]
+
+#: Where each name of the plugin lives: imported on first use (``__getattr__``), so loading the
+#: plugin to learn what it registers does not import its HTTP client.
+_LAZY = {"InstagramChannel": "channel"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _instagram(settings: Mapping[str, Any]) -> Any:
+    """The instagram channel, built when a command uses it: importing this plugin stays cheap."""
+    from .channel import InstagramChannel
+
+    return InstagramChannel(settings)
 
 
 @courtship.hookimpl
 def register_channels(register: Callable[[str, ChannelFactory], None]) -> None:
-    register("instagram", InstagramChannel)
+    register("instagram", _instagram)

@@ -22,16 +22,36 @@ template does not print it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import courtship
-from courtship.channels import ChannelFactory
 
-from .channel import SMTPChannel
+if TYPE_CHECKING:
+    from courtship.channels import ChannelFactory
 
 __all__ = ["SMTPChannel"]
+
+#: Where each name of the plugin lives: imported on first use (``__getattr__``), so loading the
+#: plugin to learn what it registers does not import what it needs to send.
+_LAZY = {"SMTPChannel": "channel"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _email(settings: Mapping[str, Any]) -> Any:
+    """The email channel, built when a command uses it: importing this plugin stays cheap."""
+    from .channel import SMTPChannel
+
+    return SMTPChannel(settings)
 
 
 @courtship.hookimpl
 def register_channels(register: Callable[[str, ChannelFactory], None]) -> None:
-    register("email", SMTPChannel)
+    register("email", _email)

@@ -22,16 +22,37 @@ the database as a bound parameter. PostgreSQL needs a driver: ``pip install 'cou
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import courtship
-from courtship.sources import SourceFactory
 
-from .source import DEFAULT_URL, SQLSource
+if TYPE_CHECKING:
+    from courtship.sources import SourceFactory
 
 __all__ = ["DEFAULT_URL", "SQLSource"]
+
+#: Where each name of the plugin lives: imported on first use (``__getattr__``), so loading the
+#: plugin to learn what it registers does not import what it needs to read.
+_LAZY = {"DEFAULT_URL": "source", "SQLSource": "source"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _sql(settings: Mapping[str, Any], role: str, root: Path) -> Any:
+    """The sql source, built when a command uses it: importing this plugin stays cheap."""
+    from .source import SQLSource
+
+    return SQLSource(settings, role, root)
 
 
 @courtship.hookimpl
 def register_sources(register: Callable[[str, SourceFactory], None]) -> None:
-    register("sql", SQLSource)
+    register("sql", _sql)

@@ -15,17 +15,36 @@ Settings (``channels.sms`` in ``courtship.yaml``)::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import courtship
-from courtship.channels import ChannelFactory
 
-from .channel import TwilioChannel
-from .segments import Segments, count_segments
+if TYPE_CHECKING:
+    from courtship.channels import ChannelFactory
 
 __all__ = ["Segments", "TwilioChannel", "count_segments"]
+
+#: Where each name of the plugin lives: imported on first use (``__getattr__``), so loading the
+#: plugin to learn what it registers does not import its HTTP client.
+_LAZY = {"TwilioChannel": "channel", "Segments": "segments", "count_segments": "segments"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _sms(settings: Mapping[str, Any]) -> Any:
+    """The sms channel, built when a command uses it: importing this plugin stays cheap."""
+    from .channel import TwilioChannel
+
+    return TwilioChannel(settings)
 
 
 @courtship.hookimpl
 def register_channels(register: Callable[[str, ChannelFactory], None]) -> None:
-    register("sms", TwilioChannel)
+    register("sms", _sms)

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from courtship.schema import PROJECT_SCHEMA_FILE, SCHEMA_FILE, load_schema
 
 
 def command(
@@ -17,4 +16,6 @@ def command(
     ] = False,
 ) -> None:
     """Print the playbook JSON Schema (2020-12), or with --project the project file's."""
+    from courtship.schema import PROJECT_SCHEMA_FILE, SCHEMA_FILE, load_schema
+
     typer.echo(json.dumps(load_schema(PROJECT_SCHEMA_FILE if project else SCHEMA_FILE), indent=2))
