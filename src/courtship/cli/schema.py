@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 
-
 def command(
     project: Annotated[
         bool,
