@@ -73,6 +73,8 @@ class TemplateFile:
     variables: dict[str, int] = field(default_factory=dict)  # name → first line it is used on
     lines: dict[str, int] = field(default_factory=dict)  # body / front-matter key → first line
     findings: list[Finding] = field(default_factory=list)
+    #: each source's tree as reading it parsed it, so compiling does not parse it again
+    trees: dict[str, nodes.Template] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -210,6 +212,7 @@ def load_template(path: Path, display: str) -> TemplateFile:
                 "simplify the expression: brackets nested hundreds deep are a mistake",
             )
             continue
+        tpl.trees[name] = ast
         try:
             used = _used_names(ast)
         except TemplateAssertionError as error:  # an unknown filter or test
@@ -410,7 +413,9 @@ def compile_file(tpl: TemplateFile) -> Compiled | TemplateFailure:
     subject = tpl.front_matter.get("subject")
     try:
         return Compiled(
-            tpl, env.from_string(tpl.body), env.from_string(str(subject)) if subject else None
+            tpl,
+            env.from_string(tpl.trees.get("body") or tpl.body),
+            env.from_string(tpl.trees.get("subject") or str(subject)) if subject else None,
         )
     except Exception as error:  # nested beyond what compiling can follow, say
         return _failure(tpl.display, tpl.body_line, error)
