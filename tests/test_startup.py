@@ -38,6 +38,14 @@ def test_help_imports_none_of_the_heavy_libraries():
     assert imported_by("--help") == []
 
 
+def test_the_engine_imports_scipy_only_to_fit_a_model():
+    code = (
+        "import sys\nimport courtship.engine\nprint('scipy' in sys.modules, 'numpy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
 def test_a_plugin_builds_what_it_needs_only_when_used():
     code = (
         "import sys\nfrom courtship.plugins import installed\n"

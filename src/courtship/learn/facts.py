@@ -14,13 +14,14 @@ after ``plan``, the ``becomes`` rewinds of a plan) fits nothing again.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import polars as pl
 
 from courtship.learn import Learning
-from courtship.learn.bgnbd import BGNBD, FitError, fit
+
+if TYPE_CHECKING:  # scipy is imported when a model is fitted, not when the engine starts
+    from courtship.learn.bgnbd import BGNBD
 
 #: The learned facts, in catalogue order.
 LEARNED_FACTS: tuple[str, ...] = ("p_alive", "expected_orders_90d")
@@ -68,6 +69,8 @@ def learned_facts(facts: pl.DataFrame, learning: Learning, keep: dict[str, Any])
         model = models.get(name)
         x, t_x, T = (part.get_column(c).to_numpy() for c in ("x", "t_x", "T"))
         if model is None:
+            import numpy as np
+
             alive = expected = np.full(part.height, np.nan)
         else:
             alive = model.p_alive(x, t_x, T)
@@ -113,6 +116,8 @@ def _fits(
 def _fit(triples: pl.DataFrame, start: BGNBD | None = None) -> BGNBD | None:
     """The BG/NBD model of these grouped histories (starting from ``start``, when given); None
     when there are too few or the fit fails."""
+    from courtship.learn.bgnbd import FitError, fit
+
     if triples.get_column("_count").sum() < MIN_CUSTOMERS:
         return None
     x, t_x, T, counts = (triples.get_column(c).to_numpy() for c in ("x", "t_x", "T", "_count"))
