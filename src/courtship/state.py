@@ -70,6 +70,9 @@ CREATE TABLE IF NOT EXISTS decisions (
     PRIMARY KEY (at, playbook, customer_id, recipient_id, step_id, key));
 CREATE INDEX IF NOT EXISTS decisions_customer ON decisions (customer_id, at);
 CREATE INDEX IF NOT EXISTS decisions_recipient ON decisions (recipient_id, at);
+CREATE TABLE IF NOT EXISTS assignments (
+    playbook TEXT, customer_id TEXT, step_id TEXT, arm TEXT, at TEXT,
+    PRIMARY KEY (playbook, customer_id, step_id));
 CREATE TABLE IF NOT EXISTS test_sends (
     at TEXT, seed TEXT, playbook TEXT, step_id TEXT, language TEXT, tone TEXT, channel TEXT,
     address TEXT, subject TEXT, status TEXT, reason TEXT);
@@ -788,6 +791,28 @@ class StateStore:
                 (*statuses, _iso(now)),
             )
         return [(c, p, ch, cat) for c, p, ch, cat in rows]
+
+    # ── experiments (``courtship results``) ────────────────────────────────
+    def record_assignments(self, rows: Sequence[tuple[str, str, str, str, str]]) -> None:
+        """Record the arm each customer was put in, per playbook and step (playbook,
+        customer_id, step_id, arm, at): the first assignment stands."""
+        if rows:
+            with self.db:
+                self.db.executemany(
+                    "INSERT OR IGNORE INTO assignments VALUES (?, ?, ?, ?, ?)", list(rows)
+                )
+
+    def assignments(self) -> pl.DataFrame:
+        """Every recorded assignment: playbook, customer_id, step_id, arm, at (an instant)."""
+        rows = self.db.execute(
+            "SELECT playbook, customer_id, step_id, arm, at FROM assignments "
+            "ORDER BY playbook, at, customer_id"
+        ).fetchall()
+        return pl.DataFrame(
+            rows,
+            schema={n: pl.String() for n in ("playbook", "customer_id", "step_id", "arm", "at")},
+            orient="row",
+        ).with_columns(pl.col("at").str.to_datetime(time_zone="UTC"))
 
 
 class _AcceptedSlot:

@@ -75,11 +75,17 @@ def broken_playbooks(
 
 def _steps(pb: Playbook) -> list[dict[str, Any]]:
     """The send and notify steps of a playbook (what names a template)."""
-    return [
+    steps = [
         step[kind]
         for step in pb.respond
         for kind in ("send", "notify")
         if isinstance(step.get(kind), dict)
+    ]
+    return steps + [  # each variant of a message, with what it changes
+        step | variant
+        for step in steps
+        for variant in step.get("variants") or []
+        if isinstance(variant, dict)
     ]
 
 
