@@ -73,17 +73,18 @@ def test_the_same_customer_is_in_the_same_arm_at_another_run(world):
 
 def test_the_control_group_gets_no_marketing_but_its_answers(world):
     world.playbook(AB)
-    world.playbook(AB.replace("welcome-test", "answer").replace("marketing", "transactional")
-                   .replace("holdout: 20%", ""))
+    world.playbook(
+        AB.replace("welcome-test", "answer")
+        .replace("marketing", "transactional")
+        .replace("holdout: 20%", "")
+    )
     world.template("bold", "BIG NEWS {{ first_name }}!")
     for number in range(100):
         cid = f"c{number:03d}"
         world.customers.append(customer(cid, preferred="email", cadence=0))
         world.event(cid, "visit", "2026-11-23T12:00:00Z")
     plan = world.run(per_moment=2, control_group=0.3)
-    control = {
-        d.customer_id for d in plan.decisions if d.guard == "control-group"
-    }
+    control = {d.customer_id for d in plan.decisions if d.guard == "control-group"}
     assert control == {
         f"c{n:03d}" for n in range(100) if experiments.in_control_group(f"c{n:03d}", 0.3)
     }
@@ -93,8 +94,11 @@ def test_the_control_group_gets_no_marketing_but_its_answers(world):
 
 
 def test_a_playbook_without_an_experiment_records_no_arm(world):
-    world.playbook(AB.replace("holdout: 20%", "").replace("goal: {event: order, within: 7d}", "")
-                   .split("          variants:")[0])
+    world.playbook(
+        AB.replace("holdout: 20%", "")
+        .replace("goal: {event: order, within: 7d}", "")
+        .split("          variants:")[0]
+    )
     world.customers.append(customer("c001", preferred="email", cadence=0))
     world.event("c001", "visit", "2026-11-23T12:00:00Z")
     [sent] = world.run().decisions
