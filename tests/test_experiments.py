@@ -228,3 +228,10 @@ def test_assignment_follows_the_weights():
     variants = [{"id": "a", "weight": 3}, {"id": "b", "weight": 1}]
     picks = [experiments.variant_of("p", "send:x", f"c{i}", variants)["id"] for i in range(4000)]
     assert 0.72 < picks.count("a") / 4000 < 0.78
+
+
+def test_results_of_a_playbook_nobody_reached_yet_say_so(tmp_path):
+    root = make_project(tmp_path, 3)
+    result = runner.invoke(app, ["results", "welcome-test", "-p", str(root)])
+    assert result.exit_code == 0
+    assert "nobody reached yet" in result.stdout

@@ -104,3 +104,19 @@ def test_a_playbook_without_an_experiment_records_no_arm(world):
     [sent] = world.run().decisions
     assert (sent.status, sent.arm) == ("send", "")
     assert world.state.assignments().height == 0
+
+
+def test_a_variant_held_back_is_recorded_when_it_goes_out(world):
+    """Quiet hours hold the message: the customer is reached, in their arm, when it goes out."""
+    world.playbook(AB.replace("holdout: 20%", ""))
+    world.template("bold", "BIG NEWS {{ first_name }}!")
+    world.customers.append(customer("c001", preferred="email", cadence=0))
+    world.event("c001", "visit", "2026-11-23T22:00:00Z")
+    night = dt.datetime(2026, 11, 23, 23, 0, tzinfo=dt.UTC)
+    [held] = world.run(night).decisions
+    assert (held.status, held.guard) == ("deferred", "quiet-hours") and held.arm
+    assert world.state.assignments().height == 0
+    [sent] = world.run(dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)).decisions
+    assert (sent.status, sent.arm) == ("send", held.arm)
+    [(arm, at)] = world.state.assignments().select("arm", "at").iter_rows()
+    assert (arm, at) == (held.arm, dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC))

@@ -37,6 +37,8 @@ def render(reports: list[dict[str, Any]]) -> str:
         if report["baseline"]:
             header += f"  lift vs {report['baseline']} (95% interval, points)"
         lines.append(header)
+        if not report["arms"]:
+            lines.append("  nobody reached yet: no message of it went out, nobody was held out")
         for arm in report["arms"]:
             line = (
                 f"  {arm['arm']:<16} {arm['reached']:>8} "

@@ -82,7 +82,11 @@ def assignment_rows(plan: Plan) -> list[tuple[str, str, str, str, str]]:
     message, held out, in the control group), as rows of the ``assignments`` table:
     (playbook, customer_id, step_id, arm, at)."""
     stamp = iso(plan.now)
-    return [(d.playbook, d.customer_id, d.step_id, d.arm, stamp) for d in plan.decisions if d.arm]
+    return [
+        (d.playbook, d.customer_id, d.step_id, d.arm, stamp)
+        for d in plan.decisions
+        if d.arm and (d.status == "send" or d.guard in ("holdout", "control-group"))
+    ]
 
 
 def _plain(value: Any) -> Any:
