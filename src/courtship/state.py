@@ -102,6 +102,9 @@ DECISION_COLUMNS = (
 )
 
 
+#: An experiment's assignment (``assignments``): the first one of a customer's step stands.
+ASSIGN = "INSERT OR IGNORE INTO assignments VALUES (?, ?, ?, ?, ?)"
+
 #: The columns a streaks file holds (the engine's mark and row columns besides).
 STREAK_COLUMNS = frozenset({"customer_id", "true_since", "fired"})
 
@@ -441,10 +444,12 @@ class StateStore:
         changes: dict[str, list[tuple[Any, ...]]],
         outbox: Sequence[tuple[Any, ...]] = (),
         decisions: Sequence[tuple[Any, ...]] = (),
+        assignments: Sequence[tuple[str, str, str, str, str]] = (),
     ) -> None:
         """Record what a moment decided, all or nothing: its changes (firings, enrollments,
         facts, tags), its outbox rows (the ``sends`` table's columns, in order) and the record
-        of its decisions (``DECISION_COLUMNS``), kept from the first run of that moment."""
+        of its decisions (``DECISION_COLUMNS``), kept from the first run of that moment, and the
+        experiments' assignments (``record_assignments``)."""
         with self.db:
             first = self.db.execute("INSERT OR IGNORE INTO runs VALUES (?)", (_iso(now),)).rowcount
             if first:
@@ -471,6 +476,7 @@ class StateStore:
             self.db.executemany(
                 "INSERT OR REPLACE INTO tagged VALUES (?, ?, ?)", changes.get("tags", [])
             )
+            self.db.executemany(ASSIGN, list(assignments))
 
     # ── the record of decisions ────────────────────────────────────────────
     def has_run(self, moment: dt.datetime) -> bool:
@@ -798,9 +804,7 @@ class StateStore:
         customer_id, step_id, arm, at): the first assignment stands."""
         if rows:
             with self.db:
-                self.db.executemany(
-                    "INSERT OR IGNORE INTO assignments VALUES (?, ?, ?, ?, ?)", list(rows)
-                )
+                self.db.executemany(ASSIGN, list(rows))
 
     def assignments(self) -> pl.DataFrame:
         """Every recorded assignment: playbook, customer_id, step_id, arm, at (an instant)."""

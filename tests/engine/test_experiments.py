@@ -120,3 +120,12 @@ def test_a_variant_held_back_is_recorded_when_it_goes_out(world):
     assert (sent.status, sent.arm) == ("send", held.arm)
     [(arm, at)] = world.state.assignments().select("arm", "at").iter_rows()
     assert (arm, at) == (held.arm, dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC))
+
+
+def test_recording_a_plan_twice_assigns_once(world):
+    _world(world, 30)
+    engine, base = world.engine()
+    plan = engine.plan(base, NOW, world.state)
+    engine.record(plan, world.state)
+    engine.record(plan, world.state)
+    assert world.state.assignments().height == 30

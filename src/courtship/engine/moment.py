@@ -83,8 +83,13 @@ class Engine:
         """Make a plan happen exactly once: its sends enter the outbox (deferred ones with the
         moment they are due), and its firings, enrollments and facts enter the state store, in
         one transaction. Recording the same plan twice changes nothing."""
-        state.record(plan.now, plan.changes, outbox_rows(plan), decision_rows(plan, self.playbooks))
-        state.record_assignments(assignment_rows(plan))
+        state.record(
+            plan.now,
+            plan.changes,
+            outbox_rows(plan),
+            decision_rows(plan, self.playbooks),
+            assignment_rows(plan),
+        )
         state.save_streaks(plan.now, plan.streaks)
 
     # ── the moment ────────────────────────────────────────────────────────
