@@ -235,3 +235,20 @@ def test_results_of_a_playbook_nobody_reached_yet_say_so(tmp_path):
     result = runner.invoke(app, ["results", "welcome-test", "-p", str(root)])
     assert result.exit_code == 0
     assert "nobody reached yet" in result.stdout
+
+
+def test_preview_shows_every_variant_of_a_message(tmp_path):
+    root = make_project(tmp_path, 3)
+    (root / "playbooks" / "welcome-test.yaml").write_text(
+        AB.replace("template: bold}", "template: bold, tone: direct}")
+    )
+    for tone in ("buddy", "salesy", "direct"):
+        (root / "playbooks" / "templates" / f"bold.{tone}.md").write_text(
+            f"{tone} {{{{ first_name }}}}\n"
+        )
+    (root / "playbooks" / "templates" / "bold.md").unlink()
+    result = runner.invoke(app, ["preview", "welcome-test", "-p", str(root), "-f", "json"])
+    assert result.exit_code == 0, result.output
+    steps = json.loads(result.stdout)["steps"]
+    assert [(s["variant"], s["template"]) for s in steps] == [("plain", "hello"), ("bold", "bold")]
+    assert [v["text"].strip() for v in steps[1]["versions"]] == ["direct Maya"]  # its tone only
