@@ -106,7 +106,10 @@ def results(
         hits = (
             events.filter(pl.col("type") == goal["event"])
             .select(pl.col("customer_id").cast(pl.String()), "at")
-            .join(mine.select("customer_id", pl.col("at").alias("_from")), on="customer_id")
+            .join(
+                mine.select("customer_id", pl.col("at").cast(events.schema["at"]).alias("_from")),
+                on="customer_id",
+            )
             .filter((pl.col("at") > pl.col("_from")) & (pl.col("at") <= pl.col("_from") + within))
         )
         converted = set(hits.get_column("customer_id").to_list())
