@@ -292,7 +292,7 @@ class Judge:
                 code, arm, part = "holdout", experiments.HOLDOUT, pb.holdout
             if code:
                 decision.status, decision.guard, decision.due_at = "blocked", code, None
-                decision.reason = reason(code, share=f"{part:.0%}")
+                decision.reason = reason(code, share=f"{part * 100:g}%")
                 decision.arm = arm if measured else ""
             elif measured and not decision.arm:
                 decision.arm = experiments.MESSAGE
