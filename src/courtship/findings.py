@@ -87,6 +87,7 @@ RULES: dict[str, str] = {
     "template-render": "a template or dedup key that fails, or goes over the limits, rendered once",
     "template-impersonal": "a customer message that never uses their name",
     "template-unsubscribe-missing": "a marketing email that never shows its unsubscribe link",
+    "experiment-shape": "a holdout that cannot hold out, or two variants of one name",
 }
 
 #: Rules of ``courtship lint`` beyond validation: id → what it catches. Their severities and

@@ -40,6 +40,10 @@ class Playbook:
     suppresses: list[str] = field(default_factory=list)
     dedup_key: str | None = None
     limits: dict[str, Any] = field(default_factory=dict)
+    #: the share of customers held out of its marketing messages (``holdout: 10%``)
+    holdout: float = 0.0
+    #: what counts as a conversion for ``courtship results`` (``{event, within}``)
+    goal: dict[str, Any] | None = None
 
     @property
     def path(self) -> str:
@@ -101,6 +105,8 @@ class Playbook:
             suppresses=[s for s in get("suppresses", list, []) if isinstance(s, str)],
             dedup_key=get("dedup_key", str, None),
             limits=get("limits", dict, {}),
+            holdout=share(data.get("holdout")),
+            goal=get("goal", dict, None),
         )
 
     # ── facts ──────────────────────────────────────────────────────────────
@@ -190,6 +196,16 @@ _UNIT = {
 #: The longest length of time a playbook or the project may name: a calendar must hold now
 #: plus or minus it (``validate`` says so at the value's line).
 MAX_DURATION = dt.timedelta(days=36525)  # 100 years
+
+
+def share(text: object) -> float:
+    """``"10%"`` → 0.10 (the schema checks the form); anything else → 0."""
+    if isinstance(text, str) and text.endswith("%"):
+        try:
+            return min(max(float(text[:-1]) / 100, 0.0), 1.0)
+        except ValueError:
+            return 0.0
+    return 0.0
 
 
 def parse_duration(text: str) -> dt.timedelta:

@@ -14,7 +14,7 @@ from courtship.catalogue import FactSpec
 from courtship.catalogue.attributes import attribute_facts, attribute_findings
 from courtship.findings import Finding
 from courtship.learn import Learning
-from courtship.playbook import parse_duration, too_long
+from courtship.playbook import parse_duration, share, too_long
 from courtship.schema import PROJECT_SCHEMA_FILE, did_you_mean, schema_findings
 from courtship.validate import display_path
 from courtship.yamlload import Document, load_file
@@ -65,6 +65,8 @@ class Project:
     attributes: dict[str, FactSpec] = field(default_factory=dict)
     #: how learned facts are fitted (``learning:``)
     learning: Learning = field(default_factory=Learning)
+    #: the share of the base that gets no marketing at all (``control_group: 5%``)
+    control_group: float = 0.0
 
 
 def load_project(root: Path | None = None) -> Project:
@@ -144,6 +146,7 @@ def load_project(root: Path | None = None) -> Project:
         serve=dict(data.get("serve", {})),
         attributes=attribute_facts(data.get("attributes")),
         learning=Learning(**data.get("learning", {}).get("bgnbd", {})),
+        control_group=share(data.get("control_group")),
     )
 
 

@@ -70,6 +70,9 @@ CREATE TABLE IF NOT EXISTS decisions (
     PRIMARY KEY (at, playbook, customer_id, recipient_id, step_id, key));
 CREATE INDEX IF NOT EXISTS decisions_customer ON decisions (customer_id, at);
 CREATE INDEX IF NOT EXISTS decisions_recipient ON decisions (recipient_id, at);
+CREATE TABLE IF NOT EXISTS assignments (
+    playbook TEXT, customer_id TEXT, step_id TEXT, arm TEXT, at TEXT,
+    PRIMARY KEY (playbook, customer_id, step_id));
 CREATE TABLE IF NOT EXISTS test_sends (
     at TEXT, seed TEXT, playbook TEXT, step_id TEXT, language TEXT, tone TEXT, channel TEXT,
     address TEXT, subject TEXT, status TEXT, reason TEXT);
@@ -98,6 +101,9 @@ DECISION_COLUMNS = (
     "decided_by",
 )
 
+
+#: An experiment's assignment (``assignments``): the first one of a customer's step stands.
+ASSIGN = "INSERT OR IGNORE INTO assignments VALUES (?, ?, ?, ?, ?)"
 
 #: The columns a streaks file holds (the engine's mark and row columns besides).
 STREAK_COLUMNS = frozenset({"customer_id", "true_since", "fired"})
@@ -438,10 +444,12 @@ class StateStore:
         changes: dict[str, list[tuple[Any, ...]]],
         outbox: Sequence[tuple[Any, ...]] = (),
         decisions: Sequence[tuple[Any, ...]] = (),
+        assignments: Sequence[tuple[str, str, str, str, str]] = (),
     ) -> None:
         """Record what a moment decided, all or nothing: its changes (firings, enrollments,
         facts, tags), its outbox rows (the ``sends`` table's columns, in order) and the record
-        of its decisions (``DECISION_COLUMNS``), kept from the first run of that moment."""
+        of its decisions (``DECISION_COLUMNS``), kept from the first run of that moment, and the
+        experiments' assignments (``record_assignments``)."""
         with self.db:
             first = self.db.execute("INSERT OR IGNORE INTO runs VALUES (?)", (_iso(now),)).rowcount
             if first:
@@ -468,6 +476,7 @@ class StateStore:
             self.db.executemany(
                 "INSERT OR REPLACE INTO tagged VALUES (?, ?, ?)", changes.get("tags", [])
             )
+            self.db.executemany(ASSIGN, list(assignments))
 
     # ── the record of decisions ────────────────────────────────────────────
     def has_run(self, moment: dt.datetime) -> bool:
@@ -788,6 +797,26 @@ class StateStore:
                 (*statuses, _iso(now)),
             )
         return [(c, p, ch, cat) for c, p, ch, cat in rows]
+
+    # ── experiments (``courtship results``) ────────────────────────────────
+    def record_assignments(self, rows: Sequence[tuple[str, str, str, str, str]]) -> None:
+        """Record the arm each customer was put in, per playbook and step (playbook,
+        customer_id, step_id, arm, at): the first assignment stands."""
+        if rows:
+            with self.db:
+                self.db.executemany(ASSIGN, list(rows))
+
+    def assignments(self) -> pl.DataFrame:
+        """Every recorded assignment: playbook, customer_id, step_id, arm, at (an instant)."""
+        rows = self.db.execute(
+            "SELECT playbook, customer_id, step_id, arm, at FROM assignments "
+            "ORDER BY playbook, at, customer_id"
+        ).fetchall()
+        return pl.DataFrame(
+            rows,
+            schema={n: pl.String() for n in ("playbook", "customer_id", "step_id", "arm", "at")},
+            orient="row",
+        ).with_columns(pl.col("at").str.to_datetime(time_zone="UTC"))
 
 
 class _AcceptedSlot:

@@ -238,6 +238,7 @@ class _Checker:
         for key in ("once_every", "cooldown"):
             if isinstance(limits.get(key), str) and not self._broken(doc, ("limits", key)):
                 out.extend(self._positive(doc, ("limits", key), limits[key]))
+        out.extend(self._experiment(pb))
         if pb.dedup_key and not self._broken(doc, ("dedup_key",)):
             try:
                 ast = environment().parse(pb.dedup_key)
@@ -629,8 +630,24 @@ class _Checker:
                 )
             elif isinstance(fallback, str):
                 out.extend(self._channel(doc, (*parts, "fallback", index), fallback))
+        messages = [(send, (*parts, "template"))] + [  # each variant's template, too
+            (
+                {k: v for k, v in send.items() if k != "variants"} | variant,
+                (*parts, "variants", i, "template"),
+            )
+            for i, variant in enumerate(send.get("variants") or [])
+            if isinstance(variant, dict) and "template" in variant
+        ]
+        for message, where in messages:
+            out.extend(self._send_template(doc, message, where))
+        return out
+
+    def _send_template(
+        self, doc: Document, send: dict[str, Any], parts: PathParts
+    ) -> list[Finding]:
+        out: list[Finding] = []
         if isinstance(send.get("template"), str):
-            out.extend(self._template(doc, send["template"], (*parts, "template"), toned=True))
+            out.extend(self._template(doc, send["template"], parts, toned=True))
             # A template that may go out by SMS too is left to the email footer: a link
             # written into it would be sent in the SMS as well.
             reaches = {send.get("channel"), *(send.get("fallback") or [])}
@@ -644,6 +661,43 @@ class _Checker:
                     self.marketing_email.update(
                         variants(folder, send["template"], language).values()
                     )
+        return out
+
+    def _experiment(self, pb: Playbook) -> list[Finding]:
+        """A holdout only holds out marketing (an answer is never withheld), and each variant of
+        a message has its own name (``courtship results`` reports them by it)."""
+        doc, out = pb.document, []
+        if "holdout" in (doc.data or {}) and pb.category == "transactional":
+            out.append(
+                doc.finding(
+                    ("holdout",),
+                    "experiment-shape",
+                    "a transactional playbook answers a customer: it is never held out",
+                    "remove holdout:, or measure a marketing playbook",
+                    key=True,
+                )
+            )
+        for index, step in enumerate(pb.respond):
+            variants = (
+                step.get("send", {}).get("variants") if isinstance(step.get("send"), dict) else None
+            )
+            if not isinstance(variants, list) or self._broken(doc, ("respond", index)):
+                continue
+            seen: dict[str, int] = {}
+            for place, variant in enumerate(variants):
+                name = variant.get("id") if isinstance(variant, dict) else None
+                if isinstance(name, str) and name in seen:
+                    out.append(
+                        doc.finding(
+                            ("respond", index, "send", "variants", place, "id"),
+                            "experiment-shape",
+                            f"two variants are named '{name}' (the other is variant "
+                            f"{seen[name] + 1})",
+                            "give each variant its own id: results are reported by it",
+                        )
+                    )
+                if isinstance(name, str):
+                    seen.setdefault(name, place)
         return out
 
     def _channel(self, doc: Document, parts: PathParts, channel: str) -> list[Finding]:

@@ -38,6 +38,7 @@ STATE_TABLES = (
     "callbacks",
     "decisions",
     "test_sends",
+    "assignments",
 )
 
 

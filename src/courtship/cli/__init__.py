@@ -19,6 +19,7 @@ from courtship.cli import (
     plan,
     plugins,
     preview,
+    results,
     run,
     schema,
     serve,
@@ -67,6 +68,7 @@ app.command("run")(run.command)
 app.command("plugins")(plugins.command)
 app.command("serve")(serve.command)
 app.command("simulate")(simulate.command)
+app.command("results")(results.command)
 
 
 def main() -> None:

@@ -73,11 +73,13 @@ def command(
         {
             "step": index,
             "step_id": pb.step_ids[index],
-            "template": step["send"]["template"],
-            "versions": preview(pb, index, person or {}, loaded.project, moment),
+            "template": variant.get("template", step["send"]["template"]),
+            "versions": preview(pb, index, person or {}, loaded.project, moment, variant),
         }
+        | ({"variant": variant["id"]} if variant else {})
         for index, step in enumerate(pb.respond)
         if isinstance(step.get("send"), dict)
+        for variant in step["send"].get("variants") or [{}]  # each variant of an A/B test
     ]
     if not steps:
         raise fail(f"{playbook} sends no message: nothing to preview", ExitCode.USAGE)
@@ -115,7 +117,8 @@ def _text(playbook: str, customer: str, steps: list[dict[str, Any]], sent: list[
 
     lines = [f"{playbook} for {customer}", ""]
     for step in steps:
-        lines.append(f"step {step['step_id']} — template {step['template']}")
+        variant = f" — variant {step['variant']}" if "variant" in step else ""
+        lines.append(f"step {step['step_id']}{variant} — template {step['template']}")
         for version in step["versions"]:
             lines.append(f"  ── {_label(version)} ({display_path(version['file'])})")
             if "error" in version:
@@ -132,6 +135,11 @@ def _text(playbook: str, customer: str, steps: list[dict[str, Any]], sent: list[
             f"{test['language'] or 'default language'}): {test['status']}{reason}"
         )
     return "\n".join(lines) + "\n"
+
+
+def _message_name(step: dict[str, Any]) -> str:
+    """``send:hello``, or ``send:hello/bold`` for a variant of it."""
+    return step["step_id"] + (f"/{step['variant']}" if "variant" in step else "")
 
 
 def _send_to_seeds(
@@ -176,7 +184,7 @@ def _send_to_seeds(
                         record |= {"status": "failed", "reason": f"no {channel} for this seed"}
                     else:
                         message = Message(
-                            key=f"test:{pb.id}:{step['step_id']}:{seed['name']}:"
+                            key=f"test:{pb.id}:{_message_name(step)}:{seed['name']}:"
                             f"{version['language']}:{version['tone']}:{moment.isoformat()}",
                             customer_id=f"seed:{seed['name']}",
                             playbook=pb.id,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -46,6 +46,14 @@ def command(
         float, typer.Option("--refer", help="With --behaviour: chance to refer.", min=0, max=1)
     ] = 0.02,
     seed: Annotated[int, typer.Option("--seed", help="With --behaviour: the seed.")] = 1,
+    uplift: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--uplift",
+            help="With --behaviour: TEMPLATE=P, an extra chance to order for customers who "
+            "received that template (repeatable).",
+        ),
+    ] = None,
     project: Annotated[
         Path | None,
         typer.Option("--project", "-p", help="Folder of courtship.yaml (default: here)."),
@@ -67,6 +75,7 @@ def command(
         raise fail(
             f"--step {step!r} is not a duration; write it like 1d, 6h or 30m", ExitCode.USAGE
         ) from None
+    uplifts = _uplifts(uplift or [])
     first, last = parse_moment(start), parse_moment(end)
     for path in (report, decisions):
         if path is not None and not path.resolve().parent.is_dir():
@@ -80,6 +89,7 @@ def command(
         decisions=decisions,
         behaviour=(answer, buy, refer, seed) if behaviour else None,
         quiet=quiet,
+        uplift=uplifts,
     )
     if output_format == "json":
         typer.echo(json.dumps(facts, indent=2))
@@ -88,6 +98,10 @@ def command(
 
         typer.echo(render_text(facts))
         typer.echo(f"  report: {report}" + (f"; decisions: {decisions}" if decisions else ""))
+        if facts.get("experiments"):
+            from courtship.cli.results import render
+
+            typer.echo("\n" + render(facts["experiments"]), nl=False)  # type: ignore[arg-type]
 
 
 def run_simulation(
@@ -100,6 +114,7 @@ def run_simulation(
     decisions: Path | None,
     behaviour: tuple[float, float, float, int] | None,
     quiet: bool,
+    uplift: dict[str, float] | None = None,
 ) -> dict[str, object]:
     """Load, simulate, write the report (and decisions); the summary."""
     from courtship.cli.common import load
@@ -125,7 +140,7 @@ def run_simulation(
     model = None
     if behaviour is not None:
         answer, buy, refer, seed = behaviour
-        model = Behaviour(answer=answer, buy=buy, refer=refer, seed=seed)
+        model = Behaviour(answer=answer, buy=buy, refer=refer, seed=seed, uplift=dict(uplift or {}))
     try:
         with progress_bar(quiet, "simulating") as advance:
             simulation = simulate(
@@ -151,4 +166,46 @@ def run_simulation(
         raise fail(
             f"{error.filename}: cannot write it ({error.strerror})", ExitCode.USAGE
         ) from None
+    found = _experiments(loaded, simulation)
+    if found:  # what `courtship results` would say of the simulated weeks
+        facts["experiments"] = found
     return facts
+
+
+def _uplifts(texts: list[str]) -> dict[str, float]:
+    """``--uplift bold=0.1`` → {"bold": 0.1}, or a usage error naming what is wrong."""
+    uplifts = {}
+    for text in texts:
+        template, _, value = text.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not template or not -1 <= number <= 1:
+            raise fail(
+                f"--uplift {text!r}: write TEMPLATE=P, with P between -1 and 1 (bold=0.1)",
+                ExitCode.USAGE,
+            )
+        uplifts[template] = number
+    return uplifts
+
+
+def _experiments(loaded: Any, simulation: Any) -> list[dict[str, Any]]:
+    """``courtship results`` of every experiment the simulation recorded."""
+    from courtship import experiments
+    from courtship.playbook import parse_duration
+
+    if simulation.assignments is None or simulation.assignments.height == 0:
+        return []
+    playbooks = {pb.id: pb for pb in loaded.report.playbooks}
+    measured = set(simulation.assignments.get_column("playbook").to_list()) & set(playbooks)
+    return [
+        experiments.results(
+            pb_id,
+            playbooks[pb_id].goal,
+            simulation.assignments,
+            simulation.events,
+            parse_duration(str(playbooks[pb_id].goal["within"])) if playbooks[pb_id].goal else None,
+        )
+        for pb_id in sorted(measured)
+    ]

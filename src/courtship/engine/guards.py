@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 import polars as pl
 
+from courtship import experiments
 from courtship.catalogue import PREFERRED, TONES
 from courtship.engine.facts import ROW
 from courtship.engine.plan import Decision, iso, reason
@@ -53,6 +54,8 @@ GUARDS: list[tuple[str, str, str]] = [
     ("priority", "blocks it when higher-priority playbooks fill the moment's allowance",
      "marketing"),
     ("channel-cap", "holds it for the next run when its channel's cap is reached", "marketing"),
+    ("control-group", "blocks it when they are in the project's control group", "marketing"),
+    ("holdout", "blocks it when they are in its playbook's holdout", "marketing"),
 ]  # fmt: skip
 #: Codes of a guard that holds a message back (deferred) rather than blocks it.
 HOLDS = frozenset({"template-broken", "quiet-hours", "cadence", "cooldown", "cap", "channel-cap"})
@@ -151,6 +154,8 @@ class Judge:
                 origin=(batch, at),
                 wanted=named.split(", ", 1)[0] if named else "",
             )
+            if step.get("variants"):
+                _vary(decision, step["variants"])
             decision.key = (
                 key
                 or hashlib.sha256(
@@ -265,9 +270,32 @@ class Judge:
                     continue
                 self.used[decision.channel or ""] += 1
                 self.speakers[decision.recipient_id].append(decision)
+        self._hold_out(decided)
         for decision in decided:  # within a moment, a dedup key goes out once
             if decision.status == "send" and decision.dedup_key is not None:
                 self.dedup_seen.add((decision.recipient_id, decision.dedup_key))
+
+    def _hold_out(self, decided: list[Decision]) -> None:
+        """The experiments: a marketing message that would go out to a customer of the
+        project's control group, or of its playbook's holdout, is blocked and recorded as held
+        out; one that goes out in a playbook that measures itself records its arm."""
+        control = self.project.control_group
+        for decision in decided:
+            if decision.status != "send" or decision.category != "marketing":
+                continue
+            pb = self.playbooks[decision.playbook]
+            measured = pb.goal is not None or pb.holdout > 0 or bool(decision.arm)
+            code, arm, part = "", "", 0.0
+            if experiments.in_control_group(decision.customer_id, control):
+                code, arm, part = "control-group", experiments.CONTROL, control
+            elif experiments.held_out(pb.id, decision.customer_id, pb.holdout):
+                code, arm, part = "holdout", experiments.HOLDOUT, pb.holdout
+            if code:
+                decision.status, decision.guard, decision.due_at = "blocked", code, None
+                decision.reason = reason(code, share=f"{part * 100:g}%")
+                decision.arm = arm if measured else ""
+            elif measured and not decision.arm:
+                decision.arm = experiments.MESSAGE
 
     def _silenced(self, decision: Decision, speakers: list[Decision], per_moment: int) -> bool:
         """Whether a playbook that speaks to this customer at this moment keeps ``decision``
@@ -287,6 +315,18 @@ class Judge:
         decision.status, decision.guard, decision.due_at = "blocked", code, None
         decision.reason = reason(code, winner=winner)
         return True
+
+
+def _vary(decision: Decision, variants: list[dict[str, object]]) -> None:
+    """The variant of the message this customer gets: its template, tone or offer."""
+    step_id = decision.step_id
+    variant = experiments.variant_of(decision.playbook, step_id, decision.customer_id, variants)
+    decision.arm = str(variant["id"])
+    decision.template = str(variant.get("template", decision.template))
+    if variant.get("tone") in TONES:
+        decision.tone = str(variant["tone"])
+    if isinstance(variant.get("offer"), dict):
+        decision.offer = variant["offer"]  # type: ignore[assignment]
 
 
 def _kept(batch: Candidates) -> list[list[object]]:

@@ -24,7 +24,7 @@ from courtship.engine.facts import (
 )
 from courtship.engine.outbox import outbox_rows
 from courtship.engine.plan import Decision, Plan, iso
-from courtship.engine.record import decision_rows, keep_deciding_values
+from courtship.engine.record import assignment_rows, decision_rows, keep_deciding_values
 from courtship.graph import PlaybookGraph
 from courtship.learn.facts import LEARNED_FACTS
 from courtship.playbook import Playbook, declare_set_facts
@@ -83,7 +83,13 @@ class Engine:
         """Make a plan happen exactly once: its sends enter the outbox (deferred ones with the
         moment they are due), and its firings, enrollments and facts enter the state store, in
         one transaction. Recording the same plan twice changes nothing."""
-        state.record(plan.now, plan.changes, outbox_rows(plan), decision_rows(plan, self.playbooks))
+        state.record(
+            plan.now,
+            plan.changes,
+            outbox_rows(plan),
+            decision_rows(plan, self.playbooks),
+            assignment_rows(plan),
+        )
         state.save_streaks(plan.now, plan.streaks)
 
     # ── the moment ────────────────────────────────────────────────────────

@@ -31,6 +31,8 @@ REASONS = {
     "priority": "a higher-priority playbook ({winner}) speaks to them at this moment",
     "channel-cap": "the cap of marketing messages: {cap} on {channel} per moment; waits for the "
     "next run",
+    "holdout": "held out of this playbook, to measure it (its holdout: {share})",
+    "control-group": "in the project's control group, who get no marketing ({share})",
     "instagram": "instagram: outside the 24-hour messaging window; fell back to {channel}",
     "template-missing": "template file missing",
     "template-failed": "template {file} failed to render: {error}",
@@ -78,6 +80,8 @@ class Decision:
     held_since: dt.datetime | None = None
     #: a referral's friend (the referrer is ``customer_id``)
     friend_id: str | None = None
+    #: the experiment's arm when it is one (a variant, ``holdout``, ``control``, ``message``)
+    arm: str = ""
     #: where it came from: the batch of candidates and the row in it
     origin: tuple[Any, int] | None = None
     #: the channel it was meant for first (the customer's preferred one, or the step's);
@@ -104,6 +108,7 @@ class Decision:
             "subject": self.subject,
             "text": self.text,
             "key": self.key,
+            **({"arm": self.arm} if self.arm else {}),
         }
 
 

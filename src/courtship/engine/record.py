@@ -77,6 +77,18 @@ def decision_rows(plan: Plan, playbooks: dict[str, Playbook]) -> list[tuple[Any,
     return rows
 
 
+def assignment_rows(plan: Plan) -> list[tuple[str, str, str, str, str]]:
+    """The experiments' arms the plan's decisions put customers in (sent a variant or a
+    message, held out, in the control group), as rows of the ``assignments`` table:
+    (playbook, customer_id, step_id, arm, at)."""
+    stamp = iso(plan.now)
+    return [
+        (d.playbook, d.customer_id, d.step_id, d.arm, stamp)
+        for d in plan.decisions
+        if d.arm and (d.status == "send" or d.guard in ("holdout", "control-group"))
+    ]
+
+
 def _plain(value: Any) -> Any:
     """A fact's value as JSON keeps it: dates and instants as ISO 8601 text."""
     if isinstance(value, dt.datetime | dt.date | dt.time):

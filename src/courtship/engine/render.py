@@ -75,11 +75,17 @@ def broken_playbooks(
 
 def _steps(pb: Playbook) -> list[dict[str, Any]]:
     """The send and notify steps of a playbook (what names a template)."""
-    return [
+    steps = [
         step[kind]
         for step in pb.respond
         for kind in ("send", "notify")
         if isinstance(step.get(kind), dict)
+    ]
+    return steps + [  # each variant of a message, with what it changes
+        step | variant
+        for step in steps
+        for variant in step.get("variants") or []
+        if isinstance(variant, dict)
     ]
 
 
@@ -177,12 +183,19 @@ def render(
 
 
 def preview(
-    pb: Playbook, step: int, person: dict[str, Any], project: Project, now: dt.datetime
+    pb: Playbook,
+    step: int,
+    person: dict[str, Any],
+    project: Project,
+    now: dt.datetime,
+    variant: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Every file of send step ``step``'s template — each language, each tone — rendered for
     ``person`` (their facts) at ``now``, as ``courtship preview`` shows it. In a referral's
-    message the same person stands in for the friend and the referrer."""
-    send = pb.respond[step]["send"]
+    message the same person stands in for the friend and the referrer. ``variant``: one of the
+    step's ``variants`` (its template, offer, and only its tone)."""
+    send = pb.respond[step]["send"] | dict(variant or {})
+    forced = (variant or {}).get("tone")
     shelf = _Shelf()
     brand = frozen(project.brand)
     customer_id = str(person.get("customer_id", ""))
@@ -197,6 +210,8 @@ def preview(
     out = []
     for language, tones in shelf.by_language(pb, send["template"]).items():
         for tone, file in tones.items():
+            if forced and tone and tone != forced:
+                continue
             entry: dict[str, Any] = {"language": language, "tone": tone, "file": file}
             try:
                 template = shelf.compiled(file)

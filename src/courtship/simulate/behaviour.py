@@ -7,7 +7,10 @@ notification does not count) draws, in customer order, from one random generator
 - with probability ``answer`` they write back: an ``inbound_message`` event on the channel of
   their first message;
 - with probability ``buy`` they order: an ``order`` event, of the median order amount of the
-  base (40 when it has no order), on the ``web`` channel;
+  base (40 when it has no order), on the ``web`` channel; ``uplift`` plants an effect to
+  measure (``courtship results``): a customer who received a message of template ``T`` at this
+  moment orders with probability ``buy + uplift[T]`` instead (the largest uplift of their
+  messages' templates, at most 1);
 - with probability ``refer`` they refer a friend: a ``referral`` event whose friend is another
   customer of the base drawn at random (the model adds no customers).
 
@@ -28,7 +31,8 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -59,12 +63,17 @@ class Behaviour:
     at_risk_after: float = 45.0
     lapsed_after: float = 90.0
     churned_after: float = 180.0
+    #: template → the extra chance to order of a customer who received it at a moment
+    uplift: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("answer", "buy", "refer"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name}={value}: a probability is between 0 and 1")
+        for template, value in self.uplift.items():
+            if not -1.0 <= value <= 1.0:
+                raise ValueError(f"uplift {template}={value}: an uplift is between -1 and 1")
 
 
 class CustomerModel:
@@ -85,6 +94,7 @@ class CustomerModel:
         moment: dt.datetime,
         step: dt.timedelta,
         delivered: list[tuple[str, str, str, str]],
+        received: Mapping[str, set[str]] | None = None,
     ) -> tuple[CustomerBase, Counter[str]]:
         """The base after the customers reached at ``moment`` responded, and what they did."""
         from courtship.sources import CustomerBase
@@ -106,7 +116,7 @@ class CustomerModel:
                     | {"channel": channel if channel in ANSWER_CHANNELS else "email"}
                 )
                 did["answered"] += 1
-            if self.rng.random() < b.buy:
+            if self.rng.random() < self._buy(received.get(customer) if received else None):
                 events.append(
                     self._event(customer, "order", moment, step)
                     | {"amount": self.amount, "channel": "web"}
@@ -133,6 +143,12 @@ class CustomerModel:
         if customers is base.customers and all_events is base.events:
             return base, did
         return CustomerBase(customers, all_events), did
+
+    def _buy(self, templates: set[str] | None) -> float:
+        """The chance to order of a customer who received messages of ``templates``."""
+        uplift = self.behaviour.uplift
+        extra = [uplift[t] for t in templates or () if t in uplift]
+        return min(max(self.behaviour.buy + max(extra, default=0.0), 0.0), 1.0)
 
     def _event(
         self, customer: str, kind: str, moment: dt.datetime, step: dt.timedelta

@@ -89,6 +89,9 @@ class Simulation:
     behaviour: list[tuple[dt.datetime, Counter[str]]] = field(default_factory=list)
     #: the dependency graph of the playbooks (``PlaybookGraph``)
     graph: Any = None
+    #: what the experiments recorded (``StateStore.assignments``) and the events at the end
+    assignments: pl.DataFrame | None = None
+    events: pl.DataFrame | None = None
 
     @property
     def moments(self) -> int:
@@ -154,13 +157,26 @@ def simulate(
                 delivered = state.deliver_simulated(moment)
                 _keep(simulation, plan, moment, delivered, base, state)
                 if model is not None:
-                    base, did = model.advance(base, moment, step, delivered)
+                    received = _templates_received(plan)
+                    base, did = model.advance(base, moment, step, delivered, received)
                     simulation.behaviour.append((moment, did))
                 if progress is not None:
                     progress(done, len(times))
+            simulation.assignments, simulation.events = state.assignments(), base.events
         finally:
             state.close()
     return simulation
+
+
+def _templates_received(plan: Plan) -> dict[str, set[str]]:
+    """customer → the templates of the messages that went out to them at this moment."""
+    received: dict[str, set[str]] = {}
+    for decision in plan.decisions:
+        if decision.status == "send":
+            received.setdefault(decision.recipient_id or decision.customer_id, set()).add(
+                decision.template
+            )
+    return received
 
 
 def _keep(
