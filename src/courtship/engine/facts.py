@@ -26,6 +26,7 @@ import polars as pl
 
 from courtship.catalogue import Catalogue, builtin_catalogue
 from courtship.learn import Learning
+from courtship.learn.churn import CHURN_FACTS, CHURN_INPUTS, churn_risk
 from courtship.learn.facts import LEARNED_FACTS, LEARNING_INPUTS, learned_facts
 from courtship.sources import (
     CUSTOMER_SCHEMA,
@@ -136,6 +137,7 @@ def compute_facts(
     set_tags: pl.DataFrame | None = None,
     default_timezone: str = "UTC",
     learning: Learning | None = WHOLE_BASE,
+    churn_days: int | None = None,
 ) -> pl.DataFrame:
     """Every fact for every customer at ``now``: one row per customer, in the customers' order.
 
@@ -154,6 +156,7 @@ def compute_facts(
         set_tags=set_tags,
         default_timezone=default_timezone,
         learning=learning,
+        churn_days=churn_days,
     )
     return history.at(now)
 
@@ -179,6 +182,7 @@ class FactHistory:
         set_tags: pl.DataFrame | None = None,
         default_timezone: str = "UTC",
         learning: Learning | None = WHOLE_BASE,
+        churn_days: int | None = None,
     ) -> None:
         if not is_time_zone(default_timezone):
             raise ValueError(
@@ -187,6 +191,9 @@ class FactHistory:
         self.base = base
         #: how the learned facts are fitted; None leaves them out (no playbook reads them)
         self.learning = learning
+        #: the horizon of ``churn_risk`` in days; None leaves it out (no playbook reads it).
+        #: It reads ``p_alive``: only with ``learning``.
+        self.churn_days = churn_days if learning is not None else None
         customers = _customer_file(base, default_timezone)
         #: the customer file's other columns (text, or typed as the facts plugins declare),
         #: put beside the facts as they are: never read to compute one
@@ -231,16 +238,18 @@ class FactHistory:
             derived = derived.join(part, on=ROW, how="left", maintain_order="left")
         derived = derived.join(_local_dates(derived), on=ROW, how="left", maintain_order="left")
         self._derived[now] = derived
-        return self._facts(derived, zones, calendar, now, None)
+        return self._with_churn(self._facts(derived, zones, calendar, now, None), now, now)
 
     def before(self, moment: datetime, now: datetime, facts: set[str]) -> pl.DataFrame:
         """The ``facts`` named (and the local columns) for every customer at ``moment``, an
         earlier moment than ``now``, for which ``at(now)`` has run. Facts not named are
         left out."""
         moment, now = _utc(moment), _utc(now)
-        facts = set(facts) - {"customer_id", *LOCAL_COLUMNS}
+        asked = set(facts) - {"customer_id", *LOCAL_COLUMNS}
         if moment >= now:
-            return self.at(moment).select("customer_id", *facts, *LOCAL_COLUMNS)
+            return self.at(moment).select("customer_id", *asked, *LOCAL_COLUMNS)
+        churns = self.learning is not None and bool(asked & set(CHURN_FACTS))
+        facts = asked | CHURN_INPUTS if churns and self.churn_days is not None else asked
         derived = self._derived[now]
         moment_us, now_us = _epoch_us(moment), _epoch_us(now)
         kind, at = pl.col("kind"), pl.col("at")
@@ -296,7 +305,27 @@ class FactHistory:
                 friends.lazy(), on=ROW, how="left", maintain_order="left"
             )
         zones, calendar = _zone_columns(self.zones, moment)
-        return self._facts(derived, zones, calendar, moment, facts)
+        past = self._facts(derived, zones, calendar, moment, facts)
+        if not churns:
+            return past
+        past = self._with_churn(past, moment, now)
+        return past.select("customer_id", *(n for n in past.columns if n in asked), *LOCAL_COLUMNS)
+
+    def _with_churn(self, facts: pl.DataFrame, moment: datetime, now: datetime) -> pl.DataFrame:
+        """``facts`` (at ``moment``) with ``churn_risk`` in its catalogue place: a model fitted
+        on the facts at ``moment - H`` and what happened up to ``moment`` (see
+        :mod:`courtship.learn.churn`); null when not asked for, left out without learning."""
+        if self.learning is None:
+            return facts
+        if self.churn_days is None:
+            risk = pl.Series("churn_risk", [None] * facts.height, dtype=pl.Float64())
+        else:
+            then = self.before(moment - timedelta(days=self.churn_days), now, set(CHURN_INPUTS))
+            risk = churn_risk(then, facts, self.churn_days, self.base.__dict__)
+        names = list(facts_schema())
+        earlier = [n for n in names[: names.index("churn_risk")] if n in facts.columns]
+        place = facts.columns.index(earlier[-1]) + 1 if earlier else facts.width
+        return facts.insert_column(place, risk)
 
     def _events_of(self, rows: pl.Series, moment_us: int) -> pl.DataFrame:
         """All events of the customers at ``rows``, the customers changed since ``moment``.
@@ -1120,7 +1149,7 @@ def _fact_expressions(now: datetime, calendar: pl.DataFrame) -> list[pl.Expr]:
     }
     expressions = [pl.col(ROW)]
     for name, dtype in facts_schema().items():
-        if name in RHYTHM_FACTS or name in LEARNED_FACTS:
+        if name in RHYTHM_FACTS or name in LEARNED_FACTS or name in CHURN_FACTS:
             continue
         expressions.append(derived.get(name, pl.col(name)).cast(dtype).alias(name))
     return expressions
