@@ -107,7 +107,9 @@ def fit(then: pl.DataFrame, later: pl.DataFrame, horizon_days: int = HORIZON_DAY
         known = column[np.isfinite(column)]
         fill[name] = float(np.median(known)) if known.size else 0.0
     matrix, _ = _matrix(then, fill)
-    pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    pipeline = make_pipeline(
+        StandardScaler(), LogisticRegression(solver="newton-cholesky", max_iter=200)
+    )
     pipeline.fit(matrix[judged], labels)
     regression = pipeline[-1]
     return ChurnModel(
