@@ -105,6 +105,7 @@ def command(
     from courtship.cli.common import load, open_state
     from courtship.learn.churn import CHURN_FACTS
     from courtship.learn.facts import LEARNED_FACTS
+    from courtship.learn.preferences import PREFERENCE_FACTS
 
     moment = parse_moment(at)
     loaded = load(project, quiet=True)
@@ -112,7 +113,7 @@ def command(
     names = list(fact or [])
     try:
         churn = not names or bool(set(names) & set(CHURN_FACTS))
-        learn = churn or bool(set(names) & set(LEARNED_FACTS))
+        learn = churn or bool(set(names) & {*LEARNED_FACTS, *PREFERENCE_FACTS})
         facts = loaded.engine.facts(loaded.base, moment, state, learn=learn, churn=churn)
     except ValueError as error:
         raise fail(str(error)) from None

@@ -28,6 +28,12 @@ from courtship.catalogue import Catalogue, builtin_catalogue
 from courtship.learn import Learning
 from courtship.learn.churn import CHURN_FACTS, CHURN_INPUTS, churn_risk
 from courtship.learn.facts import LEARNED_FACTS, LEARNING_INPUTS, learned_facts
+from courtship.learn.preferences import (
+    PREFERENCE_FACTS,
+    PREFERENCE_INPUTS,
+    answered_messages,
+    preference_facts,
+)
 from courtship.sources import (
     CUSTOMER_SCHEMA,
     EVENT_SCHEMA,
@@ -238,7 +244,8 @@ class FactHistory:
             derived = derived.join(part, on=ROW, how="left", maintain_order="left")
         derived = derived.join(_local_dates(derived), on=ROW, how="left", maintain_order="left")
         self._derived[now] = derived
-        return self._with_churn(self._facts(derived, zones, calendar, now, None), now, now)
+        facts = self._with_churn(self._facts(derived, zones, calendar, now, None), now, now)
+        return self._with_preferences(facts, now)
 
     def before(self, moment: datetime, now: datetime, facts: set[str]) -> pl.DataFrame:
         """The ``facts`` named (and the local columns) for every customer at ``moment``, an
@@ -249,7 +256,12 @@ class FactHistory:
         if moment >= now:
             return self.at(moment).select("customer_id", *asked, *LOCAL_COLUMNS)
         churns = self.learning is not None and bool(asked & set(CHURN_FACTS))
-        facts = asked | CHURN_INPUTS if churns and self.churn_days is not None else asked
+        prefers = self.learning is not None and bool(asked & set(PREFERENCE_FACTS))
+        facts = set(asked)
+        if churns and self.churn_days is not None:
+            facts |= CHURN_INPUTS
+        if prefers:
+            facts |= PREFERENCE_INPUTS
         derived = self._derived[now]
         moment_us, now_us = _epoch_us(moment), _epoch_us(now)
         kind, at = pl.col("kind"), pl.col("at")
@@ -306,10 +318,36 @@ class FactHistory:
             )
         zones, calendar = _zone_columns(self.zones, moment)
         past = self._facts(derived, zones, calendar, moment, facts)
-        if not churns:
+        if not (churns or prefers):
             return past
-        past = self._with_churn(past, moment, now)
+        if churns:
+            past = self._with_churn(past, moment, now)
+        if prefers:
+            past = self._with_preferences(past, moment)
         return past.select("customer_id", *(n for n in past.columns if n in asked), *LOCAL_COLUMNS)
+
+    def answered(self, moment: datetime) -> pl.DataFrame:
+        """Every message up to ``moment``, whether the customer answered it within 48 hours
+        (see :mod:`courtship.learn.preferences`)."""
+        clicks = (
+            self.base.events.lazy()
+            .filter(pl.col("type") == "click")
+            .select(pl.col("customer_id").cast(pl.String()), pl.col("at").dt.epoch("us"))
+            .join(self.ids.lazy(), on="customer_id")
+            .select(ROW, "at")
+            .collect()
+        )
+        return answered_messages(self.events, clicks, _epoch_us(_utc(moment)))
+
+    def _with_preferences(self, facts: pl.DataFrame, moment: datetime) -> pl.DataFrame:
+        """``facts`` with the learned preferences in their catalogue place (with learning)."""
+        if self.learning is None:
+            return facts
+        numbered = facts.with_row_index(ROW) if ROW not in facts.columns else facts
+        learned = preference_facts(numbered, self.answered(moment))
+        for name in PREFERENCE_FACTS:
+            facts = _in_place(facts, learned.get_column(name))
+        return facts
 
     def _with_churn(self, facts: pl.DataFrame, moment: datetime, now: datetime) -> pl.DataFrame:
         """``facts`` (at ``moment``) with ``churn_risk`` in its catalogue place: a model fitted
@@ -322,10 +360,7 @@ class FactHistory:
         else:
             then = self.before(moment - timedelta(days=self.churn_days), now, set(CHURN_INPUTS))
             risk = churn_risk(then, facts, self.churn_days, self.base.__dict__)
-        names = list(facts_schema())
-        earlier = [n for n in names[: names.index("churn_risk")] if n in facts.columns]
-        place = facts.columns.index(earlier[-1]) + 1 if earlier else facts.width
-        return facts.insert_column(place, risk)
+        return _in_place(facts, risk)
 
     def _events_of(self, rows: pl.Series, moment_us: int) -> pl.DataFrame:
         """All events of the customers at ``rows``, the customers changed since ``moment``.
@@ -400,6 +435,14 @@ class FactHistory:
             )
             return facts
         return facts.drop(ROW)
+
+
+def _in_place(facts: pl.DataFrame, column: pl.Series) -> pl.DataFrame:
+    """``facts`` with ``column`` after the catalogue facts before it."""
+    names = list(facts_schema())
+    earlier = [n for n in names[: names.index(column.name)] if n in facts.columns]
+    place = facts.columns.index(earlier[-1]) + 1 if earlier else facts.width
+    return facts.insert_column(place, column)
 
 
 #: Facts read from the referral graph.
@@ -1149,7 +1192,7 @@ def _fact_expressions(now: datetime, calendar: pl.DataFrame) -> list[pl.Expr]:
     }
     expressions = [pl.col(ROW)]
     for name, dtype in facts_schema().items():
-        if name in RHYTHM_FACTS or name in LEARNED_FACTS or name in CHURN_FACTS:
+        if name in (*RHYTHM_FACTS, *LEARNED_FACTS, *CHURN_FACTS, *PREFERENCE_FACTS):
             continue
         expressions.append(derived.get(name, pl.col(name)).cast(dtype).alias(name))
     return expressions

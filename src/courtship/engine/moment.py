@@ -28,6 +28,7 @@ from courtship.engine.record import decision_rows, keep_deciding_values
 from courtship.graph import PlaybookGraph
 from courtship.learn.churn import CHURN_FACTS, HORIZON_DAYS
 from courtship.learn.facts import LEARNED_FACTS
+from courtship.learn.preferences import PREFERENCE_FACTS
 from courtship.playbook import Playbook, declare_set_facts
 from courtship.project import Project
 from courtship.sources import CustomerBase
@@ -54,7 +55,7 @@ class Engine:
         #: learned facts are fitted only when a playbook reads one
         read = set().union(*(pb.facts_read for pb in self.playbooks.values()))
         self.churns = bool(read & set(CHURN_FACTS))
-        self.learns = bool(read & set(LEARNED_FACTS)) or self.churns
+        self.learns = bool(read & {*LEARNED_FACTS, *PREFERENCE_FACTS}) or self.churns
 
     def plan(
         self, base: CustomerBase, now: dt.datetime, state: StateStore, *, trace: str | None = None
