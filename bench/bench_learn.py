@@ -10,7 +10,9 @@ Target: the whole-base learned facts in under 5 s.
 Then ``churn_risk`` (:mod:`courtship.learn.churn`): the engine's facts at now - 90 days (the
 extra facts it needs, ``FactHistory.before`` after ``at(now)``), the logistic regression's fit
 on them, scoring every customer at now, and the back-test of ``courtship model`` (the facts at
-now - 180 days too, two fits and three AUCs). Target: fit and scoring in under 10 s. Results go to
+now - 180 days too, two fits and three AUCs). Target: fit and scoring in under 10 s. And the
+learned preferences (``best_channel``, ``suggested_cadence_days``: every message and whether it
+was answered within 48 hours). Results go to
 ``bench/results/learn-<customers>.json`` (git-ignored).
 
     .venv/bin/python bench/bench_learn.py             # 1,000,000 customers
@@ -38,6 +40,7 @@ from courtship.learn.bgnbd import fit
 from courtship.learn.churn import CHURN_INPUTS, back_test
 from courtship.learn.churn import fit as fit_churn
 from courtship.learn.facts import histories, learned_facts
+from courtship.learn.preferences import preference_facts
 
 TARGET_S = 5.0
 CHURN_TARGET_S = 10.0
@@ -127,6 +130,9 @@ def churn(base, now: dt.datetime, repeat: int) -> dict[str, object]:
         risk = model.risk(facts)
         scores.append(time.perf_counter() - start)
     start = time.perf_counter()
+    learned = preference_facts(facts.with_row_index("_row"), history.answered(now))
+    preferences_s = time.perf_counter() - start
+    start = time.perf_counter()
     earlier = history.before(now - 2 * horizon, now, set(CHURN_INPUTS))
     card = back_test(earlier, then, facts, 90)
     card_s = time.perf_counter() - start
@@ -141,6 +147,8 @@ def churn(base, now: dt.datetime, repeat: int) -> dict[str, object]:
         "churn_scored": int(risk.is_not_null().sum()),
         "churn_auc": card["back_test"]["auc"],
         "churn_target_s": CHURN_TARGET_S,
+        "preferences_s": round(preferences_s, 2),
+        "best_channel_known": int(learned.get_column("best_channel").is_not_null().sum()),
     }
 
 
