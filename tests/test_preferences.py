@@ -84,3 +84,15 @@ def test_a_playbook_reads_best_channel_and_explain_shows_the_evidence(world):
     assert "learned: best_channel sms, suggested_cadence_days 18, from" in result.stdout
     assert "email: answered 0 of 3 messages within 48 h" in result.stdout
     assert "sms: answered 3 of 3 messages within 48 h" in result.stdout
+
+
+def test_preferences_are_learned_only_when_asked_for(world):
+    from courtship.engine.facts import compute_facts
+
+    story(world)
+    _, base = world.engine()
+    unasked = compute_facts(base, NOW)
+    assert unasked.get_column("best_channel").null_count() == unasked.height
+    asked = compute_facts(base, NOW, preferences=True)
+    assert asked.get_column("best_channel").to_list()[0] == "sms"
+    assert compute_facts(base, NOW, learning=None).columns.count("best_channel") == 0

@@ -250,7 +250,7 @@ def command(
             )
             learned = (
                 learned_evidence(loaded.engine, loaded.base, state, customer, plan.now)
-                if loaded.engine.learns
+                if loaded.engine.prefers
                 else None
             )
     finally:

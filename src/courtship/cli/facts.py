@@ -113,8 +113,11 @@ def command(
     names = list(fact or [])
     try:
         churn = not names or bool(set(names) & set(CHURN_FACTS))
-        learn = churn or bool(set(names) & {*LEARNED_FACTS, *PREFERENCE_FACTS})
-        facts = loaded.engine.facts(loaded.base, moment, state, learn=learn, churn=churn)
+        prefer = not names or bool(set(names) & set(PREFERENCE_FACTS))
+        learn = churn or prefer or bool(set(names) & set(LEARNED_FACTS))
+        facts = loaded.engine.facts(
+            loaded.base, moment, state, learn=learn, churn=churn, prefer=prefer
+        )
     except ValueError as error:
         raise fail(str(error)) from None
     finally:

@@ -144,6 +144,7 @@ def compute_facts(
     default_timezone: str = "UTC",
     learning: Learning | None = WHOLE_BASE,
     churn_days: int | None = None,
+    preferences: bool = False,
 ) -> pl.DataFrame:
     """Every fact for every customer at ``now``: one row per customer, in the customers' order.
 
@@ -163,6 +164,7 @@ def compute_facts(
         default_timezone=default_timezone,
         learning=learning,
         churn_days=churn_days,
+        preferences=preferences,
     )
     return history.at(now)
 
@@ -189,6 +191,7 @@ class FactHistory:
         default_timezone: str = "UTC",
         learning: Learning | None = WHOLE_BASE,
         churn_days: int | None = None,
+        preferences: bool = False,
     ) -> None:
         if not is_time_zone(default_timezone):
             raise ValueError(
@@ -200,6 +203,8 @@ class FactHistory:
         #: the horizon of ``churn_risk`` in days; None leaves it out (no playbook reads it).
         #: It reads ``p_alive``: only with ``learning``.
         self.churn_days = churn_days if learning is not None else None
+        #: whether to learn ``best_channel`` and ``suggested_cadence_days`` (with learning)
+        self.preferences = preferences
         customers = _customer_file(base, default_timezone)
         #: the customer file's other columns (text, or typed as the facts plugins declare),
         #: put beside the facts as they are: never read to compute one
@@ -260,7 +265,7 @@ class FactHistory:
         facts = set(asked)
         if churns and self.churn_days is not None:
             facts |= CHURN_INPUTS
-        if prefers:
+        if prefers and self.preferences:
             facts |= PREFERENCE_INPUTS
         derived = self._derived[now]
         moment_us, now_us = _epoch_us(moment), _epoch_us(now)
@@ -340,11 +345,20 @@ class FactHistory:
         return answered_messages(self.events, clicks, _epoch_us(_utc(moment)))
 
     def _with_preferences(self, facts: pl.DataFrame, moment: datetime) -> pl.DataFrame:
-        """``facts`` with the learned preferences in their catalogue place (with learning)."""
+        """``facts`` with the learned preferences in their catalogue place (with learning);
+        null when not asked for."""
         if self.learning is None:
             return facts
-        numbered = facts.with_row_index(ROW) if ROW not in facts.columns else facts
-        learned = preference_facts(numbered, self.answered(moment))
+        if self.preferences:
+            numbered = facts.with_row_index(ROW) if ROW not in facts.columns else facts
+            learned = preference_facts(numbered, self.answered(moment))
+        else:
+            learned = pl.DataFrame(
+                {name: pl.Series([None] * facts.height) for name in PREFERENCE_FACTS},
+                schema={
+                    n: FACT_DTYPES[builtin_catalogue().facts[n].type] for n in PREFERENCE_FACTS
+                },
+            )
         for name in PREFERENCE_FACTS:
             facts = _in_place(facts, learned.get_column(name))
         return facts

@@ -55,7 +55,8 @@ class Engine:
         #: learned facts are fitted only when a playbook reads one
         read = set().union(*(pb.facts_read for pb in self.playbooks.values()))
         self.churns = bool(read & set(CHURN_FACTS))
-        self.learns = bool(read & {*LEARNED_FACTS, *PREFERENCE_FACTS}) or self.churns
+        self.prefers = bool(read & set(PREFERENCE_FACTS))
+        self.learns = bool(read & set(LEARNED_FACTS)) or self.churns or self.prefers
 
     def plan(
         self, base: CustomerBase, now: dt.datetime, state: StateStore, *, trace: str | None = None
@@ -105,7 +106,9 @@ class Engine:
         plan.disabled, keys = render.broken_playbooks(self.playbooks, self.project, now, fact_types)
         # What we said to customers (a team notification is not a message to the customer).
         sends = state.sends().filter(pl.col("channel") != "team")
-        history = self._history(base, sends, state, learn=self.learns, churn=self.churns)
+        history = self._history(
+            base, sends, state, learn=self.learns, churn=self.churns, prefer=self.prefers
+        )
         # Consent as the customer file says, overridden by unsubscribes, STOPs and bounces.
         facts = consent.as_of(self._completed(history.at(now)), state.consent_changes(), now)
         schema = dict(facts.schema)
@@ -188,14 +191,17 @@ class Engine:
         *,
         learn: bool = True,
         churn: bool | None = None,
+        prefer: bool | None = None,
     ) -> pl.DataFrame:
         """Every fact of every customer at ``now``, as conditions read them, one row per
         customer, ``customer_id`` first: what ``courtship facts`` prints. ``learn``: fit the
-        learned facts (else they are null); ``churn``: ``churn_risk`` too (default: as learn)."""
+        learned facts (else they are null); ``churn``: ``churn_risk`` too, ``prefer``: the
+        learned preferences too (default: as learn)."""
         sends = state.sends().filter(pl.col("channel") != "team")
         churn = learn if churn is None else churn
+        prefer = learn if prefer is None else prefer
         with no_cycle_collection():
-            history = self._history(base, sends, state, learn=learn, churn=churn)
+            history = self._history(base, sends, state, learn=learn, churn=churn, prefer=prefer)
             facts = self._completed(history.at(now.astimezone(dt.UTC)))
         return facts.drop(ROW, "_local_now")
 
@@ -203,7 +209,7 @@ class Engine:
         """The facts of ``base`` at any moment, as the engine computes them, with the
         BG/NBD learned facts and without ``churn_risk`` (what ``courtship model`` reads)."""
         sends = state.sends().filter(pl.col("channel") != "team")
-        return self._history(base, sends, state, learn=True, churn=False)
+        return self._history(base, sends, state, learn=True, churn=False, prefer=True)
 
     def _history(
         self,
@@ -213,6 +219,7 @@ class Engine:
         *,
         learn: bool,
         churn: bool,
+        prefer: bool,
     ) -> FactHistory:
         return FactHistory(
             base,
@@ -222,6 +229,7 @@ class Engine:
             default_timezone=self.project.timezone,
             learning=self.project.learning if learn else None,
             churn_days=HORIZON_DAYS if churn else None,
+            preferences=prefer,
         )
 
     def _completed(self, frame: pl.DataFrame) -> pl.DataFrame:
