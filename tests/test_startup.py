@@ -16,6 +16,7 @@ HEAVY = (
     "starlette",
     "uvicorn",
     "scipy",
+    "sklearn",
     "plotly",
     "email_validator",
     "phonenumbers",

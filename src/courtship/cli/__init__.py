@@ -16,6 +16,7 @@ from courtship.cli import (
     graph,
     history,
     lint,
+    model,
     plan,
     plugins,
     preview,
@@ -61,6 +62,7 @@ app.command("schema")(schema.command)
 app.command("plan")(plan.command)
 app.command("explain")(explain.command)
 app.command("facts")(facts.command)
+app.command("model")(model.command)
 app.command("history")(history.command)
 app.command("diff")(diff.command)
 app.command("preview")(preview.command)

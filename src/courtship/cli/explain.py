@@ -115,15 +115,21 @@ def _trigger_reason(
 
 
 def render(
-    customer_id: str, plan: Plan, entries: list[dict[str, Any]], consent: list[str] | None = None
+    customer_id: str,
+    plan: Plan,
+    entries: list[dict[str, Any]],
+    consent: list[str] | None = None,
+    learned: list[str] | None = None,
 ) -> str:
-    """``consent``: the withdrawals in force (an unsubscribe, a STOP, a bounce), in words."""
+    """``consent``: the withdrawals in force (an unsubscribe, a STOP, a bounce), in words;
+    ``learned``: what the learned preferences were learned from."""
     facts = plan.customer_facts or {}
     name = " ".join(filter(None, [facts.get("first_name"), facts.get("last_name")])) or "(no name)"
     lines = [
         f"{customer_id} {name} at {plan.now:%Y-%m-%dT%H:%M:%SZ}{_local_time(facts)}",
         f"  {_habits(facts)}",
         *(f"  {line}" for line in consent or []),
+        *_learned_lines(facts, learned),
         "",
     ]
     for entry in entries:
@@ -135,6 +141,29 @@ def render(
             if message["text"]:
                 lines.append(f"      {message['text'].splitlines()[0][:100]}")
     return "\n".join(lines) + "\n"
+
+
+def _learned_lines(facts: dict[str, Any], learned: list[str] | None) -> list[str]:
+    if learned is None:
+        return []
+    channel, cadence = facts.get("best_channel"), facts.get("suggested_cadence_days")
+    head = (
+        f"  learned: best_channel {channel or '(none)'}, suggested_cadence_days "
+        f"{cadence if cadence is not None else '(none)'}, from"
+    )
+    return [head, *(f"    {line}" for line in learned)]
+
+
+def learned_evidence(engine: Engine, base: Any, state: Any, customer: str, now: Any) -> list[str]:
+    """Per channel, the messages the customer was sent and those they answered within 48 h:
+    what ``best_channel`` and ``suggested_cadence_days`` were learned from."""
+    import polars as pl
+
+    from courtship.learn.preferences import evidence
+
+    history = engine.fact_history(base, state)
+    row = history.ids.filter(pl.col("customer_id") == customer).get_column("_row")[0]
+    return evidence(history.answered(now), row)
 
 
 def _local_time(facts: dict[str, Any]) -> str:
@@ -219,6 +248,11 @@ def command(
             consent = withdrawals_of(
                 customer, plan.customer_facts or {}, state.consent_changes(), plan.now
             )
+            learned = (
+                learned_evidence(loaded.engine, loaded.base, state, customer, plan.now)
+                if loaded.engine.prefers
+                else None
+            )
     finally:
         state.close()
     if recorded:
@@ -239,6 +273,7 @@ def command(
                     "source": "computed",
                     "facts": facts,
                     "consent": consent,
+                    "learned_from": learned,
                     "playbooks": entries,
                 },
                 indent=2,
@@ -246,7 +281,7 @@ def command(
             )
         )
     else:
-        typer.echo(render(customer, plan, entries, consent), nl=False)
+        typer.echo(render(customer, plan, entries, consent, learned), nl=False)
         typer.echo(
             f"\n(computed now: no run has recorded {plan.now:%Y-%m-%dT%H:%M:%SZ} in the state "
             "store yet)"

@@ -103,15 +103,21 @@ def command(
     if output_format == "parquet" and output is None:
         raise fail("parquet is binary: write it to a file with --output FILE", ExitCode.USAGE)
     from courtship.cli.common import load, open_state
+    from courtship.learn.churn import CHURN_FACTS
     from courtship.learn.facts import LEARNED_FACTS
+    from courtship.learn.preferences import PREFERENCE_FACTS
 
     moment = parse_moment(at)
     loaded = load(project, quiet=True)
     state = open_state(loaded.project, dry_run=True)
     names = list(fact or [])
     try:
-        learn = not names or bool(set(names) & set(LEARNED_FACTS))
-        facts = loaded.engine.facts(loaded.base, moment, state, learn=learn)
+        churn = not names or bool(set(names) & set(CHURN_FACTS))
+        prefer = not names or bool(set(names) & set(PREFERENCE_FACTS))
+        learn = churn or prefer or bool(set(names) & set(LEARNED_FACTS))
+        facts = loaded.engine.facts(
+            loaded.base, moment, state, learn=learn, churn=churn, prefer=prefer
+        )
     except ValueError as error:
         raise fail(str(error)) from None
     finally:

@@ -26,7 +26,14 @@ import polars as pl
 
 from courtship.catalogue import Catalogue, builtin_catalogue
 from courtship.learn import Learning
+from courtship.learn.churn import CHURN_FACTS, CHURN_INPUTS, churn_risk
 from courtship.learn.facts import LEARNED_FACTS, LEARNING_INPUTS, learned_facts
+from courtship.learn.preferences import (
+    PREFERENCE_FACTS,
+    PREFERENCE_INPUTS,
+    answered_messages,
+    preference_facts,
+)
 from courtship.sources import (
     CUSTOMER_SCHEMA,
     EVENT_SCHEMA,
@@ -136,6 +143,8 @@ def compute_facts(
     set_tags: pl.DataFrame | None = None,
     default_timezone: str = "UTC",
     learning: Learning | None = WHOLE_BASE,
+    churn_days: int | None = None,
+    preferences: bool = False,
 ) -> pl.DataFrame:
     """Every fact for every customer at ``now``: one row per customer, in the customers' order.
 
@@ -154,6 +163,8 @@ def compute_facts(
         set_tags=set_tags,
         default_timezone=default_timezone,
         learning=learning,
+        churn_days=churn_days,
+        preferences=preferences,
     )
     return history.at(now)
 
@@ -179,6 +190,8 @@ class FactHistory:
         set_tags: pl.DataFrame | None = None,
         default_timezone: str = "UTC",
         learning: Learning | None = WHOLE_BASE,
+        churn_days: int | None = None,
+        preferences: bool = False,
     ) -> None:
         if not is_time_zone(default_timezone):
             raise ValueError(
@@ -187,6 +200,11 @@ class FactHistory:
         self.base = base
         #: how the learned facts are fitted; None leaves them out (no playbook reads them)
         self.learning = learning
+        #: the horizon of ``churn_risk`` in days; None leaves it out (no playbook reads it).
+        #: It reads ``p_alive``: only with ``learning``.
+        self.churn_days = churn_days if learning is not None else None
+        #: whether to learn ``best_channel`` and ``suggested_cadence_days`` (with learning)
+        self.preferences = preferences
         customers = _customer_file(base, default_timezone)
         #: the customer file's other columns (text, or typed as the facts plugins declare),
         #: put beside the facts as they are: never read to compute one
@@ -231,16 +249,24 @@ class FactHistory:
             derived = derived.join(part, on=ROW, how="left", maintain_order="left")
         derived = derived.join(_local_dates(derived), on=ROW, how="left", maintain_order="left")
         self._derived[now] = derived
-        return self._facts(derived, zones, calendar, now, None)
+        facts = self._with_churn(self._facts(derived, zones, calendar, now, None), now, now)
+        return self._with_preferences(facts, now)
 
     def before(self, moment: datetime, now: datetime, facts: set[str]) -> pl.DataFrame:
         """The ``facts`` named (and the local columns) for every customer at ``moment``, an
         earlier moment than ``now``, for which ``at(now)`` has run. Facts not named are
         left out."""
         moment, now = _utc(moment), _utc(now)
-        facts = set(facts) - {"customer_id", *LOCAL_COLUMNS}
+        asked = set(facts) - {"customer_id", *LOCAL_COLUMNS}
         if moment >= now:
-            return self.at(moment).select("customer_id", *facts, *LOCAL_COLUMNS)
+            return self.at(moment).select("customer_id", *asked, *LOCAL_COLUMNS)
+        churns = self.learning is not None and bool(asked & set(CHURN_FACTS))
+        prefers = self.learning is not None and bool(asked & set(PREFERENCE_FACTS))
+        facts = set(asked)
+        if churns and self.churn_days is not None:
+            facts |= CHURN_INPUTS
+        if prefers and self.preferences:
+            facts |= PREFERENCE_INPUTS
         derived = self._derived[now]
         moment_us, now_us = _epoch_us(moment), _epoch_us(now)
         kind, at = pl.col("kind"), pl.col("at")
@@ -296,7 +322,59 @@ class FactHistory:
                 friends.lazy(), on=ROW, how="left", maintain_order="left"
             )
         zones, calendar = _zone_columns(self.zones, moment)
-        return self._facts(derived, zones, calendar, moment, facts)
+        past = self._facts(derived, zones, calendar, moment, facts)
+        if not (churns or prefers):
+            return past
+        if churns:
+            past = self._with_churn(past, moment, now)
+        if prefers:
+            past = self._with_preferences(past, moment)
+        return past.select("customer_id", *(n for n in past.columns if n in asked), *LOCAL_COLUMNS)
+
+    def answered(self, moment: datetime) -> pl.DataFrame:
+        """Every message up to ``moment``, whether the customer answered it within 48 hours
+        (see :mod:`courtship.learn.preferences`)."""
+        clicks = (
+            self.base.events.lazy()
+            .filter(pl.col("type") == "click")
+            .select(pl.col("customer_id").cast(pl.String()), pl.col("at").dt.epoch("us"))
+            .join(self.ids.lazy(), on="customer_id")
+            .select(ROW, "at")
+            .collect()
+        )
+        return answered_messages(self.events, clicks, _epoch_us(_utc(moment)))
+
+    def _with_preferences(self, facts: pl.DataFrame, moment: datetime) -> pl.DataFrame:
+        """``facts`` with the learned preferences in their catalogue place (with learning);
+        null when not asked for."""
+        if self.learning is None:
+            return facts
+        if self.preferences:
+            numbered = facts.with_row_index(ROW) if ROW not in facts.columns else facts
+            learned = preference_facts(numbered, self.answered(moment))
+        else:
+            learned = pl.DataFrame(
+                {name: pl.Series([None] * facts.height) for name in PREFERENCE_FACTS},
+                schema={
+                    n: FACT_DTYPES[builtin_catalogue().facts[n].type] for n in PREFERENCE_FACTS
+                },
+            )
+        for name in PREFERENCE_FACTS:
+            facts = _in_place(facts, learned.get_column(name))
+        return facts
+
+    def _with_churn(self, facts: pl.DataFrame, moment: datetime, now: datetime) -> pl.DataFrame:
+        """``facts`` (at ``moment``) with ``churn_risk`` in its catalogue place: a model fitted
+        on the facts at ``moment - H`` and what happened up to ``moment`` (see
+        :mod:`courtship.learn.churn`); null when not asked for, left out without learning."""
+        if self.learning is None:
+            return facts
+        if self.churn_days is None:
+            risk = pl.Series("churn_risk", [None] * facts.height, dtype=pl.Float64())
+        else:
+            then = self.before(moment - timedelta(days=self.churn_days), now, set(CHURN_INPUTS))
+            risk = churn_risk(then, facts, self.churn_days, self.base.__dict__)
+        return _in_place(facts, risk)
 
     def _events_of(self, rows: pl.Series, moment_us: int) -> pl.DataFrame:
         """All events of the customers at ``rows``, the customers changed since ``moment``.
@@ -371,6 +449,14 @@ class FactHistory:
             )
             return facts
         return facts.drop(ROW)
+
+
+def _in_place(facts: pl.DataFrame, column: pl.Series) -> pl.DataFrame:
+    """``facts`` with ``column`` after the catalogue facts before it."""
+    names = list(facts_schema())
+    earlier = [n for n in names[: names.index(column.name)] if n in facts.columns]
+    place = facts.columns.index(earlier[-1]) + 1 if earlier else facts.width
+    return facts.insert_column(place, column)
 
 
 #: Facts read from the referral graph.
@@ -1120,7 +1206,7 @@ def _fact_expressions(now: datetime, calendar: pl.DataFrame) -> list[pl.Expr]:
     }
     expressions = [pl.col(ROW)]
     for name, dtype in facts_schema().items():
-        if name in RHYTHM_FACTS or name in LEARNED_FACTS:
+        if name in (*RHYTHM_FACTS, *LEARNED_FACTS, *CHURN_FACTS, *PREFERENCE_FACTS):
             continue
         expressions.append(derived.get(name, pl.col(name)).cast(dtype).alias(name))
     return expressions

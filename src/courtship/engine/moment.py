@@ -26,7 +26,9 @@ from courtship.engine.outbox import outbox_rows
 from courtship.engine.plan import Decision, Plan, iso
 from courtship.engine.record import assignment_rows, decision_rows, keep_deciding_values
 from courtship.graph import PlaybookGraph
+from courtship.learn.churn import CHURN_FACTS, HORIZON_DAYS
 from courtship.learn.facts import LEARNED_FACTS
+from courtship.learn.preferences import PREFERENCE_FACTS
 from courtship.playbook import Playbook, declare_set_facts
 from courtship.project import Project
 from courtship.sources import CustomerBase
@@ -51,7 +53,10 @@ class Engine:
         self.playbooks = {pb.id: pb for pb in playbooks if pb.enabled}
         self.order = [pb_id for pb_id in self.graph.order() if pb_id in self.playbooks]
         #: learned facts are fitted only when a playbook reads one
-        self.learns = any(set(pb.facts_read) & set(LEARNED_FACTS) for pb in self.playbooks.values())
+        read = set().union(*(pb.facts_read for pb in self.playbooks.values()))
+        self.churns = bool(read & set(CHURN_FACTS))
+        self.prefers = bool(read & set(PREFERENCE_FACTS))
+        self.learns = bool(read & set(LEARNED_FACTS)) or self.churns or self.prefers
 
     def plan(
         self, base: CustomerBase, now: dt.datetime, state: StateStore, *, trace: str | None = None
@@ -107,7 +112,9 @@ class Engine:
         plan.disabled, keys = render.broken_playbooks(self.playbooks, self.project, now, fact_types)
         # What we said to customers (a team notification is not a message to the customer).
         sends = state.sends().filter(pl.col("channel") != "team")
-        history = self._history(base, sends, state, learn=self.learns)
+        history = self._history(
+            base, sends, state, learn=self.learns, churn=self.churns, prefer=self.prefers
+        )
         # Consent as the customer file says, overridden by unsubscribes, STOPs and bounces.
         facts = consent.as_of(self._completed(history.at(now)), state.consent_changes(), now)
         schema = dict(facts.schema)
@@ -183,19 +190,42 @@ class Engine:
         return plan
 
     def facts(
-        self, base: CustomerBase, now: dt.datetime, state: StateStore, *, learn: bool = True
+        self,
+        base: CustomerBase,
+        now: dt.datetime,
+        state: StateStore,
+        *,
+        learn: bool = True,
+        churn: bool | None = None,
+        prefer: bool | None = None,
     ) -> pl.DataFrame:
         """Every fact of every customer at ``now``, as conditions read them, one row per
         customer, ``customer_id`` first: what ``courtship facts`` prints. ``learn``: fit the
-        learned facts (else they are null)."""
+        learned facts (else they are null); ``churn``: ``churn_risk`` too, ``prefer``: the
+        learned preferences too (default: as learn)."""
         sends = state.sends().filter(pl.col("channel") != "team")
+        churn = learn if churn is None else churn
+        prefer = learn if prefer is None else prefer
         with no_cycle_collection():
-            history = self._history(base, sends, state, learn=learn)
+            history = self._history(base, sends, state, learn=learn, churn=churn, prefer=prefer)
             facts = self._completed(history.at(now.astimezone(dt.UTC)))
         return facts.drop(ROW, "_local_now")
 
+    def fact_history(self, base: CustomerBase, state: StateStore) -> FactHistory:
+        """The facts of ``base`` at any moment, as the engine computes them, with the
+        BG/NBD learned facts and without ``churn_risk`` (what ``courtship model`` reads)."""
+        sends = state.sends().filter(pl.col("channel") != "team")
+        return self._history(base, sends, state, learn=True, churn=False, prefer=True)
+
     def _history(
-        self, base: CustomerBase, sends: pl.DataFrame, state: StateStore, *, learn: bool
+        self,
+        base: CustomerBase,
+        sends: pl.DataFrame,
+        state: StateStore,
+        *,
+        learn: bool,
+        churn: bool,
+        prefer: bool,
     ) -> FactHistory:
         return FactHistory(
             base,
@@ -204,6 +234,8 @@ class Engine:
             set_tags=state.set_tags(),
             default_timezone=self.project.timezone,
             learning=self.project.learning if learn else None,
+            churn_days=HORIZON_DAYS if churn else None,
+            preferences=prefer,
         )
 
     def _completed(self, frame: pl.DataFrame) -> pl.DataFrame:
