@@ -17,10 +17,12 @@ scikit-learn is imported only when a model is fitted.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import polars as pl
+
+if TYPE_CHECKING:  # numpy is imported when the model is fitted
+    import numpy as np
 
 #: The facts the model reads, with what each says, in the order the model card prints them.
 FEATURES: dict[str, str] = {
@@ -68,6 +70,8 @@ class ChurnModel:
 
     def risk(self, facts: pl.DataFrame) -> pl.Series:
         """``churn_risk`` of every customer of ``facts`` (in order), null without an order."""
+        import numpy as np
+
         matrix, judged = _matrix(facts, self.fill)
         risk = np.full(facts.height, np.nan)
         if judged.any():
@@ -80,6 +84,7 @@ def fit(then: pl.DataFrame, later: pl.DataFrame, horizon_days: int = HORIZON_DAY
     customers in the same order): customers with an order ``then``, labelled churned when their
     ``orders_count`` did not grow by ``later``. Raises :class:`ChurnError` when there are too
     few customers, or too few of one outcome, to learn from."""
+    import numpy as np
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -134,6 +139,7 @@ def outcome(then: pl.DataFrame, later: pl.DataFrame) -> tuple[np.ndarray, np.nda
 def auc(churned: np.ndarray, score: np.ndarray) -> float | None:
     """The ROC AUC of ``score`` for ``churned`` over the customers with a score; None when
     one outcome is missing among them."""
+    import numpy as np
     from sklearn.metrics import roc_auc_score
 
     known = np.isfinite(score)
@@ -148,6 +154,8 @@ def back_test(
     """The model card's numbers: a model trained on ``at_2h`` → ``at_h`` predicting ``at_h`` →
     ``at_now``, with the AUC of its score, of ``1 - p_alive`` and of recency side by side; and
     the model trained on ``at_h`` → ``at_now`` that scores ``now``, with its weights."""
+    import numpy as np
+
     past = fit(at_2h, at_h, horizon_days)
     churned, judged = outcome(at_h, at_now)
     labels = churned[judged]
@@ -213,6 +221,8 @@ def churn_risk(
 def _matrix(facts: pl.DataFrame, fill: dict[str, float] | None) -> tuple[np.ndarray, np.ndarray]:
     """The features of every customer (log scale where :data:`LOGGED`), nulls filled with
     ``fill`` (left NaN without it), and who has an order."""
+    import numpy as np
+
     columns = []
     for name in FEATURES:
         value = pl.col(name).cast(pl.Float64())
