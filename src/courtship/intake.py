@@ -230,8 +230,10 @@ def with_index(base: CustomerBase, folder: Path, mark: str) -> None:
         partial = folder / f"{_MARK_FILE}.tmp"
         partial.write_text(mark, encoding="utf-8")
         os.replace(partial, folder / _MARK_FILE)  # written last: the index is whole
-    except OSError:
-        pass  # a folder we may not write: the index is built again next time
+    except (OSError, pl.exceptions.PolarsError):
+        # A full disk, a folder we may not write: the index is built again next time.
+        for leftover in folder.glob("*.tmp"):
+            leftover.unlink(missing_ok=True)
 
 
 def _read_index(folder: Path, mark: str) -> tuple[pl.DataFrame, ...] | None:
