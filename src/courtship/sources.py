@@ -396,11 +396,8 @@ def _customer_column(name: str, dtype: pl.DataType | None = None) -> pl.Expr:
     if name == "cadence_days":
         return column if typed else column.cast(pl.Int64(), strict=False)
     if name == "tags":
-        return (
-            (column if typed else column.str.split(";"))
-            .list.eval(pl.element().str.strip_chars().filter(pl.element() != ""))
-            .list.unique()
-            .list.sort()
+        return (column if typed else column.str.split(";")).list.eval(
+            pl.element().str.strip_chars().filter(pl.element() != "").unique().sort()
         )
     return column
 
