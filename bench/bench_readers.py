@@ -97,6 +97,7 @@ def plan_twice(folder: Path, customers: str, events: str) -> tuple[float, float]
     if project.exists():
         shutil.rmtree(project)
     (project / "playbooks" / "templates").mkdir(parents=True)
+    (project / "state").mkdir()  # as after a first run: a dry plan keeps its index there
     (project / "playbooks" / "thanks.yaml").write_text(
         "id: thanks\ntitle: Thanks\nstage: active\ncategory: transactional\n"
         "trigger: {event: order}\nrespond:\n  - send: {channel: email, template: thanks}\n",

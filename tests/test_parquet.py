@@ -96,6 +96,7 @@ def test_a_glob_matching_nothing_and_a_file_that_is_not_parquet_are_named(tmp_pa
 
 def write_project(root: Path, body: str) -> None:
     (root / "playbooks").mkdir()
+    (root / "state").mkdir()  # a dry run keeps the index beside a state store that exists
     (root / "courtship.yaml").write_text(body + "state: state/state.sqlite\n")
 
 
@@ -166,3 +167,17 @@ def test_the_parquet_source_takes_no_at_format(tmp_path):
     )
     with pytest.raises(SourceError, match="no such setting"):
         read_base(load_project(tmp_path), installed(), dry_run=True)
+
+
+def test_a_dry_run_creates_no_state_folder_for_the_index(tmp_path):
+    example_base(tmp_path)
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "courtship.yaml").write_text(
+        "customers: customers.parquet\nevents: events.parquet\nstate: state/state.sqlite\n"
+    )
+    project = load_project(tmp_path)
+    base = read_base(project, installed(), dry_run=True)
+    assert base.__dict__["_event_rows"][2] is event_rows(base)
+    assert not (tmp_path / "state").exists()
+    read_base(project, installed(), dry_run=False)
+    assert (tmp_path / "state" / INDEX_FOLDER / "fingerprint.json").exists()

@@ -47,7 +47,7 @@ def read_base(project: Project, registry: Registry, *, dry_run: bool) -> Custome
     Raises ``SourceError``."""
     if project.sources:
         base = _from_sources(project, registry, dry_run=dry_run)
-        with_index(base, _cache_folder(project) / INDEX_FOLDER, _content_mark(base))
+        with_index(base, _index_folder(project, dry_run), _content_mark(base))
         return base
     try:
         mark = _files_mark(project)  # before reading: a file changed meanwhile is read again
@@ -55,7 +55,7 @@ def read_base(project: Project, registry: Registry, *, dry_run: bool) -> Custome
         mark = None  # a missing file: reading it names it
     base = _from_files(project, registry)
     if mark is not None:
-        with_index(base, _cache_folder(project) / INDEX_FOLDER, mark)
+        with_index(base, _index_folder(project, dry_run), mark)
     return base
 
 
@@ -161,6 +161,13 @@ def _cache_folder(project: Project) -> Path:
     return project.state.parent if project.state else project.root / ".courtship"
 
 
+def _index_folder(project: Project, dry_run: bool) -> tuple[Path, bool]:
+    """Where the index is kept, and whether it may be written there: a dry run (plan,
+    simulate) writes it only beside a state store that exists, and never creates the folder."""
+    folder = _cache_folder(project)
+    return folder / INDEX_FOLDER, not dry_run or folder.is_dir()
+
+
 def _cache_path(project: Project) -> Path:
     return _cache_folder(project) / CACHE_FILE
 
@@ -206,12 +213,13 @@ def _content_mark(base: CustomerBase) -> str:
     )
 
 
-def with_index(base: CustomerBase, folder: Path, mark: str) -> None:
-    """Give ``base`` its loading-time index: read from ``folder`` when saved there from the same
-    ``mark``, or built now and saved there (a cache: one that cannot be read or written is
-    built again, and nothing else changes)."""
+def with_index(base: CustomerBase, place: tuple[Path, bool], mark: str) -> None:
+    """Give ``base`` its loading-time index: read from the folder of ``place`` when saved there
+    from the same ``mark``, or built now and saved there when ``place`` allows it (a cache: one
+    that cannot be read or written is built again, and nothing else changes)."""
     from courtship.engine.facts import event_rows, referral_rows
 
+    folder, writable = place
     index = _read_index(folder, mark)
     if index is not None:
         # Kept with the base as event_rows and referral_rows keep what they build: tied to
@@ -220,6 +228,8 @@ def with_index(base: CustomerBase, folder: Path, mark: str) -> None:
             base.__dict__[f"_{part}"] = (base.customers, base.events, rows)
         return
     built = (event_rows(base), referral_rows(base))
+    if not writable:
+        return
     try:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / _MARK_FILE).unlink(missing_ok=True)  # the old index is no longer whole
