@@ -1,4 +1,4 @@
-"""Customers and events read from files: the source types ``csv`` and ``jsonl``.
+"""Customers and events read from files: the source types ``csv``, ``jsonl`` and ``parquet``.
 
 Settings (``sources.customers`` or ``sources.events`` in ``courtship.yaml``)::
 
@@ -10,7 +10,9 @@ Settings (``sources.customers`` or ``sources.events`` in ``courtship.yaml``)::
       events:
         type: jsonl                      # or csv
         path: data/events.jsonl
-        format: "%d/%m/%Y %H:%M %z"      # optional, events only: how `at` is written
+        format: "%d/%m/%Y %H:%M %z"      # optional, csv/jsonl events only: how `at` is written
+
+``type: parquet`` takes a file, a folder of ``.parquet`` files or a glob as ``path``.
 
 Rows are checked like the customer and event files of ``docs/data.md``; a bad cell is reported
 with its file, line and column (the file's name for a renamed column).
@@ -27,11 +29,16 @@ import courtship
 if TYPE_CHECKING:
     from courtship.sources import SourceFactory
 
-__all__ = ["CSVSource", "FileSource", "JSONLinesSource"]
+__all__ = ["CSVSource", "FileSource", "JSONLinesSource", "ParquetSource"]
 
 #: Where each name of the plugin lives: imported on first use (``__getattr__``), so loading the
 #: plugin to learn what it registers does not import what it needs to read.
-_LAZY = {"CSVSource": "source", "FileSource": "source", "JSONLinesSource": "source"}
+_LAZY = {
+    "CSVSource": "source",
+    "FileSource": "source",
+    "JSONLinesSource": "source",
+    "ParquetSource": "source",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -56,7 +63,15 @@ def _jsonl(settings: Mapping[str, Any], role: str, root: Path) -> Any:
     return JSONLinesSource(settings, role, root)
 
 
+def _parquet(settings: Mapping[str, Any], role: str, root: Path) -> Any:
+    """The parquet source, built when a command uses it: importing this plugin stays cheap."""
+    from .source import ParquetSource
+
+    return ParquetSource(settings, role, root)
+
+
 @courtship.hookimpl
 def register_sources(register: Callable[[str, SourceFactory], None]) -> None:
     register("csv", _csv)
     register("jsonl", _jsonl)
+    register("parquet", _parquet)

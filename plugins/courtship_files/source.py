@@ -1,4 +1,4 @@
-"""The file sources: one class, two formats."""
+"""The file sources: one class, three formats."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ class FileSource:
     format: ClassVar[str]
 
     def __init__(self, settings: Mapping[str, Any], role: str, root: Path) -> None:
-        known = {"path", "columns"} | ({"format"} if role == "events" else set())
+        at_format = role == "events" and self.format != "parquet"
+        known = {"path", "columns"} | ({"format"} if at_format else set())
         config = SourceSettings(settings, role, root, known=known)
         self.role = role
         self.path = config.path("path")
@@ -70,3 +71,10 @@ class JSONLinesSource(FileSource):
     """``type: jsonl``: one JSON object per line."""
 
     format = "jsonl"
+
+
+class ParquetSource(FileSource):
+    """``type: parquet``: a Parquet file, a folder of them or a glob (``data/events-*.parquet``);
+    columns already typed (dates, booleans, datetimes with a zone) are checked as they are."""
+
+    format = "parquet"

@@ -5,15 +5,25 @@ With ``sources.events.incremental: true``, the events already read are kept in
 ``events.parquet`` beside the state store, and each run asks the source only for events after the
 latest one it has (``read(since)``: a ``WHERE at > :since`` for SQL). Facts still see the whole
 history; the source is spared re-reading it.
+
+Beside the state too, in ``index/``, the loading-time index of the base (each event numbered by
+its customer's row, in customer order; the referrals numbered the same way: see
+``courtship.engine.facts.event_rows``), saved with a fingerprint of what it was built from: the
+files' paths, sizes and modification times (for ``customers:``/``events:``), or a hash of the
+customers' ids and the events (for ``sources:``). A run whose fingerprint matches reads the
+index instead of building it; any other builds it and saves it again.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+import courtship
 from courtship.plugins import Registry
 from courtship.project import Project
 from courtship.sources import (
@@ -21,9 +31,10 @@ from courtship.sources import (
     SourceError,
     check_attribute_columns,
     empty_events,
-    read_customers_csv,
-    read_events_csv,
-    read_events_jsonl,
+    is_glob,
+    parquet_files,
+    read_customers_file,
+    read_events_file,
     read_source,
 )
 
@@ -31,9 +42,24 @@ CACHE_FILE = "events.parquet"
 
 
 def read_base(project: Project, registry: Registry, *, dry_run: bool) -> CustomerBase:
-    """The customers and their events, as the project file says. Raises ``SourceError``."""
+    """The customers and their events, as the project file says, with the loading-time index
+    read from beside the state when the base has not changed (built and saved when it has).
+    Raises ``SourceError``."""
     if project.sources:
-        return _from_sources(project, registry, dry_run=dry_run)
+        base = _from_sources(project, registry, dry_run=dry_run)
+        with_index(base, _index_folder(project, dry_run), _content_mark(base))
+        return base
+    try:
+        mark = _files_mark(project)  # before reading: a file changed meanwhile is read again
+    except (OSError, SourceError):
+        mark = None  # a missing file: reading it names it
+    base = _from_files(project, registry)
+    if mark is not None:
+        with_index(base, _index_folder(project, dry_run), mark)
+    return base
+
+
+def _from_files(project: Project, registry: Registry) -> CustomerBase:
     if project.customers is None:
         raise SourceError(
             project.root / "courtship.yaml",
@@ -42,15 +68,29 @@ def read_base(project: Project, registry: Registry, *, dry_run: bool) -> Custome
             "the project file names no customers",
             "add customers: path/to/customers.csv, or a sources: section",
         )
-    customers = read_customers_csv(project.customers, facts=registry.facts() | project.attributes)
+    customers = read_customers_file(
+        project.customers,
+        format=file_format(project.customers, "csv"),
+        facts=registry.facts() | project.attributes,
+    )
     check_attribute_columns(customers, project.attributes, project.root / "courtship.yaml")
     if project.events is None:
         events = empty_events()
-    elif project.events.suffix == ".csv":
-        events = read_events_csv(project.events)
     else:
-        events = read_events_jsonl(project.events)
+        events = read_events_file(project.events, format=file_format(project.events, "jsonl"))
     return CustomerBase(customers, events)
+
+
+def file_format(path: Path, default: str) -> str:
+    """How ``customers:`` or ``events:`` is written, by its name: ``.csv``, ``.jsonl``, or
+    Parquet (``.parquet``, a folder, or a glob); ``default`` for any other name."""
+    if path.suffix.lower() == ".parquet" or path.is_dir() or is_glob(path):
+        return "parquet"
+    if path.suffix.lower() == ".csv":
+        return "csv"
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        return "jsonl"
+    return default
 
 
 def _create(project: Project, registry: Registry, role: str, settings: dict[str, Any]) -> Any:
@@ -117,6 +157,99 @@ def _read_cache(cache: Path) -> pl.DataFrame | None:
     return known
 
 
+def _cache_folder(project: Project) -> Path:
+    return project.state.parent if project.state else project.root / ".courtship"
+
+
+def _index_folder(project: Project, dry_run: bool) -> tuple[Path, bool]:
+    """Where the index is kept, and whether it may be written there: a dry run (plan,
+    simulate) writes it only beside a state store that exists, and never creates the folder."""
+    folder = _cache_folder(project)
+    return folder / INDEX_FOLDER, not dry_run or folder.is_dir()
+
+
 def _cache_path(project: Project) -> Path:
-    folder = project.state.parent if project.state else project.root / ".courtship"
-    return folder / CACHE_FILE
+    return _cache_folder(project) / CACHE_FILE
+
+
+# ── the loading-time index, kept across runs ─────────────────────────────
+
+#: The folder beside the state that holds the index and its fingerprint.
+INDEX_FOLDER = "index"
+_INDEX_PARTS = ("event_rows", "referral_rows")
+_MARK_FILE = "fingerprint.json"
+
+
+def _files_mark(project: Project) -> str:
+    """What the index of the files of ``customers:`` and ``events:`` was built from: each
+    file's path, size and modification time (and the versions that built it)."""
+    files: list[Path] = []
+    for path in (project.customers, project.events):
+        if path is not None:
+            files.extend(parquet_files(path) if file_format(path, "") == "parquet" else [path])
+    stats = []
+    for file in files:
+        status = file.stat()
+        stats.append([str(file.resolve()), status.st_size, status.st_mtime_ns])
+    return json.dumps(["files", courtship.__version__, pl.__version__, stats])
+
+
+def _content_mark(base: CustomerBase) -> str:
+    """What the index of a base read through sources was built from: a hash of the customers'
+    ids (in order) and of every event."""
+    ids = base.customers.select(pl.col("customer_id").cast(pl.String())).hash_rows(seed=7)
+    events = base.events.hash_rows(seed=11) if base.events.height else pl.Series([0])
+    columns = [f"{name}:{dtype}" for name, dtype in base.events.schema.items()]
+    shape = [base.customers.height, base.events.height, columns]
+    return json.dumps(
+        [
+            "content",
+            courtship.__version__,
+            pl.__version__,
+            shape,
+            int((ids * pl.int_range(1, ids.len() + 1, eager=True)).sum() or 0),
+            int(events.sum() or 0),
+        ]
+    )
+
+
+def with_index(base: CustomerBase, place: tuple[Path, bool], mark: str) -> None:
+    """Give ``base`` its loading-time index: read from the folder of ``place`` when saved there
+    from the same ``mark``, or built now and saved there when ``place`` allows it (a cache: one
+    that cannot be read or written is built again, and nothing else changes)."""
+    from courtship.engine.facts import event_rows, referral_rows
+
+    folder, writable = place
+    index = _read_index(folder, mark)
+    if index is not None:
+        # Kept with the base as event_rows and referral_rows keep what they build: tied to
+        # these very customer and event frames.
+        for part, rows in zip(_INDEX_PARTS, index, strict=True):
+            base.__dict__[f"_{part}"] = (base.customers, base.events, rows)
+        return
+    built = (event_rows(base), referral_rows(base))
+    if not writable:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / _MARK_FILE).unlink(missing_ok=True)  # the old index is no longer whole
+        for part, rows in zip(_INDEX_PARTS, built, strict=True):
+            partial = folder / f"{part}.tmp"
+            rows.write_parquet(partial)
+            partial.replace(folder / f"{part}.parquet")
+        partial = folder / f"{_MARK_FILE}.tmp"
+        partial.write_text(mark, encoding="utf-8")
+        os.replace(partial, folder / _MARK_FILE)  # written last: the index is whole
+    except (OSError, pl.exceptions.PolarsError):
+        # A full disk, a folder we may not write: the index is built again next time.
+        for leftover in folder.glob("*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+
+def _read_index(folder: Path, mark: str) -> tuple[pl.DataFrame, ...] | None:
+    try:
+        if (folder / _MARK_FILE).read_text(encoding="utf-8") != mark:
+            return None
+        return tuple(pl.read_parquet(folder / f"{part}.parquet") for part in _INDEX_PARTS)
+    except (OSError, ValueError, pl.exceptions.PolarsError):
+        return None

@@ -229,7 +229,7 @@ def read_customers_csv(path: Path, *, facts: Mapping[str, FactSpec] | None = Non
     Courtship computes is an error.
     """
     path = Path(path)
-    return _customers_from_text(_csv_place(path), _read_csv_text(path), facts)
+    return _customers_from_text(_csv_place(path), _read_csv_text(path, trim=False), facts)
 
 
 def _customers_from_text(
@@ -238,7 +238,11 @@ def _customers_from_text(
     """Check and type a frame of text columns (one row per customer; ``_row`` numbers them)."""
     if "_row" not in raw.columns:
         raw = raw.with_row_index("_row")
-    raw = raw.with_columns(_blank_to_null(pl.col(name)) for name in raw.columns if name != "_row")
+    raw = raw.with_columns(
+        _blank_to_null(pl.col(name))
+        for name, dtype in raw.schema.items()
+        if name != "_row" and dtype == pl.String()
+    )
     # A blank line reads as a row of nulls: it is not a customer.
     raw = raw.filter(pl.any_horizontal(pl.exclude("_row").is_not_null()))
     for name in REQUIRED_CUSTOMER_COLUMNS:
@@ -255,13 +259,26 @@ def _customers_from_text(
         fact_from_text(pl.col(name), spec.type).alias(PARSED + name)
         for name, spec in declared.items()
     )
-    _check_customers(place.path, raw, place, declared)
-    typed = raw.select(
-        pl.col("customer_id"),
-        *(_customer_column(name) for name in CUSTOMER_SCHEMA if name != "customer_id"),
-        *(pl.col(PARSED + name if name in declared else name).alias(name) for name in extras),
+    # Typed and checked in one pass: only when a row has a problem is it looked for, to name
+    # the earliest (``_check_customers``).
+    problems = _customer_problems(raw, declared)
+    typed = (
+        raw.lazy()
+        .select(
+            pl.col("customer_id"),
+            *(
+                _customer_column(name, raw.schema[name])
+                for name in CUSTOMER_SCHEMA
+                if name != "customer_id"
+            ),
+            *(pl.col(PARSED + name if name in declared else name).alias(name) for name in extras),
+            pl.any_horizontal(bad for _, bad, _, _ in problems).alias(ROW),
+        )
+        .collect()
     )
-    return typed
+    if typed.height and typed.get_column(ROW).any():
+        _check_customers(place.path, raw, place, declared, problems)
+    return typed.drop(ROW)
 
 
 def declared_extras(
@@ -367,22 +384,26 @@ def fact_problem(
     )
 
 
-def _customer_column(name: str) -> pl.Expr:
+def _customer_column(name: str, dtype: pl.DataType | None = None) -> pl.Expr:
+    """The customer column ``name`` in its contract type, from text or (``dtype``, the type
+    it has already: a Parquet file's date, boolean, whole number or list of text) as it is."""
     column = pl.col(name)
+    typed = dtype == CUSTOMER_SCHEMA[name]
     if name in DATE_COLUMNS:
-        return column.str.to_date("%Y-%m-%d", strict=False)
+        return column if typed else column.str.to_date("%Y-%m-%d", strict=False)
     if name in BOOLEAN_COLUMNS:
-        return parse_boolean(column).alias(name)
+        return column if typed else parse_boolean(column).alias(name)
     if name == "cadence_days":
-        return column.cast(pl.Int64(), strict=False)
+        return column if typed else column.cast(pl.Int64(), strict=False)
     if name == "tags":
-        return (
-            column.str.split(";")
-            .list.eval(pl.element().str.strip_chars().filter(pl.element() != ""))
-            .list.unique()
-            .list.sort()
+        return (column if typed else column.str.split(";")).list.eval(
+            pl.element().str.strip_chars().filter(pl.element() != "").unique().sort()
         )
     return column
+
+
+#: The customer columns a frame may hold already typed (the others are text).
+TYPED_CUSTOMER_COLUMNS: tuple[str, ...] = (*DATE_COLUMNS, *BOOLEAN_COLUMNS, "cadence_days", "tags")
 
 
 def check_attribute_columns(
@@ -456,11 +477,37 @@ def _check_customers(
     raw: pl.DataFrame,
     place: _Place | None = None,
     declared: Mapping[str, FactSpec] | None = None,
+    problems: list[tuple[str, pl.Expr, str, str]] | None = None,
 ) -> None:
     """Find every kind of problem; report the one on the earliest line (then the leftmost).
     ``declared``: the other columns that hold facts plugins declared, checked against their
-    types too."""
+    types too (``problems``: those of :func:`_customer_problems`, when already built)."""
     place = place or _csv_place(path)
+    id_ = pl.col("customer_id")
+    if problems is None:
+        problems = _customer_problems(raw, declared)
+    rows = raw.select(
+        pl.col("_row").filter(bad).first().alias(str(index))
+        for index, (_, bad, _, _) in enumerate(problems)
+    ).row(0)
+    hits = [(row, index) for index, row in enumerate(rows) if row is not None]
+    if not hits:
+        return
+    row, index = min(hits)
+    field, _, message, hint = problems[index]
+    value = raw.filter(pl.col("_row") == row).get_column(field).item()
+    first = None
+    if field == "customer_id" and value is not None:
+        first_row = raw.filter(id_ == value).get_column("_row").min()
+        first = place.position(int(first_row)) if isinstance(first_row, int) else None
+    raise place.error(raw, row, field, message.format(value=value, first=first), hint)
+
+
+def _customer_problems(
+    raw: pl.DataFrame, declared: Mapping[str, FactSpec] | None = None
+) -> list[tuple[str, pl.Expr, str, str]]:
+    """Every kind of problem a customer row may have: the column, the rows that have it, what
+    is wrong (``{value}``, and ``{first}`` for a repeated id) and the hint."""
     id_ = pl.col("customer_id")
     problems: list[tuple[str, pl.Expr, str, str]] = [
         ("customer_id", id_.is_null(), "the cell is empty", "every customer needs an id"),
@@ -471,8 +518,9 @@ def _check_customers(
             "customer ids must be unique",
         ),
     ]
+    schema = raw.schema
     for name in DATE_COLUMNS:
-        parsed = pl.col(name).str.to_date("%Y-%m-%d", strict=False)
+        parsed = _customer_column(name, schema[name])
         problems.append(
             (
                 name,
@@ -488,12 +536,12 @@ def _check_customers(
         problems.append(
             (
                 name,
-                pl.col(name).is_not_null() & parse_boolean(pl.col(name)).is_null(),
+                pl.col(name).is_not_null() & _customer_column(name, schema[name]).is_null(),
                 "'{value}' is not true or false",
                 "write true/false, yes/no or 1/0, or empty the cell",
             )
         )
-    days = pl.col("cadence_days").cast(pl.Int64(), strict=False)
+    days = _customer_column("cadence_days", schema["cadence_days"])
     problems.append(
         (
             "cadence_days",
@@ -526,21 +574,7 @@ def _check_customers(
         problem = fact_problem(name, spec, pl.col(PARSED + name))
         if problem is not None:
             problems.append((name, *problem))
-    rows = raw.select(
-        pl.col("_row").filter(bad).first().alias(str(index))
-        for index, (_, bad, _, _) in enumerate(problems)
-    ).row(0)
-    hits = [(row, index) for index, row in enumerate(rows) if row is not None]
-    if not hits:
-        return
-    row, index = min(hits)
-    field, _, message, hint = problems[index]
-    value = raw.filter(pl.col("_row") == row).get_column(field).item()
-    first = None
-    if field == "customer_id" and value is not None:
-        first_row = raw.filter(id_ == value).get_column("_row").min()
-        first = place.position(int(first_row)) if isinstance(first_row, int) else None
-    raise place.error(raw, row, field, message.format(value=value, first=first), hint)
+    return problems
 
 
 def _in_calendar(moment: pl.Expr) -> pl.Expr:
@@ -714,26 +748,28 @@ def _read_jsonl_raw(path: Path) -> pl.DataFrame:
 def read_events_csv(path: Path) -> pl.DataFrame:
     """Read an event file in CSV: a header naming the fields, one event per line."""
     path = Path(path)
-    return _events_from_csv_text(_csv_place(path), _read_csv_text(path))
+    return _events_from_csv_text(_csv_place(path), _read_csv_text(path, trim=False))
 
 
 def _events_from_csv_text(place: _Place, raw: pl.DataFrame) -> pl.DataFrame:
-    raw = raw.filter(pl.any_horizontal(pl.exclude("_row").is_not_null()))
+    """Events from a CSV read as text (not yet trimmed); blank lines are no events."""
     for name in REQUIRED_EVENT_FIELDS:
         if name not in raw.columns:
             raise place.missing(name, "the required column is missing", f"add a `{name}` column")
-    return _normalise_event_frame(place, raw)
+    return _normalise_event_frame(place, raw, blank_rows=True)
 
 
-def _read_csv_text(path: Path) -> pl.DataFrame:
-    """A CSV file as text columns: names and cells trimmed, blank cells null, ``_row`` added."""
+def _read_csv_text(path: Path, *, trim: bool = True) -> pl.DataFrame:
+    """A CSV file as text columns: names trimmed, ``_row`` added; cells trimmed and blank ones
+    null unless ``trim`` is false (the caller then does it, once)."""
     _csv_header(path)
     try:
         raw = pl.read_csv(path, infer_schema=False, raise_if_empty=False)
     except pl.exceptions.PolarsError as error:
         raise _csv_failure(path, error) from None
     raw = raw.rename(lambda name: name.strip().lstrip("\ufeff"))
-    raw = raw.with_columns(_blank_to_null(pl.col(name)) for name in raw.columns)
+    if trim:
+        raw = raw.with_columns(_blank_to_null(pl.col(name)) for name in raw.columns)
     return raw.with_row_index("_row")
 
 
@@ -847,13 +883,25 @@ def _normalise_events(path: Path, raw: pl.DataFrame, line_of: Callable[[int], in
     return _normalise_event_frame(_Place(path, line_of), raw)
 
 
-def _normalise_event_frame(place: _Place, raw: pl.DataFrame) -> pl.DataFrame:
-    """Type the standard fields, check them, and keep every other field as its own column."""
+def _normalise_event_frame(
+    place: _Place, raw: pl.DataFrame, *, blank_rows: bool = False
+) -> pl.DataFrame:
+    """Type the standard fields, check them, and keep every other field as its own column.
+    ``blank_rows``: a row whose cells are all blank is no event (a blank CSV line), left out.
+
+    The events are typed and checked in one pass (:func:`_events_at_speed`); only when that
+    finds something wrong (or an unusual shape) are they checked again field by field, to
+    report the first problem at its line."""
+    fast = _events_at_speed(raw, blank_rows=blank_rows)
+    if fast is not None:
+        return fast
     if "_row" not in raw.columns:
         raw = raw.with_row_index("_row")
     raw = raw.with_columns(
         _blank_to_null(pl.col(name)) for name, dtype in raw.schema.items() if dtype == pl.String()
     )
+    if blank_rows:
+        raw = raw.filter(pl.any_horizontal(pl.exclude("_row").is_not_null()))
 
     def fail(bad: pl.Expr, field: str, message: str, hint: str) -> None:
         hit = raw.filter(bad).select("_row", field).head(1)
@@ -964,6 +1012,72 @@ def _normalise_event_frame(place: _Place, raw: pl.DataFrame) -> pl.DataFrame:
         pl.col("category"),
         *(pl.col(name) for name in extras),
     )
+
+
+#: The shape nearly every ``at`` takes, parsed first (the others, and errors, on the slow path).
+_COMMON_AT_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%#z"
+
+
+def _events_at_speed(raw: pl.DataFrame, *, blank_rows: bool = False) -> pl.DataFrame | None:
+    """The events typed as :func:`_normalise_event_frame` types them, in one vectorised pass;
+    None when any event has a problem or a field an unusual type (the caller then checks field
+    by field, to name the line). Every ``at`` must be a datetime with a zone or ISO 8601 text
+    like ``2026-11-20T10:15:00.123Z``; other shapes the slow path reads are left to it."""
+    schema = raw.schema
+    if any(name not in schema for name in REQUIRED_EVENT_FIELDS):
+        return None
+    present = {name: schema[name] for name in EVENT_SCHEMA if name in schema}
+    if any(present[name].is_nested() for name in TEXT_EVENT_FIELDS if name in present):
+        return None
+    amount_type = present.get("amount", pl.Null())
+    if not (amount_type == pl.String() or amount_type.is_numeric() or amount_type == pl.Null()):
+        return None
+    at_type = present["at"]
+    if at_type == pl.String():
+        at = pl.col("at").str.to_datetime(
+            _COMMON_AT_FORMAT, strict=False, time_zone="UTC", cache=False
+        )
+    elif isinstance(at_type, pl.Datetime) and at_type.time_zone is not None:
+        at = pl.col("at").dt.convert_time_zone("UTC")
+    else:
+        return None
+    frame = raw.lazy().drop(ROW, strict=False)
+    # Text as the slow path leaves it: trimmed, a blank cell null.
+    frame = frame.with_columns(
+        (_blank_to_null(pl.col(name)) if dtype == pl.String() else pl.col(name).cast(pl.String()))
+        if name in TEXT_EVENT_FIELDS
+        else _blank_to_null(pl.col(name))
+        for name, dtype in schema.items()
+        if name != ROW and (dtype == pl.String() or name in TEXT_EVENT_FIELDS)
+    )
+    if blank_rows:
+        frame = frame.filter(pl.any_horizontal(pl.all().is_not_null()))
+    amount = pl.col("amount").cast(pl.Float64(), strict=False) if "amount" in present else None
+    at = at.cast(UTC_DATETIME)
+    bad = (
+        pl.col("customer_id").is_null()
+        | pl.col("type").is_null()
+        | at.is_null()
+        | ~at.dt.year().is_between(FIRST_YEAR, LAST_YEAR)
+    )
+    if amount is not None and amount_type == pl.String():
+        bad = bad | (pl.col("amount").is_not_null() & amount.is_null())
+    extras = [name for name in schema if name not in EVENT_SCHEMA and name != ROW]
+    typed = frame.select(
+        pl.col("customer_id", "type"),
+        at.alias("at"),
+        *(
+            (pl.col(name) if name in present else pl.lit(None, pl.String())).alias(name)
+            if name != "amount"
+            else (amount if amount is not None else pl.lit(None, pl.Float64())).alias(name)
+            for name in ("channel", "amount", "friend_id", "playbook", "category")
+        ),
+        *(pl.col(name) for name in extras),
+        bad.alias(ROW),  # the name no field may take: the row's problem
+    ).collect()
+    if typed.height and typed.get_column(ROW).any():
+        return None
+    return typed.drop(ROW)
 
 
 def _normal_iso(text: pl.Expr) -> pl.Expr:
@@ -1291,6 +1405,8 @@ def _as_text(place: _Place, frame: pl.DataFrame) -> pl.DataFrame:
         name, dtype = series.name, series.dtype
         if name == "_row" or dtype == pl.String():
             out.append(series)
+        elif name in TYPED_CUSTOMER_COLUMNS and dtype == CUSTOMER_SCHEMA[name]:
+            out.append(series)  # already in its contract type: checked as it is
         elif dtype in (pl.Null(), pl.Boolean()) or dtype.is_integer():
             out.append(series.cast(pl.String()))
         elif dtype.is_float() or dtype.is_decimal():
@@ -1344,7 +1460,7 @@ def read_customers_file(
     path = Path(path)
     mapping = dict(columns or {})
     if format == "csv":
-        raw = apply_column_mapping(_read_csv_text(path), mapping, where=path, line=1)
+        raw = apply_column_mapping(_read_csv_text(path, trim=False), mapping, where=path, line=1)
         return _customers_from_text(_csv_place(path, mapping), raw, facts)
     if format == "jsonl":
         raw = _read_jsonl_raw(path)
@@ -1357,7 +1473,16 @@ def read_customers_file(
             columns=mapping,
             facts=facts,
         )
-    raise ValueError(f"unknown customer file format {format!r}; use csv or jsonl")
+    if format == "parquet":
+        files = parquet_files(path)
+        frames = [pl.read_parquet(_readable_parquet(file)) for file in files]
+        raw = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+        if raw.width == 0:
+            return pl.DataFrame(schema=CUSTOMER_SCHEMA)
+        return normalise_customers(
+            raw, where=_parquet_place(path, files), columns=mapping, facts=facts
+        )
+    raise ValueError(f"unknown customer file format {format!r}; use csv, jsonl or parquet")
 
 
 def read_events_file(
@@ -1375,8 +1500,7 @@ def read_events_file(
     mapping = dict(columns or {})
     if format == "csv":
         place = _csv_place(path, mapping)
-        raw = apply_column_mapping(_read_csv_text(path), mapping, where=path, line=1)
-        raw = raw.filter(pl.any_horizontal(pl.exclude("_row").is_not_null()))
+        raw = apply_column_mapping(_read_csv_text(path, trim=False), mapping, where=path, line=1)
         for name in REQUIRED_EVENT_FIELDS:
             if name not in raw.columns:
                 raise place.missing(
@@ -1388,13 +1512,15 @@ def read_events_file(
         if raw.width == 0:
             return empty_events()
         raw = apply_column_mapping(raw, mapping, where=path)
+    elif format == "parquet":
+        return read_events_parquet(path, columns=mapping, since=since)
     else:
-        raise ValueError(f"unknown event file format {format!r}; use jsonl or csv")
+        raise ValueError(f"unknown event file format {format!r}; use jsonl, csv or parquet")
     if "_row" not in raw.columns:
         raw = raw.with_row_index("_row")
     if at_format is not None and "at" in raw.columns:
         raw = _parse_at_with(place, raw, at_format)
-    return filter_since(_normalise_event_frame(place, raw), since)
+    return filter_since(_normalise_event_frame(place, raw, blank_rows=format == "csv"), since)
 
 
 #: strftime directives that give a time zone (an offset, or ``Z`` with ``%#z``).
@@ -1420,3 +1546,74 @@ def _parse_at_with(place: _Place, raw: pl.DataFrame, at_format: str) -> pl.DataF
             raw, row, "at", f"'{value}' does not match the format {at_format}", "fix the time"
         )
     return raw.with_columns(parsed.alias("at"))
+
+
+# ── Parquet: a file, a folder of files, or a glob ────────────────────────
+
+
+def is_glob(path: Path | str) -> bool:
+    """``path`` is a pattern of file names (``*``, ``?`` or ``[``)."""
+    return any(mark in str(path) for mark in "*?[")
+
+
+def parquet_files(path: Path) -> list[Path]:
+    """The Parquet files ``path`` names: itself, a folder's ``*.parquet`` files (in name order)
+    or those a glob matches (in name order). None of them is an error."""
+    path = Path(path)
+    if is_glob(path):
+        anchor = Path(path.anchor) if path.is_absolute() else Path()
+        pattern = str(path.relative_to(anchor)) if path.is_absolute() else str(path)
+        files = sorted(p for p in anchor.glob(pattern) if p.is_file())
+        if not files:
+            raise SourceError(path, None, None, "no file matches", "check the pattern")
+        return files
+    if path.is_dir():
+        files = sorted(p for p in path.glob("*.parquet") if p.is_file())
+        if not files:
+            raise SourceError(
+                path, None, None, "the folder holds no .parquet file", "check the folder"
+            )
+        return files
+    if not path.is_file():
+        raise SourceError(path, None, None, "no such file", "check the path")
+    return [path]
+
+
+def _readable_parquet(file: Path) -> Path:
+    """``file``, whose schema could be read: a file that is not Parquet is a SourceError."""
+    try:
+        schema = pl.read_parquet_schema(file)
+    except (pl.exceptions.PolarsError, OSError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SourceError(
+            file, None, None, f"the file cannot be read as Parquet ({first})", "write it again"
+        ) from None
+    for name in schema:
+        if name == ROW:
+            raise SourceError(file, None, name, *_ROW_TAKEN)
+        if is_pattern(name):
+            raise SourceError(file, None, name, *_PATTERN)
+    return file
+
+
+def _parquet_place(path: Path, files: list[Path]) -> Path:
+    """What a problem in these files names: the one file, or the folder or glob (rows are then
+    numbered across the files, in name order)."""
+    return files[0] if len(files) == 1 else Path(path)
+
+
+def read_events_parquet(
+    path: Path, *, columns: Mapping[str, str] | None = None, since: datetime | None = None
+) -> pl.DataFrame:
+    """The events of a Parquet file, a folder of them or a glob: ``at`` a datetime with a zone
+    (or ISO 8601 text), checked like an event file's; a problem names its file and row (and
+    customer id). Only the events after ``since``."""
+    frames = []
+    for file in parquet_files(Path(path)):
+        frame = pl.read_parquet(_readable_parquet(file))
+        if frame.width == 0:
+            continue
+        frames.append(normalise_events(frame, where=file, columns=columns, since=since))
+    if not frames:
+        return empty_events()
+    return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
