@@ -814,7 +814,7 @@ class StateStore:
         if path is not None and path.exists():
             try:
                 # read only, by a URI that keeps "#" or "?" in a folder name a path
-                with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as source:
+                with sqlite3.connect(_read_only(path), uri=True) as source:
                     target = sqlite3.connect(str(copy))
                     source.backup(target)
                     target.close()
@@ -929,6 +929,18 @@ def _accepted_record(text: bytes) -> tuple[str, str | None] | None:
     return record["key"], provider_id if isinstance(provider_id, str) else None
 
 
+def _read_only(path: Path) -> str:
+    """A URI that reads the store and writes nothing beside it. A WAL store that no connection
+    has open has no ``-wal`` file: it is read as immutable, so the reader creates no ``-wal`` or
+    ``-shm`` file (``courtship simulate`` leaves the real store byte for byte as it was). With a
+    ``-wal`` file (a run that has the store open, or one that was killed), it is read through the
+    log, as SQLite's readers do."""
+    uri = f"{path.resolve().as_uri()}?mode=ro"  # a URI keeps "#" or "?" in a folder name
+    if not path.with_name(path.name + "-wal").exists():
+        uri += "&immutable=1"
+    return uri
+
+
 def _marker(path: Path) -> Path:
     return path.with_name(path.name + ".id")
 
@@ -971,7 +983,7 @@ def _check_existing(path: Path, marker: Path) -> None:
         raise StateError(f"{path}: the state store is gone, but it existed ({marker}); {hint}")
     if path.stat().st_size == 0:
         raise StateError(f"{path}: the state store is empty, but it held runs before; {hint}")
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db = sqlite3.connect(_read_only(path), uri=True)
     try:
         db.execute("SELECT count(*) FROM runs").fetchone()
         # Every page read once: damage in the middle of the file (a torn copy, stray bytes)
