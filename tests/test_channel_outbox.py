@@ -68,3 +68,23 @@ class TestOutboxChannel(ChannelContract):
 
     def test_default_folder(self):
         assert str(OutboxChannel({}).folder) == "outbox"
+
+
+@pytest.mark.parametrize("unnamed", [True, False], ids=["O_TMPFILE", "temporary name"])
+def test_files_are_whole_private_and_leave_no_temporary_behind(tmp_path, monkeypatch, unnamed):
+    """Written unnamed and linked into place (or, where the filesystem has no O_TMPFILE, under a
+    temporary name first): the folder holds the two files and nothing else, readable by the
+    owner only, and a second send of the key keeps the first."""
+    import courtship_outbox.channel as outbox
+
+    if not unnamed:
+        monkeypatch.setattr(outbox, "_TMPFILE", None)
+    folder = tmp_path / "outbox"
+    channel = OutboxChannel({"folder": str(folder)})
+    message = sample_message(channel="outbox")
+    assert channel.send(message).reason == ""
+    assert channel.send(replace(message, text="other")).reason == "already in the outbox"
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == [f"{message.key}.json", f"{message.key}.txt"]
+    assert all((folder / name).stat().st_mode & 0o777 == 0o600 for name in names)
+    assert json.loads((folder / names[0]).read_text()) == asdict(message)

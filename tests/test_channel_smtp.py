@@ -52,6 +52,7 @@ class Recorder:
                 "email": email,
                 "tls": server.transport.get_extra_info("ssl_object") is not None,
                 "authenticated": bool(session.authenticated),
+                "session": session.peer,  # the client's end of the connection
             }
         )
         return "250 Message accepted for delivery"
@@ -403,3 +404,93 @@ class TestSettings:
             settings(25, username="u", password_env="COURTSHIP_TEST_SMTP_PASSWORD")
         )
         assert PASSWORD not in repr(channel)
+
+
+# ── one session for many messages ─────────────────────────────────────────────────────────
+
+
+def test_many_messages_go_over_one_session_and_close_quits_it(plain):
+    controller, recorder = plain
+    channel = SMTPChannel(settings(controller.port))
+    for n in range(5):
+        assert channel.send(sample_message(key=f"k{n}", to="ada@example.org")).status == (
+            "delivered"
+        )
+    assert len({m["session"] for m in recorder.messages}) == 1
+    assert [m["email"]["X-Courtship-Key"] for m in recorder.messages] == [f"k{n}" for n in range(5)]
+    channel.close()
+    assert channel._smtp is None
+    channel.close()  # twice is harmless
+
+
+def test_login_and_starttls_once_for_many_messages(starttls_server, tls, monkeypatch):
+    controller, recorder = starttls_server
+    recorder.reset()
+    monkeypatch.setenv("COURTSHIP_TEST_SMTP_PASSWORD", PASSWORD)
+    channel = SMTPChannel(
+        settings(
+            controller.port,
+            security="starttls",
+            username="mailer",
+            password_env="COURTSHIP_TEST_SMTP_PASSWORD",
+            ca_file=tls[1],
+        )
+    )
+    for n in range(3):
+        assert channel.send(sample_message(key=f"k{n}", to="ada@example.org")).status == (
+            "delivered"
+        )
+    channel.close()
+    assert len({m["session"] for m in recorder.messages}) == 1
+    assert all(m["tls"] and m["authenticated"] for m in recorder.messages)
+
+
+def test_a_refused_recipient_leaves_the_session_usable_for_the_next(plain):
+    controller, recorder = plain
+    channel = SMTPChannel(settings(controller.port))
+    assert channel.send(sample_message(key="k1", to="ada@example.org")).status == "delivered"
+    recorder.rcpt_answer = "550 5.1.1 no such user"
+    refused = channel.send(sample_message(key="k2", to="nobody@example.org"))
+    assert (refused.status, refused.reason) == ("failed", "SMTP 550 5.1.1 no such user")
+    recorder.rcpt_answer = None
+    assert channel.send(sample_message(key="k3", to="ada@example.org")).status == "delivered"
+    channel.close()
+    assert [m["email"]["X-Courtship-Key"] for m in recorder.messages] == ["k1", "k3"]
+    assert len({m["session"] for m in recorder.messages}) == 1
+
+
+def test_a_session_the_server_dropped_is_opened_again_before_the_next_message():
+    """The server goes away between two messages (a restart, an idle timeout): the next message
+    finds the session dead at MAIL, before anything of it was sent, and goes out on a new one,
+    once."""
+    recorder = Recorder()
+    port = free_port()
+    first = Controller(recorder, hostname="127.0.0.1", port=port)
+    first.start()
+    channel = SMTPChannel(settings(port))
+    assert channel.send(sample_message(key="k1", to="ada@example.org")).status == "delivered"
+    first.stop()
+    second = Controller(recorder, hostname="127.0.0.1", port=port)
+    second.start()
+    try:
+        assert channel.send(sample_message(key="k2", to="ada@example.org")).status == (
+            "delivered"
+        )
+    finally:
+        channel.close()
+        second.stop()
+    assert [m["email"]["X-Courtship-Key"] for m in recorder.messages] == ["k1", "k2"]
+    assert len({m["session"] for m in recorder.messages}) == 2
+
+
+def test_a_server_that_is_gone_for_good_is_a_retry_not_a_hang():
+    recorder = Recorder()
+    port = free_port()
+    server = Controller(recorder, hostname="127.0.0.1", port=port)
+    server.start()
+    channel = SMTPChannel(settings(port))
+    assert channel.send(sample_message(key="k1", to="ada@example.org")).status == "delivered"
+    server.stop()
+    after = channel.send(sample_message(key="k2", to="ada@example.org"))
+    assert after.status == "retry" and f"cannot reach 127.0.0.1:{port}" in after.reason
+    channel.close()

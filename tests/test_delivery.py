@@ -2,6 +2,7 @@
 HTTP server speaking Twilio's Messages API. What the peers received is counted by idempotency
 key: nothing lost, nothing doubled — also across provider failures and a SIGKILL mid-run."""
 
+import itertools
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from email import message_from_bytes, policy
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -57,12 +59,16 @@ class SMTPPeer:
         self.message_ids: list[str] = []
         self.seen = 0
         self.lock = threading.Lock()
+        self.arrivals: list[float] = []  # time.monotonic() of each accepted message
+        self.sessions: set[tuple[str, int]] = set()  # the client ends of the connections
 
     async def handle_DATA(self, server, session, envelope):
         if self.answer:
             return self.answer
         email = message_from_bytes(envelope.content, policy=policy.default)
         with self.lock:
+            self.arrivals.append(time.monotonic())
+            self.sessions.add(session.peer)
             self.seen += 1
             if self.kill_at and self.seen == self.kill_at[0]:
                 os.kill(self.kill_at[1], signal.SIGKILL)
@@ -125,7 +131,10 @@ def twilio(monkeypatch):
         yield peer, server.url
 
 
-def project(root: Path, smtp_port: int, twilio_url: str, customers: list[str]) -> Path:
+def project(
+    root: Path, smtp_port: int, twilio_url: str, customers: list[str], email: str = ""
+) -> Path:
+    """The project; ``email`` adds settings to channels.email (``workers: 4, rate: 100/s``)."""
     (root / "playbooks" / "templates").mkdir(parents=True)
     (root / "playbooks" / "welcome.yaml").write_text(WELCOME)
     (root / "playbooks" / "templates" / "hello.md").write_text(
@@ -152,7 +161,7 @@ state: state.sqlite
 brand: {{name: Lotus, url: https://lotus.example.org}}
 channels:
   email: {{host: 127.0.0.1, port: {smtp_port}, security: none, from: hello@lotus.example.org,
-          timeout: 2, local_hostname: courtship.test}}
+          timeout: 2, local_hostname: courtship.test{", " + email if email else ""}}}
   sms: {{account_sid: {ACCOUNT_SID}, auth_token_env: COURTSHIP_TEST_TWILIO_TOKEN,
         from: "+12025550100", base_url: "{twilio_url}", timeout: 0.3}}
 delivery: {{backoff: 1m, max_attempts: 3}}
@@ -394,3 +403,162 @@ def test_the_crash_window_is_one_message_with_its_message_id_kept(tmp_path, smtp
     assert len(set(ids)) == 8
     assert ids[keys.index(doubled)] == ids[len(keys) - 1 - keys[::-1].index(doubled)]
     assert set(statuses(root).values()) == {"delivered"}
+
+
+# ── throughput: workers, kept sessions, the rate limit ────────────────────────────────
+
+
+def test_one_worker_sends_every_message_over_one_smtp_session(tmp_path, smtp, twilio):
+    root = project(tmp_path, smtp[1], twilio[1], people(12))
+    assert run(root)[1]["delivered"] == {"email": 12}
+    assert len(smtp[0].sessions) == 1
+    assert len(smtp[0].keys) == len(set(smtp[0].keys)) == 12
+
+
+def test_several_workers_each_keep_their_own_session(tmp_path, smtp, twilio):
+    root = project(tmp_path, smtp[1], twilio[1], people(30), email="workers: 3")
+    assert run(root)[1]["delivered"] == {"email": 30}
+    assert 1 <= len(smtp[0].sessions) <= 3
+    assert len(smtp[0].keys) == len(set(smtp[0].keys)) == 30
+    assert set(statuses(root).values()) == {"delivered"}
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_the_rate_is_honoured_across_workers_at_a_real_smtp_peer(tmp_path, smtp, twilio, workers):
+    """20 messages at 100/s arrive no faster than one per 10 ms: the first to the last take at
+    least 190 ms (less the loopback's jitter), and not much longer."""
+    root = project(
+        tmp_path, smtp[1], twilio[1], people(20), email=f"workers: {workers}, rate: 100/s"
+    )
+    assert run(root)[1]["delivered"] == {"email": 20}
+    arrivals = smtp[0].arrivals
+    assert len(arrivals) == 20
+    span = arrivals[-1] - arrivals[0]
+    assert 0.19 - 0.01 <= span < 1.5
+    # any 10 in a row span at least 9 intervals: no burst anywhere in the run
+    assert min(arrivals[i + 9] - arrivals[i] for i in range(11)) >= 0.09 - 0.01
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        ("rate: fast", "8:61: error schema[channels] 'fast' is not a valid rate (rate); it must"),
+        ("rate: 0/s", "8:61: error schema[channels] '0/s' is not a valid rate (rate)"),
+        ("workers: 0", "8:64: error schema[channels] workers: 0 is less than the minimum of 1"),
+    ],
+)
+def test_a_bad_rate_or_workers_is_a_located_error(tmp_path, smtp, twilio, setting, said):
+    """The value's line and column in courtship.yaml, and nothing sent."""
+    root = project(tmp_path, smtp[1], twilio[1], people(1), email=setting)
+    result = runner.invoke(app, ["run", "--at", AT, "--project", str(root), "-q"])
+    assert result.exit_code != 0
+    assert f"courtship.yaml:{said}" in result.output
+    assert smtp[0].keys == []
+
+
+def test_a_run_killed_with_several_workers_in_flight_doubles_at_most_one_per_worker(
+    tmp_path, smtp, twilio
+):
+    """Four workers, 40 messages, the process SIGKILLed just after the peer accepted its 10th:
+    no batch of `delivered` is committed yet at that point (a batch holds up to 64), so only the
+    acceptances noted in state.sqlite.sending keep them from going out again. What the next
+    run may double is what no bookkeeping sees: a message the peer accepted whose worker had
+    not noted it yet, at most one per worker (4). Every key arrives; each double keeps its
+    Message-ID; every row ends delivered."""
+    root = project(tmp_path, smtp[1], twilio[1], people(40), email="workers: 4")
+    process = spawn(root)
+    smtp[0].kill_after_accepting = (10, process.pid)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    smtp[0].kill_after_accepting = None
+    before = len(smtp[0].keys)
+    assert before < 40  # killed in flight
+    rerun = spawn(root)
+    _out, err = rerun.communicate(timeout=60)
+    assert rerun.returncode == 0, err.decode()
+    keys, ids = smtp[0].keys, smtp[0].message_ids
+    assert len(set(keys)) == 40
+    assert len(keys) - 40 <= 4
+    for key in {key for key in keys if keys.count(key) > 1}:
+        assert len({ids[i] for i, k in enumerate(keys) if k == key}) == 1
+    assert set(statuses(root).values()) == {"delivered"}
+
+
+class FakeClock:
+    """A clock that moves only when slept on: the rate limiter's schedule, without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.mark.parametrize(("rate", "interval"), [("50/s", 0.02), ("120/m", 0.5), ("3600/h", 1.0)])
+def test_the_pace_spaces_every_start_by_the_rate(rate, interval):
+    from courtship.delivery import Pace, Rate
+
+    clock = FakeClock()
+    pace = Pace(Rate.parse(rate), clock, clock.sleep)
+    starts = [pace.wait() for _ in range(10)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert gaps == pytest.approx([interval] * 9)
+    clock.now += 60  # idle for a minute: no burst to catch up
+    again = [pace.wait() for _ in range(3)]
+    assert again[1] - again[0] == pytest.approx(interval)
+
+
+@pytest.mark.parametrize("text", ["50", "0/s", "5/d", "-1/s", "1.5/s", ""])
+def test_a_rate_that_is_no_count_per_second_minute_or_hour_is_refused(text):
+    from courtship.delivery import Rate
+
+    with pytest.raises(ValueError, match="write a count per s, m or h, such as 50/s"):
+        Rate.parse(text)
+
+
+def test_accepted_messages_noted_in_their_slots_are_delivered_by_the_next_claim(tmp_path):
+    """A batch the provider accepted, noted slot by slot, its commit never made (the process
+    died): the next run that claims the store records every one delivered, so none goes out
+    again; a message left `sending` without a note is due again."""
+    import datetime as dt
+
+    from test_hostile_files import outbox_rows
+
+    from courtship.state import StateStore
+
+    now = dt.datetime(2026, 11, 23, 15, tzinfo=dt.UTC)
+    store = StateStore(tmp_path / "state.sqlite")
+    store.record(now, {}, outbox_rows(5))
+    store.claim()
+    store.db.execute("UPDATE sends SET status = 'sending'")
+    store.db.commit()
+    for slot, key in enumerate(["key-0000", "key-0002", "key-0004"]):
+        store.note_accepted(key, f"id-{slot}", slot * 20)
+    store.close()
+    again = StateStore(tmp_path / "state.sqlite")
+    again.claim()
+    rows = dict(again.db.execute("SELECT key, status || ' ' || ifnull(provider_id, '') FROM sends"))
+    assert rows == {
+        "key-0000": "delivered id-0",
+        "key-0001": "sending ",
+        "key-0002": "delivered id-1",
+        "key-0003": "sending ",
+        "key-0004": "delivered id-2",
+    }
+    again.close()
+    third = StateStore(tmp_path / "state.sqlite")
+    third.claim()  # the notes were cleared once recorded
+    assert third.db.execute("SELECT count(*) FROM sends WHERE status = 'sending'").fetchone() == (
+        2,
+    )
+    third.close()
+
+
+def test_the_store_is_in_wal_mode(tmp_path, smtp, twilio):
+    root = project(tmp_path, smtp[1], twilio[1], people(1))
+    run(root)
+    with sqlite3.connect(root / "state.sqlite") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)

@@ -16,6 +16,7 @@ from typing import Any
 
 from courtship.channels import Delivery, Message, setting
 
+_FIELDS = dataclasses.fields(Message)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:@+=-]")
 #: A full disk, a quota, a file size limit: the dispatcher stops the run on these.
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -60,7 +61,8 @@ class OutboxChannel:
     def send(self, message: Message) -> Delivery:
         stem = file_stem(message.key)
         target = self.folder / f"{stem}.json"
-        record = dataclasses.asdict(message)
+        # its fields are plain values: a shallow copy is the record (asdict copies deeply)
+        record = {f.name: getattr(message, f.name) for f in _FIELDS}
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             created = _create_once(
@@ -77,13 +79,47 @@ class OutboxChannel:
 
 
 def _create_once(path: Path, text: str) -> bool:
-    """Write ``text`` to ``path`` atomically unless ``path`` exists; True if this call wrote it."""
+    """Write ``text`` to ``path`` atomically unless ``path`` exists; True if this call wrote it.
+
+    The file is written unnamed (``O_TMPFILE``) and given its name by one ``link``, which fails
+    if the name exists: a reader, or a run killed mid-write, never sees a partial file, and no
+    temporary name is left behind. Where the filesystem has no ``O_TMPFILE``, a temporary file
+    beside it is linked instead."""
     if path.exists():
         return False
+    data = text.encode("utf-8")
+    if _TMPFILE is not None:
+        try:
+            descriptor = os.open(path.parent, _TMPFILE | os.O_WRONLY, 0o600)
+        except OSError as error:
+            if error.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+                raise
+        else:
+            try:
+                _write_all(descriptor, data)
+                folder = os.open(path.parent, os.O_RDONLY)
+                try:  # linkat(AT_SYMLINK_FOLLOW): a dir_fd makes os.link use it
+                    os.link(
+                        f"/proc/self/fd/{descriptor}",
+                        path.name,
+                        src_dir_fd=folder,
+                        dst_dir_fd=folder,
+                    )
+                except FileExistsError:
+                    return False
+                except OSError as error:  # no /proc: the temporary name below
+                    if error.errno in _NO_SPACE:
+                        raise
+                else:
+                    return True
+                finally:
+                    os.close(folder)
+            finally:
+                os.close(descriptor)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
         try:
             os.link(temporary, path)  # fails if another writer got there first
         except FileExistsError:
@@ -94,3 +130,13 @@ def _create_once(path: Path, text: str) -> bool:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+
+
+#: Linux's unnamed files (``O_TMPFILE``), where the platform has them.
+_TMPFILE: int | None = getattr(os, "O_TMPFILE", None)
+
+
+def _write_all(descriptor: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view) :]

@@ -1,4 +1,11 @@
-"""The SMTP channel: one connection per message, smtplib and ``email.message.EmailMessage``."""
+"""The SMTP channel: smtplib and ``email.message.EmailMessage``, one SMTP session for many
+messages.
+
+The session (connection, STARTTLS, login) is opened for the first message and kept: each later
+message is one MAIL, RCPT, DATA transaction on it. A session the server dropped while idle (or
+closed with 421 between messages) is noticed at MAIL, before the message is sent, and opened
+again once; a session lost after DATA began is a retry, since the server may have the message.
+One channel instance is one session: the dispatcher gives each worker its own instance."""
 
 from __future__ import annotations
 
@@ -108,6 +115,7 @@ class SMTPChannel:
         self.verify: bool = setting(settings, "verify", True, kind=bool)
         self.local_hostname: str | None = settings.get("local_hostname")
         self.domain: str = settings.get("message_id_domain") or self.envelope_from.partition("@")[2]
+        self._smtp: smtplib.SMTP | None = None  # the session kept between messages
 
     def __repr__(self) -> str:
         return (
@@ -235,13 +243,88 @@ class SMTPChannel:
         return smtp
 
     def _deliver(self, email: EmailMessage, to: str) -> None:
-        smtp = self._connect()
+        """One transaction on the kept session; a session found dropped at MAIL is opened again
+        (nothing of the message was sent yet)."""
+        content = email.as_bytes()
+        reused = self._smtp is not None
+        smtp = self._session()
+        options: list[str] = []
+        if not (self.envelope_from + to).isascii():  # as smtplib's send_message asks
+            if not smtp.has_extn("smtputf8"):
+                raise smtplib.SMTPNotSupportedError(
+                    "the address needs SMTPUTF8, which the server does not offer"
+                )
+            options = ["SMTPUTF8"]
         try:
-            if self.username and self._password is not None:
-                smtp.login(self.username, self._password)
-            smtp.send_message(email, from_addr=self.envelope_from, to_addrs=[to])
-        finally:
-            # The message is accepted once DATA is answered: a failing QUIT must not retry it.
+            code, text = smtp.mail(self.envelope_from, options)
+        except (smtplib.SMTPServerDisconnected, OSError):
+            if not reused:
+                self._drop()
+                raise
+            code, text = 421, b"the session was dropped"
+        if code == 421 and reused:  # closed while idle: a fresh session, once
+            self._drop()
+            smtp = self._session()
+            code, text = self._guarded(smtp.mail, self.envelope_from, options)
+        if code != 250:
+            self._refused(smtp, code)
+            raise smtplib.SMTPSenderRefused(code, text, self.envelope_from)
+        code, text = self._guarded(smtp.rcpt, to)
+        if code not in (250, 251):
+            self._refused(smtp, code)
+            raise smtplib.SMTPRecipientsRefused({to: (code, text)})
+        try:
+            # The message is accepted once DATA is answered 250.
+            code, text = self._guarded(smtp.data, content)
+        except smtplib.SMTPDataError as error:  # DATA itself refused (not 354)
+            self._refused(smtp, error.smtp_code)
+            raise
+        if code != 250:
+            self._refused(smtp, code)
+            raise smtplib.SMTPDataError(code, text)
+
+    def _session(self) -> smtplib.SMTP:
+        if self._smtp is None:
+            smtp = self._connect()
+            try:
+                smtp.ehlo_or_helo_if_needed()
+                if self.username and self._password is not None:
+                    smtp.login(self.username, self._password)
+            except BaseException:
+                smtp.close()
+                raise
+            self._smtp = smtp
+        return self._smtp
+
+    def _guarded(self, command: Any, *args: Any) -> tuple[int, bytes]:
+        """A command whose failure (a dropped connection, a timeout) ends the session."""
+        try:
+            reply: tuple[int, bytes] = command(*args)
+        except (smtplib.SMTPServerDisconnected, OSError):
+            self._drop()
+            raise
+        return reply
+
+    def _refused(self, smtp: smtplib.SMTP, code: int) -> None:
+        """The transaction refused: reset it for the next message, or end a session the server
+        is closing (421)."""
+        if code == 421:
+            self._drop()
+            return
+        try:
+            smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+
+    def _drop(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            smtp.close()
+
+    def close(self) -> None:
+        """QUIT the session, if one is open (``courtship run`` calls this when it ends)."""
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 smtp.quit()
             smtp.close()

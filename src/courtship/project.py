@@ -54,6 +54,9 @@ class Project:
     max_attempts: int = 6
     backoff: dt.timedelta = dt.timedelta(minutes=1)
     max_backoff: dt.timedelta = dt.timedelta(hours=6)
+    #: ``delivery.workers``: how many messages a channel sends at once, unless
+    #: ``channels.<name>.workers`` says
+    workers: int = 1
     #: the seed list of ``courtship preview --send-to seeds``: people of the team who receive
     #: test sends (name, email, phone, instagram_id)
     seeds: list[dict[str, str]] = field(default_factory=list)
@@ -141,6 +144,7 @@ def load_project(root: Path | None = None) -> Project:
         max_attempts=delivery.get("max_attempts", 6),
         backoff=parse_duration(delivery.get("backoff", "1m")),
         max_backoff=parse_duration(delivery.get("max_backoff", "6h")),
+        workers=delivery.get("workers", 1),
         seeds=[dict(seed) for seed in data.get("seeds", [])],
         unsubscribe=dict(data.get("unsubscribe", {})),
         serve=dict(data.get("serve", {})),

@@ -13,8 +13,12 @@
   back (START), by customer or by address, from a moment on, with the callback that said so;
 - ``callbacks``: what providers told ``courtship serve``: delivery receipts by provider id,
   inbound messages, bounces and complaints (``courtship.callbacks``).
-- ``<name>.sending`` beside the database: the last message a provider accepted, noted before
-  ``delivered`` is committed, so a commit that fails on a full disk loses nothing.
+- ``<name>.sending`` beside the database: the messages a provider accepted whose ``delivered`` is
+  not committed yet (delivery commits in batches), so neither a crash nor a commit that fails on a
+  full disk sends them again.
+
+The store is in SQLite's WAL mode: ``courtship serve`` reads and records callbacks while a run
+writes, and a batch of outbox changes is one short commit.
 
 Every SQLite failure is a :class:`StateError` (a full disk a :class:`DiskFull`), with what to do.
 """
@@ -28,6 +32,7 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +152,7 @@ class _Connection(sqlite3.Connection):
 
     def _failed(self, error: sqlite3.Error) -> StateError:
         code = getattr(error, "sqlite_errorcode", None)
-        if code == sqlite3.SQLITE_FULL or "disk is full" in str(error):
+        if code == sqlite3.SQLITE_FULL or "disk is full" in str(error) or self._no_room(code):
             return DiskFull(f"cannot write the state store {self.where} ({error})")
         failure = StateError(
             f"{self.where}: the state store failed ({error}); if it is damaged, restore it "
@@ -155,6 +160,18 @@ class _Connection(sqlite3.Connection):
         )
         failure.reason = str(error)
         return failure
+
+    def _no_room(self, code: int | None) -> bool:
+        """An I/O error on a disk with next to no space left: WAL's shared-memory file (or the
+        log itself) could not grow, which SQLite reports as an I/O error, not as a full disk."""
+        if code is None or code & 0xFF != sqlite3.SQLITE_IOERR or self.where is None:
+            return False
+        import shutil
+
+        try:
+            return shutil.disk_usage(self.where.parent).free < 1 << 20
+        except OSError:
+            return False
 
     def execute(self, *args: Any) -> sqlite3.Cursor:
         try:
@@ -200,7 +217,7 @@ class StateStore:
         self.streaks_folder = path.parent / "streaks" if path is not None else None
         self._streaks: dict[str, tuple[dt.datetime, pl.DataFrame]] = {}
         self._claim: Any = None
-        self._accepted: _AcceptedSlot | None = None
+        self._accepted: _AcceptedJournal | None = None
         marker = _marker(path) if path is not None else None
         if path is not None:
             _check_place(path)
@@ -212,6 +229,9 @@ class StateStore:
                     path.parent.mkdir(parents=True, exist_ok=True)
                 db = sqlite3.connect(str(path) if path else ":memory:", factory=_Connection)
                 db.where = path
+                if path is not None:  # readers (serve, history) and the one writer together
+                    db.execute("PRAGMA journal_mode = WAL")
+                    db.execute("PRAGMA synchronous = FULL")  # a commit survives a power cut
                 self.db: sqlite3.Connection = db
                 self.db.executescript(SCHEMA)
                 if marker is not None and not marker.exists():
@@ -265,7 +285,7 @@ class StateStore:
                 lock.truncate(0)
                 lock.write(f"pid {os.getpid()}")
                 lock.flush()
-                self._accepted = _AcceptedSlot(self.path.with_name(self.path.name + ".sending"))
+                self._accepted = _AcceptedJournal(self.path.with_name(self.path.name + ".sending"))
         except BaseException:
             lock.close()
             raise
@@ -281,30 +301,39 @@ class StateStore:
             self._claim = None
 
     # ── a provider's acceptance, kept when the store cannot be written ─────
-    def note_accepted(self, key: str, provider_id: str | None) -> None:
-        """A provider accepted the message ``key``: noted in ``<name>.sending`` (space set
-        aside when the store was claimed, overwritten in place) before ``delivered`` is
-        committed, so a commit that fails (a full disk) loses nothing: the next run that
-        claims the store records it delivered, and never sends it again."""
+    #: How many accepted messages ``<name>.sending`` holds at once: delivery commits at least
+    #: this often (``commit_outbox``).
+    ACCEPTED_SLOTS = 64
+
+    def note_accepted(self, key: str, provider_id: str | None, slot: int = 0) -> None:
+        """A provider accepted the message ``key``: noted in slot ``slot`` of ``<name>.sending``
+        (space set aside when the store was claimed, overwritten in place) before ``delivered``
+        is committed, so neither a crash nor a commit that fails (a full disk) sends it again:
+        the next run that claims the store records it delivered. Each message of a batch has
+        its own slot (``0 <= slot < ACCEPTED_SLOTS``): workers write them at once, without a
+        lock."""
         if self._accepted is not None:
-            self._accepted.write(key, provider_id)
+            self._accepted.write(slot, key, provider_id)
+
+    def forget_accepted(self) -> None:
+        """The noted acceptances are committed (``commit_outbox``): the slots are free again."""
+        if self._accepted is not None:
+            self._accepted.clear()
 
     def _settle_accepted(self) -> None:
-        """What the last run noted as accepted and could not commit: delivered now."""
+        """What the last run noted as accepted and did not commit: delivered now."""
         assert self._accepted is not None
         noted = self._accepted.read()
-        if noted is None:
+        if not noted:
             return
-        key, provider_id = noted
         with self.db:
-            self.db.execute(
+            self.db.executemany(
                 "UPDATE sends SET status = 'delivered', provider_id = ?, error = NULL "
                 "WHERE key = ? AND status = 'sending'",
-                (provider_id, key),
+                [(provider_id, key) for key, provider_id in noted],
             )
         self._accepted.clear()
 
-    # ── reading ───────────────────────────────────────────────────────────
     def last_run(self) -> dt.datetime | None:
         row = self.db.execute("SELECT max(at) FROM runs").fetchone()
         return dt.datetime.fromisoformat(row[0]) if row and row[0] else None
@@ -620,6 +649,40 @@ class StateStore:
                 (key, attempt, _iso(now), channel, status, reason),
             )
 
+    def commit_outbox(self, batch: OutboxBatch) -> None:
+        """A batch of outbox changes in one transaction, in the order a message goes through
+        them: moves to a fallback channel, ``sending`` marks, then outcomes and attempts."""
+        with self.db:
+            self.db.executemany(
+                "UPDATE sends SET channel = ?, status = 'pending', attempts = 0, error = ? "
+                "WHERE key = ?",
+                [(channel, reason, key) for key, channel, reason in batch.moves],
+            )
+            self.db.executemany(
+                "UPDATE sends SET status = 'sending', attempts = ? WHERE key = ?",
+                [(attempt, key) for key, attempt in batch.sending],
+            )
+            self.db.executemany(
+                "UPDATE sends SET status = 'delivered', provider_id = ?, error = NULL "
+                "WHERE key = ?",
+                [(provider_id, key) for key, provider_id in batch.delivered],
+            )
+            self.db.executemany(
+                "UPDATE sends SET status = 'retry', due_at = ?, error = ? WHERE key = ?",
+                [(_iso(due), reason, key) for key, due, reason in batch.retries],
+            )
+            self.db.executemany(
+                "UPDATE sends SET status = 'failed', error = ? WHERE key = ?",
+                [(reason, key) for key, reason in batch.failures],
+            )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (key, attempt, _iso(now), channel, status, reason)
+                    for key, attempt, now, channel, status, reason in batch.attempts
+                ],
+            )
+
     def waiting_sends(self) -> int:
         """Messages that wait for a later run: held back at their step of a sequence by a
         guard (quiet hours, cadence, caps), or in the outbox to retry."""
@@ -760,7 +823,7 @@ class StateStore:
         if path is not None and path.exists():
             try:
                 # read only, by a URI that keeps "#" or "?" in a folder name a path
-                with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as source:
+                with sqlite3.connect(_read_only(path), uri=True) as source:
                     target = sqlite3.connect(str(copy))
                     source.backup(target)
                     target.close()
@@ -819,43 +882,92 @@ class StateStore:
         ).with_columns(pl.col("at").str.to_datetime(time_zone="UTC"))
 
 
-class _AcceptedSlot:
-    """One message a provider accepted, in a file whose space is set aside beforehand and
-    overwritten in place: writing it needs no new space on a disk that has just filled up."""
+@dataclass
+class OutboxBatch:
+    """Outbox changes committed together (``StateStore.commit_outbox``)."""
 
-    SIZE = 16384
+    moves: list[tuple[str, str, str]] = field(default_factory=list)  # key, channel, reason
+    sending: list[tuple[str, int]] = field(default_factory=list)  # key, attempt
+    delivered: list[tuple[str, str | None]] = field(default_factory=list)  # key, provider id
+    retries: list[tuple[str, dt.datetime, str]] = field(default_factory=list)  # key, due, why
+    failures: list[tuple[str, str]] = field(default_factory=list)  # key, reason
+    attempts: list[tuple[str, int, dt.datetime, str, str, str]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return any(
+            (self.moves, self.sending, self.delivered, self.retries, self.failures, self.attempts)
+        )
+
+
+class _AcceptedJournal:
+    """The messages a provider accepted and whose ``delivered`` is not committed yet: one fixed
+    slot each, in a file whose space is set aside beforehand and overwritten in place, so writing
+    needs no new space on a disk that has just filled up, and workers write their own slots at
+    once. (A store of an earlier version held one record in the whole file: it is read too.)"""
+
+    SLOT = 1024
 
     def __init__(self, file: Path) -> None:
+        self.size = self.SLOT * StateStore.ACCEPTED_SLOTS
+        self.used = False
         self.fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            if os.fstat(self.fd).st_size < self.SIZE:
-                os.pwrite(self.fd, b" " * self.SIZE, 0)  # the space, taken now
+            if os.fstat(self.fd).st_size < self.size:
+                os.pwrite(self.fd, b" " * self.size, 0)  # the space, taken now
                 os.fsync(self.fd)
         except BaseException:
             os.close(self.fd)
             raise
 
-    def write(self, key: str, provider_id: str | None) -> None:
+    def write(self, slot: int, key: str, provider_id: str | None) -> None:
         record = json.dumps({"key": key, "provider_id": provider_id}).encode()
-        if len(record) < self.SIZE:  # else only the commit keeps it
-            os.pwrite(self.fd, record.ljust(self.SIZE), 0)
+        if len(record) >= self.SLOT:  # a provider id too long: the key is what matters
+            record = json.dumps({"key": key, "provider_id": None}).encode()
+        if len(record) < self.SLOT and 0 <= slot < StateStore.ACCEPTED_SLOTS:
+            os.pwrite(self.fd, record.ljust(self.SLOT), slot * self.SLOT)  # else: the commit
+            self.used = True
 
-    def read(self) -> tuple[str, str | None] | None:
-        text = os.pread(self.fd, self.SIZE, 0).strip()
-        try:
-            record = json.loads(text) if text else None
-        except ValueError:
-            return None
-        if not isinstance(record, dict) or not isinstance(record.get("key"), str):
-            return None
-        provider_id = record.get("provider_id")
-        return record["key"], provider_id if isinstance(provider_id, str) else None
+    def read(self) -> list[tuple[str, str | None]]:
+        text = os.pread(self.fd, os.fstat(self.fd).st_size, 0)
+        whole = _accepted_record(text)  # the one record of an earlier version
+        if whole is not None:
+            return [whole]
+        records = (
+            _accepted_record(text[at : at + self.SLOT]) for at in range(0, len(text), self.SLOT)
+        )
+        return [record for record in records if record is not None]
 
     def clear(self) -> None:
-        os.pwrite(self.fd, b" " * self.SIZE, 0)
+        if self.used:
+            os.pwrite(self.fd, b" " * self.size, 0)
+            self.used = False
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+def _accepted_record(text: bytes) -> tuple[str, str | None] | None:
+    text = text.strip()
+    try:
+        record = json.loads(text) if text else None
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("key"), str):
+        return None
+    provider_id = record.get("provider_id")
+    return record["key"], provider_id if isinstance(provider_id, str) else None
+
+
+def _read_only(path: Path) -> str:
+    """A URI that reads the store and writes nothing beside it. A WAL store that no connection
+    has open has no ``-wal`` file: it is read as immutable, so the reader creates no ``-wal`` or
+    ``-shm`` file (``courtship simulate`` leaves the real store byte for byte as it was). With a
+    ``-wal`` file (a run that has the store open, or one that was killed), it is read through the
+    log, as SQLite's readers do."""
+    uri = f"{path.resolve().as_uri()}?mode=ro"  # a URI keeps "#" or "?" in a folder name
+    if not path.with_name(path.name + "-wal").exists():
+        uri += "&immutable=1"
+    return uri
 
 
 def _marker(path: Path) -> Path:
@@ -900,7 +1012,7 @@ def _check_existing(path: Path, marker: Path) -> None:
         raise StateError(f"{path}: the state store is gone, but it existed ({marker}); {hint}")
     if path.stat().st_size == 0:
         raise StateError(f"{path}: the state store is empty, but it held runs before; {hint}")
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db = sqlite3.connect(_read_only(path), uri=True)
     try:
         db.execute("SELECT count(*) FROM runs").fetchone()
         # Every page read once: damage in the middle of the file (a torn copy, stray bytes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -15,15 +15,42 @@ from courtship.findings import ExitCode
 
 if TYPE_CHECKING:
     from courtship.channels import Channel
+    from courtship.delivery import Lane
     from courtship.project import Project
 
 #: Team notifications go to the outbox unless a ``team`` channel is configured.
 DEFAULT_CHANNELS = ("email", "sms", "instagram", "team")
 
 
+#: Settings of ``channels.<name>`` that say how the dispatcher drives a channel, not the plugin.
+LANE_SETTINGS = ("via", "workers", "rate")
+
+
 def build_channels(project: Project) -> dict[str, Channel]:
     """The channels of ``courtship.yaml`` (``channels:``), built by their plugins. Without that
     section, every channel writes to the outbox folder."""
+    return {name: build() for name, (build, _settings) in _channel_builders(project).items()}
+
+
+def build_lanes(project: Project) -> dict[str, Lane]:
+    """How each channel is dispatched: ``workers`` (``channels.<name>.workers``, else
+    ``delivery.workers``, else 1), each with its own channel instance, and ``rate``."""
+    from courtship.delivery import Lane, Rate
+
+    lanes: dict[str, Lane] = {}
+    for name, (build, settings) in _channel_builders(project).items():
+        rate = settings.get("rate")
+        lanes[name] = Lane(
+            workers=int(settings.get("workers", project.workers)),
+            rate=Rate.parse(rate) if isinstance(rate, str) else None,
+            build=build,
+        )
+    return lanes
+
+
+def _channel_builders(
+    project: Project,
+) -> dict[str, tuple[Callable[[], Channel], dict[str, Any]]]:
     from courtship.channels import ChannelConfigError
     from courtship.plugins import PluginError, Registry, get_plugin_manager
     from courtship.schema import did_you_mean
@@ -36,22 +63,27 @@ def build_channels(project: Project) -> dict[str, Channel]:
     for name in DEFAULT_CHANNELS:
         if not project.channels or name == "team":
             configured.setdefault(name, {"via": "outbox"})
-    channels: dict[str, Channel] = {}
+    builders: dict[str, tuple[Callable[[], Channel], dict[str, Any]]] = {}
     for name, settings in configured.items():
         via = settings.get("via", name)
         spec = available.get(via)
         if spec is None:
             hint = did_you_mean(via, available) or f"installed: {', '.join(sorted(available))}"
             raise fail(f"channels.{name}: no channel plugin '{via}'; {hint}", ExitCode.USAGE)
-        options = {k: v for k, v in settings.items() if k != "via"}
+        options = {k: v for k, v in settings.items() if k not in LANE_SETTINGS}
         if via == "outbox":
             folder = Path(options.get("folder", project.outbox or ".courtship/outbox"))
             options["folder"] = str(folder if folder.is_absolute() else project.root / folder)
-        try:
-            channels[name] = spec.create(options)
-        except ChannelConfigError as error:
-            raise fail(f"channels.{name}: {error}", ExitCode.FINDINGS) from None
-    return channels
+
+        def build(spec: Any = spec, options: dict[str, Any] = options, name: str = name) -> Channel:
+            try:
+                channel: Channel = spec.create(options)
+            except ChannelConfigError as error:
+                raise fail(f"channels.{name}: {error}", ExitCode.FINDINGS) from None
+            return channel
+
+        builders[name] = (build, settings)
+    return builders
 
 
 def command(
@@ -83,7 +115,8 @@ def command(
         raise fail(f"unknown format '{output_format}'; choose text or json", ExitCode.USAGE)
     moment = parse_moment(at) if at else dt.datetime.now(dt.UTC)
     loaded = load(project, quiet=quiet, dry_run=False)
-    channels = build_channels(loaded.project)
+    lanes = build_lanes(loaded.project)
+    channels = {name: lane.build() for name, lane in lanes.items() if lane.build is not None}
     state = open_state(loaded.project, dry_run=False)
     from courtship.state import StateBusy, StateError
 
@@ -111,7 +144,8 @@ def command(
             max_backoff=loaded.project.max_backoff,
         )
         with progress_bar(quiet) as advance:
-            report = Dispatcher(state, channels, policy).dispatch(moment, advance)
+            dispatcher = Dispatcher(state, channels, policy, lanes=lanes)
+            report = dispatcher.dispatch(moment, advance)
         waiting = state.waiting_sends()
     except StateError as error:  # a full disk, a store damaged under the run: nothing doubled
         raise fail(str(error), ExitCode.FINDINGS) from None
