@@ -448,18 +448,3 @@ def test_an_event_filter_nobody_can_pass_is_never_true(library: Path) -> None:
     _, [finding] = lint()
     assert finding["rule"] == "never-true"
     assert finding["json_path"] == "$.trigger.where"
-
-
-def test_lint_counts_sms_segments_as_the_twilio_plugin_does() -> None:
-    from courtship_twilio.segments import count_segments as twilio_count
-
-    from courtship.lint.sms import count_segments
-
-    texts = ["", "a" * 160, "a" * 161, "€" * 80, "€" * 81, "é" * 200, "ü👋" * 40, "[x]" * 60]
-    for text in texts:
-        ours, theirs = count_segments(text), twilio_count(text)
-        assert (ours.encoding, ours.units, ours.count) == (
-            theirs.encoding,
-            theirs.units,
-            theirs.count,
-        ), text

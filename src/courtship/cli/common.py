@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -28,6 +28,26 @@ def fail(message: str, code: ExitCode = ExitCode.FINDINGS) -> typer.Exit:
     """Print ``message`` (every secret taken out) to stderr; the Exit to raise."""
     typer.secho(f"courtship: {redact(message)}", fg="red", err=True)
     return typer.Exit(code)
+
+
+def project_or_fail(root: Path | None) -> Project:
+    """The project file of ``root`` (default: here); its findings on stderr and exit 1 if wrong."""
+    from courtship.project import ProjectError, load_project
+
+    try:
+        return load_project(root)
+    except ProjectError as error:
+        for finding in error.findings:
+            typer.echo(str(finding), err=True)
+        raise fail("the project file has errors", ExitCode.FINDINGS) from None
+
+
+def close_channels(channels: Mapping[str, Any]) -> None:
+    """Let every channel that holds a connection (an SMTP session, an HTTP client) close it."""
+    for channel in channels.values():
+        close = getattr(channel, "close", None)
+        if callable(close):
+            close()
 
 
 def parse_moment(text: str) -> dt.datetime:
@@ -68,16 +88,10 @@ def load(root: Path | None, *, quiet: bool = False, dry_run: bool = True) -> Loa
     """Project file, playbooks (broken ones disabled with their reason), customers and events."""
     from courtship.engine import Engine
     from courtship.intake import read_base
-    from courtship.project import ProjectError, load_project
     from courtship.sources import SourceError
     from courtship.validate import discover, validate_files
 
-    try:
-        project = load_project(root)
-    except ProjectError as error:
-        for finding in error.findings:
-            typer.echo(str(finding), err=True)
-        raise fail("the project file has errors", ExitCode.FINDINGS) from None
+    project = project_or_fail(root)
     files, missing = discover([project.playbooks])
     if missing or not files:
         raise fail(f"no playbooks in {project.playbooks}", ExitCode.USAGE)

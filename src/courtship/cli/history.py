@@ -148,15 +148,9 @@ def command(
     record in the state store; computes nothing)."""
     if output_format not in ("text", "json"):
         raise fail(f"unknown format '{output_format}'; choose text or json", ExitCode.USAGE)
-    from courtship.cli.common import open_state
-    from courtship.project import ProjectError, load_project
+    from courtship.cli.common import open_state, project_or_fail
 
-    try:
-        loaded = load_project(project)
-    except ProjectError as error:
-        for finding in error.findings:
-            typer.echo(str(finding), err=True)
-        raise fail("the project file has errors", ExitCode.FINDINGS) from None
+    loaded = project_or_fail(project)
     state = open_state(loaded, dry_run=True)
     try:
         decisions = state.decisions(customer_id=customer)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from courtship.cli.common import fail, parse_moment
+from courtship.cli.common import close_channels, fail, parse_moment
 from courtship.findings import ExitCode
 
 if TYPE_CHECKING:
@@ -200,9 +200,6 @@ def _send_to_seeds(
                     state.record_test_send(moment, **record)
                     sent.append(record)
     finally:
-        for channel in channels.values():
-            close = getattr(channel, "close", None)
-            if callable(close):
-                close()
+        close_channels(channels)
         state.close()
     return sent

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from courtship.cli.common import fail, parse_moment, progress_bar
+from courtship.cli.common import close_channels, fail, parse_moment, progress_bar
 from courtship.findings import ExitCode
 
 if TYPE_CHECKING:
@@ -150,10 +150,7 @@ def command(
     except StateError as error:  # a full disk, a store damaged under the run: nothing doubled
         raise fail(str(error), ExitCode.FINDINGS) from None
     finally:
-        for channel in channels.values():
-            close = getattr(channel, "close", None)
-            if callable(close):
-                close()
+        close_channels(channels)
         state.close()
     summary = report.as_dict()
     # what fell back when it was decided (no consent or address, Instagram's window) and what

@@ -22,14 +22,9 @@ def command(
     """Answer the one-click unsubscribe links and the callbacks of Twilio, Meta and the mail
     relay, recording what they say in the state store for the next run. Put it behind a reverse
     proxy that speaks https (docs/operations.md)."""
-    from courtship.project import ProjectError, load_project
+    from courtship.cli.common import project_or_fail
 
-    try:
-        loaded = load_project(project)
-    except ProjectError as error:
-        for finding in error.findings:
-            typer.echo(str(finding), err=True)
-        raise fail("the project file has errors", ExitCode.FINDINGS) from None
+    loaded = project_or_fail(project)
     try:
         import uvicorn
 

@@ -9,8 +9,8 @@ from jinja2 import TemplateSyntaxError, nodes
 
 from courtship.findings import Finding, Severity
 from courtship.lint.registry import Library, all_rules, place, rule, sends
-from courtship.lint.sms import count_segments
 from courtship.playbook import Playbook
+from courtship.segments import count_segments
 from courtship.templates import _GENERIC_GREETING, TemplateFile, environment
 
 #: A generic form of address, anywhere in a message.
