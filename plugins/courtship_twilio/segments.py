@@ -1,6 +1,6 @@
-"""SMS segments, as a carrier counts them: the count lives in core (``courtship.segments``), so
-``courtship lint`` and this channel count alike; kept here under its old name for plugin code."""
+"""SMS segments, as a carrier counts them: the count is core's (``courtship.channels``
+exports it), so ``courtship lint`` and this channel count alike; kept under its old name here."""
 
-from courtship.segments import GSM7_BASIC, GSM7_EXTENSION, LIMITS, Segments, count_segments, is_gsm7
+from courtship.channels import Segments, count_segments
 
-__all__ = ["GSM7_BASIC", "GSM7_EXTENSION", "LIMITS", "Segments", "count_segments", "is_gsm7"]
+__all__ = ["Segments", "count_segments"]

@@ -30,6 +30,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from courtship.addresses import email_problem, phone_problem
 from courtship.redaction import redact, remember
+from courtship.segments import Segments, count_segments
 
 __all__ = [
     "Channel",
@@ -37,6 +38,8 @@ __all__ = [
     "ChannelFactory",
     "Delivery",
     "Message",
+    "Segments",
+    "count_segments",
     "email_problem",
     "parse_retry_after",
     "phone_problem",
