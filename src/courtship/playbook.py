@@ -109,6 +109,11 @@ class Playbook:
             goal=get("goal", dict, None),
         )
 
+    def steps(self) -> Iterator[tuple[PathParts, dict[str, Any]]]:
+        """Every step of the response with its path, those inside a ``split`` arm or a
+        ``branch`` included (after the step that holds them)."""
+        yield from _steps(self.respond, ("respond",))
+
     # ── facts ──────────────────────────────────────────────────────────────
     def conditions(self) -> Iterator[tuple[PathParts, dict[str, Any]]]:
         """Every condition tree of the playbook with its path: the audience and ``becomes``."""
@@ -132,6 +137,10 @@ class Playbook:
         anniversary = self.trigger.get("anniversary")
         if isinstance(anniversary, str):
             reads.setdefault(anniversary, ("trigger", "anniversary"))
+        for parts, step in self.steps():
+            send = step.get("send")
+            if isinstance(send, dict) and send.get("at") == "best_hour":
+                reads.setdefault("best_hour", (*parts, "send", "at"))
         return reads
 
     @property
@@ -143,6 +152,24 @@ class Playbook:
             if isinstance(action, dict) and isinstance(action.get("fact"), str):
                 sets.setdefault(action["fact"], (("respond", index, "set"), action.get("value")))
         return sets
+
+
+def _steps(steps: list[Any], parts: PathParts) -> Iterator[tuple[PathParts, dict[str, Any]]]:
+    for index, step in enumerate(steps):
+        if not isinstance(step, dict):
+            continue
+        here = (*parts, index)
+        yield here, step
+        split = step.get("split")
+        if isinstance(split, list):
+            for arm_index, arm in enumerate(split):
+                if isinstance(arm, dict) and isinstance(arm.get("steps"), list):
+                    yield from _steps(arm["steps"], (*here, "split", arm_index, "steps"))
+        branch = step.get("branch")
+        if isinstance(branch, dict):
+            for side in ("then", "else"):
+                if isinstance(branch.get(side), list):
+                    yield from _steps(branch[side], (*here, "branch", side))
 
 
 def facts_in(condition: Any) -> set[str]:

@@ -614,7 +614,7 @@ class _Checker:
         return out
 
     def _send(self, doc: Document, send: dict[str, Any], parts: PathParts) -> list[Finding]:
-        out = []
+        out = self._send_at(doc, send, parts)
         channel = send.get("channel")
         if isinstance(channel, str) and channel != PREFERRED:
             out.extend(self._channel(doc, (*parts, "channel"), channel))
@@ -640,6 +640,38 @@ class _Checker:
         ]
         for message, where in messages:
             out.extend(self._send_template(doc, message, where))
+        return out
+
+    def _send_at(self, doc: Document, send: dict[str, Any], parts: PathParts) -> list[Finding]:
+        """``at: best_hour`` and its window: ``within`` only with it, above zero, at most a day
+        (the best hour comes once a day)."""
+        within = send.get("within")
+        if not isinstance(within, str):
+            return []
+        if send.get("at") != "best_hour":
+            return [
+                doc.finding(
+                    (*parts, "within"),
+                    "step-shape",
+                    "'within' only goes with at: best_hour",
+                    "add at: best_hour, or remove within",
+                    key=True,
+                )
+            ]
+        out = self._positive(doc, (*parts, "within"), within)
+        try:
+            length = parse_duration(within)
+        except ValueError:
+            return out  # the schema reported it
+        if length > dt.timedelta(days=1):
+            out.append(
+                doc.finding(
+                    (*parts, "within"),
+                    "bad-duration",
+                    f"'{within}' is beyond a day: a best hour comes every 24 hours (within)",
+                    "write at most 24h, such as 6h",
+                )
+            )
         return out
 
     def _send_template(

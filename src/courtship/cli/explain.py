@@ -120,9 +120,11 @@ def render(
     entries: list[dict[str, Any]],
     consent: list[str] | None = None,
     learned: list[str] | None = None,
+    hour: list[str] | None = None,
 ) -> str:
     """``consent``: the withdrawals in force (an unsubscribe, a STOP, a bounce), in words;
-    ``learned``: what the learned preferences were learned from."""
+    ``learned``: what the learned preferences were learned from; ``hour``: what their best
+    hour was learned from."""
     facts = plan.customer_facts or {}
     name = " ".join(filter(None, [facts.get("first_name"), facts.get("last_name")])) or "(no name)"
     lines = [
@@ -130,6 +132,7 @@ def render(
         f"  {_habits(facts)}",
         *(f"  {line}" for line in consent or []),
         *_learned_lines(facts, learned),
+        *_hour_lines(facts, hour),
         "",
     ]
     for entry in entries:
@@ -152,6 +155,32 @@ def _learned_lines(facts: dict[str, Any], learned: list[str] | None) -> list[str
         f"{cadence if cadence is not None else '(none)'}, from"
     )
     return [head, *(f"    {line}" for line in learned)]
+
+
+def _hour_lines(facts: dict[str, Any], hour: list[str] | None) -> list[str]:
+    if hour is None:
+        return []
+    best = facts.get("best_hour")
+    head = f"  learned: best_hour {f'{best:02d}:00 local' if best is not None else '(none)'}, from"
+    return [head, *(f"    {line}" for line in hour[:-1])]
+
+
+def hour_evidence(
+    engine: Engine, base: Any, state: Any, facts: dict[str, Any], now: Any
+) -> list[str]:
+    """Their activity per local hour, their persona's (the prior) and the result: what
+    ``best_hour`` was learned from."""
+    import polars as pl
+
+    from courtship.learn.preferences import hour_evidence as words
+    from courtship.learn.preferences import persona_hours
+
+    history = engine.fact_history(base, state)
+    row = history.ids.filter(pl.col("customer_id") == facts["customer_id"]).get_column("_row")[0]
+    hours = history.activity(now)
+    people = history.customers.select("_row", "persona")
+    mine = hours.filter(pl.col("_row") == row)
+    return words(facts, mine, persona_hours(people, hours))
 
 
 def learned_evidence(engine: Engine, base: Any, state: Any, customer: str, now: Any) -> list[str]:
@@ -253,6 +282,13 @@ def command(
                 if loaded.engine.prefers
                 else None
             )
+            hour = (
+                hour_evidence(
+                    loaded.engine, loaded.base, state, plan.customer_facts or {}, plan.now
+                )
+                if loaded.engine.prefers and plan.customer_facts
+                else None
+            )
     finally:
         state.close()
     if recorded:
@@ -274,6 +310,7 @@ def command(
                     "facts": facts,
                     "consent": consent,
                     "learned_from": learned,
+                    "best_hour_from": hour,
                     "playbooks": entries,
                 },
                 indent=2,
@@ -281,7 +318,7 @@ def command(
             )
         )
     else:
-        typer.echo(render(customer, plan, entries, consent, learned), nl=False)
+        typer.echo(render(customer, plan, entries, consent, learned, hour), nl=False)
         typer.echo(
             f"\n(computed now: no run has recorded {plan.now:%Y-%m-%dT%H:%M:%SZ} in the state "
             "store yet)"

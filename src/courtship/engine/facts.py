@@ -31,6 +31,7 @@ from courtship.learn.facts import LEARNED_FACTS, LEARNING_INPUTS, learned_facts
 from courtship.learn.preferences import (
     PREFERENCE_FACTS,
     PREFERENCE_INPUTS,
+    activity_hours,
     answered_messages,
     preference_facts,
 )
@@ -334,7 +335,11 @@ class FactHistory:
     def answered(self, moment: datetime) -> pl.DataFrame:
         """Every message up to ``moment``, whether the customer answered it within 48 hours
         (see :mod:`courtship.learn.preferences`)."""
-        clicks = (
+        return answered_messages(self.events, self._clicks(), _epoch_us(_utc(moment)))
+
+    def _clicks(self) -> pl.DataFrame:
+        """The customers' ``click`` events: ``_row`` and ``at`` (µs)."""
+        return (
             self.base.events.lazy()
             .filter(pl.col("type") == "click")
             .select(pl.col("customer_id").cast(pl.String()), pl.col("at").dt.epoch("us"))
@@ -342,7 +347,12 @@ class FactHistory:
             .select(ROW, "at")
             .collect()
         )
-        return answered_messages(self.events, clicks, _epoch_us(_utc(moment)))
+
+    def activity(self, moment: datetime) -> pl.DataFrame:
+        """Per customer and local hour, their orders, clicks and messages to us up to
+        ``moment`` (see :func:`courtship.learn.preferences.activity_hours`)."""
+        zones = self.customers.select(ROW, "timezone")
+        return activity_hours(self.events, self._clicks(), zones, _epoch_us(_utc(moment)))
 
     def _with_preferences(self, facts: pl.DataFrame, moment: datetime) -> pl.DataFrame:
         """``facts`` with the learned preferences in their catalogue place (with learning);
@@ -351,7 +361,7 @@ class FactHistory:
             return facts
         if self.preferences:
             numbered = facts.with_row_index(ROW) if ROW not in facts.columns else facts
-            learned = preference_facts(numbered, self.answered(moment))
+            learned = preference_facts(numbered, self.answered(moment), self.activity(moment))
         else:
             learned = pl.DataFrame(
                 {name: pl.Series([None] * facts.height) for name in PREFERENCE_FACTS},

@@ -21,7 +21,15 @@ from courtship import experiments
 from courtship.catalogue import PREFERRED, TONES
 from courtship.engine.facts import ROW
 from courtship.engine.plan import Decision, iso, reason
-from courtship.engine.sequences import DEDUP, DEFAULT_EXPIRY, KEY, SINCE, Candidates, rows_of
+from courtship.engine.sequences import (
+    BEST_FROM,
+    DEDUP,
+    DEFAULT_EXPIRY,
+    KEY,
+    SINCE,
+    Candidates,
+    rows_of,
+)
 from courtship.playbook import Playbook, parse_duration
 from courtship.project import Project
 from courtship.state import StateStore
@@ -50,6 +58,8 @@ GUARDS: list[tuple[str, str, str]] = [
     ("cadence", "holds it until their cadence allows another message", "marketing"),
     ("cooldown", "holds it until another playbook's cooldown is over", "marketing"),
     ("cap", "holds it until they are under the weekly cap again", "marketing"),
+    ("best-hour", "holds a message sent `at: best_hour` until their best local hour, within "
+     "its window", "all"),
     ("suppressed", "blocks it when a playbook that speaks suppresses its playbook", "marketing"),
     ("priority", "blocks it when higher-priority playbooks fill the moment's allowance",
      "marketing"),
@@ -58,7 +68,11 @@ GUARDS: list[tuple[str, str, str]] = [
     ("holdout", "blocks it when they are in its playbook's holdout", "marketing"),
 ]  # fmt: skip
 #: Codes of a guard that holds a message back (deferred) rather than blocks it.
-HOLDS = frozenset({"template-broken", "quiet-hours", "cadence", "cooldown", "cap", "channel-cap"})
+HOLDS = frozenset(
+    {"template-broken", "best-hour", "quiet-hours", "cadence", "cooldown", "cap", "channel-cap"}
+)
+#: How long a message sent ``at: best_hour`` may wait for it unless its step says (``within``).
+DEFAULT_BEST_HOUR_WINDOW = "24h"
 
 
 class Judge:
@@ -108,6 +122,8 @@ class Judge:
             "hours_since_last_inbound",
             "cadence_days",
             "days_since_last_message",
+            "best_hour",
+            "_best_local",
             "email",
             "phone",
             "instagram_id",
@@ -127,12 +143,14 @@ class Judge:
             hours,
             cadence,
             last,
+            best_hour,
+            best_local,
             *addresses,
         ) in zip(*(frame.get_column(c).to_list() for c in columns), strict=True):
             batch = candidates[group]
             pb, step = batch.pb, batch.pb.respond[batch.step]["send"]
             moment = batch.moments[at] if batch.moments is not None else None
-            since, key, dedup, friend = (values[at] for values in kept[id(batch)])
+            since, key, dedup, friend, best_from = (values[at] for values in kept[id(batch)])
             decision = Decision(
                 customer_id=customer,
                 playbook=pb.id,
@@ -173,6 +191,11 @@ class Judge:
                 decision.max_segments = step.get("max_segments")
             self._final(decision, pb, step, dedup)
             self._explain(decision, named, cadence, last)
+            # the best hour's window, counted from when it first waited for it
+            decision.best_from = dt.datetime.fromisoformat(best_from) if best_from else None
+            if decision.guard == "best-hour":
+                decision.best_from = decision.best_from or now
+                decision.reason = _best_hour_reason(step, best_hour, best_local)
         self._select(decided)
         return decided
 
@@ -212,6 +235,8 @@ class Judge:
         """The reason of a decision, in words, from the one table of reasons."""
         code = decision.guard
         values: dict[str, object] = {}
+        if code == "best-hour":  # said with the best hour (``_best_hour_reason``)
+            return
         if code == "no-consent":
             values["channels"] = named or "none"
         elif code == "duplicate":
@@ -329,11 +354,46 @@ def _vary(decision: Decision, variants: list[dict[str, object]]) -> None:
         decision.offer = variant["offer"]  # type: ignore[assignment]
 
 
+def _best_hour_reason(step: Mapping[str, object], hour: int, local: dt.datetime) -> str:
+    """Why a message sent ``at: best_hour`` waits, and until when (local time)."""
+    if local.hour == hour and local.minute == 0:
+        return reason("best-hour", local=local)
+    within = str(step.get("within", DEFAULT_BEST_HOUR_WINDOW))
+    return reason("best-hour-window", local=local, within=within, hour=hour)
+
+
+def _best_hour_expr(now: dt.datetime) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """Whether a message waits for its recipient's best hour, and until when (UTC and local).
+
+    From the moment it first waited for it (``_first``; now, when every other guard lets it
+    through for the first time): the next time their local clock reads
+    ``best_hour``:00 if that comes within the step's window (``_within``); otherwise the end of
+    the window nearer to a best hour — the end of the window, or at once (when the best hour
+    just went by). Local times are read with the offset the customer's zone has now."""
+    local_now = pl.col("_local_now")
+    first = local_now - (pl.lit(now) - pl.col("_first"))
+    hour = pl.duration(hours=pl.col("best_hour"))
+    today = first.dt.truncate("1d") + hour
+    following = pl.when(today < first).then(today + dt.timedelta(days=1)).otherwise(today)
+    previous = following - dt.timedelta(days=1)
+    end = first + pl.col("_within")
+    target = (
+        pl.when(following <= end)
+        .then(following)
+        .when(following - end < first - previous)
+        .then(end)
+        .otherwise(first)
+    )
+    at = (pl.lit(now) + (target - local_now)).dt.convert_time_zone("UTC")
+    waits = pl.col("_best") & pl.col("best_hour").is_not_null() & (at > pl.lit(now))
+    return waits.fill_null(False), at, target
+
+
 def _kept(batch: Candidates) -> list[list[object]]:
     """Per customer of a batch: since when its message is held, its kept message and dedup
     keys, and the referral's friend (None where the batch has none)."""
     none = [None] * batch.who.height
-    return [batch.column(name) or none for name in (SINCE, KEY, DEDUP, "friend_id")]
+    return [batch.column(name) or none for name in (SINCE, KEY, DEDUP, "friend_id", BEST_FROM)]
 
 
 def _guarded(
@@ -361,6 +421,7 @@ def _guarded(
         "phone",
         "instagram_id",
         "hours_since_last_inbound",
+        "best_hour",
         *(c for c in facts.columns if c.startswith(("consent_", "_marketing_withdrawn_"))),
     )
     friends = {
@@ -392,6 +453,8 @@ def _guarded(
         else:
             recipient = who.get_column("customer_id").alias("_recipient")
             person = rows_of(facts, who)
+        since = batch.column(BEST_FROM) or [None] * who.height
+        within = parse_duration(str(step.get("within", DEFAULT_BEST_HOUR_WINDOW)))
         parts.append(
             pl.DataFrame(
                 {
@@ -402,6 +465,12 @@ def _guarded(
                     "_customer": who.get_column("customer_id").cast(pl.String()),
                     "_recipient": recipient,
                     "_person": person.cast(pl.UInt32()),
+                    "_best": [step.get("at") == "best_hour"] * who.height,
+                    "_within": pl.Series([within] * who.height, dtype=pl.Duration("us")),
+                    "_first": pl.Series(
+                        [dt.datetime.fromisoformat(t) if t else now for t in since],
+                        dtype=pl.Datetime("us", "UTC"),
+                    ),
                 }
             )
         )
@@ -461,6 +530,8 @@ def _guarded(
     resume = local_now.dt.date().dt.combine(end)
     resume = pl.when(resume <= local_now).then(resume + dt.timedelta(days=1)).otherwise(resume)
     due = (pl.lit(now) + (resume - local_now)).dt.convert_time_zone("UTC")
+    # a message sent at their best hour waits for it, within its window
+    best_wait, best_due, best_local = _best_hour_expr(now)
     # 4. cadence, cooldowns, the weekly cap: marketing only
     cadence, last = pl.col("cadence_days"), pl.col("days_since_last_message")
     too_soon = cadence.is_not_null() & (cadence != 0) & last.is_not_null() & (last < cadence)
@@ -494,6 +565,8 @@ def _guarded(
         .then(pl.lit("cooldown"))
         .when(marketing & capped)
         .then(pl.lit("cap"))
+        .when(best_wait)
+        .then(pl.lit("best-hour"))
         .when(pl.col("_outside"))
         .then(pl.lit("instagram"))
         .otherwise(pl.lit(""))
@@ -505,7 +578,9 @@ def _guarded(
         .then(pl.lit("deferred"))
         .otherwise(pl.lit("blocked"))
         .alias("_status"),
-        pl.when(pl.col("_why") == "quiet-hours")
+        pl.when(pl.col("_why") == "best-hour")
+        .then(best_due)
+        .when(pl.col("_why") == "quiet-hours")
         .then(due)
         .when(pl.col("_why") == "cadence")
         .then(
@@ -516,6 +591,7 @@ def _guarded(
         )
         .alias("_due"),
         pl.when(known & usable).then(pl.col("_usable").list.join(",")).alias("_usable"),
+        pl.when(pl.col("_why") == "best-hour").then(best_local).alias("_best_local"),
     )
 
 

@@ -22,6 +22,9 @@ REASONS = {
     "template-broken": "held for the next run: its playbook is disabled at this moment, as its "
     "template or dedup key fails ({why})",
     "expired": "held back since {since:%Y-%m-%d %H:%M} UTC, longer than its {expires}: expired",
+    "best-hour": "held until {local:%H:%M} local, their best hour",
+    "best-hour-window": "held until {local:%H:%M} local, the end of its {within} window (their "
+    "best hour, {hour:02d}:00, is beyond it)",
     "quiet-hours": "quiet hours in their time zone: deferred to {end:%H:%M} local",
     "cadence": "their cadence: one marketing message every {cadence} days; the last was "
     "{last:.1f} days ago",
@@ -78,6 +81,8 @@ class Decision:
     #: the sequence this message belongs to: when it started, and since when it was held
     started_at: str = ""
     held_since: dt.datetime | None = None
+    #: a message sent ``at: best_hour``: since when it waits for the best hour (its window)
+    best_from: dt.datetime | None = None
     #: a referral's friend (the referrer is ``customer_id``)
     friend_id: str | None = None
     #: the experiment's arm when it is one (a variant, ``holdout``, ``control``, ``message``)

@@ -29,6 +29,8 @@ from courtship.sources import CustomerBase
 #: Columns a batch of customers may carry besides customer_id, the row, the event and friend:
 #: when their sequence started, since when its message is held back, and the keys it keeps.
 STARTED, SINCE, KEY, DEDUP = "_started", "_since", "_key", "_dedup"
+#: Since when a message sent ``at: best_hour`` waits for the customer's best hour.
+BEST_FROM = "_best_from"
 #: How long a held message waits for its chance unless its step says (``send.expires``).
 DEFAULT_EXPIRY = "30d"
 
@@ -202,7 +204,7 @@ def after_guards(
             _hold(batch, decision, now, plan)
         if rows:
             # the message is behind them: what it kept (since when held, its keys) goes too
-            who = batch.who[sorted(set(rows))].drop(SINCE, KEY, DEDUP, strict=False)
+            who = batch.who[sorted(set(rows))].drop(SINCE, KEY, DEDUP, BEST_FROM, strict=False)
             facts = run_steps(
                 batch.pb,
                 batch.step + 1,
@@ -229,6 +231,8 @@ def _hold(batch: Candidates, decision: Decision, now: dt.datetime, plan: Plan) -
         "guard": decision.guard,
         "reason": decision.reason,
     }
+    if decision.best_from is not None:
+        kept[BEST_FROM] = iso(decision.best_from)
     plan.changes.setdefault("enrollments", []).append(
         _enrollment(batch.pb, batch.step, context, now, iso(decision.due_at), "waiting", kept)
     )
@@ -259,7 +263,17 @@ def resume(
             STARTED: iso(enrollment["started_at"]),
         }
         groups.setdefault((pb.id, index), []).append(context)
-    keep = ("customer_id", "friend_id", "_event_at", "_occurrence", STARTED, SINCE, KEY, DEDUP)
+    keep = (
+        "customer_id",
+        "friend_id",
+        "_event_at",
+        "_occurrence",
+        STARTED,
+        SINCE,
+        KEY,
+        DEDUP,
+        BEST_FROM,
+    )
     batches: list[tuple[Playbook, int, list[dict[str, Any]]]] = []
     for (pb_id, index), contexts in groups.items():
         pb, step = playbooks[pb_id], playbooks[pb_id].respond[index]
