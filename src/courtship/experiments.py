@@ -96,10 +96,21 @@ def results(
     or held out), those who converted (an event of the goal's type within ``within`` after
     their first assignment), the rate, and the lift against the baseline with its interval.
     ``assignments``: the state store's rows (playbook, customer_id, step_id, arm, at)."""
+    # Per customer, their arm: held out (or in the control group) first, then a split's arm
+    # or a variant, then a plain message; the earliest of these.
+    rank = (
+        pl.when(pl.col("arm").is_in([HOLDOUT, CONTROL]))
+        .then(0)
+        .when(pl.col("arm") == MESSAGE)
+        .then(2)
+        .otherwise(1)
+    )
     mine = (
         assignments.filter(pl.col("playbook") == playbook)
-        .sort("at", "step_id")
+        .with_columns(rank.alias("_rank"))
+        .sort("_rank", "at", "step_id")
         .unique("customer_id", keep="first", maintain_order=True)
+        .drop("_rank")
     )
     converted: set[str] = set()
     if goal is not None and within is not None and mine.height:

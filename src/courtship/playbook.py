@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from courtship.catalogue import Catalogue
 
 TRIGGER_KINDS = ("event", "anniversary", "becomes", "schedule")
-STEP_KINDS = ("send", "set", "tag", "untag", "notify", "wait")
+STEP_KINDS = ("send", "set", "tag", "untag", "notify", "wait", "split", "branch")
 COMBINATORS = ("all", "any", "not")
 
 
@@ -57,19 +57,34 @@ class Playbook:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     @functools.cached_property
+    def _flow(self) -> list[tuple[dict[str, Any], PathParts, str]]:
+        out: list[tuple[dict[str, Any], PathParts, str]] = []
+        _flatten(self.respond, ("respond",), "", out, set())
+        return out
+
+    @property
+    def flow(self) -> list[dict[str, Any]]:
+        """The response as the engine walks it, one step after the other: a ``split`` or a
+        ``branch`` step is followed by the steps of its arms (or ``then`` and ``else``), each
+        arm but the last ending in a jump, ``{"goto": n}``, past the others. A split keeps where
+        each arm begins (``_starts``), a branch where ``then`` and ``else`` begin (``_then``,
+        ``_else``). Without a split or branch, it is ``respond``. Indexes into it are what
+        sequences, enrollments and decisions call a step."""
+        return [entry for entry, _, _ in self._flow]
+
+    @property
+    def flow_parts(self) -> list[PathParts]:
+        """Where each step of ``flow`` is in the file."""
+        return [parts for _, parts, _ in self._flow]
+
+    @property
     def step_ids(self) -> list[str]:
-        """Each step's stable name: its declared ``id``, else what it does (``send:apology``,
-        ``wait:7d``, …; a repeated name gets ``#2``, ``#3``). Customers waiting at a step stay
-        at it through an edit that keeps its name."""
-        ids: list[str] = []
-        for step in self.respond:
-            name = step_name(step)
-            if name in ids:
-                name = next(
-                    f"{name}#{n}" for n in range(2, len(ids) + 2) if f"{name}#{n}" not in ids
-                )
-            ids.append(name)
-        return ids
+        """Each step's stable name (of ``flow``): its declared ``id``, else what it does
+        (``send:apology``, ``wait:7d``, …; a repeated name gets ``#2``, ``#3``); a step in an
+        arm of a split or a side of a branch is named after it: ``split/short/wait:2d``,
+        ``branch/then/send:vip``. Customers waiting at a step stay at it through an edit that
+        keeps its name."""
+        return [name for _, _, name in self._flow]
 
     def step_index(self, step_id: str) -> int | None:
         """Where the step named ``step_id`` is now, or None when the playbook no longer has it."""
@@ -116,12 +131,17 @@ class Playbook:
 
     # ── facts ──────────────────────────────────────────────────────────────
     def conditions(self) -> Iterator[tuple[PathParts, dict[str, Any]]]:
-        """Every condition tree of the playbook with its path: the audience and ``becomes``."""
+        """Every condition tree of the playbook with its path: the audience, ``becomes`` and
+        each ``branch``'s ``if``."""
         if isinstance(self.audience, dict):
             yield ("audience",), self.audience
         becomes = self.trigger.get("becomes")
         if isinstance(becomes, dict):
             yield ("trigger", "becomes"), becomes
+        for parts, step in self.steps():
+            branch = step.get("branch")
+            if isinstance(branch, dict) and isinstance(branch.get("if"), dict):
+                yield (*parts, "branch", "if"), branch["if"]
 
     @property
     def facts_read(self) -> dict[str, PathParts]:
@@ -152,6 +172,58 @@ class Playbook:
             if isinstance(action, dict) and isinstance(action.get("fact"), str):
                 sets.setdefault(action["fact"], (("respond", index, "set"), action.get("value")))
         return sets
+
+
+def _unique(name: str, seen: set[str]) -> str:
+    if name in seen:
+        name = next(f"{name}#{n}" for n in range(2, len(seen) + 2) if f"{name}#{n}" not in seen)
+    seen.add(name)
+    return name
+
+
+def _flatten(
+    steps: list[Any],
+    parts: PathParts,
+    prefix: str,
+    out: list[tuple[dict[str, Any], PathParts, str]],
+    seen: set[str],
+) -> None:
+    """``steps`` appended to ``out`` as ``Playbook.flow`` walks them, named under ``prefix``."""
+    for index, step in enumerate(steps):
+        if not isinstance(step, dict):
+            continue
+        here = (*parts, index)
+        name = _unique(prefix + step_name(step), seen)
+        if isinstance(step.get("split"), list):
+            arms = [arm for arm in step["split"] if isinstance(arm, dict)]
+            entry: dict[str, Any] = {**step, "_starts": []}
+            out.append((entry, here, name))
+            jumps = []
+            for number, arm in enumerate(arms):
+                label = str(arm.get("id", number + 1))
+                entry["_starts"].append(len(out))
+                inner = arm.get("steps") if isinstance(arm.get("steps"), list) else []
+                _flatten(inner, (*here, "split", number, "steps"), f"{name}/{label}/", out, seen)
+                if number < len(arms) - 1:
+                    jumps.append(len(out))
+                    out.append(({"goto": 0}, here, _unique(f"{name}/{label}/end", seen)))
+            for jump in jumps:
+                out[jump][0]["goto"] = len(out)
+        elif isinstance(step.get("branch"), dict):
+            branch = step["branch"]
+            entry = {**step, "_then": len(out) + 1, "_else": 0}
+            out.append((entry, here, name))
+            for side in ("then", "else"):
+                if side == "else":
+                    entry["_else"] = len(out)
+                inner = branch.get(side) if isinstance(branch.get(side), list) else []
+                _flatten(inner, (*here, "branch", side), f"{name}/{side}/", out, seen)
+                if side == "then":
+                    jump = len(out)
+                    out.append(({"goto": 0}, here, _unique(f"{name}/then/end", seen)))
+            out[jump][0]["goto"] = len(out)
+        else:
+            out.append((step, here, name))
 
 
 def _steps(steps: list[Any], parts: PathParts) -> Iterator[tuple[PathParts, dict[str, Any]]]:
@@ -301,4 +373,7 @@ def step_name(step: dict[str, Any]) -> str:
     for kind in ("tag", "untag", "wait"):
         if kind in step:
             return f"{kind}:{step[kind]}"
+    for kind in ("split", "branch"):
+        if kind in step:
+            return kind
     return "step"

@@ -218,22 +218,27 @@ class _Checker:
             if not self._broken(doc, parts):
                 out.extend(self._condition(doc, condition, parts))
         out.extend(_lengths_beyond_a_calendar(doc, doc.data, ()))
-        named: dict[str, int] = {}
-        for index, step in enumerate(pb.respond):
-            if not self._broken(doc, ("respond", index)):
-                out.extend(self._step(pb, step, ("respond", index)))
+        named: dict[str, PathParts] = {}
+        for parts, step in pb.steps():
+            if not self._broken(doc, parts):
+                out.extend(self._step(pb, step, parts))
             if isinstance(step.get("id"), str):
                 if step["id"] in named:
+                    other = named[step["id"]]
+                    where = (
+                        f"step {other[-1] + 1}"
+                        if len(other) == 2
+                        else f"at line {doc.locate(other).line}"
+                    )
                     out.append(
                         doc.finding(
-                            ("respond", index, "id"),
+                            (*parts, "id"),
                             "step-shape",
-                            f"two steps are named '{step['id']}' (the other is step "
-                            f"{named[step['id']] + 1})",
+                            f"two steps are named '{step['id']}' (the other is {where})",
                             "give each step its own id: waiting customers are kept at a step by it",
                         )
                     )
-                named.setdefault(step["id"], index)
+                named.setdefault(step["id"], parts)
         limits = pb.limits
         for key in ("once_every", "cooldown"):
             if isinstance(limits.get(key), str) and not self._broken(doc, ("limits", key)):
@@ -709,27 +714,17 @@ class _Checker:
                     key=True,
                 )
             )
-        for index, step in enumerate(pb.respond):
+        for parts, step in pb.steps():
             variants = (
                 step.get("send", {}).get("variants") if isinstance(step.get("send"), dict) else None
             )
-            if not isinstance(variants, list) or self._broken(doc, ("respond", index)):
-                continue
-            seen: dict[str, int] = {}
-            for place, variant in enumerate(variants):
-                name = variant.get("id") if isinstance(variant, dict) else None
-                if isinstance(name, str) and name in seen:
-                    out.append(
-                        doc.finding(
-                            ("respond", index, "send", "variants", place, "id"),
-                            "experiment-shape",
-                            f"two variants are named '{name}' (the other is variant "
-                            f"{seen[name] + 1})",
-                            "give each variant its own id: results are reported by it",
-                        )
-                    )
-                if isinstance(name, str):
-                    seen.setdefault(name, place)
+            arms = step.get("split")
+            if isinstance(variants, list) and not self._broken(doc, parts):
+                out.extend(
+                    _unique_ids(doc, variants, (*parts, "send", "variants"), "variant", "variants")
+                )
+            if isinstance(arms, list) and not self._broken(doc, parts):
+                out.extend(_unique_ids(doc, arms, (*parts, "split"), "arm", "arms"))
         return out
 
     def _channel(self, doc: Document, parts: PathParts, channel: str) -> list[Finding]:
@@ -921,6 +916,28 @@ def _lengths_beyond_a_calendar(doc: Document, node: Any, parts: PathParts) -> li
     elif isinstance(node, list):
         for index, value in enumerate(node):
             out.extend(_lengths_beyond_a_calendar(doc, value, (*parts, index)))
+    return out
+
+
+def _unique_ids(
+    doc: Document, items: list[Any], parts: PathParts, kind: str, plural: str
+) -> list[Finding]:
+    """Each variant (or arm of a split) has its own id: results are reported by it."""
+    out: list[Finding] = []
+    seen: dict[str, int] = {}
+    for place, item in enumerate(items):
+        name = item.get("id") if isinstance(item, dict) else None
+        if isinstance(name, str) and name in seen:
+            out.append(
+                doc.finding(
+                    (*parts, place, "id"),
+                    "experiment-shape",
+                    f"two {plural} are named '{name}' (the other is {kind} {seen[name] + 1})",
+                    f"give each {kind} its own id: results are reported by it",
+                )
+            )
+        if isinstance(name, str):
+            seen.setdefault(name, place)
     return out
 
 

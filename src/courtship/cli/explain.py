@@ -70,9 +70,30 @@ def explain(
                 entry["why"] = check(trigger["becomes"], facts, plan.now).reasons + entry["why"]
         if for_others and trace.get("triggered"):
             entry["why"].append(f"also fired for {_and(for_others)}, to them as their friend")
+        routes = [
+            (step_id, way) for p, c, step_id, way in plan.routes if (p, c) == (pb_id, customer_id)
+        ]
+        entry["why"] += [_route(pb, step_id, way, facts, plan.now) for step_id, way in routes]
+        if routes:
+            entry["routes"] = [{"step_id": step_id, "way": way} for step_id, way in routes]
         entry["messages"] = [_message(d) for d in mine]
         entries.append(entry)
     return entries
+
+
+def _route(pb: Any, step_id: str, way: str, facts: dict[str, Any], now: dt.datetime) -> str:
+    """Which way the customer went at a split or a branch, and why."""
+    from courtship.engine.conditions import check
+
+    if way.startswith("arm "):
+        return (
+            f"{step_id}: {way}, picked by weight from a hash of the customer, the playbook and "
+            "the step (the same at every run)"
+        )
+    index = pb.step_index(step_id)
+    condition = pb.flow[index]["branch"]["if"] if index is not None else {}
+    why = "; ".join(check(condition, facts, now).reasons)
+    return f"{step_id}: {way}" + (f" ({why})" if why else "")
 
 
 def _message(decision: Decision) -> dict[str, Any]:

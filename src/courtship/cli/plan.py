@@ -41,6 +41,11 @@ def render_text(plan: Plan) -> str:
     reasons = Counter((d.reason.split(";")[0], d.playbook) for d in plan.blocked)
     for (reason, playbook), count in sorted(reasons.items()):
         lines.append(f"  {playbook:<32} {count:>6}  {reason}")
+    if plan.routes:
+        lines.append("\nsplits and branches:")
+        ways = Counter((playbook, step_id, way) for playbook, _, step_id, way in plan.routes)
+        for (playbook, step_id, way), count in sorted(ways.items()):
+            lines.append(f"  {playbook:<32} {count:>6}  {step_id}: {way}")
     if plan.edits:
         lines.append("\nwaiting customers and edited playbooks:")
         for playbook, counts in sorted(plan.edits.items()):
@@ -72,6 +77,12 @@ def render_json(plan: Plan) -> str:
             "notifications": len(plan.notifications),
             "fell_back": plan.fallbacks,
         },
+        "routes": [
+            {"playbook": playbook, "step_id": step_id, "way": way, "customers": count}
+            for (playbook, step_id, way), count in sorted(
+                Counter((p, step_id, way) for p, _, step_id, way in plan.routes).items()
+            )
+        ],
         "edits": plan.edits,
         "disabled": plan.disabled,
         "sends": [d.as_dict() for d in plan.sends],

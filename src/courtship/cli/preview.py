@@ -77,7 +77,7 @@ def command(
             "versions": preview(pb, index, person or {}, loaded.project, moment, variant),
         }
         | ({"variant": variant["id"]} if variant else {})
-        for index, step in enumerate(pb.respond)
+        for index, step in enumerate(pb.flow)
         if isinstance(step.get("send"), dict)
         for variant in step["send"].get("variants") or [{}]  # each variant of an A/B test
     ]
@@ -160,7 +160,7 @@ def _send_to_seeds(
     sent = []
     try:
         for step in steps:
-            send = pb.respond[step["step"]]["send"]
+            send = pb.flow[step["step"]]["send"]
             wanted = [send.get("channel", "email"), *send.get("fallback", [])]
             for seed in project.seeds:
                 tried = [c for c in wanted if c != "preferred"] or ["email"]

@@ -21,7 +21,7 @@ def audience(
     if not pb.audience:
         return pl.Series([True] * triggered.height, dtype=pl.Boolean())
     condition = to_expression(pb.audience, dict(facts.schema), now).fill_null(False)
-    return _among(facts, triggered.get_column(ROW), condition)
+    return among(facts, triggered.get_column(ROW), condition)
 
 
 def limits(
@@ -66,7 +66,7 @@ def limits(
     return kept.drop("last", "times", "_sent", strict=False)
 
 
-def _among(facts: pl.DataFrame, rows: pl.Series, condition: pl.Expr) -> pl.Series:
+def among(facts: pl.DataFrame, rows: pl.Series, condition: pl.Expr) -> pl.Series:
     """A condition (a row-by-row expression) for the customers at ``rows``: over just their
     rows, and just the columns it reads, when they are few; else over all and picked."""
     columns = list(dict.fromkeys(condition.meta.root_names()))

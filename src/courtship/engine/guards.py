@@ -148,7 +148,7 @@ class Judge:
             *addresses,
         ) in zip(*(frame.get_column(c).to_list() for c in columns), strict=True):
             batch = candidates[group]
-            pb, step = batch.pb, batch.pb.respond[batch.step]["send"]
+            pb, step = batch.pb, batch.pb.flow[batch.step]["send"]
             moment = batch.moments[at] if batch.moments is not None else None
             since, key, dedup, friend, best_from = (values[at] for values in kept[id(batch)])
             decision = Decision(
@@ -242,7 +242,7 @@ class Judge:
         elif code == "duplicate":
             values["key"] = decision.dedup_key
         elif code == "expired":
-            step = self.playbooks[decision.playbook].respond[decision.step]["send"]
+            step = self.playbooks[decision.playbook].flow[decision.step]["send"]
             values |= {"since": decision.held_since, "expires": step.get("expires", DEFAULT_EXPIRY)}
         elif code == "quiet-hours":
             values["end"] = self.project.quiet_end
@@ -427,7 +427,7 @@ def _guarded(
     friends = {
         f
         for batch in candidates
-        if batch.pb.respond[batch.step]["send"].get("to") == "friend"
+        if batch.pb.flow[batch.step]["send"].get("to") == "friend"
         and "friend_id" in batch.who.columns
         for f in batch.who.get_column("friend_id").drop_nulls().to_list()
     }
@@ -439,7 +439,7 @@ def _guarded(
     wanted: list[list[str]] = []
     parts = []
     for number, batch in enumerate(candidates):
-        step = batch.pb.respond[batch.step]["send"]
+        step = batch.pb.flow[batch.step]["send"]
         wanted.append([step["channel"], *step.get("fallback", [])])
         who = batch.who
         if step.get("to") == "friend":

@@ -130,6 +130,12 @@ class Plan:
     changes: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     disabled: dict[str, str] = field(default_factory=dict)
     customer_facts: dict[str, Any] | None = None
+    #: the split arms customers were put in at this moment, as ``assignments`` rows
+    #: (playbook, customer_id, step_id, arm, at)
+    assigned: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+    #: which way each customer went at a split or a branch (playbook, customer_id, step_id,
+    #: "arm <id>" | "then" | "else")
+    routes: list[tuple[str, str, str, str]] = field(default_factory=list)
     #: per ``becomes`` playbook: the customers whose condition holds now (customer_id,
     #: true_since, fired) — saved beside the state store, read back by the next run
     streaks: dict[str, pl.DataFrame] = field(default_factory=dict)

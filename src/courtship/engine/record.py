@@ -78,11 +78,11 @@ def decision_rows(plan: Plan, playbooks: dict[str, Playbook]) -> list[tuple[Any,
 
 
 def assignment_rows(plan: Plan) -> list[tuple[str, str, str, str, str]]:
-    """The experiments' arms the plan's decisions put customers in (sent a variant or a
+    """The experiments' arms the plan put customers in (a split's arm, sent a variant or a
     message, held out, in the control group), as rows of the ``assignments`` table:
     (playbook, customer_id, step_id, arm, at)."""
     stamp = iso(plan.now)
-    return [
+    return list(plan.assigned) + [
         (d.playbook, d.customer_id, d.step_id, d.arm, stamp)
         for d in plan.decisions
         if d.arm and (d.status == "send" or d.guard in ("holdout", "control-group"))

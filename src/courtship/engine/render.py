@@ -77,7 +77,7 @@ def _steps(pb: Playbook) -> list[dict[str, Any]]:
     """The send and notify steps of a playbook (what names a template)."""
     steps = [
         step[kind]
-        for step in pb.respond
+        for step in pb.flow
         for kind in ("send", "notify")
         if isinstance(step.get(kind), dict)
     ]
@@ -194,7 +194,7 @@ def preview(
     ``person`` (their facts) at ``now``, as ``courtship preview`` shows it. In a referral's
     message the same person stands in for the friend and the referrer. ``variant``: one of the
     step's ``variants`` (its template, offer, and only its tone)."""
-    send = pb.respond[step]["send"] | dict(variant or {})
+    send = pb.flow[step]["send"] | dict(variant or {})
     forced = (variant or {}).get("tone")
     shelf = _Shelf()
     brand = frozen(project.brand)

@@ -23,6 +23,7 @@ from courtship.catalogue import Catalogue
 from courtship.engine.facts import ROW
 from courtship.engine.plan import Decision, Plan, iso
 from courtship.engine.triggers import event_filter
+from courtship.experiments import variant_of
 from courtship.playbook import Playbook, parse_duration
 from courtship.sources import CustomerBase
 
@@ -67,14 +68,30 @@ def run_steps(
     *,
     stored: bool = False,
 ) -> pl.DataFrame:
-    """Run steps from ``start`` for the ``chosen`` customers up to the next message (a batch of
-    ``candidates``) or ``wait`` (an enrollment); returns the facts with what ``set`` and
-    ``tag`` steps changed (later playbooks read them)."""
+    """Run steps of ``pb.flow`` from ``start`` for the ``chosen`` customers up to the next
+    message (a batch of ``candidates``) or ``wait`` (an enrollment); returns the facts with
+    what ``set`` and ``tag`` steps changed (later playbooks read them). A ``split`` sends each
+    customer down their arm, a ``branch`` down ``then`` or ``else``: each part goes on alone."""
     ids = chosen.get_column("customer_id").to_list()
-    for index in range(start, len(pb.respond)):
-        step = pb.respond[index]
+    flow = pb.flow
+    index = start
+    while index < len(flow):
+        step = flow[index]
+        if "goto" in step:  # the end of an arm or of a branch's then: on after it
+            index = step["goto"]
+            continue
         if "send" in step:
             candidates.append(Candidates(pb, index, chosen, stored))
+            return facts
+        if "split" in step or "branch" in step:
+            ways = _split(pb, index, chosen, ids, now, plan) if "split" in step else None
+            if ways is None:
+                ways = _branch(pb, index, chosen, ids, now, facts, plan)
+            for begin, part in ways:
+                if part.height:
+                    facts = run_steps(
+                        pb, begin, part, now, facts, candidates, plan, catalogue, stored=stored
+                    )
             return facts
         if "set" in step:
             facts = _set(step["set"], ids, chosen, now, facts, plan, catalogue)
@@ -98,12 +115,61 @@ def run_steps(
                 _enrollment(pb, index, c, now, due, "waiting", kept) for c in chosen.to_dicts()
             )
             return facts
+        index += 1
     if stored:  # the sequence is over: its enrollment ends
         plan.changes.setdefault("enrollments", []).extend(
-            _enrollment(pb, len(pb.respond) - 1, c, now, iso(now), "done", {})
-            for c in chosen.to_dicts()
+            _enrollment(pb, len(flow) - 1, c, now, iso(now), "done", {}) for c in chosen.to_dicts()
         )
     return facts
+
+
+def _split(
+    pb: Playbook, index: int, chosen: pl.DataFrame, ids: list[str], now: dt.datetime, plan: Plan
+) -> list[tuple[int, pl.DataFrame]]:
+    """Each customer's arm of the split at ``index`` (by weight, from a hash of the customer,
+    the playbook and the step: the same at every run), recorded as their assignment; the
+    customers of each arm with where its steps begin."""
+    step = pb.flow[index]
+    step_id = pb.step_ids[index]
+    arms = [arm for arm in step["split"] if isinstance(arm, dict)]
+    names = [str(arm["id"]) for arm in arms]
+    picked = [names.index(str(variant_of(pb.id, step_id, c, arms)["id"])) for c in ids]
+    stamp = iso(now)
+    plan.assigned.extend(
+        (pb.id, c, step_id, names[k], stamp) for c, k in zip(ids, picked, strict=True)
+    )
+    plan.routes.extend(
+        (pb.id, c, step_id, f"arm {names[k]}") for c, k in zip(ids, picked, strict=True)
+    )
+    column = pl.Series(picked, dtype=pl.UInt32())
+    return [
+        (begin, chosen.filter(column == number)) for number, begin in enumerate(step["_starts"])
+    ]
+
+
+def _branch(
+    pb: Playbook,
+    index: int,
+    chosen: pl.DataFrame,
+    ids: list[str],
+    now: dt.datetime,
+    facts: pl.DataFrame,
+    plan: Plan,
+) -> list[tuple[int, pl.DataFrame]]:
+    """The customers the branch's condition holds for now (its ``then``) and the others (its
+    ``else``, or on after it), each with where their steps begin."""
+    from courtship.engine.audience import among
+    from courtship.engine.conditions import to_expression
+
+    step = pb.flow[index]
+    condition = to_expression(step["branch"]["if"], dict(facts.schema), now).fill_null(False)
+    holds = among(facts, rows_of(facts, chosen), condition).fill_null(False)
+    step_id = pb.step_ids[index]
+    plan.routes.extend(
+        (pb.id, c, step_id, "then" if yes else "else")
+        for c, yes in zip(ids, holds.to_list(), strict=True)
+    )
+    return [(step["_then"], chosen.filter(holds)), (step["_else"], chosen.filter(~holds))]
 
 
 def _set(
@@ -179,7 +245,7 @@ def after_guards(
             continue
         batch, row = decision.origin
         entry = by_batch.setdefault(id(batch), (batch, [], []))
-        step = batch.pb.respond[batch.step]["send"]
+        step = batch.pb.flow[batch.step]["send"]
         if decision.status == "send" or (
             decision.status == "blocked" and step.get("optional") is True
         ):
@@ -276,7 +342,7 @@ def resume(
     )
     batches: list[tuple[Playbook, int, list[dict[str, Any]]]] = []
     for (pb_id, index), contexts in groups.items():
-        pb, step = playbooks[pb_id], playbooks[pb_id].respond[index]
+        pb, step = playbooks[pb_id], playbooks[pb_id].flow[index]
         start = index
         if "wait" in step:
             back = _came_back(step.get("unless"), contexts, base, now)
@@ -311,7 +377,7 @@ def _where(pb: Playbook, enrollment: dict[str, Any]) -> int | None:
     step_id = enrollment["context"].get("step_id")
     if step_id is None:
         index = enrollment["step"] - 1
-        return index if 0 <= index < len(pb.respond) else None
+        return index if 0 <= index < len(pb.flow) else None
     return pb.step_index(step_id)
 
 

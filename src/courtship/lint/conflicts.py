@@ -46,7 +46,7 @@ def _messages_customer(pb: Playbook) -> bool:
     competes with nobody."""
     return any(
         isinstance(step.get("send"), dict) and step["send"].get("to", "customer") == "customer"
-        for step in pb.respond
+        for _, step in pb.steps()
     )
 
 
@@ -131,15 +131,21 @@ def never_true(lib: Library) -> Iterator[Finding]:
             trees.append((("trigger", "where"), as_condition(pb.trigger["where"])))
         for parts, condition in trees:
             verdict = satisfiable(condition, domains=lib.domains)
-            alone.append(verdict)
+            if "branch" not in parts:  # a branch's condition leaves the playbook acting
+                alone.append(verdict)
             if verdict is Verdict.UNSAT:
                 at, _ = _impossible_node(condition, parts, lib.domains)
+                acts = (
+                    "its branch's then steps never run"
+                    if "branch" in parts
+                    else "the playbook never acts"
+                )
                 yield place(
                     pb,
                     at,
                     "never-true",
                     f"this condition of '{pb.id}' can never be true: no customer can meet all "
-                    "of it at once, so the playbook never acts",
+                    f"of it at once, so {acts}",
                     "check the bounds: a fact cannot be both above and below a value, or "
                     "both in and out of a list",
                 )

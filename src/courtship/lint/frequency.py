@@ -14,6 +14,7 @@ import datetime as dt
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from courtship.findings import Finding
 from courtship.lint.registry import Library, place, rule
@@ -69,22 +70,52 @@ def schedule_per_week(trigger: dict) -> int:
     return best * per_day
 
 
+#: At most this many ways through a playbook's splits and branches are weighed.
+MAX_PATHS = 256
+
+
+def paths(steps: list[Any]) -> list[list[dict[str, Any]]]:
+    """Every way through ``steps``: one list of steps per choice of a split's arm or a
+    branch's side (at most ``MAX_PATHS``)."""
+    ways: list[list[dict[str, Any]]] = [[]]
+    for step in steps:
+        if not isinstance(step, dict):
+            continue
+        if isinstance(step.get("split"), list):
+            arms = [a.get("steps") for a in step["split"] if isinstance(a, dict)]
+            options = [paths(arm) for arm in arms if isinstance(arm, list)]
+        elif isinstance(step.get("branch"), dict):
+            sides = [step["branch"].get("then"), step["branch"].get("else") or []]
+            options = [paths(side) for side in sides if isinstance(side, list)]
+        else:
+            ways = [[*way, step] for way in ways]
+            continue
+        ways = [way + inner for way in ways for option in options for inner in option][:MAX_PATHS]
+    return ways
+
+
 def worst_week(pb: Playbook) -> Worst:
     """The most messages ``pb`` can send one customer in any seven days."""
     reasons: list[str] = []
     offsets: list[dt.timedelta] = []  # when each send to the customer comes, from the start
-    elapsed = dt.timedelta(0)
-    for step in pb.respond:
-        if "wait" in step:
-            elapsed += _duration(step["wait"]) or dt.timedelta(0)
-        send = step.get("send")
-        if isinstance(send, dict) and send.get("to", "customer") == "customer":
-            offsets.append(elapsed)
+    in_a_week = 0
+    for path in paths(pb.respond):  # a split's arms and a branch's sides: the worst of them
+        elapsed = dt.timedelta(0)
+        times: list[dt.timedelta] = []
+        for step in path:
+            if "wait" in step:
+                elapsed += _duration(step["wait"]) or dt.timedelta(0)
+            send = step.get("send")
+            if isinstance(send, dict) and send.get("to", "customer") == "customer":
+                times.append(elapsed)
+        week = max(
+            (sum(1 for t in times[i:] if t - start < WEEK) for i, start in enumerate(times)),
+            default=0,
+        )
+        if (week, len(times)) > (in_a_week, len(offsets)):
+            in_a_week, offsets = week, times
     if not offsets:
         return Worst(0, [])
-    in_a_week = max(
-        sum(1 for t in offsets[i:] if t - start < WEEK) for i, start in enumerate(offsets)
-    )
     reasons.append(
         f"{len(offsets)} message(s) per entry, {in_a_week} within a week ({_where(pb, 'respond')})"
     )

@@ -97,7 +97,7 @@ def generic_greeting(lib: Library) -> Iterator[Finding]:
                     (fallback or found).start() + 1,
                     all_rules()["generic-greeting"].severity,
                     "generic-greeting",
-                    f"{message} (sent by {_at(pb, ('respond', index, 'send'))})",
+                    f"{message} (sent by {_at(pb, (*index, 'send'))})",
                     hint,
                 )
 
@@ -124,7 +124,7 @@ def marketing_without_unsubscribe(lib: Library) -> Iterator[Finding]:
                 all_rules()["marketing-without-unsubscribe"].severity,
                 "marketing-without-unsubscribe",
                 "a scheduled marketing letter without a way to unsubscribe "
-                f"(sent by {_at(pb, ('respond', index, 'send'))})",
+                f"(sent by {_at(pb, (*index, 'send'))})",
                 "end it with a line such as: Unsubscribe: {{ unsubscribe_url }}",
             )
 
@@ -159,7 +159,7 @@ def sms_over_segments(lib: Library) -> Iterator[Finding]:
             if segments.count > limit:
                 yield place(
                     pb,
-                    ("respond", index, "send", "template"),
+                    (*index, "send", "template"),
                     "sms-over-segments",
                     f"{tpl.display} takes at least {segments.count} SMS segments "
                     f"({segments.units} {segments.encoding} characters before any fact is "
@@ -189,7 +189,7 @@ def apology_with_promotion(lib: Library) -> Iterator[Finding]:
                 continue
             yield place(
                 pb,
-                ("respond", index, "send"),
+                (*index, "send"),
                 "apology-with-promotion",
                 f"{tpl.display}:{line} apologises, and {why}",
                 "apologise first and alone; make the gesture in a later step "

@@ -123,8 +123,8 @@ def where(playbook: Playbook, *parts: str | int, key: bool = False) -> str:
     return f"{playbook.path}:{playbook.document.locate(parts, key=key).line}"
 
 
-def sends(playbook: Playbook) -> Iterator[tuple[int, dict]]:
-    """(index, send) of each send step."""
-    for index, step in enumerate(playbook.respond):
+def sends(playbook: Playbook) -> Iterator[tuple[tuple[str | int, ...], dict]]:
+    """(where the step is, send) of each send step, those in splits and branches too."""
+    for parts, step in playbook.steps():
         if isinstance(step.get("send"), dict):
-            yield index, step["send"]
+            yield parts, step["send"]
