@@ -261,3 +261,33 @@ def test_fit_refuses_too_few_customers():
     )
     with pytest.raises(ChurnError, match="2 customers had an order 90 days before"):
         fit(facts, facts)
+
+
+def test_the_horizon_is_a_project_setting_for_the_fact_and_the_card(tmp_path):
+    """``learning: {churn_horizon: 8w}``: churn_risk looks 56 days ahead, learned from the
+    facts 56 days back, and ``courtship model`` (without --horizon) back-tests that horizon."""
+    from courtship.engine.facts import compute_facts
+    from courtship.sources import CustomerBase, read_customers_csv, read_events_jsonl
+
+    root = planted(tmp_path, customers=200)
+    with (root / "courtship.yaml").open("a") as project:
+        project.write("learning: {churn_horizon: 8w}\n")
+    code, out, err = model(root, "--at", AT, "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["horizon_days"] == 56
+    result = runner.invoke(
+        app,
+        ["facts", "--project", str(root), "--at", AT, "--fact", "churn_risk", "-f", "json"],
+    )
+    assert result.exit_code == 0, result.output
+    listed = {row["customer_id"]: row["churn_risk"] for row in json.loads(result.stdout)}
+    base = CustomerBase(
+        read_customers_csv(root / "customers.csv"), read_events_jsonl(root / "events.jsonl")
+    )
+    moment = dt.datetime.fromisoformat(AT.replace("Z", "+00:00"))
+    expected = {}
+    for days in (56, 90):
+        facts = compute_facts(base, moment, churn_days=days)
+        expected[days] = dict(facts.select("customer_id", "churn_risk").iter_rows())
+    assert expected[56] != expected[90]
+    assert listed == pytest.approx(expected[56])

@@ -70,6 +70,12 @@ class Project:
     learning: Learning = field(default_factory=Learning)
     #: the share of the base that gets no marketing at all (``control_group: 5%``)
     control_group: float = 0.0
+    #: what ``channel: preferred`` means when the customer file names none
+    #: (``learning.preferred_channel``): ``file`` (nothing more), ``learned`` (``best_channel``)
+    preferred_channel: str = "file"
+    #: the horizon H of ``churn_risk`` and ``courtship model``, in days
+    #: (``learning.churn_horizon``)
+    churn_horizon_days: int = 90
 
 
 def load_project(root: Path | None = None) -> Project:
@@ -98,6 +104,19 @@ def load_project(root: Path | None = None) -> Project:
                         "bad-duration",
                         f"'{value}' is longer than a calendar can hold ({parts[-1]})",
                         "write at most a hundred years: 36525d or 5217w",
+                    )
+                )
+        learning = doc.data.get("learning")
+        horizon = learning.get("churn_horizon") if isinstance(learning, dict) else None
+        if isinstance(horizon, str) and re.fullmatch(r"[0-9]+[dw]", horizon):
+            days = parse_duration(horizon).days
+            if days < 7 or days > 3660:
+                findings.append(
+                    doc.finding(
+                        ("learning", "churn_horizon"),
+                        "bad-duration",
+                        f"'{horizon}' is no horizon to judge churn by (learning.churn_horizon)",
+                        "write between 7d and 3660d, such as 90d or 12w",
                     )
                 )
         zone = doc.data.get("timezone")
@@ -150,6 +169,10 @@ def load_project(root: Path | None = None) -> Project:
         serve=dict(data.get("serve", {})),
         attributes=attribute_facts(data.get("attributes")),
         learning=Learning(**data.get("learning", {}).get("bgnbd", {})),
+        preferred_channel=data.get("learning", {}).get("preferred_channel", "file"),
+        churn_horizon_days=parse_duration(
+            data.get("learning", {}).get("churn_horizon", "90d")
+        ).days,
         control_group=share(data.get("control_group")),
     )
 

@@ -142,16 +142,18 @@ def render(
     consent: list[str] | None = None,
     learned: list[str] | None = None,
     hour: list[str] | None = None,
+    channel: str | None = None,
 ) -> str:
     """``consent``: the withdrawals in force (an unsubscribe, a STOP, a bounce), in words;
     ``learned``: what the learned preferences were learned from; ``hour``: what their best
-    hour was learned from."""
+    hour was learned from; ``channel``: what ``channel: preferred`` means for them."""
     facts = plan.customer_facts or {}
     name = " ".join(filter(None, [facts.get("first_name"), facts.get("last_name")])) or "(no name)"
     lines = [
         f"{customer_id} {name} at {plan.now:%Y-%m-%dT%H:%M:%SZ}{_local_time(facts)}",
         f"  {_habits(facts)}",
         *(f"  {line}" for line in consent or []),
+        *([f"  {channel}"] if channel else []),
         *_learned_lines(facts, learned),
         *_hour_lines(facts, hour),
         "",
@@ -176,6 +178,29 @@ def _learned_lines(facts: dict[str, Any], learned: list[str] | None) -> list[str
         f"{cadence if cadence is not None else '(none)'}, from"
     )
     return [head, *(f"    {line}" for line in learned)]
+
+
+def preferred_meaning(project: Any, facts: dict[str, Any]) -> str | None:
+    """What ``channel: preferred`` means for this customer, and why, when the project lets it
+    mean their learned best_channel (``learning.preferred_channel: learned``)."""
+    if project.preferred_channel != "learned":
+        return None
+    own, learned = facts.get("preferred_channel"), facts.get("best_channel")
+    if own:
+        return (
+            f"channel: preferred is {own}, their own preferred channel from the customer file "
+            f"(the learned best_channel, {learned or 'none'}, stands in only when the file "
+            "has none)"
+        )
+    if learned:
+        return (
+            f"channel: preferred is {learned}, their learned best_channel: the customer file "
+            "names no preferred channel (learning.preferred_channel: learned)"
+        )
+    return (
+        "channel: preferred names no channel: the customer file has none and nothing is "
+        "learned yet (no best_channel), so the step's fallbacks are tried"
+    )
 
 
 def _hour_lines(facts: dict[str, Any], hour: list[str] | None) -> list[str]:
@@ -303,6 +328,7 @@ def command(
                 if loaded.engine.prefers
                 else None
             )
+            channel = preferred_meaning(loaded.project, plan.customer_facts or {})
             hour = (
                 hour_evidence(
                     loaded.engine, loaded.base, state, plan.customer_facts or {}, plan.now
@@ -332,6 +358,7 @@ def command(
                     "consent": consent,
                     "learned_from": learned,
                     "best_hour_from": hour,
+                    "preferred_channel": channel,
                     "playbooks": entries,
                 },
                 indent=2,
@@ -339,7 +366,7 @@ def command(
             )
         )
     else:
-        typer.echo(render(customer, plan, entries, consent, learned, hour), nl=False)
+        typer.echo(render(customer, plan, entries, consent, learned, hour, channel), nl=False)
         typer.echo(
             f"\n(computed now: no run has recorded {plan.now:%Y-%m-%dT%H:%M:%SZ} in the state "
             "store yet)"

@@ -107,8 +107,13 @@ def command(
         typer.Option("--at", help="The moment, ISO 8601 with a zone (default: the latest event)."),
     ] = None,
     horizon: Annotated[
-        str, typer.Option("--horizon", help="How far ahead churn is judged: 90d, 8w, …")
-    ] = "90d",
+        str | None,
+        typer.Option(
+            "--horizon",
+            help="How far ahead churn is judged: 90d, 8w, … (default: the project's "
+            "learning.churn_horizon, else 90d).",
+        ),
+    ] = None,
     output_format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
     project: Annotated[
         Path | None,
@@ -123,17 +128,21 @@ def command(
 
     if output_format not in FORMATS:
         raise fail(f"unknown format '{output_format}'; choose {', '.join(FORMATS)}", ExitCode.USAGE)
-    try:
-        span = parse_duration(horizon)
-    except ValueError:
-        span = dt.timedelta(0)
-    if span.days < 1 or span % dt.timedelta(days=1):
-        raise fail(
-            f"--horizon {horizon!r} is not a whole number of days; write it like 90d or 12w",
-            ExitCode.USAGE,
-        )
+    span = dt.timedelta(0)
+    if horizon is not None:
+        try:
+            span = parse_duration(horizon)
+        except ValueError:
+            span = dt.timedelta(0)
+        if span.days < 1 or span % dt.timedelta(days=1):
+            raise fail(
+                f"--horizon {horizon!r} is not a whole number of days; write it like 90d or 12w",
+                ExitCode.USAGE,
+            )
     moment = parse_moment(at) if at is not None else None
     loaded = load(project, quiet=True)
+    if horizon is None:  # the horizon churn_risk itself is computed with
+        span = dt.timedelta(days=loaded.project.churn_horizon_days)
     state = open_state(loaded.project, dry_run=True)
     try:
         numbers = card(loaded, state, moment, span)

@@ -424,6 +424,13 @@ def _guarded(
         "best_hour",
         *(c for c in facts.columns if c.startswith(("consent_", "_marketing_withdrawn_"))),
     )
+    if project.preferred_channel == "learned":  # none in the file: the one they answer most
+        people = people.with_columns(
+            pl.coalesce(
+                pl.col("preferred_channel").cast(pl.String()).replace("", None),
+                facts.get_column("best_channel").cast(pl.String()),
+            ).alias("preferred_channel")
+        )
     friends = {
         f
         for batch in candidates

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from courtship.catalogue import Catalogue, builtin_catalogue
+from courtship.catalogue import PREFERRED, Catalogue, builtin_catalogue
 from courtship.engine import audience, consent, guards, render, sequences, triggers
 from courtship.engine.facts import (
     FACT_DTYPES,
@@ -26,7 +26,7 @@ from courtship.engine.outbox import outbox_rows
 from courtship.engine.plan import Decision, Plan, iso
 from courtship.engine.record import assignment_rows, decision_rows, keep_deciding_values
 from courtship.graph import PlaybookGraph
-from courtship.learn.churn import CHURN_FACTS, HORIZON_DAYS
+from courtship.learn.churn import CHURN_FACTS
 from courtship.learn.facts import LEARNED_FACTS
 from courtship.learn.preferences import PREFERENCE_FACTS
 from courtship.playbook import Playbook, declare_set_facts
@@ -55,7 +55,13 @@ class Engine:
         #: learned facts are fitted only when a playbook reads one
         read = set().union(*(pb.facts_read for pb in self.playbooks.values()))
         self.churns = bool(read & set(CHURN_FACTS))
-        self.prefers = bool(read & set(PREFERENCE_FACTS))
+        #: ``channel: preferred`` may mean the learned best_channel (``learning.preferred_channel``)
+        self.learned_channel = project.preferred_channel == "learned" and any(
+            isinstance(step.get("send"), dict) and step["send"].get("channel") == PREFERRED
+            for pb in self.playbooks.values()
+            for _, step in pb.steps()
+        )
+        self.prefers = bool(read & set(PREFERENCE_FACTS)) or self.learned_channel
         self.learns = bool(read & set(LEARNED_FACTS)) or self.churns or self.prefers
 
     def plan(
@@ -234,7 +240,7 @@ class Engine:
             set_tags=state.set_tags(),
             default_timezone=self.project.timezone,
             learning=self.project.learning if learn else None,
-            churn_days=HORIZON_DAYS if churn else None,
+            churn_days=self.project.churn_horizon_days if churn else None,
             preferences=prefer,
         )
 
