@@ -252,3 +252,95 @@ def test_preview_shows_every_variant_of_a_message(tmp_path):
     steps = json.loads(result.stdout)["steps"]
     assert [(s["variant"], s["template"]) for s in steps] == [("plain", "hello"), ("bold", "bold")]
     assert [v["text"].strip() for v in steps[1]["versions"]] == ["direct Maya"]  # its tone only
+
+
+def simulated_report(tmp_path: Path, customers: int = 400) -> tuple[Path, dict]:
+    root = make_project(tmp_path, customers)
+    result = runner.invoke(
+        app,
+        [
+            *("simulate", "--from", "2026-11-23T16:00:00Z", "--to", "2026-12-07T16:00:00Z"),
+            *("--project", str(root), "-q", "--report", str(root / "r.html"), "-f", "json"),
+            *("--behaviour", "--answer", "0", "--refer", "0", "--buy", "0.05"),
+            *("--uplift", "bold=0.10", "--seed", "3"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    [report] = json.loads(result.stdout)["experiments"]
+    return root / "r.html", report
+
+
+def test_the_simulation_report_shows_each_arm_with_its_lift_and_interval(tmp_path):
+    from html.parser import HTMLParser
+
+    page, report = simulated_report(tmp_path)
+
+    class Tables(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rows: list[list[str]] = []
+            self.inside = False
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table" and ("class", "experiment") in attrs:
+                self.inside = True
+            elif tag == "tr" and self.inside:
+                self.rows.append([])
+
+        def handle_endtag(self, tag):
+            if tag == "table":
+                self.inside = False
+
+        def handle_data(self, data):
+            if self.inside and self.rows:
+                self.rows[-1].append(data)
+
+    tables = Tables()
+    tables.feed(page.read_text())
+    header, *rows = tables.rows
+    assert header == ["arm", "reached", "converted", "rate", "lift vs holdout (95% interval)"]
+    expected = []
+    for arm in report["arms"]:
+        lift = (
+            ""
+            if arm["lift"] is None
+            else f"{arm['lift'] * 100:+.1f} points "
+            f"[{arm['low'] * 100:+.1f}, {arm['high'] * 100:+.1f}]"
+        )
+        expected.append(
+            [arm["arm"], f"{arm['reached']:,}", f"{arm['converted']:,}", f"{arm['rate']:.1%}"]
+            + ([lift] if lift else [])
+        )
+    assert rows == expected
+    assert {row[0] for row in rows} == {"plain", "bold", "holdout"}
+    assert "welcome-test (goal: order within 7d)" in page.read_text()
+
+
+CHROMIUM = __import__("shutil").which("chromium")
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium on PATH (Debian's `chromium`; .ci/run installs it)"
+)
+def test_the_experiments_of_the_report_render_in_a_real_browser(tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright (the test extra)")
+    page_file, report = simulated_report(tmp_path)
+    errors: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(page_file.as_uri())
+            page.wait_for_function("document.querySelector('#experiment-1 .main-svg')")
+            arms = page.locator("table.experiment tr td:first-child").all_inner_texts()
+            points = page.locator("#experiment-1 .scatterlayer .point").count()
+            bars = page.locator("#experiment-1 .errorbar").count()
+            visible = page.locator("#experiments h2").is_visible()
+        finally:
+            browser.close()
+    assert errors == []
+    assert visible
+    assert arms == [arm["arm"] for arm in report["arms"]]
+    measured = sum(arm["lift"] is not None for arm in report["arms"])
+    assert points == measured == 2 and bars == measured

@@ -158,6 +158,9 @@ def run_simulation(
     except StateError as error:
         raise fail(str(error), ExitCode.FINDINGS) from None
     facts = summary(simulation)
+    found = _experiments(loaded, simulation)
+    if found:  # what `courtship results` would say of the simulated weeks
+        facts["experiments"] = found
     try:
         write_report(simulation, facts, report)
         if decisions is not None:
@@ -166,9 +169,6 @@ def run_simulation(
         raise fail(
             f"{error.filename}: cannot write it ({error.strerror})", ExitCode.USAGE
         ) from None
-    found = _experiments(loaded, simulation)
-    if found:  # what `courtship results` would say of the simulated weeks
-        facts["experiments"] = found
     return facts
 
 

@@ -358,6 +358,8 @@ def render_html(simulation: Simulation, facts: dict[str, Any]) -> str:
         sections.append(
             f"<section><h2>{html.escape(title)}</h2><p>{_md(text)}</p>{chart}</section>"
         )
+    if facts.get("experiments"):
+        sections.append(experiments_section(facts["experiments"]))
     sections.append(
         "<section><h2>The dependency graph</h2><p>Playbooks in evaluation order, left to right: "
         "an arrow runs from a playbook to one that depends on it (<code>depends_on</code>, "
@@ -390,6 +392,84 @@ def render_html(simulation: Simulation, facts: dict[str, Any]) -> str:
         table=table,
         sections="\n".join(sections),
     )
+
+
+def experiments_section(reports: list[dict[str, Any]]) -> str:
+    """What ``courtship results`` says of the simulated weeks: per experiment, each arm's
+    customers reached and converted, its rate, and its lift against the baseline (holdout or
+    control group) with the 95 % interval, as a table and as a chart of the intervals."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    parts = [
+        "<section id='experiments'><h2>Experiments</h2><p>What <code>courtship results</code> "
+        "would say of the simulated weeks: per arm, the customers reached (sent a message, or "
+        "held out) and those who converted (the goal's event within its window), and the lift "
+        "against the holdout (or the project's control group) in percentage points, with its "
+        f"95&nbsp;% interval ({html.escape(reports[0]['interval'])}).</p>"
+    ]
+    for number, report in enumerate(reports, 1):
+        goal = report["goal"]
+        said = f"goal: {goal['event']} within {goal['within']}" if goal else "no goal: reach only"
+        baseline = report["baseline"]
+        head = "<tr><th>arm</th><th>reached</th><th>converted</th><th>rate</th>"
+        head += f"<th>lift vs {html.escape(baseline)} (95% interval)</th>" if baseline else ""
+        rows = []
+        for arm in report["arms"]:
+            cells = [
+                html.escape(arm["arm"]),
+                f"{arm['reached']:,}",
+                "" if arm["converted"] is None else f"{arm['converted']:,}",
+                "" if arm["rate"] is None else f"{arm['rate']:.1%}",
+            ]
+            if baseline:
+                cells.append(
+                    ""
+                    if arm["lift"] is None
+                    else f"{arm['lift'] * 100:+.1f} points "
+                    f"[{arm['low'] * 100:+.1f}, {arm['high'] * 100:+.1f}]"
+                )
+            rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        parts.append(
+            f"<h3>{html.escape(report['playbook'])} ({html.escape(said)})</h3>"
+            f"<table class='experiment' data-playbook='{html.escape(report['playbook'])}'>"
+            f"{head}</tr>{''.join(rows)}</table>"
+        )
+        measured = [arm for arm in report["arms"] if arm["lift"] is not None]
+        if measured:
+            fig = go.Figure(
+                go.Scatter(
+                    x=[arm["lift"] * 100 for arm in measured],
+                    y=[arm["arm"] for arm in measured],
+                    mode="markers",
+                    marker={"size": 10},
+                    error_x={
+                        "type": "data",
+                        "symmetric": False,
+                        "array": [(arm["high"] - arm["lift"]) * 100 for arm in measured],
+                        "arrayminus": [(arm["lift"] - arm["low"]) * 100 for arm in measured],
+                    },
+                    hovertemplate="%{y}: %{x:+.1f} points<extra></extra>",
+                )
+            )
+            fig.add_vline(x=0, line_dash="dash", line_color="#888")
+            fig.update_layout(
+                height=140 + 40 * len(measured),
+                margin={"l": 90, "r": 20, "t": 30, "b": 40},
+                xaxis_title=f"lift vs {baseline}, percentage points (95% interval)",
+                template="plotly_white",
+            )
+            parts.append(
+                pio.to_html(
+                    fig,
+                    include_plotlyjs=False,
+                    full_html=False,
+                    div_id=f"experiment-{number}",
+                    config={"displaylogo": False, "responsive": True},
+                )
+            )
+    parts.append("</section>")
+    return "".join(parts)
 
 
 def write_report(simulation: Simulation, facts: dict[str, Any], path: Path) -> None:
