@@ -5,15 +5,16 @@ them). The facts are computed once without the learned facts; then, with a fresh
 time, it times (medians over repetitions) ``courtship.learn.facts.learned_facts`` on them —
 grouping the histories into distinct (x, t_x, T), the maximum-likelihood fit, the predictions
 for every customer — for one model of the whole base and one per persona, and the fit alone.
-Target: the whole-base learned facts in under 5 s.
+Target: the learned facts in under 5 s, with one model of the whole base and with one per
+persona.
 
 Then ``churn_risk`` (:mod:`courtship.learn.churn`): the engine's facts at now - 90 days (the
 extra facts it needs, ``FactHistory.before`` after ``at(now)``), the logistic regression's fit
 on them, scoring every customer at now, and the back-test of ``courtship model`` (the facts at
 now - 180 days too, two fits and three AUCs). Target: fit and scoring in under 10 s. And the
 learned preferences (``best_channel``, ``suggested_cadence_days``: every message and whether it
-was answered within 48 hours). Results go to
-``bench/results/learn-<customers>.json`` (git-ignored).
+was answered within 48 hours; ``best_hour``: every order, click and message at its local
+hour). Results go to ``bench/results/learn-<customers>.json`` (git-ignored).
 
     .venv/bin/python bench/bench_learn.py             # 1,000,000 customers
     .venv/bin/python bench/bench_learn.py --quick     # 100,000 customers
@@ -104,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     churn_s = results["churn_fit_s"] + results["churn_score_s"]  # type: ignore[operator]
-    return 0 if whole_s <= TARGET_S and churn_s <= CHURN_TARGET_S else 1
+    met = whole_s <= TARGET_S and persona_s <= TARGET_S and churn_s <= CHURN_TARGET_S
+    return 0 if met else 1
 
 
 def churn(base, now: dt.datetime, repeat: int) -> dict[str, object]:
@@ -130,7 +132,9 @@ def churn(base, now: dt.datetime, repeat: int) -> dict[str, object]:
         risk = model.risk(facts)
         scores.append(time.perf_counter() - start)
     start = time.perf_counter()
-    learned = preference_facts(facts.with_row_index("_row"), history.answered(now))
+    learned = preference_facts(
+        facts.with_row_index("_row"), history.answered(now), history.activity(now)
+    )
     preferences_s = time.perf_counter() - start
     start = time.perf_counter()
     earlier = history.before(now - 2 * horizon, now, set(CHURN_INPUTS))
@@ -149,6 +153,7 @@ def churn(base, now: dt.datetime, repeat: int) -> dict[str, object]:
         "churn_target_s": CHURN_TARGET_S,
         "preferences_s": round(preferences_s, 2),
         "best_channel_known": int(learned.get_column("best_channel").is_not_null().sum()),
+        "best_hour_known": int(learned.get_column("best_hour").is_not_null().sum()),
     }
 
 

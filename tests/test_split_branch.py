@@ -258,3 +258,21 @@ def test_lint_names_a_branch_whose_condition_never_holds(world):
 def _tags(world, cid: str) -> set[str]:
     tags = world.state.set_tags()
     return {r["tag"] for r in tags.filter(tags["customer_id"] == cid).to_dicts() if r["present"]}
+
+
+def test_a_fact_set_inside_a_branch_is_declared_for_the_playbooks_that_read_it(world):
+    world.playbook(
+        SPLIT.replace("            - tag: vip", "            - set: {fact: vip_since, value: now}")
+    )
+    world.playbook("""
+    id: after-vip
+    title: After VIP
+    stage: active
+    category: marketing
+    trigger: {schedule: {every: 1d}, at: "10:00"}
+    audience: {fact: vip_since, exists: true}
+    respond:
+      - send: {channel: email, template: hello}
+""")
+    engine, _ = world.engine()  # validates clean: vip_since is known, a datetime
+    assert engine.order.index("nudge") < engine.order.index("after-vip")

@@ -17,6 +17,7 @@ HEAVY = (
     "uvicorn",
     "scipy",
     "sklearn",
+    "threadpoolctl",
     "plotly",
     "email_validator",
     "phonenumbers",

@@ -167,10 +167,10 @@ class Playbook:
     def facts_set(self) -> dict[str, tuple[PathParts, Any]]:
         """Facts the playbook sets: name → (place, value)."""
         sets: dict[str, tuple[PathParts, Any]] = {}
-        for index, step in enumerate(self.respond):
+        for parts, step in self.steps():
             action = step.get("set")
             if isinstance(action, dict) and isinstance(action.get("fact"), str):
-                sets.setdefault(action["fact"], (("respond", index, "set"), action.get("value")))
+                sets.setdefault(action["fact"], ((*parts, "set"), action.get("value")))
         return sets
 
 

@@ -18,7 +18,10 @@ or blocked with a reason.
 
 Corners the generator stays away from (each named where it is drawn): dedup keys shared by
 several playbooks, or on playbooks that write to friends or re-enter always; ``suppresses``
-and ``cooldown`` on transactional playbooks. ``caps.per_channel``, trigger edits, ``set`` steps
+and ``cooldown`` on transactional playbooks; ``send: {at: best_hour}``, ``split:`` and
+``branch:`` steps and ``learning.preferred_channel`` are not drawn (``tests/test_best_hour.py``,
+``tests/test_split_branch.py`` and ``tests/test_preferred_learned.py`` hold them to
+``docs/engine.md``). ``caps.per_channel``, trigger edits, ``set`` steps
 of catalogue facts (``stage``, ``preferred_channel``, ``tone``) and the texts of referral
 messages are drawn and compared. (Three engine bugs it found are fixed and their corners
 drawn again: an untag before a tag of the same tag, team notifications counted as messages,

@@ -9,10 +9,11 @@ purchases (purchase days after the first), ``t_x`` the time from the first purch
 last, ``T`` the time from the first purchase to now, in one time unit (the engine uses days).
 
 The four parameters are fitted by maximum likelihood on the base's own histories (equation 6
-of the paper), in log space with L-BFGS-B and the exact gradient. Customers with the same
-``(x, t_x, T)`` share a likelihood term, so the fit works on the distinct triples, weighted by
-how many customers have each: a million customers with day-resolution histories are a few
-hundred thousand terms.
+of the paper), in log space with L-BFGS-B and the exact gradient, on one BLAS thread (the sums
+are memory-bound: threads only contend, and one thread gives the same fit at every run).
+Customers with the same ``(x, t_x, T)`` share a likelihood term, so the fit works on the
+distinct triples, weighted by how many customers have each: a million customers with
+day-resolution histories are a few hundred thousand terms.
 """
 
 from __future__ import annotations
@@ -125,14 +126,10 @@ def fit(
     begin = np.log([1.0, scale, 1.0, 1.0])
     if start is not None:
         begin = np.clip(np.log([start.r, start.alpha, start.a, start.b]), *BOUNDS)
-    elif x.size > SAMPLE:
+    if x.size > SAMPLE:
         # Most of the way on a sample of the histories, the rest on all of them: the same
         # optimum (the full likelihood decides), in a few evaluations of it instead of dozens.
-        sample = np.random.default_rng(SAMPLE).choice(x.size, SAMPLE, replace=False)
-        part = counts[sample]
-        rough = _minimise(_Histories(x[sample], t_x[sample], T[sample], part / part.sum()), begin)
-        if np.all(np.isfinite(rough.x)):
-            begin = rough.x
+        begin = _rough(x, t_x, T, counts, begin)
     result = _minimise(_Histories(x, t_x, T, counts / total), begin)
     if not np.all(np.isfinite(result.x)) or not np.isfinite(result.fun):
         raise FitError(f"the BG/NBD fit did not converge: {result.message}")
@@ -153,16 +150,49 @@ BOUNDS = (-12.0, 12.0)
 SAMPLE = 20_000
 
 
+def _rough(x: Array, t_x: Array, T: Array, counts: Array, begin: Array) -> Array:
+    """The log parameters fitted on ``SAMPLE`` of the histories (drawn with a fixed seed),
+    from ``begin``: where the fit on all of them starts."""
+    sample = np.random.default_rng(SAMPLE).choice(x.size, SAMPLE, replace=False)
+    part = counts[sample]
+    rough = _minimise(_Histories(x[sample], t_x[sample], T[sample], part / part.sum()), begin)
+    return rough.x if np.all(np.isfinite(rough.x)) else begin
+
+
+def rough_fit(x: ArrayLike, t_x: ArrayLike, T: ArrayLike, weights: ArrayLike) -> BGNBD | None:
+    """A model fitted on a sample of these grouped histories only (all of them when they are
+    few): a start for the fits of parts of them (personas), not a model to predict with."""
+    x, t_x, T = _arrays(x, t_x, T)
+    counts = np.asarray(weights, dtype=np.float64)
+    if not x.size or counts.sum() <= 0:
+        return None
+    scale = max(float(np.average(T, weights=counts)), 1e-6)
+    begin = np.log([1.0, scale, 1.0, 1.0])
+    if x.size > SAMPLE:
+        found = _rough(x, t_x, T, counts, begin)
+    else:
+        found = _minimise(_Histories(x, t_x, T, counts / counts.sum()), begin).x
+    if not np.all(np.isfinite(found)):
+        return None
+    r, alpha, a, b = np.exp(found)
+    return BGNBD(float(r), float(alpha), float(a), float(b), float("nan"), round(counts.sum()))
+
+
 def _minimise(histories: _Histories, start: Array) -> Any:
-    return minimize(
-        _value_and_gradient,
-        start,
-        args=(histories,),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=[BOUNDS] * 4,
-        options={"maxiter": 1000, "ftol": 1e-11, "gtol": 1e-8},
-    )
+    # The likelihood's sums are dot products of a few hundred thousand numbers: memory-bound,
+    # so BLAS threads only contend (on a busy machine, several times slower). One thread.
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        return minimize(
+            _value_and_gradient,
+            start,
+            args=(histories,),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[BOUNDS] * 4,
+            options={"maxiter": 1000, "ftol": 1e-11, "gtol": 1e-8},
+        )
 
 
 class _Histories:
@@ -207,13 +237,22 @@ def _value_and_gradient(log_params: Array, h: _Histories) -> tuple[float, Array]
     d_a = h.w_x @ (psi(a + b) - psi(a + b + ux))
     d_b = h.w_x @ (psi(a + b) + psi(b + ux) - psi(b) - psi(a + b + ux))
     if h.r_x.size:  # the second term, history by history
-        later = np.log(alpha + h.t_x)[h.t_at] - log_t[h.rT_at]
+        later = np.log(alpha + h.t_x)[h.t_at]
+        later -= log_t[h.rT_at]
         rx = h.r_x + r
-        d = (np.log(a) - np.log(b_x))[h.rx_at] - rx * later
-        w4 = h.r_w * expit(d)
-        value += h.r_w @ np.logaddexp(0.0, d)
+        d = (np.log(a) - np.log(b_x))[h.rx_at]
+        d -= rx * later
+        # ln(1 + e^d) and its derivative e^d / (1 + e^d) from one exponential, e^-|d|.
+        small = np.exp(-np.abs(d))
+        value += h.r_w @ (np.maximum(d, 0.0) + np.log1p(small))
+        w4 = np.where(d >= 0.0, 1.0, small)
+        w4 /= 1.0 + small
+        w4 *= h.r_w
         d_r -= w4 @ later
-        d_alpha -= w4 @ (rx * ((1 / (alpha + h.t_x))[h.t_at] - inv_t[h.rT_at]))
+        spread = (1 / (alpha + h.t_x))[h.t_at]
+        spread -= inv_t[h.rT_at]
+        spread *= rx
+        d_alpha -= w4 @ spread
         d_a += w4.sum() / a
         d_b -= w4 @ (1 / b_x)[h.rx_at]
     gradient = np.array([d_r * r, d_alpha * alpha, d_a * a, d_b * b])

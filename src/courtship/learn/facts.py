@@ -7,7 +7,9 @@ purchase day to the last, ``T`` the days from the first purchase day to today. C
 without an order have no history to judge: their learned facts are null.
 
 Histories are grouped: customers with the same ``(x, t_x, T)`` (and persona, when fitted per
-persona) share one likelihood term and one prediction. A fit is kept with the base, under a
+persona) share one likelihood term and one prediction. Per persona, each fit starts from the
+whole base fitted on a sample of its histories, and the whole base's full model is fitted only
+for a persona too small to have its own. A fit is kept with the base, under a
 fingerprint of the histories it was fitted on, so a later call at the same moment (``explain``
 after ``plan``, the ``becomes`` rewinds of a plan) fits nothing again.
 """
@@ -100,17 +102,38 @@ def _fits(
     kept: dict[Any, dict[str, BGNBD | None]] = keep.setdefault("_bgnbd_fits", {})
     if mark in kept:
         return kept[mark]
-    whole = _fit(triples)
-    models: dict[str, BGNBD | None] = {"": whole}
     if learning.per_persona:
-        models = {
-            name: _fit(part, whole) or whole
+        # Each persona's fit starts from a rough fit of the whole base (on a sample of its
+        # histories); the whole base's own model is fitted only for a persona that needs it
+        # (too few customers, or a fit that fails).
+        start = _rough(triples)
+        whole: list[BGNBD | None] = []
+
+        def fallback() -> BGNBD | None:
+            if not whole:
+                whole.append(_fit(triples))
+            return whole[0]
+
+        models: dict[str, BGNBD | None] = {
+            name: _fit(part, start) or fallback()
             for (name,), part in triples.partition_by(_GROUP, as_dict=True).items()
         }
+    else:
+        models = {"": _fit(triples)}
     if len(kept) >= KEPT_FITS:
         kept.pop(next(iter(kept)))
     kept[mark] = models
     return models
+
+
+def _rough(triples: pl.DataFrame) -> BGNBD | None:
+    """A start for the personas' fits: the whole base fitted on a sample of its histories."""
+    from courtship.learn.bgnbd import rough_fit
+
+    if triples.get_column("_count").sum() < MIN_CUSTOMERS:
+        return None
+    x, t_x, T, counts = (triples.get_column(c).to_numpy() for c in ("x", "t_x", "T", "_count"))
+    return rough_fit(x, t_x, T, counts)
 
 
 def _fit(triples: pl.DataFrame, start: BGNBD | None = None) -> BGNBD | None:
