@@ -544,6 +544,8 @@ def hints(world: RandomBase, since: dt.datetime, facts_at: Callable[[dt.datetime
                 elif kind.type in ("integer", "number", "date"):
                     literal = old.isoformat() if kind.type == "date" else old
                     flipped.append({"fact": name, "gt" if value > old else "lt": literal})
+                elif kind.type == "enum" and value not in kind.values:
+                    continue  # data off the enum (an inbound message on "app"): no literal
                 elif kind.type in ("boolean", "enum", "string"):
                     flipped.append({"fact": name, "eq": value})
     # Local times of the window's ends: an anniversary or a schedule right on an edge.
