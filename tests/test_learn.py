@@ -226,3 +226,23 @@ def test_a_fit_is_kept_with_the_base_for_its_moment(cdnow):
     assert again.get_column("p_alive").equals(facts.get_column("p_alive"))
     compute_facts(base, END + dt.timedelta(days=30))
     assert len(base.__dict__["_bgnbd_fits"]) == len(kept) + 1  # another moment, another fit
+
+
+def test_histories_as_one_number_or_as_four_columns_give_the_same_facts(monkeypatch):
+    """Days that do not fit a 64-bit history (beyond 65535 days) are grouped by their four
+    columns: the learned facts are the same either way."""
+    from courtship.learn import facts as learned
+
+    base = two_personas()
+    now = dt.datetime(2026, 10, 28, 12, tzinfo=dt.UTC)
+    facts = compute_facts(base, now, learning=None)
+    per_persona = Learning(per_persona=True)
+    packed = learned.learned_facts(facts, per_persona, {})
+    monkeypatch.setattr(learned, "_keyed", lambda rows: (rows, [learned._GROUP, "x", "t_x", "T"]))
+    columns = learned.learned_facts(facts, per_persona, {})
+    assert packed.equals(columns)
+    assert packed.get_column("p_alive").null_count() < packed.height
+    monkeypatch.undo()
+    far = facts.with_columns(pl.col("first_order_date") - dt.timedelta(days=70_000))
+    _, key = learned._keyed(learned.histories(far, per_persona))
+    assert key == [learned._GROUP, "x", "t_x", "T"]  # T beyond 65535 days: four columns
