@@ -135,6 +135,8 @@ def _keyed(rows: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
     if fractions or groups >= 1 << 15 or (low is not None and (low < 0 or high >= _UNIT)):
         return rows, four
     names = sorted(rows.get_column(_GROUP).unique().to_list())
+    if not names:  # no customer: nothing to group
+        return rows, four
     code = pl.col(_GROUP).replace_strict(
         {n: i for i, n in enumerate(names)}, return_dtype=pl.Int64()
     )
