@@ -3,7 +3,8 @@
 A ``RuleBasedStateMachine`` draws a small base (1 to 6 customers: time zones from Kiritimati to Pago
 Pago, consents, addresses, cadence, names missing sometimes), a few events, and 1 to 4 valid
 playbooks from the schema's vocabulary (event, anniversary, becomes and schedule triggers;
-audiences; send, set, tag, untag, notify and wait+unless steps; limits, priority, suppresses,
+audiences; send, set, tag, untag, notify, wait+unless and split steps (two arms of such
+steps); limits, priority, suppresses,
 dedup keys, both categories). Its rules then run a later moment (minutes to days later), append
 events (orders, inbound messages, referrals), edit a playbook (insert, remove or change a step,
 change the priority) or remove one. The engine runs as the CLI does: playbooks validated from
@@ -18,14 +19,14 @@ or blocked with a reason.
 
 Corners the generator stays away from (each named where it is drawn): dedup keys shared by
 several playbooks, or on playbooks that write to friends or re-enter always; ``suppresses``
-and ``cooldown`` on transactional playbooks; ``send: {at: best_hour}``, ``split:`` and
-``branch:`` steps and ``learning.preferred_channel`` are not drawn (``tests/test_best_hour.py``,
-``tests/test_split_branch.py`` and ``tests/test_preferred_learned.py`` hold them to
-``docs/engine.md``). ``caps.per_channel``, trigger edits, ``set`` steps
-of catalogue facts (``stage``, ``preferred_channel``, ``tone``) and the texts of referral
-messages are drawn and compared. (Three engine bugs it found are fixed and their corners
-drawn again: an untag before a tag of the same tag, team notifications counted as messages,
-``max_sends`` counting firings.)
+and ``cooldown`` on transactional playbooks; ``send: {at: best_hour}``, ``branch:`` steps,
+a split inside a split, and ``learning.preferred_channel`` are not drawn
+(``tests/test_best_hour.py``, ``tests/test_split_branch.py`` and
+``tests/test_preferred_learned.py`` hold them to ``docs/engine.md``). ``caps.per_channel``,
+trigger edits, ``set`` steps of catalogue facts (``stage``, ``preferred_channel``, ``tone``)
+and the texts of referral messages are drawn and compared. (Three engine bugs it found are
+fixed and their corners drawn again: an untag before a tag of the same tag, team
+notifications counted as messages, ``max_sends`` counting firings.)
 
 Budget: ``COURTSHIP_MODEL_EXAMPLES=2000 pytest tests/engine/test_model.py`` for a long run
 (default 60 examples, under 90 seconds on two cores); ``COURTSHIP_MODEL_STEPS`` sets the steps
@@ -91,6 +92,7 @@ STEP_SCHEMA = load_schema()["$defs"]["step"]["properties"]
 HAS_STEP_ID = "id" in STEP_SCHEMA
 HAS_OPTIONAL = "optional" in load_schema()["$defs"]["send"]["properties"]
 HAS_EXPIRES = "expires" in load_schema()["$defs"]["send"]["properties"]
+HAS_SPLIT = "split" in load_schema()["$defs"]["step"]["properties"]
 
 
 # ── random bases and events ──────────────────────────────────────────────
@@ -200,13 +202,29 @@ def triggers(draw: st.DrawFn, readable: list[str]) -> dict[str, Any]:
 
 
 @st.composite
-def steps(draw: st.DrawFn, index: int, friend: bool, notify: bool) -> dict[str, Any]:
+def steps(
+    draw: st.DrawFn, index: int, friend: bool, notify: bool, arms: bool = True
+) -> dict[str, Any]:
     """A step of playbook ``index``; ``friend``: a send may go to the referral's friend;
-    ``notify``: a team notification is allowed (see ``_notifies``)."""
+    ``notify``: a team notification is allowed (see ``_notifies``); ``arms``: it may be a
+    ``split`` (of two arms of one or two steps each, never a split again)."""
     kinds = ("send", "send", "send", "set", "tag", "untag", "wait")
     kinds += ("notify",) if notify else ()
+    kinds += ("split",) if arms and HAS_SPLIT else ()
     kind = draw(st.sampled_from(kinds))
-    if kind == "send":
+    if kind == "split":
+        inner = steps(index, friend, notify, arms=False)
+        step: dict[str, Any] = {
+            "split": [
+                {
+                    "id": name,
+                    "weight": draw(st.sampled_from((1, 1, 3))),
+                    "steps": draw(st.lists(inner, min_size=1, max_size=2)),
+                }
+                for name in ("a", "b")
+            ]
+        }
+    elif kind == "send":
         channel = draw(st.sampled_from(CHANNELS))
         send: dict[str, Any] = {"channel": channel, "template": draw(st.sampled_from(TEMPLATES))}
         fallback = draw(st.lists(st.sampled_from(CHANNELS[1:]), unique=True, max_size=2))
@@ -220,7 +238,7 @@ def steps(draw: st.DrawFn, index: int, friend: bool, notify: bool) -> dict[str, 
             send["optional"] = True
         if HAS_EXPIRES and draw(st.integers(0, 3)) == 0:
             send["expires"] = draw(st.sampled_from(("1d", "3d")))
-        step: dict[str, Any] = {"send": send}
+        step = {"send": send}
     elif kind == "set":  # a fact of its own, or a catalogue fact conditions and guards read
         fact, value = draw(st.sampled_from(SETTABLE))
         step = {"set": {"fact": fact or f"seen_{index}", "value": value}}
@@ -240,14 +258,25 @@ def steps(draw: st.DrawFn, index: int, friend: bool, notify: bool) -> dict[str, 
 
 
 def _unique_ids(respond: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The steps, a declared id kept only where no earlier step has it (two are an error)."""
+    """The steps, a declared id kept only where no earlier step has it (two are an error),
+    those in a split's arms too."""
     seen: set[str] = set()
-    for step in respond:
+    for step in _every_step(respond):
         if step.get("id") in seen:
             del step["id"]
         elif "id" in step:
             seen.add(step["id"])
     return respond
+
+
+def _every_step(respond: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The steps, each split followed by the steps of its arms."""
+    out = []
+    for step in respond:
+        out.append(step)
+        for arm in step.get("split") or []:
+            out += _every_step(arm["steps"])
+    return out
 
 
 def _notifies(document: dict[str, Any], cadence: bool) -> bool:
@@ -420,7 +449,7 @@ class Moments(RuleBasedStateMachine):
                 step["set"]["fact"]
                 for pb_id, document in self.documents.items()
                 if int(pb_id.split("-")[1]) < index
-                for step in document["respond"]
+                for step in _every_step(document["respond"])
                 if "set" in step and step["set"]["fact"].startswith("seen_")
             }
         )
@@ -542,7 +571,7 @@ class Moments(RuleBasedStateMachine):
             if decision.status != "send":
                 continue
             pb = engine.playbooks[decision.playbook]
-            offer = pb.respond[decision.step]["send"].get("offer")
+            offer = pb.flow[decision.step]["send"].get("offer")
             parts = LINE.fullmatch(decision.text.splitlines()[0].strip())
             assert parts is not None, decision.text
             first, code, other = parts.groups()

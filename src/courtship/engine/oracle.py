@@ -487,28 +487,79 @@ ADDRESS_OF = {"email": "email", "sms": "phone", "instagram": "instagram_id"}
 
 
 def step_ids(respond: list[Mapping[str, Any]]) -> list[str]:
-    """The stable id of every step: its ``id:``, else derived from the step (``send:hello``,
-    ``send:hello@friend``, ``set:fact``, ``tag:x``, ``untag:x``, ``notify:team``, ``wait:1d``);
-    a repeated derived id gets ``#2``, ``#3`` in order."""
-    seen: dict[str, int] = {}
-    out = []
-    for step in respond:
+    """The stable id of every step, in the order they are written (a split's arms after the
+    split): its ``id:``, else derived from the step (``send:hello``, ``send:hello@friend``,
+    ``set:fact``, ``tag:x``, ``untag:x``, ``notify:team``, ``wait:1d``, ``split``); a step in an
+    arm is named after the split and the arm (``split/a/wait:1d``); a repeated derived id gets
+    ``#2``, ``#3`` in order."""
+    return [name for name, _, _ in _walk(respond)]
+
+
+Address = tuple[int, ...]
+
+
+def _walk(
+    steps: list[Mapping[str, Any]],
+    prefix: str = "",
+    seen: dict[str, int] | None = None,
+    address: Address = (),
+) -> list[tuple[str, Address, Mapping[str, Any]]]:
+    """(id, address, step) of every step: the address of a step in arm ``k`` of the split at
+    ``(i,)`` is ``(i, k, j)``."""
+    seen = {} if seen is None else seen
+    out: list[tuple[str, Address, Mapping[str, Any]]] = []
+    for index, step in enumerate(steps):
+        here = (*address, index)
         if isinstance(step.get("id"), str):
-            out.append(step["id"])
-            continue
-        if "send" in step:
-            send = step["send"]
-            base = f"send:{send['template']}" + ("@friend" if send.get("to") == "friend" else "")
-        elif "set" in step:
-            base = f"set:{step['set']['fact']}"
-        elif "notify" in step:
-            base = f"notify:{step['notify']['team']}"
+            name = prefix + step["id"]
         else:
-            kind = next(k for k in ("tag", "untag", "wait") if k in step)
-            base = f"{kind}:{step[kind]}"
-        seen[base] = seen.get(base, 0) + 1
-        out.append(base if seen[base] == 1 else f"{base}#{seen[base]}")
+            if "send" in step:
+                send = step["send"]
+                base = f"send:{send['template']}" + (
+                    "@friend" if send.get("to") == "friend" else ""
+                )
+            elif "set" in step:
+                base = f"set:{step['set']['fact']}"
+            elif "notify" in step:
+                base = f"notify:{step['notify']['team']}"
+            elif "split" in step:
+                base = "split"
+            else:
+                kind = next(k for k in ("tag", "untag", "wait") if k in step)
+                base = f"{kind}:{step[kind]}"
+            base = prefix + base
+            seen[base] = seen.get(base, 0) + 1
+            name = base if seen[base] == 1 else f"{base}#{seen[base]}"
+        out.append((name, here, step))
+        for arm_index, arm in enumerate(step.get("split") or []):
+            out += _walk(arm["steps"], f"{name}/{arm['id']}/", seen, (*here, arm_index))
     return out
+
+
+def _steps_in(respond: list[Mapping[str, Any]], address: Address) -> list[Mapping[str, Any]]:
+    """The list of steps the step at ``address`` is in."""
+    if len(address) == 1:
+        return respond
+    split = _step_at(respond, address[:-2])
+    return split["split"][address[-2]]["steps"]
+
+
+def _step_at(respond: list[Mapping[str, Any]], address: Address) -> Mapping[str, Any]:
+    return _steps_in(respond, address)[address[-1]]
+
+
+def _next_address(respond: list[Mapping[str, Any]], address: Address) -> Address | None:
+    """Where a sequence goes on after the step at ``address``: the next step of its list, or
+    after the split whose arm ended (None: the sequence is over)."""
+    if address[-1] + 1 < len(_steps_in(respond, address)):
+        return (*address[:-1], address[-1] + 1)
+    if len(address) == 1:
+        return None
+    return _next_address(respond, address[:-2])
+
+
+def _address_of(respond: list[Mapping[str, Any]], step_id: str) -> Address | None:
+    return next((where for name, where, _ in _walk(respond) if name == step_id), None)
 
 
 def version_of(playbook: Playbook) -> str:
@@ -646,8 +697,9 @@ class _Judging:
         """Guards 1 to 10 for one message, in the contract's order; the first that objects
         decides."""
         pb = self.playbooks[message.playbook]
-        step = pb.respond[step_ids(pb.respond).index(message.step_id)]
-        send = step["send"]
+        where = _address_of(pb.respond, message.step_id)
+        assert where is not None
+        send = _step_at(pb.respond, where)["send"]
         recipient = message.recipient
         decision = ModelDecision(
             message.customer_id, recipient, pb.id, message.step_id, pb.category,
@@ -749,7 +801,7 @@ class _Sequences:
         self,
         pb: Playbook,
         cid: str,
-        start: int,
+        start: Address | None,
         started_at: dt.datetime,
         context: dict[str, Any],
         now: dt.datetime,
@@ -761,16 +813,24 @@ class _Sequences:
         ``untag`` and ``notify`` at once (in ``facts`` too, when later playbooks of this
         moment read them), up to a ``wait`` (an enrollment) or a ``send`` (a message for the
         guards, the sequence going on only once it is sent)."""
-        ids = step_ids(pb.respond)
-        for index in range(start, len(pb.respond)):
-            step = pb.respond[index]
+        names = {where: name for name, where, _ in _walk(pb.respond)}
+        where = start
+        while where is not None:
+            step = _step_at(pb.respond, where)
+            if "split" in step:  # their arm, by weight, from a hash of them and the step
+                from courtship.experiments import variant_of
+
+                arms = step["split"]
+                arm = variant_of(pb.id, names[where], cid, arms)
+                where = (*where, arms.index(arm), 0)
+                continue
             if "send" in step:
                 to_friend = step["send"].get("to") == "friend"
                 messages.append(
                     _Message(
                         pb.id,
                         cid,
-                        ids[index],
+                        names[where],
                         context.get("friend_id") if to_friend else cid,
                         started_at,
                         context,
@@ -808,7 +868,7 @@ class _Sequences:
                         pb.id,
                         cid,
                         version_of(pb),
-                        ids[index],
+                        names[where],
                         started_at,
                         now + parse_duration(step["wait"]),
                         context,
@@ -816,6 +876,7 @@ class _Sequences:
                     )
                 )
                 return
+            where = _next_address(pb.respond, where)
         state.ended.append((pb.id, cid, now, "done"))
 
     @staticmethod
@@ -847,21 +908,22 @@ class _Sequences:
             if enrollment.step_id not in ids:
                 state.ended.append((pb.id, enrollment.customer_id, now, f"step gone: {where}"))
                 continue
-            index = ids.index(enrollment.step_id)
+            where = _address_of(pb.respond, enrollment.step_id)
+            assert where is not None
             if enrollment.held is not None:
                 messages.append(
                     _Message(
                         pb.id,
                         enrollment.customer_id,
                         enrollment.step_id,
-                        self._recipient(pb.respond[index], enrollment),
+                        self._recipient(_step_at(pb.respond, where), enrollment),
                         enrollment.started_at,
                         enrollment.context,
                         enrollment.held,
                     )
                 )
                 continue
-            unless = pb.respond[index].get("unless")
+            unless = _step_at(pb.respond, where).get("unless")
             if unless is not None and any(
                 e["customer_id"] == enrollment.customer_id
                 and e["type"] == unless["event"]
@@ -875,7 +937,7 @@ class _Sequences:
             self._advance(
                 pb,
                 enrollment.customer_id,
-                index + 1,
+                _next_address(pb.respond, where),
                 enrollment.started_at,
                 enrollment.context,
                 now,
@@ -901,8 +963,9 @@ class _Sequences:
         """A sent message lets its sequence go on; a deferred one is held at its step; a
         blocked one ends the sequence unless the step is ``optional``."""
         pb = self.playbooks[message.playbook]
-        index = step_ids(pb.respond).index(message.step_id)
-        step = pb.respond[index]
+        where = _address_of(pb.respond, message.step_id)
+        assert where is not None
+        step = _step_at(pb.respond, where)
         if decision.status == "deferred":
             assert decision.due_at is not None
             state.enrollments.append(
@@ -938,7 +1001,7 @@ class _Sequences:
         self._advance(
             pb,
             message.customer_id,
-            index + 1,
+            _next_address(pb.respond, where),
             message.started_at,
             message.context,
             now,
@@ -1087,7 +1150,7 @@ class Model(_Sequences, _Judging):
                 if not self._within_limits(pb, cid, now, state, active):
                     continue
                 state.fired.setdefault((pb_id, cid), []).append(now)
-                self._advance(pb, cid, 0, now, context, now, state, messages, facts)
+                self._advance(pb, cid, (0,), now, context, now, state, messages, facts)
         messages += self._resumed(now, state)
         decisions: list[ModelDecision] = []
         speakers: dict[str, list[str]] = {}
