@@ -38,7 +38,10 @@ from typing import Any
 
 import polars as pl
 
-SCHEMA = """
+#: The tables of version 1, the first one (its stores record no version): every later version
+#: starts from them. ``CREATE … IF NOT EXISTS``, so that a store of a still earlier shape (one
+#: that misses a table added before versions were recorded) gets them all.
+_TABLES_1 = """
 CREATE TABLE IF NOT EXISTS runs (at TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS fired (
     playbook TEXT, customer_id TEXT, at TEXT, PRIMARY KEY (playbook, customer_id, at));
@@ -60,7 +63,6 @@ CREATE TABLE IF NOT EXISTS facts (
 CREATE TABLE IF NOT EXISTS tags (customer_id TEXT, tag TEXT, PRIMARY KEY (customer_id, tag));
 CREATE TABLE IF NOT EXISTS tagged (
     customer_id TEXT, tag TEXT, present INTEGER, PRIMARY KEY (customer_id, tag));
-INSERT OR IGNORE INTO tagged SELECT customer_id, tag, 1 FROM tags;
 CREATE TABLE IF NOT EXISTS consent_changes (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT, channel TEXT, customer_id TEXT,
     address TEXT, change TEXT, scope TEXT, source TEXT, detail TEXT);
@@ -82,6 +84,37 @@ CREATE TABLE IF NOT EXISTS test_sends (
     at TEXT, seed TEXT, playbook TEXT, step_id TEXT, language TEXT, tone TEXT, channel TEXT,
     address TEXT, subject TEXT, status TEXT, reason TEXT);
 """
+
+#: The version of the tables this Courtship reads and writes (``meta.schema_version``). A store
+#: of an older version is migrated when it is opened; one of a newer version is refused.
+SCHEMA_VERSION = 2
+
+_META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);\n"
+
+#: A new store's tables, at ``SCHEMA_VERSION``.
+SCHEMA = _TABLES_1 + _META
+
+
+@dataclass(frozen=True)
+class Migration:
+    """What brings a store from version ``version - 1`` to ``version``: SQL run in the same
+    transaction as the other migrations of one opening and the new version's record."""
+
+    version: int
+    what: str
+    sqlite: str
+
+
+#: Every migration, oldest first (``docs/operations.md`` lists them).
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        2,
+        "the store records its schema version (table meta); the tags of the earliest stores "
+        "(table tags) are read into tagged once, here, instead of at every opening",
+        _TABLES_1 + "INSERT OR IGNORE INTO tagged SELECT customer_id, tag, 1 FROM tags;\n" + _META,
+    ),
+)
+
 
 #: The columns of the ``decisions`` table, in order: the record of every decision of a run.
 DECISION_COLUMNS = (
@@ -126,6 +159,11 @@ class StateError(Exception):
 
 class StateBusy(StateError):
     """Another run holds the state store."""
+
+
+class StateVersionError(StateError):
+    """The store was written by a later Courtship (its schema version is newer than this one
+    reads), or says no version it could have: it is refused, never misread."""
 
 
 class StateMisplaced(StateError):
@@ -233,7 +271,7 @@ class StateStore:
                     db.execute("PRAGMA journal_mode = WAL")
                     db.execute("PRAGMA synchronous = FULL")  # a commit survives a power cut
                 self.db: sqlite3.Connection = db
-                self.db.executescript(SCHEMA)
+                self._migrate()
                 if marker is not None and not marker.exists():
                     marker.write_text(
                         "This file marks that the state store beside it exists. If the store "
@@ -241,7 +279,9 @@ class StateStore:
                         "file only to start over.\n"
                     )
         except StateError as error:
-            if (marker is not None and marker.exists()) or isinstance(error, DiskFull):
+            if (marker is not None and marker.exists()) or isinstance(
+                error, DiskFull | StateVersionError
+            ):
                 raise
             raise StateMisplaced(
                 f"{path} is not a state store Courtship can read ({error.reason or error}); "
@@ -251,6 +291,53 @@ class StateStore:
     def close(self) -> None:
         self.release()
         self.db.close()
+
+    # ── the schema's version ───────────────────────────────────────────────
+    def schema_version(self) -> int:
+        """The version of the store's tables: 0 for a store with none yet, 1 for one written
+        before versions were recorded (it has no ``meta`` table)."""
+        tables = {
+            row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if "meta" not in tables:
+            return 1 if tables else 0
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return _version_of(row[0] if row else None, self._where())
+
+    def _where(self) -> str:
+        return str(self.path) if self.path is not None else "the state store in memory"
+
+    def _migrate(self) -> None:
+        """Bring the store to ``SCHEMA_VERSION``: a new one gets the tables, an older one the
+        migrations it misses, all in one transaction with the new version's record (a failure
+        changes nothing); a store of a newer version is refused, never misread."""
+        if self.schema_version() == SCHEMA_VERSION:
+            return
+        self.db.execute("BEGIN IMMEDIATE")  # one opening migrates; another waits, then sees it
+        try:
+            script = self._migration_script(self.schema_version())
+            for statement in _statements(script):
+                self.db.execute(statement)
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+            self.db.commit()
+        except BaseException:
+            self.db.rollback()
+            raise
+
+    def _migration_script(self, version: int) -> str:
+        """The SQL that brings a store of ``version`` to ``SCHEMA_VERSION``."""
+        if version > SCHEMA_VERSION:
+            raise StateVersionError(
+                f"{self._where()}: the state store is of schema version {version}, newer than "
+                f"this Courtship reads ({SCHEMA_VERSION}); a later Courtship has migrated it: "
+                "run that version or a later one on it (pip install -U courtship), never an "
+                "older one"
+            )
+        if version == 0:
+            return SCHEMA
+        return "".join(m.sqlite for m in MIGRATIONS if m.version > version)
 
     # ── one writer at a time ───────────────────────────────────────────────
     def claim(self, wait: float = 0.0) -> None:
@@ -956,6 +1043,25 @@ def _accepted_record(text: bytes) -> tuple[str, str | None] | None:
         return None
     provider_id = record.get("provider_id")
     return record["key"], provider_id if isinstance(provider_id, str) else None
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of a migration script (no ``;`` inside a statement of ours)."""
+    return [part.strip() for part in script.split(";") if part.strip()]
+
+
+def _version_of(value: object, where: str) -> int:
+    """The schema version ``meta`` records; an error for one that is no version at all."""
+    try:
+        version = int(str(value))
+    except ValueError:
+        version = 0
+    if version < 1:
+        raise StateVersionError(
+            f"{where}: the state store records no schema version Courtship knows ({value!r} in "
+            "its table meta); restore it from a backup"
+        )
+    return version
 
 
 def _read_only(path: Path) -> str:
