@@ -11,13 +11,14 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
 from collections import Counter
 from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from conftest import HEADER, customer
+from conftest import HEADER, POSTGRES, customer
 from test_delivery import free_port
 
 from courtship.state_postgres import PostgresStore
@@ -31,7 +32,8 @@ class Ledger:
     """What all the peers accepted, in order; the gate that holds the first worker's messages
     until a second worker delivers."""
 
-    def __init__(self) -> None:
+    def __init__(self, gate: int = 2) -> None:
+        self.gate = gate  # how many workers deliver before the first is answered
         self.keys: list[str] = []
         self.message_ids: list[str] = []
         self.by_worker: Counter[int] = Counter()
@@ -55,12 +57,15 @@ class WorkerPeer:
         self.pid = 0
         self.accepted = 0
         self.kill: tuple[int, str] | None = None
+        #: (n, application_name): just after accepting the n-th message, the server ends the
+        #: worker's connections (pg_terminate_backend), as a database restart or a network cut
+        self.cut: tuple[int, str] | None = None
 
     async def handle_DATA(self, server, session, envelope):
         ledger = self.ledger
         with ledger.lock:
             ledger.delivering.add(self.number)
-            if len(ledger.delivering) >= 2:
+            if len(ledger.delivering) >= ledger.gate:
                 ledger.together.set()
         loop = asyncio.get_running_loop()
         if not await loop.run_in_executor(None, ledger.together.wait, 60):
@@ -80,7 +85,21 @@ class WorkerPeer:
             if kill:
                 ledger.killed = (self.number, key)
                 os.kill(self.pid, signal.SIGKILL)  # accepted, but the worker never hears so
+            if self.cut and self.accepted == self.cut[0]:
+                ledger.killed = (self.number, key)
+                cut_connections(self.cut[1])
         return "250 accepted"
+
+
+def cut_connections(application: str) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        ended = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (application,),
+        ).fetchall()
+    assert ended, "the worker had no connection to cut"
 
 
 def worker_project(root: Path, smtp_port: int) -> Path:
@@ -212,6 +231,47 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing_it_knew_of(
         assert doubled <= {ledger.killed[1]} and max(counts.values()) <= 2
         for key in doubled:
             assert len(ledger.message_id_of(key)) == 1  # the same Message-ID: a relay drops it
+    statuses, runs, decisions = recorded(url)
+    assert statuses == {"delivered": CUSTOMERS}
+    assert (runs, decisions) == (1, CUSTOMERS)
+
+
+def test_a_worker_whose_database_connection_is_cut_stops_and_the_rerun_sends_the_rest(
+    tmp_path, postgres_url
+):
+    """One worker; the server ends its connections just after the peer accepted its 10th
+    message. The worker cannot note that acceptance: it stops at once (exit 1, saying the
+    connection was lost, no traceback) and starts no other send. Its batch was `sending`, the 9
+    acceptances before were noted: the rerun records those delivered and sends the rest, so
+    every message arrives once, except at most the 10th, again with the same Message-ID."""
+    application = f"courtship-cut-{uuid.uuid4().hex[:8]}"
+    url = f"{postgres_url}&application_name={application}"
+    ledger = Ledger(gate=1)
+    peer = WorkerPeer(ledger, 0)
+    peer.cut = (10, application)
+    controller = Controller(peer, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        root = worker_project(tmp_path / "worker", controller.port)
+        first = spawn(root, url)
+        _out, err = first.communicate(timeout=240)
+        assert first.returncode == 1, err.decode()
+        said = err.decode()
+        assert "the connection to the state store was lost" in said, said
+        assert "Traceback" not in said
+        assert len(ledger.keys) == 10  # it started no send after the cut
+        peer.cut = None
+        rerun = spawn(root, url)
+        _out, err = rerun.communicate(timeout=240)
+        assert rerun.returncode == 0, err.decode()
+    finally:
+        controller.stop()
+    counts = Counter(ledger.keys)
+    assert len(counts) == CUSTOMERS
+    doubled = {key for key, times in counts.items() if times > 1}
+    assert doubled <= {ledger.killed[1]} and max(counts.values()) <= 2
+    for key in doubled:
+        assert len(ledger.message_id_of(key)) == 1
     statuses, runs, decisions = recorded(url)
     assert statuses == {"delivered": CUSTOMERS}
     assert (runs, decisions) == (1, CUSTOMERS)

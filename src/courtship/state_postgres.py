@@ -36,7 +36,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -75,6 +75,7 @@ CREATE TABLE IF NOT EXISTS sends (
     error TEXT, claimed_by INTEGER);
 CREATE INDEX IF NOT EXISTS sends_due ON sends (status, due_at);
 CREATE INDEX IF NOT EXISTS sends_provider ON sends (provider_id);
+CREATE INDEX IF NOT EXISTS sends_claimed ON sends (claimed_by) WHERE claimed_by IS NOT NULL;
 CREATE TABLE IF NOT EXISTS attempts (
     key TEXT, attempt INTEGER, at TEXT, channel TEXT, status TEXT, reason TEXT,
     PRIMARY KEY (key, attempt));
@@ -176,6 +177,10 @@ def _driver() -> Any:
     return psycopg
 
 
+#: How a worker's connections are made unless the URL says otherwise.
+_DEFAULTS: dict[str, Any] = {"application_name": "courtship", "connect_timeout": 10}
+
+
 class _Connection:
     """A PostgreSQL connection that reads the store's SQL as a SQLite connection would:
     ``execute``, ``executemany``, ``with connection:`` for a transaction (committed, or rolled
@@ -185,12 +190,13 @@ class _Connection:
     def __init__(self, url: str) -> None:
         self.psycopg = _driver()
         self.where = shown(url)
+        # the URL's own application_name (and connect_timeout) win: they name a deployment
+        named = {k: v for k, v in _DEFAULTS.items() if k not in url}
         try:
             self.conn = self.psycopg.connect(
                 re.sub(r"^postgres(ql)?\+psycopg://", "postgresql://", url.strip()),
                 autocommit=True,
-                connect_timeout=10,
-                application_name="courtship",
+                **named,
             )
         except self.psycopg.Error as error:
             raise StateError(
@@ -365,9 +371,10 @@ class PostgresStore(StateStore):
         token, self._token = self._token, None
         notes, self._notes = self._notes, None
         try:
-            if not self.db.conn.closed:
-                self.db.execute("UPDATE sends SET claimed_by = NULL WHERE claimed_by = ?", (token,))
-                self.db.execute("SELECT pg_advisory_unlock(?, ?)", (WORKER_LOCK, token))
+            self.db.execute("UPDATE sends SET claimed_by = NULL WHERE claimed_by = ?", (token,))
+            self.db.execute("SELECT pg_advisory_unlock(?, ?)", (WORKER_LOCK, token))
+        except StateError:
+            pass  # the connection is gone, and its lock with it: its claims are free already
         finally:
             if notes is not None:
                 notes.close()
@@ -387,7 +394,7 @@ class PostgresStore(StateStore):
         try:
             yield
         finally:
-            if not self.db.conn.closed:
+            with suppress(StateError):  # a connection that is gone took the lock with it
                 self.db.execute(
                     "SELECT pg_advisory_unlock(?, hashtext(current_schema()))", (DECIDING_LOCK,)
                 )
