@@ -2,7 +2,8 @@
 
 Every decided message is a row of the ``sends`` table, keyed by its idempotency key, before any
 channel sees it (``Engine.record``). Dispatch then takes the rows that are due, a batch at a time
-(at most ``StateStore.ACCEPTED_SLOTS``):
+(at most ``StateStore.ACCEPTED_SLOTS``; ``StateStore.due_batches``: on PostgreSQL each worker
+takes its own batches, so many share one outbox):
 
 1. the channel's ``check`` may refuse (Instagram's 24-hour window, too many SMS segments), or the
    customer withdrew consent since the message was decided: the message falls back to the next

@@ -20,6 +20,11 @@
 The store is in SQLite's WAL mode: ``courtship serve`` reads and records callbacks while a run
 writes, and a batch of outbox changes is one short commit.
 
+The tables have a version (``meta.schema_version``, :data:`SCHEMA_VERSION`): opening a store of
+an older version runs the :data:`MIGRATIONS` it misses, in one transaction; a store of a newer
+version is refused. The same store on PostgreSQL, for many workers on one state, is
+``courtship.state_postgres.PostgresStore`` (:func:`open_store` picks by the setting).
+
 Every SQLite failure is a :class:`StateError` (a full disk a :class:`DiskFull`), with what to do.
 """
 
