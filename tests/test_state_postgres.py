@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from courtship.cli import app
 from courtship.redaction import forget_all
-from courtship.state import OutboxBatch, StateStore, open_store
+from courtship.state import OutboxBatch, StateBusy, StateStore, open_store
 from courtship.state_postgres import PostgresStore, shown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -359,3 +359,56 @@ def test_the_bundled_plan_is_the_same_from_sqlite_and_from_postgres(bundled):
 def _url_of(root: Path) -> str:
     line = next(x for x in (root / "courtship.yaml").read_text().splitlines() if "state:" in x)
     return line.split("state:", 1)[1].strip().strip("'")
+
+
+def outbox_rows(count: int, now: dt.datetime) -> list[tuple]:
+    stamp = now.isoformat()
+    return [
+        (
+            *(f"k{i:03d}", f"c{i:03d}", "p", "email", "transactional", "direct", None, stamp),
+            *(stamp, "pending", "Hi", "Hello", '["email"]', "{}", None, None, None, 0, None, None),
+        )
+        for i in range(count)
+    ]
+
+
+def test_workers_take_disjoint_batches_and_take_over_a_dead_workers(postgres_url):
+    """Two workers' batches never overlap; a worker whose connection dies leaves its batch to
+    the others, who record what it had noted as accepted delivered instead of taking it."""
+    now = dt.datetime(2026, 11, 23, 15, tzinfo=dt.UTC)
+    first, second = PostgresStore(postgres_url), PostgresStore(postgres_url)
+    try:
+        first.record(now, {}, outbox_rows(10, now))
+        mine = next(first.due_batches(now, ("pending", "sending"), 4))
+        theirs = next(second.due_batches(now, ("pending", "sending"), 4))
+        assert len(mine) == len(theirs) == 4
+        assert {r["key"] for r in mine}.isdisjoint(r["key"] for r in theirs)
+        first.commit_outbox(OutboxBatch(sending=[(r["key"], 1) for r in mine]))
+        first.note_accepted(mine[0]["key"], "<id0@x>")
+        first.note_accepted(mine[1]["key"], "<id1@x>")
+        first.db.conn.close()  # dies: no release, its advisory lock goes with the connection
+        first._notes.conn.close()
+        batches = second.due_batches(now, ("pending", "sending"), 4)
+        rest = {row["key"] for batch in batches for row in batch}
+        noted = {mine[0]["key"], mine[1]["key"]}
+        every = {f"k{i:03d}" for i in range(10)}
+        assert rest == every - {row["key"] for row in theirs} - noted  # not its own, nor noted
+        statuses = dict(second.db.execute("SELECT key, status FROM sends").fetchall())
+        assert statuses[mine[0]["key"]] == statuses[mine[1]["key"]] == "delivered"
+        assert second.send_of_provider_id("<id1@x>")["key"] == mine[1]["key"]
+        assert second.db.execute("SELECT count(*) FROM accepted").fetchone() == (0,)
+    finally:
+        second.close()
+
+
+def test_one_worker_decides_a_moment_at_a_time(postgres_url):
+    first, second = PostgresStore(postgres_url), PostgresStore(postgres_url)
+    try:
+        with first.deciding(), pytest.raises(StateBusy) as busy, second.deciding(wait=0.1):
+            pass
+        assert "another worker has been deciding a moment on this state store" in str(busy.value)
+        with second.deciding():  # free again once the first has recorded its moment
+            pass
+    finally:
+        first.close()
+        second.close()

@@ -415,11 +415,14 @@ class PostgresStore(StateStore):
     def _take(self, now: dt.datetime, statuses: Sequence[str], size: int) -> list[dict[str, Any]]:
         marks = ", ".join("?" * len(statuses))
         with self.db:
-            # What a dead worker noted as accepted, its `delivered` not committed: delivered now.
+            # What a dead worker noted as accepted, its `delivered` not committed: delivered now
+            # (rows another worker is settling at this instant are left to it: no deadlock).
             settled = self.db.execute(
-                "UPDATE sends s SET status = 'delivered', provider_id = a.provider_id, "
-                "error = NULL, claimed_by = NULL FROM accepted a "
-                f"WHERE a.key = s.key AND s.status = 'sending' AND {_FREE} RETURNING s.key"
+                "UPDATE sends SET status = 'delivered', provider_id = a.provider_id, "
+                "error = NULL, claimed_by = NULL FROM accepted a WHERE a.key = sends.key "
+                "AND sends.key IN (SELECT s.key FROM sends s JOIN accepted n ON n.key = s.key "
+                f"WHERE s.status = 'sending' AND {_FREE} FOR UPDATE OF s SKIP LOCKED) "
+                "RETURNING sends.key"
             ).fetchall()
             if settled:
                 self.db.execute(
