@@ -121,9 +121,8 @@ def command(
     from courtship.state import StateBusy, StateError
 
     try:
-        # One run at a time on a store: a second one (a cron job overlapping a manual run)
-        # waits for the first, then finds its moment recorded and its messages delivered.
-
+        # One run at a time on a SQLite store: a second one (a cron job overlapping a manual
+        # run) waits for the first, then finds its moment recorded and its messages delivered.
         # Many workers on one PostgreSQL store: one decides a moment at a time, the next finds
         # it recorded; all of them deliver.
         try:
