@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import HEADER, customer
+from conftest import HEADER, customer, drop_schema, postgres_schema
 from typer.testing import CliRunner
 
 from courtship.cli import app
@@ -311,8 +311,6 @@ def test_every_table_reads_back_as_from_sqlite(tmp_path, postgres_url):
 @pytest.fixture(scope="module")
 def bundled(tmp_path_factory):
     """The bundled project twice: on a SQLite file, and on a schema of the PostgreSQL server."""
-    from conftest import drop_schema, postgres_schema
-
     url, handle = postgres_schema()
     roots = {}
     for kind, state in (("sqlite", "state: state.sqlite"), ("postgres", f"state: '{url}'")):
@@ -412,3 +410,29 @@ def test_one_worker_decides_a_moment_at_a_time(postgres_url):
     finally:
         first.close()
         second.close()
+
+
+def test_a_url_that_now_names_an_empty_schema_is_refused_not_a_first_run(on_postgres, monkeypatch):
+    """The project ran on a store; its URL then names another, empty schema (a typo in
+    search_path, a dropped schema): the run stops, sends nothing, and says what to do, as a
+    SQLite store whose file is gone does. Removing the marker starts afresh on purpose."""
+    assert cli(on_postgres, "run", "--at", AT, "-q").exit_code == 0
+    marker = on_postgres / ".courtship" / "postgres-state.id"
+    assert marker.exists()
+    sent = outbox(on_postgres)
+    url, handle = postgres_schema()
+    monkeypatch.setenv("COURTSHIP_STATE_URL", url)
+    try:
+        result = cli(on_postgres, "run", "--at", "2026-11-23T16:00:00Z", "-q")
+        assert result.exit_code == 1, result.output
+        assert "the state store has no Courtship tables, but this project ran on the one" in (
+            result.output
+        )
+        assert f"remove {marker}" in result.output.replace("\n", "")
+        assert outbox(on_postgres) == sent
+        marker.unlink()  # afresh, on purpose: the lookback window is decided again
+        again = cli(on_postgres, "run", "--at", "2026-11-23T16:00:00Z", "-q", "-f", "json")
+        assert again.exit_code == 0, again.output
+        assert marker.exists()
+    finally:
+        drop_schema(handle)

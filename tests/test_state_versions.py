@@ -97,6 +97,20 @@ def test_a_store_of_version_1_is_migrated_and_reads_the_same(recorded, tmp_path)
         assert db.execute("SELECT value FROM meta").fetchall() == [("2",)]
 
 
+def test_a_simulation_migrates_its_copy_never_the_store(recorded, tmp_path):
+    old = tmp_path / "v1" / "state.sqlite"
+    old.parent.mkdir()
+    as_version_1(recorded.root / "state.sqlite", old)
+    copy = StateStore.copy_of(old, tmp_path / "copy")
+    try:
+        assert copy.schema_version() == SCHEMA_VERSION
+        assert copy.decisions() == recorded.state.decisions()
+    finally:
+        copy.close()
+    with sqlite3.connect(old) as db:
+        assert "meta" not in tables_of(db)  # still version 1, as the Courtship that wrote it
+
+
 def test_opening_a_current_store_writes_nothing(recorded):
     """A store at the current version opens while another connection writes to it (a run, as
     `courtship serve` or `history` opens it): opening takes no write lock."""

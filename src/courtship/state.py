@@ -1089,6 +1089,11 @@ def is_postgres_url(text: str) -> bool:
     return re.match(r"^postgres(ql)?(\+psycopg)?://", text.strip(), re.IGNORECASE) is not None
 
 
+def marker_of(project: Project) -> Path:
+    """Where a project on PostgreSQL keeps the id of the store it ran on."""
+    return project.root / ".courtship" / "postgres-state.id"
+
+
 def location_of(project: Project) -> Path | str | None:
     """Where the project's store is: its SQLite file, its PostgreSQL URL (the one in the variable
     ``state_env`` names, read now and kept out of every output as a secret), or None. A
@@ -1121,14 +1126,17 @@ def location_of(project: Project) -> Path | str | None:
     return project.state_url or project.state
 
 
-def open_store(location: Path | str | None, *, dry_run: bool = False) -> StateStore:
+def open_store(
+    location: Path | str | None, *, dry_run: bool = False, marker: Path | None = None
+) -> StateStore:
     """The store at ``location``: a SQLite file, a PostgreSQL URL, or None for one in memory.
     A dry run on a store that does not exist yet reads an empty one in memory and creates
-    nothing."""
+    nothing. ``marker``: for PostgreSQL, the project's file that keeps the id of the store it
+    ran on (a SQLite store keeps its own, ``<name>.id``)."""
     if isinstance(location, str):
         from courtship.state_postgres import PostgresStore
 
-        return PostgresStore.open(location, create=not dry_run)
+        return PostgresStore.open(location, create=not dry_run, marker=marker)
     if location is None or (dry_run and not location.exists()):
         return StateStore(None)
     return StateStore(location)

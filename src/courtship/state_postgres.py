@@ -33,10 +33,12 @@ import functools
 import io
 import random
 import re
+import secrets
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -276,7 +278,7 @@ class PostgresStore(StateStore):
     INSERTION_ORDER = "seq"
     HELD_AT_SEND = "(context::jsonb ->> 'at') = 'send'"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, marker: Path | None = None) -> None:
         self.path = None
         self.url = url
         self.streaks_folder = None
@@ -288,15 +290,60 @@ class PostgresStore(StateStore):
         self._notes_lock = threading.Lock()
         self.db: Any = _Connection(url)
         try:
+            if marker is not None:
+                self._check_marker(marker)
             self._migrate()
+            if marker is not None and not marker.exists():
+                self._mark(marker)
         except BaseException:
             self.db.close()
             raise
 
+    # ── the same store as before ──────────────────────────────────────────
+    def store_id(self) -> str | None:
+        """The id the store was given when its tables were created (``meta.store_id``)."""
+        if "meta" not in self._tables():
+            return None
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+        return row[0] if row else None
+
+    def _check_marker(self, marker: Path) -> None:
+        """A project that ran on a store keeps its id in ``marker`` (as a SQLite store keeps
+        its ``.id`` file): a URL that now names an empty schema, or another store, is refused,
+        never taken for a first run (which would decide the lookback window again)."""
+        if not marker.exists():
+            return
+        known = marker.read_text().split()[-1:]
+        found = self.store_id()
+        if known and found != known[0]:
+            what = "has no Courtship tables" if found is None else "is another state store"
+            raise StateError(
+                f"{self._where()}: the state store {what}, but this project ran on the one "
+                f"with id {known[0]} ({marker}): the URL names another database or schema, or "
+                "the store was dropped; point it back at the store, or restore it from a "
+                f"backup; to start afresh on purpose (everything in the lookback window is "
+                f"decided and sent again), remove {marker}"
+            )
+
+    def _mark(self, marker: Path) -> None:
+        found = self.store_id()
+        if found is None:
+            return
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(
+                "This file marks the PostgreSQL state store this project runs on. If the URL "
+                "ever names\nanother (an empty schema), Courtship stops instead of starting "
+                f"afresh. Remove it only to start over.\n{found}\n"
+            )
+        except OSError:
+            pass  # a read-only project folder: the store works, unguarded
+
     @classmethod
-    def open(cls, url: str, *, create: bool = True) -> StateStore:
+    def open(cls, url: str, *, create: bool = True, marker: Path | None = None) -> StateStore:
         """The store at ``url``; without ``create`` (a dry run), one that has no tables yet is
-        read as an empty store in memory, and nothing is created in the database."""
+        read as an empty store in memory, and nothing is created in the database. ``marker``:
+        the file that keeps the id of the store a project ran on (``_check_marker``)."""
         if not create:
             probe = _Connection(url)
             try:
@@ -305,7 +352,7 @@ class PostgresStore(StateStore):
                 probe.close()
             if empty:
                 return StateStore(None)
-        return cls(url)
+        return cls(url, marker)
 
     def _where(self) -> str:
         return self.db.where
@@ -334,6 +381,8 @@ class PostgresStore(StateStore):
             self.db.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
+            if version == 0:
+                self.db.execute("INSERT INTO meta VALUES ('store_id', ?)", (secrets.token_hex(8),))
 
     def _migration_script(self, version: int) -> str:
         if version == 0:
