@@ -1,8 +1,11 @@
 """What the tests share: a small project in a temp folder (``World``) with playbooks,
-templates, customers, events and a real SQLite state file, and the moment they run at."""
+templates, customers, events and a real SQLite state file, and the moment they run at; and a
+fresh schema of the real PostgreSQL server (``postgres_url``) for a store there."""
 
 import datetime as dt
+import os
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,7 @@ import pytest
 from courtship.engine import Engine
 from courtship.project import Project
 from courtship.sources import CustomerBase, empty_events, read_customers_csv, read_events_jsonl
-from courtship.state import StateStore
+from courtship.state import open_store
 from courtship.validate import validate_paths
 
 HEADER = (
@@ -19,6 +22,43 @@ HEADER = (
     "consent_sms,consent_instagram"
 )
 NOW = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.UTC)
+
+#: The PostgreSQL server the tests use (trust authentication on 127.0.0.1, database ``test``).
+POSTGRES = os.environ.get("COURTSHIP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def postgres_schema() -> tuple[str, object]:
+    """A new schema on the test server, and the connection that drops it (``drop_schema``);
+    skips the test, saying why, when no server answers."""
+    try:
+        import psycopg
+    except ImportError:
+        pytest.skip("psycopg is not installed (pip install -e '.[test]'): no PostgreSQL tests")
+    try:
+        admin = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=3)
+    except psycopg.Error as error:
+        pytest.skip(
+            f"no PostgreSQL answers at {POSTGRES} ({' '.join(str(error).split())}); start one, "
+            "or point COURTSHIP_TEST_POSTGRES at one"
+        )
+    schema = f"courtship_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in POSTGRES else "?"
+    return f"{POSTGRES}{separator}options=-csearch_path%3D{schema}", (admin, schema)
+
+
+def drop_schema(handle: object) -> None:
+    admin, schema = handle  # type: ignore[misc]
+    admin.execute(f"DROP SCHEMA {schema} CASCADE")
+    admin.close()
+
+
+@pytest.fixture
+def postgres_url():
+    """The URL of a store in a fresh schema of the test PostgreSQL server, dropped afterwards."""
+    url, handle = postgres_schema()
+    yield url
+    drop_schema(handle)
 
 
 def customer(
@@ -45,12 +85,14 @@ class World:
     """A project in a temp folder: playbooks, templates, customers, events, a state file.
     ``plan`` decides a moment (recording nothing), ``run`` decides and records it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, store: str | None = None) -> None:
         self.root = root
         (root / "playbooks" / "templates").mkdir(parents=True)
         self.customers: list[str] = []
         self.events: list[str] = []
-        self.state = StateStore(root / "state.sqlite")
+        #: where the state is: a PostgreSQL URL, else the SQLite file state.sqlite
+        self.store = store or root / "state.sqlite"
+        self.state = open_store(self.store)
         self.template(
             "hello", "Hi {{ first_name }}!{% if offer.code %} {{ offer.code }}{% endif %}"
         )
@@ -81,6 +123,20 @@ class World:
         engine, base = self.engine(**project)
         return engine.plan(base, at, self.state)
 
+    def reopen(self) -> None:
+        """A restart: the store closed and opened again."""
+        self.state.close()
+        self.state = open_store(self.store)
+
+    def lose_streaks(self) -> None:
+        """The ``becomes`` streaks gone (the files beside a SQLite store, the table in
+        PostgreSQL), as after a crash between recording a moment and saving them."""
+        if isinstance(self.store, str):
+            self.state.db.execute("DELETE FROM streaks")
+            return
+        for file in (self.root / "streaks").iterdir():
+            file.unlink()
+
     def run(self, at=NOW, **project):
         engine, base = self.engine(**project)
         plan = engine.plan(base, at, self.state)
@@ -88,11 +144,24 @@ class World:
         return plan
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The engine's tests (tests/engine/) run on both stores: a SQLite file and PostgreSQL."""
+    if "world" in metafunc.fixturenames and metafunc.definition.path.parent.name == "engine":
+        metafunc.parametrize("world", ["sqlite", "postgres"], indirect=True)
+
+
 @pytest.fixture
-def world(tmp_path):
-    w = World(tmp_path)
+def world(request, tmp_path):
+    """A World on a SQLite file, or (``postgres``) on a fresh schema of the test server."""
+    handle = None
+    store = None
+    if getattr(request, "param", "sqlite") == "postgres":
+        store, handle = postgres_schema()
+    w = World(tmp_path, store)
     yield w
     w.state.close()
+    if handle is not None:
+        drop_schema(handle)
 
 
 #: A win-back sequence: a message, a week's wait unless they order, then a grand gesture.

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import uvicorn
 from aiosmtpd.controller import Controller
+from conftest import drop_schema, postgres_schema
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -25,7 +26,7 @@ from courtship.cli import app as cli
 from courtship.project import Project
 from courtship.serve.app import create_app
 from courtship.serve.signatures import twilio_signature, twilio_valid
-from courtship.state import StateStore
+from courtship.state import location_of, open_store
 from courtship.unsubscribe import Unsubscriber
 
 NOW = dt.datetime(2026, 11, 23, 16, 0, tzinfo=dt.UTC)
@@ -105,15 +106,20 @@ def secrets(monkeypatch):
     monkeypatch.setenv("COURTSHIP_UNSUBSCRIBE_SECRET", UNSUBSCRIBE_SECRET)
 
 
-@pytest.fixture
-def served(tmp_path, secrets):
-    project = _project(tmp_path)
+@pytest.fixture(params=["sqlite", "postgres"])
+def served(request, tmp_path, secrets):
+    """The app on a SQLite store, and on a fresh schema of the test PostgreSQL server."""
+    project, handle = _project(tmp_path), None
+    if request.param == "postgres":
+        project.state, (project.state_url, handle) = None, postgres_schema()
     with TestClient(create_app(project, clock=lambda: NOW)) as client:
         yield client, project
+    if handle is not None:
+        drop_schema(handle)
 
 
 def recorded(project: Project) -> tuple[list, list]:
-    state = StateStore(project.state)
+    state = open_store(location_of(project))
     try:
         return state.consent_changes(), state.callbacks()
     finally:
@@ -225,7 +231,7 @@ def test_a_twilio_request_without_a_signature_or_a_from_is_refused(served):
 
 def test_status_callbacks_are_recorded_against_the_outbox_row(served):
     client, project = served
-    state = StateStore(project.state)
+    state = open_store(location_of(project))
     row = ("k1", "c-001", "p", "sms", "marketing", "direct", None, "t", "t", "delivered")
     state.record(
         NOW, {}, [(*row, "", "hi", "sms", "{}", None, None, None, 1, "SM" + "9" * 32, None)]

@@ -10,6 +10,7 @@ HEAVY = (
     "polars",
     "httpx",
     "sqlalchemy",
+    "psycopg",
     "networkx",
     "jsonschema",
     "jinja2",

@@ -2,7 +2,8 @@
 
 Every decided message is a row of the ``sends`` table, keyed by its idempotency key, before any
 channel sees it (``Engine.record``). Dispatch then takes the rows that are due, a batch at a time
-(at most ``StateStore.ACCEPTED_SLOTS``):
+(at most ``StateStore.ACCEPTED_SLOTS``; ``StateStore.due_batches``: on PostgreSQL each worker
+takes its own batches, so many share one outbox):
 
 1. the channel's ``check`` may refuse (Instagram's 24-hour window, too many SMS segments), or the
    customer withdrew consent since the message was decided: the message falls back to the next
@@ -48,7 +49,7 @@ from typing import Any
 from courtship.channels import Channel, Delivery, Message
 from courtship.engine.consent import withdrawn_for
 from courtship.redaction import describe, redact
-from courtship.state import NO_SPACE, DiskFull, OutboxBatch, StateStore
+from courtship.state import NO_SPACE, DiskFull, OutboxBatch, StateError, StateStore
 
 DUE = ("pending", "deferred", "retry", "sending")
 
@@ -234,19 +235,26 @@ class Dispatcher:
         report = DispatchReport()
         # An unsubscribe, a STOP or a bounce recorded since a message was decided stops it too.
         self.consent_changes = self.state.consent_changes()
-        rows = self.due(now)
-        queue = deque(rows)
+        # a batch at a time: the whole outbox from SQLite, this worker's share from PostgreSQL
+        batches = self.state.due_batches(now, DUE, StateStore.ACCEPTED_SLOTS)
+        queue: deque[dict[str, Any]] = deque()
         batch = OutboxBatch()
-        done = 0
+        done = total = 0
 
         def finished() -> None:
             nonlocal done
             done += 1
             if progress:
-                progress(done, len(rows))
+                progress(done, total)
 
         try:
-            while queue:
+            while True:
+                if not queue:
+                    rows = next(batches, None)
+                    if not rows:
+                        break
+                    queue.extend(rows)
+                    total += len(rows)
                 ready: list[_Ready] = []
                 while queue and len(ready) < StateStore.ACCEPTED_SLOTS:
                     row = queue.popleft()
@@ -338,7 +346,11 @@ class Dispatcher:
         except Exception as error:
             delivery = Delivery.retry(f"the {name} channel raised {describe(error)}")
         if delivery.status == "delivered":  # kept even if the commits fail or the run dies
-            self.state.note_accepted(item.message.key, delivery.provider_id, slot)
+            try:
+                self.state.note_accepted(item.message.key, delivery.provider_id, slot)
+            except StateError:  # the store is out of reach: no worker starts another send
+                self._stop.set()
+                raise
         return delivery
 
     def _settle(

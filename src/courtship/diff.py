@@ -114,7 +114,7 @@ def compare_period(
     new: Engine,
     base: CustomerBase,
     state: StateStore,
-    state_path: Path | None,
+    state_path: Path | str | None,
     start: dt.datetime,
     end: dt.datetime,
     step: dt.timedelta,

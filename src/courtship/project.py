@@ -40,6 +40,10 @@ class Project:
     state: Path | None = None
     #: Where ``state:`` is written (``courtship.yaml:4:8``), to place an error about the store.
     state_place: str = PROJECT_FILE
+    #: ``state: postgresql://…``: a store on PostgreSQL (``state`` is None then)
+    state_url: str | None = None
+    #: ``state_env: VARIABLE``: the variable that holds the store's PostgreSQL URL, a secret
+    state_env: str | None = None
     timezone: str = "UTC"
     lookback: dt.timedelta = dt.timedelta(hours=24)
     quiet_start: dt.time = dt.time(21, 0)
@@ -119,6 +123,7 @@ def load_project(root: Path | None = None) -> Project:
                         "write between 7d and 3660d, such as 90d or 12w",
                     )
                 )
+        findings.extend(_state_findings(doc))
         zone = doc.data.get("timezone")
         if isinstance(zone, str) and zone not in zoneinfo.available_timezones():
             findings.append(
@@ -138,7 +143,14 @@ def load_project(root: Path | None = None) -> Project:
         value = data.get(key, default)
         return root / value if value else None
 
-    state_mark = doc.positions.get(("state",))
+    state_mark = doc.positions.get(("state_env",) if "state_env" in data else ("state",))
+    state_setting = data.get("state")
+    state_url = (
+        state_setting
+        if isinstance(state_setting, str) and _STATE_URL.match(state_setting)
+        else None
+    )
+    state_env = data.get("state_env")
     quiet = data.get("quiet_hours", {"start": "21:00", "end": "08:00"})
     caps = data.get("caps", {})
     delivery = data.get("delivery", {})
@@ -147,8 +159,10 @@ def load_project(root: Path | None = None) -> Project:
         playbooks=path("playbooks", "playbooks") or root / "playbooks",
         customers=path("customers"),
         events=path("events"),
-        state=path("state", ".courtship/state.sqlite"),
+        state=None if state_url or state_env else path("state", ".courtship/state.sqlite"),
         state_place=f"{doc.path}:{state_mark.line}:{state_mark.col}" if state_mark else doc.path,
+        state_url=state_url,
+        state_env=state_env,
         timezone=data.get("timezone", "UTC"),
         lookback=parse_duration(data.get("lookback", "24h")),
         quiet_start=dt.time.fromisoformat(quiet["start"]),
@@ -175,6 +189,35 @@ def load_project(root: Path | None = None) -> Project:
         ).days,
         control_group=share(data.get("control_group")),
     )
+
+
+#: ``state:`` as a PostgreSQL URL (``postgresql://``, ``postgres://``, ``postgresql+psycopg://``).
+_STATE_URL = re.compile(r"^postgres(ql)?(\+psycopg)?://", re.IGNORECASE)
+
+
+def _state_findings(doc: Document) -> list[Finding]:
+    """``state:`` is a file or a PostgreSQL URL, and ``state_env`` is instead of it."""
+    state = doc.data.get("state")
+    if "state" in doc.data and "state_env" in doc.data:
+        return [
+            doc.finding(
+                ("state_env",),
+                "schema[state_env]",
+                "give state or state_env, not both",
+                "keep state_env (the variable that holds the PostgreSQL URL) and remove state",
+            )
+        ]
+    if isinstance(state, str) and "://" in state and not _STATE_URL.match(state):
+        return [
+            doc.finding(
+                ("state",),
+                "schema[state]",
+                f"'{state.split('://')[0]}://' is no state store Courtship knows",
+                "write a SQLite file path (.courtship/state.sqlite) or a PostgreSQL URL "
+                "(postgresql://courtship@db.internal/shop)",
+            )
+        ]
+    return []
 
 
 def check_project(root: Path) -> tuple[str | None, list[Finding], Path]:
@@ -233,6 +276,12 @@ _HINT = "put it in an environment variable and name it with `{key}_env: {variabl
 _URL_HINT = (
     "take the credentials out of the URL: put the whole URL in an environment variable and "
     "name it with `{key}_env: {variable}`, or give them as the plugin's own *_env settings"
+)
+
+_STATE_URL_HINT = (
+    "take the password out of the file: export the whole URL in a variable "
+    "(COURTSHIP_STATE_URL=postgresql://user:password@host/db) and write "
+    "`state_env: COURTSHIP_STATE_URL` instead of state"
 )
 
 
@@ -319,6 +368,8 @@ def _secrets_in_file(doc: Document) -> list[Finding]:
             found(
                 (section,),
                 f"'{section}' is a URL with credentials in it (user:password@)",
-                _URL_HINT.format(key=section, variable=section.upper()),
+                _STATE_URL_HINT
+                if section == "state"
+                else _URL_HINT.format(key=section, variable=section.upper()),
             )
     return out

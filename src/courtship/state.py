@@ -20,6 +20,11 @@
 The store is in SQLite's WAL mode: ``courtship serve`` reads and records callbacks while a run
 writes, and a batch of outbox changes is one short commit.
 
+The tables have a version (``meta.schema_version``, :data:`SCHEMA_VERSION`): opening a store of
+an older version runs the :data:`MIGRATIONS` it misses, in one transaction; a store of a newer
+version is refused. The same store on PostgreSQL, for many workers on one state, is
+``courtship.state_postgres.PostgresStore`` (:func:`open_store` picks by the setting).
+
 Every SQLite failure is a :class:`StateError` (a full disk a :class:`DiskFull`), with what to do.
 """
 
@@ -29,16 +34,23 @@ import datetime as dt
 import errno
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-SCHEMA = """
+if TYPE_CHECKING:
+    from courtship.project import Project
+
+#: The tables of version 1, the first one (its stores record no version): every later version
+#: starts from them. ``CREATE … IF NOT EXISTS``, so that a store of a still earlier shape (one
+#: that misses a table added before versions were recorded) gets them all.
+_TABLES_1 = """
 CREATE TABLE IF NOT EXISTS runs (at TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS fired (
     playbook TEXT, customer_id TEXT, at TEXT, PRIMARY KEY (playbook, customer_id, at));
@@ -60,7 +72,6 @@ CREATE TABLE IF NOT EXISTS facts (
 CREATE TABLE IF NOT EXISTS tags (customer_id TEXT, tag TEXT, PRIMARY KEY (customer_id, tag));
 CREATE TABLE IF NOT EXISTS tagged (
     customer_id TEXT, tag TEXT, present INTEGER, PRIMARY KEY (customer_id, tag));
-INSERT OR IGNORE INTO tagged SELECT customer_id, tag, 1 FROM tags;
 CREATE TABLE IF NOT EXISTS consent_changes (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT, channel TEXT, customer_id TEXT,
     address TEXT, change TEXT, scope TEXT, source TEXT, detail TEXT);
@@ -82,6 +93,39 @@ CREATE TABLE IF NOT EXISTS test_sends (
     at TEXT, seed TEXT, playbook TEXT, step_id TEXT, language TEXT, tone TEXT, channel TEXT,
     address TEXT, subject TEXT, status TEXT, reason TEXT);
 """
+
+#: The version of the tables this Courtship reads and writes (``meta.schema_version``). A store
+#: of an older version is migrated when it is opened; one of a newer version is refused.
+SCHEMA_VERSION = 2
+
+_META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);\n"
+
+#: A new store's tables, at ``SCHEMA_VERSION``.
+SCHEMA = _TABLES_1 + _META
+
+
+@dataclass(frozen=True)
+class Migration:
+    """What brings a store from version ``version - 1`` to ``version``: SQL run in the same
+    transaction as the other migrations of one opening and the new version's record."""
+
+    version: int
+    what: str
+    sqlite: str
+    #: the same for a store on PostgreSQL (whose first version is 2)
+    postgres: str = ""
+
+
+#: Every migration, oldest first (``docs/operations.md`` lists them).
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        2,
+        "the store records its schema version (table meta); the tags of the earliest stores "
+        "(table tags) are read into tagged once, here, instead of at every opening",
+        _TABLES_1 + "INSERT OR IGNORE INTO tagged SELECT customer_id, tag, 1 FROM tags;\n" + _META,
+    ),
+)
+
 
 #: The columns of the ``decisions`` table, in order: the record of every decision of a run.
 DECISION_COLUMNS = (
@@ -126,6 +170,11 @@ class StateError(Exception):
 
 class StateBusy(StateError):
     """Another run holds the state store."""
+
+
+class StateVersionError(StateError):
+    """The store was written by a later Courtship (its schema version is newer than this one
+    reads), or says no version it could have: it is refused, never misread."""
 
 
 class StateMisplaced(StateError):
@@ -210,7 +259,13 @@ class StateStore:
     Beside the file, ``<name>.id`` marks that the store exists: a store that existed and is
     now missing, empty or unreadable is an error, never a fresh start (which would send the
     lookback window again). ``claim()`` is held by the run that writes, so two runs on one
-    store take turns."""
+    store take turns. (``courtship.state_postgres.PostgresStore`` is the same store on
+    PostgreSQL, for many workers.)"""
+
+    #: What orders rows as they were inserted (the decisions of a run, the test sends).
+    INSERTION_ORDER = "rowid"
+    #: An enrollment held back at a message (not at a ``wait``).
+    HELD_AT_SEND = "json_extract(context, '$.at') = 'send'"
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -233,7 +288,7 @@ class StateStore:
                     db.execute("PRAGMA journal_mode = WAL")
                     db.execute("PRAGMA synchronous = FULL")  # a commit survives a power cut
                 self.db: sqlite3.Connection = db
-                self.db.executescript(SCHEMA)
+                self._migrate()
                 if marker is not None and not marker.exists():
                     marker.write_text(
                         "This file marks that the state store beside it exists. If the store "
@@ -241,7 +296,9 @@ class StateStore:
                         "file only to start over.\n"
                     )
         except StateError as error:
-            if (marker is not None and marker.exists()) or isinstance(error, DiskFull):
+            if (marker is not None and marker.exists()) or isinstance(
+                error, DiskFull | StateVersionError
+            ):
                 raise
             raise StateMisplaced(
                 f"{path} is not a state store Courtship can read ({error.reason or error}); "
@@ -251,6 +308,55 @@ class StateStore:
     def close(self) -> None:
         self.release()
         self.db.close()
+
+    # ── the schema's version ───────────────────────────────────────────────
+    def schema_version(self) -> int:
+        """The version of the store's tables: 0 for a store with none yet, 1 for one written
+        before versions were recorded (it has no ``meta`` table)."""
+        tables = self._tables()
+        if "meta" not in tables:
+            return 1 if tables else 0
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return _version_of(row[0] if row else None, self._where())
+
+    def _tables(self) -> set[str]:
+        rows = self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {row[0] for row in rows}
+
+    def _where(self) -> str:
+        return str(self.path) if self.path is not None else "the state store in memory"
+
+    def _migrate(self) -> None:
+        """Bring the store to ``SCHEMA_VERSION``: a new one gets the tables, an older one the
+        migrations it misses, all in one transaction with the new version's record (a failure
+        changes nothing); a store of a newer version is refused, never misread."""
+        if self.schema_version() == SCHEMA_VERSION:
+            return
+        self.db.execute("BEGIN IMMEDIATE")  # one opening migrates; another waits, then sees it
+        try:
+            script = self._migration_script(self.schema_version())
+            for statement in _statements(script):
+                self.db.execute(statement)
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+            self.db.commit()
+        except BaseException:
+            self.db.rollback()
+            raise
+
+    def _migration_script(self, version: int) -> str:
+        """The SQL that brings a store of ``version`` to ``SCHEMA_VERSION``."""
+        if version > SCHEMA_VERSION:
+            raise StateVersionError(
+                f"{self._where()}: the state store is of schema version {version}, newer than "
+                f"this Courtship reads ({SCHEMA_VERSION}); a later Courtship has migrated it: "
+                "run that version or a later one on it (pip install -U courtship), never an "
+                "older one"
+            )
+        if version == 0:
+            return SCHEMA
+        return "".join(m.sqlite for m in MIGRATIONS if m.version > version)
 
     # ── one writer at a time ───────────────────────────────────────────────
     def claim(self, wait: float = 0.0) -> None:
@@ -543,7 +649,7 @@ class StateStore:
             "FROM decisions d LEFT JOIN sends s ON s.key = d.key AND "
             "d.status = 'send' "
             + (f"WHERE {' AND '.join(where)} " if where else "")
-            + "ORDER BY d.at, d.rowid",
+            + f"ORDER BY d.at, d.{self.INSERTION_ORDER}",
             params,
         ).fetchall()
         extra = (
@@ -586,22 +692,38 @@ class StateStore:
     def test_sends(self) -> list[dict[str, Any]]:
         names = ("at", "seed", "playbook", "step_id", "language", "tone", "channel", "address")
         names += ("subject", "status", "reason")
-        rows = self.db.execute("SELECT * FROM test_sends ORDER BY at, rowid").fetchall()
+        rows = self.db.execute(
+            f"SELECT {', '.join(names)} FROM test_sends ORDER BY at, {self.INSERTION_ORDER}"
+        ).fetchall()
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     # ── the outbox, as delivery moves its rows along ───────────────────────
     def due_sends(self, now: dt.datetime, statuses: Sequence[str]) -> list[dict[str, Any]]:
         """The outbox rows in one of ``statuses`` that are due at ``now``, oldest first."""
-        self.db.row_factory = sqlite3.Row
-        try:
-            rows = self.db.execute(
-                f"SELECT * FROM sends WHERE status IN ({','.join('?' * len(statuses))}) "
-                "AND due_at <= ? ORDER BY due_at, key",
-                (*statuses, _iso(now)),
-            ).fetchall()
-        finally:
-            self.db.row_factory = None
-        return [dict(row) for row in rows]
+        found = self.db.execute(
+            f"SELECT * FROM sends WHERE status IN ({','.join('?' * len(statuses))}) "
+            "AND due_at <= ? ORDER BY due_at, key",
+            (*statuses, _iso(now)),
+        )
+        names = [column[0] for column in found.description]
+        return [dict(zip(names, row, strict=True)) for row in found.fetchall()]
+
+    def due_batches(
+        self, now: dt.datetime, statuses: Sequence[str], size: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The outbox rows due at ``now``, a batch at a time, for one worker to send. Here all
+        of them at once: the run that holds a SQLite store is its only sender (``claim``). A
+        store shared by many workers hands each its own batches of at most ``size``."""
+        rows = self.due_sends(now, statuses)
+        if rows:
+            yield rows
+
+    @contextmanager
+    def deciding(self, wait: float = 0.0) -> Iterator[None]:
+        """Held while a run decides and records its moment. A SQLite store is held for the
+        whole run already (``claim``); a store shared by many workers lets one decide at a time
+        and the others wait (up to ``wait`` seconds), then find the moment recorded."""
+        yield
 
     def mark_sending(self, key: str, attempt: int) -> None:
         """Committed before a channel sees the message: a crash after it resumes here."""
@@ -690,8 +812,7 @@ class StateStore:
             "SELECT count(*) FROM sends WHERE status IN ('deferred', 'retry')"
         ).fetchone()[0]
         held = self.db.execute(
-            "SELECT count(*) FROM enrollments WHERE status = 'waiting' "
-            "AND json_extract(context, '$.at') = 'send'"
+            f"SELECT count(*) FROM enrollments WHERE status = 'waiting' AND {self.HELD_AT_SEND}"
         ).fetchone()[0]
         return int(retries) + int(held)
 
@@ -811,13 +932,18 @@ class StateStore:
 
     # ── simulation (``courtship simulate``): a copy, delivered without channels ──
     @classmethod
-    def copy_of(cls, path: Path | None, folder: Path) -> StateStore:
+    def copy_of(cls, path: Path | str | None, folder: Path) -> StateStore:
         """A copy of the store at ``path`` in ``folder`` (the database through SQLite's backup
         API, its marker and its streaks), to run on without touching the original, which is
         only read. A store marked as existing but missing or broken is refused as a run would;
-        without one (``path`` None or never created) the copy starts empty."""
+        without one (``path`` None or never created) the copy starts empty. A PostgreSQL URL:
+        its tables are read into a SQLite copy in ``folder``."""
         folder.mkdir(parents=True, exist_ok=True)
         copy = folder / "state.sqlite"
+        if isinstance(path, str):
+            from courtship.state_postgres import PostgresStore
+
+            return PostgresStore.copy_into(path, cls(copy))
         if path is not None and _marker(path).exists():
             _check_existing(path, _marker(path))
         if path is not None and path.exists():
@@ -956,6 +1082,83 @@ def _accepted_record(text: bytes) -> tuple[str, str | None] | None:
         return None
     provider_id = record.get("provider_id")
     return record["key"], provider_id if isinstance(provider_id, str) else None
+
+
+def is_postgres_url(text: str) -> bool:
+    """``postgresql://…`` (or ``postgres://``, ``postgresql+psycopg://``): a PostgreSQL store."""
+    return re.match(r"^postgres(ql)?(\+psycopg)?://", text.strip(), re.IGNORECASE) is not None
+
+
+def marker_of(project: Project) -> Path:
+    """Where a project on PostgreSQL keeps the id of the store it ran on."""
+    return project.root / ".courtship" / "postgres-state.id"
+
+
+def location_of(project: Project) -> Path | str | None:
+    """Where the project's store is: its SQLite file, its PostgreSQL URL (the one in the variable
+    ``state_env`` names, read now and kept out of every output as a secret), or None. A
+    :class:`StateMisplaced` for a variable that is not set or holds no such URL."""
+    if project.state_env:
+        variable = project.state_env
+        url = os.environ.get(variable, "").strip()
+        if not url:
+            raise StateMisplaced(
+                f"the variable {variable} is not set; export the state store's URL in it "
+                "(postgresql://user:password@host:5432/database)"
+            )
+        from urllib.parse import urlsplit
+
+        from courtship.redaction import remember
+
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            password = None
+        if password:  # the URL is printed without it (``postgresql://shop@db/shop``)
+            remember(url, variable)
+            remember(password, variable)
+        if not is_postgres_url(url):
+            raise StateMisplaced(
+                f"the variable {variable} holds no PostgreSQL URL; it must begin with "
+                "postgresql:// (postgresql://user:password@host:5432/database)"
+            )
+        return url
+    return project.state_url or project.state
+
+
+def open_store(
+    location: Path | str | None, *, dry_run: bool = False, marker: Path | None = None
+) -> StateStore:
+    """The store at ``location``: a SQLite file, a PostgreSQL URL, or None for one in memory.
+    A dry run on a store that does not exist yet reads an empty one in memory and creates
+    nothing. ``marker``: for PostgreSQL, the project's file that keeps the id of the store it
+    ran on (a SQLite store keeps its own, ``<name>.id``)."""
+    if isinstance(location, str):
+        from courtship.state_postgres import PostgresStore
+
+        return PostgresStore.open(location, create=not dry_run, marker=marker)
+    if location is None or (dry_run and not location.exists()):
+        return StateStore(None)
+    return StateStore(location)
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of a migration script (no ``;`` inside a statement of ours)."""
+    return [part.strip() for part in script.split(";") if part.strip()]
+
+
+def _version_of(value: object, where: str) -> int:
+    """The schema version ``meta`` records; an error for one that is no version at all."""
+    try:
+        version = int(str(value))
+    except ValueError:
+        version = 0
+    if version < 1:
+        raise StateVersionError(
+            f"{where}: the state store records no schema version Courtship knows ({value!r} in "
+            "its table meta); restore it from a backup"
+        )
+    return version
 
 
 def _read_only(path: Path) -> str:

@@ -5,8 +5,6 @@ import datetime as dt
 import pytest
 from conftest import NOW, SEQUENCE, World, customer
 
-from courtship.state import StateStore
-
 BIRTHDAY = """
     id: birthday
     title: Birthday
@@ -202,8 +200,7 @@ def test_a_sequence_survives_restarts_and_resumes_after_its_wait(world):
     world.event("c002", "goodbye", "2026-11-23T10:00:00Z")
     world.event("c002", "order", "2026-11-26T10:00:00Z", amount=20)  # c002 came back
     assert len(world.run().sends) == 2
-    world.state.close()
-    world.state = StateStore(world.root / "state.sqlite")  # a restart
+    world.reopen()
     assert world.run(NOW + dt.timedelta(days=3)).sends == []
     later = world.run(NOW + dt.timedelta(days=7, hours=1))
     assert sent(later) == [("c001", "win-back", "sms")]
@@ -300,10 +297,9 @@ def test_lost_streaks_are_read_again_from_the_data_without_firing_twice(world):
     world.customers.append(customer("c001"))
     world.event("c001", "inbound_message", "2026-11-23T09:00:00Z", channel="sms")
     assert len(world.run().sends) == 1
-    streaks = world.root / "streaks"
-    assert [f.name.split("@")[0] for f in streaks.iterdir()] == ["answer"]
-    for file in streaks.iterdir():  # as if the run died after recording, before saving these
-        file.unlink()
+    assert world.state.load_streaks("answer", NOW) is not None
+    world.lose_streaks()  # as if the run died after recording, before saving these
+    assert world.state.load_streaks("answer", NOW) is None
     assert world.run(NOW + dt.timedelta(hours=1)).decisions == []
     # and a new unanswered message, once answered and asked again, is a new streak
     world.event("c001", "reply", "2026-11-23T17:00:00Z", channel="sms")

@@ -67,7 +67,7 @@ def test_only_the_state_store_runs_sql_on_the_state_tables():
     offenders = [
         str(path.relative_to(SRC))
         for path in SRC.rglob("*.py")
-        if path.name != "state.py"
+        if path.name not in ("state.py", "state_postgres.py")  # the store, on SQLite and on PG
         and any(
             statement.search(node.value)
             for node in ast.walk(ast.parse(path.read_text()))

@@ -124,15 +124,15 @@ def load(root: Path | None, *, quiet: bool = False, dry_run: bool = True) -> Loa
 
 
 def open_state(project: Project, *, dry_run: bool) -> StateStore:
-    """The project's state store; a dry run on a project without one uses an empty one."""
-    from courtship.state import StateError, StateMisplaced, StateStore
+    """The project's state store (a SQLite file, or PostgreSQL); a dry run on a project
+    without one uses an empty one."""
+    from courtship.state import StateError, StateMisplaced, location_of, marker_of, open_store
 
-    if project.state is None or (dry_run and not project.state.exists()):
-        return StateStore(None)
+    setting = "state_env" if project.state_env else "state"
     try:
-        return StateStore(project.state)
+        return open_store(location_of(project), dry_run=dry_run, marker=marker_of(project))
     except StateMisplaced as error:  # the project file names the wrong thing: say where
-        raise fail(f"{project.state_place}: state: {error}", ExitCode.USAGE) from None
+        raise fail(f"{project.state_place}: {setting}: {error}", ExitCode.USAGE) from None
     except StateError as error:
         raise fail(str(error), ExitCode.FINDINGS) from None
 

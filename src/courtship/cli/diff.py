@@ -100,7 +100,7 @@ def command(
         try:
             if start:
                 from courtship.simulate.timeline import SimulationError
-                from courtship.state import StateError
+                from courtship.state import StateError, location_of
 
                 try:
                     change = compare_period(
@@ -108,7 +108,7 @@ def command(
                         new,
                         loaded.base,
                         state,
-                        loaded.project.state,
+                        location_of(loaded.project),
                         moment,
                         parse_moment(end),
                         every,

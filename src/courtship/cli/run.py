@@ -121,23 +121,25 @@ def command(
     from courtship.state import StateBusy, StateError
 
     try:
-        # One run at a time on a store: a second one (a cron job overlapping a manual run)
-        # waits for the first, then finds its moment recorded and its messages delivered.
-
+        # One run at a time on a SQLite store: a second one (a cron job overlapping a manual
+        # run) waits for the first, then finds its moment recorded and its messages delivered.
+        # Many workers on one PostgreSQL store: one decides a moment at a time, the next finds
+        # it recorded; all of them deliver.
         try:
             state.claim(wait)
+            with state.deciding(wait):
+                last = state.last_run()
+                if last is not None and moment < last:
+                    raise fail(
+                        f"the state store has already run {last.isoformat()}, later than "
+                        f"{moment.isoformat()}: runs go forward in time (`courtship plan --at` "
+                        "looks at any moment without recording it)",
+                        ExitCode.USAGE,
+                    )
+                plan = loaded.engine.plan(loaded.base, moment, state)
+                loaded.engine.record(plan, state)
         except StateBusy as error:
             raise fail(str(error), ExitCode.FINDINGS) from None
-        last = state.last_run()
-        if last is not None and moment < last:
-            raise fail(
-                f"the state store has already run {last.isoformat()}, later than "
-                f"{moment.isoformat()}: runs go forward in time (`courtship plan --at` looks "
-                "at any moment without recording it)",
-                ExitCode.USAGE,
-            )
-        plan = loaded.engine.plan(loaded.base, moment, state)
-        loaded.engine.record(plan, state)
         policy = RetryPolicy(
             max_attempts=loaded.project.max_attempts,
             backoff=loaded.project.backoff,

@@ -126,7 +126,7 @@ def run_simulation(
         write_decisions,
         write_report,
     )
-    from courtship.state import StateError
+    from courtship.state import StateError, location_of
 
     try:
         _plotly()  # before minutes of simulating, not after
@@ -146,7 +146,7 @@ def run_simulation(
             simulation = simulate(
                 loaded.engine,
                 loaded.base,
-                loaded.project.state,
+                location_of(loaded.project),
                 first,
                 last,
                 every,

@@ -36,7 +36,7 @@ from courtship import callbacks
 from courtship.callbacks import BadCallback, Forged
 from courtship.project import Project
 from courtship.serve.signatures import sha256_valid, twilio_valid
-from courtship.state import StateError, StateStore
+from courtship.state import StateError, StateStore, location_of, marker_of, open_store
 from courtship.unsubscribe import Unsubscriber
 
 #: A callback body larger than this is refused (413) before it is read whole.
@@ -70,9 +70,13 @@ class Secrets:
 
 def create_app(project: Project, *, clock: Callable[[], dt.datetime] | None = None) -> Starlette:
     """The app for ``project``: it writes to the project's state store."""
-    if project.state is None:
+    try:
+        state_path = location_of(project)
+    except StateError as error:
+        raise ValueError(f"{project.state_place}: {error}") from None
+    if state_path is None:
         raise ValueError("the project has no state store (state: in courtship.yaml)")
-    state_path = project.state
+    marker = marker_of(project)
     links = Unsubscriber.of(project)
     secrets = Secrets.of(project)
     public_url = (project.serve.get("public_url") or "").rstrip("/")
@@ -80,7 +84,7 @@ def create_app(project: Project, *, clock: Callable[[], dt.datetime] | None = No
     now = clock or (lambda: dt.datetime.now(dt.UTC))
 
     def write(action: Callable[[StateStore], object]) -> object:
-        state = StateStore(state_path)
+        state = open_store(state_path, marker=marker)
         try:
             return action(state)
         finally:

@@ -118,7 +118,7 @@ class Simulation:
 def simulate(
     engine: Engine,
     base: CustomerBase,
-    state_path: Path | None,
+    state_path: Path | str | None,
     start: dt.datetime,
     end: dt.datetime,
     step: dt.timedelta,
@@ -127,8 +127,9 @@ def simulate(
     progress: Callable[[int, int], None] | None = None,
 ) -> Simulation:
     """Run every moment from ``start`` to ``end`` by ``step`` on a copy of the store at
-    ``state_path`` (None: an empty store). Raises ``SimulationError`` for a period that cannot
-    be simulated, and ``StateError`` for a store a run would refuse."""
+    ``state_path`` (a SQLite file or a PostgreSQL URL; None: an empty store). Raises
+    ``SimulationError`` for a period that cannot be simulated, and ``StateError`` for a store a
+    run would refuse."""
     from courtship.state import StateStore
 
     times = moments(start, end, step)
