@@ -70,6 +70,10 @@ _ROW_TAKEN = (
 
 #: The years a date or a moment may fall in: those a calendar (Python's) can hold.
 FIRST_YEAR, LAST_YEAR = 1, 9999
+#: The first and the last instant of those years, in UTC: comparing with them is cheaper than
+#: taking each moment's year.
+CALENDAR_START = datetime(FIRST_YEAR, 1, 1, tzinfo=UTC)
+CALENDAR_END = datetime(LAST_YEAR, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 _YEARS_HINT = f"write a year from {FIRST_YEAR} to {LAST_YEAR}, or empty the cell"
 
 #: How deep a JSON line may nest (polars itself reads no deeper than 1024 levels).
@@ -608,6 +612,24 @@ def _blank_to_null(column: pl.Expr) -> pl.Expr:
     return pl.when(text != "").then(text)
 
 
+def untrimmed(frame: pl.DataFrame, names: Iterable[str]) -> set[str]:
+    """The text columns among ``names`` with a cell ``_blank_to_null`` would change (space at
+    either end, or empty), found in one vectorised pass over them all."""
+    names = list(names)
+    if not names or frame.height == 0:
+        return set()
+    found = frame.select(
+        (
+            (pl.col(n).str.strip_chars().str.len_bytes() != pl.col(n).str.len_bytes())
+            | (pl.col(n).str.len_bytes() == 0)
+        )
+        .any()
+        .alias(n)
+        for n in names
+    ).row(0)
+    return {name for name, hit in zip(names, found, strict=True) if hit}
+
+
 # ── CSV helpers: headers, line numbers, unreadable files ─────────────────
 
 
@@ -1042,15 +1064,15 @@ def _events_at_speed(raw: pl.DataFrame, *, blank_rows: bool = False) -> pl.DataF
     else:
         return None
     frame = raw.lazy().drop(ROW, strict=False)
-    # Text as the slow path leaves it: trimmed, a blank cell null.
+    # Text as the slow path leaves it: trimmed, a blank cell null. Only the columns with a cell
+    # to trim or blank are rewritten (a clean column is kept as it is, not copied).
+    dirty = untrimmed(raw, [n for n, dtype in schema.items() if n != ROW and dtype == pl.String()])
     frame = frame.with_columns(
-        (_blank_to_null(pl.col(name)) if dtype == pl.String() else pl.col(name).cast(pl.String()))
-        if name in TEXT_EVENT_FIELDS
-        else _blank_to_null(pl.col(name))
+        _blank_to_null(pl.col(name)) if dtype == pl.String() else pl.col(name).cast(pl.String())
         for name, dtype in schema.items()
-        if name != ROW and (dtype == pl.String() or name in TEXT_EVENT_FIELDS)
+        if name in dirty or (name in TEXT_EVENT_FIELDS and dtype != pl.String())
     )
-    if blank_rows:
+    if blank_rows and (dirty or any(raw.get_column(n).null_count() for n in schema if n != ROW)):
         frame = frame.filter(pl.any_horizontal(pl.all().is_not_null()))
     amount = pl.col("amount").cast(pl.Float64(), strict=False) if "amount" in present else None
     at = at.cast(UTC_DATETIME)
@@ -1058,7 +1080,7 @@ def _events_at_speed(raw: pl.DataFrame, *, blank_rows: bool = False) -> pl.DataF
         pl.col("customer_id").is_null()
         | pl.col("type").is_null()
         | at.is_null()
-        | ~at.dt.year().is_between(FIRST_YEAR, LAST_YEAR)
+        | ~at.is_between(CALENDAR_START, CALENDAR_END)  # the years FIRST_YEAR to LAST_YEAR
     )
     if amount is not None and amount_type == pl.String():
         bad = bad | (pl.col("amount").is_not_null() & amount.is_null())
