@@ -242,13 +242,13 @@ def _customers_from_text(
     """Check and type a frame of text columns (one row per customer; ``_row`` numbers them)."""
     if "_row" not in raw.columns:
         raw = raw.with_row_index("_row")
-    raw = raw.with_columns(
-        _blank_to_null(pl.col(name))
-        for name, dtype in raw.schema.items()
-        if name != "_row" and dtype == pl.String()
-    )
-    # A blank line reads as a row of nulls: it is not a customer.
-    raw = raw.filter(pl.any_horizontal(pl.exclude("_row").is_not_null()))
+    # Trimmed, a blank cell null: only the columns with a cell to change are rewritten.
+    text = [name for name, dtype in raw.schema.items() if name != "_row" and dtype == pl.String()]
+    raw = raw.with_columns(_blank_to_null(pl.col(name)) for name in untrimmed(raw, text))
+    # A blank line reads as a row of nulls: it is not a customer (it has no id, so a file
+    # whose every row has one has no blank line to leave out).
+    if "customer_id" not in raw.columns or raw.get_column("customer_id").null_count():
+        raw = raw.filter(pl.any_horizontal(pl.exclude("_row").is_not_null()))
     for name in REQUIRED_CUSTOMER_COLUMNS:
         if name not in raw.columns:
             raise place.missing(name, "the required column is missing", f"add a `{name}` column")
@@ -533,9 +533,10 @@ def _customer_problems(
                 "fix or empty the cell",
             )
         )
-        problems.append(
-            (name, ~_in_calendar(parsed), "'{value}' is a date no calendar holds", _YEARS_HINT)
+        in_calendar = parsed.is_null() | parsed.is_between(
+            CALENDAR_START.date(), CALENDAR_END.date()
         )
+        problems.append((name, ~in_calendar, "'{value}' is a date no calendar holds", _YEARS_HINT))
     for name in BOOLEAN_COLUMNS:
         problems.append(
             (
