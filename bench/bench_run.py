@@ -9,9 +9,10 @@ run.
 
 The base is `bench_engine.py`'s generator (fixed seed, ~10.7 events a customer), written as
 `customers.csv` and `events.csv` and as Parquet (`customers.parquet`, `events.parquet`, the
-same rows) in a scratch folder, or in `--data` (kept, and reused when it holds them); the
-playbooks are `bench_engine.py`'s 50 (the bundled ones and their variations). Each `courtship
-run` is a fresh process: `/usr/bin/time` gives its wall time and peak RSS, `COURTSHIP_TIMINGS`
+same rows, typed as a warehouse writes them: `at` an instant, the dates dates) in a scratch
+folder, or in `--data` (kept, and reused when it holds them); the playbooks are
+`bench_engine.py`'s 50 (the bundled ones and their variations). Each `courtship run` is a
+fresh process: `/usr/bin/time` gives its wall time and peak RSS, `COURTSHIP_TIMINGS`
 its steps (load: validate and read; decide: facts to rendered messages; record; deliver). For
 each format:
 
@@ -95,14 +96,16 @@ def base_files(data: Path, customers: int, playbooks: int, seed: int) -> dict[st
     from bench_simulate import write_base
 
     mark = data / "made.json"
-    wanted = {"customers": customers, "playbooks": playbooks, "seed": seed}
+    wanted = {"customers": customers, "playbooks": playbooks, "seed": seed, "parquet": "typed"}
     if not (mark.exists() and json.loads(mark.read_text()) == wanted):
         shutil.rmtree(data / "playbooks", ignore_errors=True)
         data.mkdir(parents=True, exist_ok=True)
         write_playbooks(data / "playbooks", playbooks, seed)
         write_base(data, customers, seed)
-        pl.read_csv(data / "customers.csv").write_parquet(data / "customers.parquet")
-        pl.read_csv(data / "events.csv").write_parquet(data / "events.parquet")
+        # Typed, as a warehouse writes Parquet: instants and dates as such, not text.
+        for name in ("customers", "events"):
+            typed = pl.read_csv(data / f"{name}.csv", try_parse_dates=True)
+            typed.write_parquet(data / f"{name}.parquet")
         mark.write_text(json.dumps(wanted))
     return {
         "playbooks": data / "playbooks",
