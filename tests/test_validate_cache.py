@@ -122,3 +122,10 @@ def test_a_linked_folder_is_always_validated_again(project):
     templates.symlink_to(project / "playbooks" / "shared-templates")
     assert validate()[0] == 0
     assert not kept(project).exists()  # what a link to a folder leads to is not in the key
+
+
+def test_the_key_reads_playbooks_and_templates_as_the_validator_finds_them():
+    from courtship import validate, validate_cache
+
+    assert validate_cache.PLAYBOOK_SUFFIXES == validate.PLAYBOOK_SUFFIXES
+    assert validate_cache.TEMPLATES == validate.TEMPLATES_FOLDER

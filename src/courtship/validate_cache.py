@@ -39,6 +39,9 @@ from courtship.findings import Finding, Severity
 
 #: The cache file, in the project's ``.courtship`` folder.
 CACHE_FILE = "validate.json"
+#: As ``courtship.validate`` names them (not imported here: it is what a kept answer spares).
+PLAYBOOK_SUFFIXES = (".yaml", ".yml")
+TEMPLATES = "templates"
 _FORMAT = 1
 
 
@@ -76,6 +79,9 @@ def _key(root: Path, paths: Sequence[Path]) -> str:
         if module.suffix in (".py", ".yaml", ".json") and module.is_file():
             status = module.stat()
             add(str(module.relative_to(package)), status.st_size, status.st_mtime_ns)
+    # the JSON Schemas, in a checkout beside the package (courtship.schema.schema_path)
+    for schema in sorted((package.parents[1] / "schemas").glob("*.json")):
+        add(str(schema), _stamp(schema))
     project = root / "courtship.yaml"
     add("project", _content(project))
     _add_plugins(add)
@@ -93,9 +99,15 @@ def _key(root: Path, paths: Sequence[Path]) -> str:
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             if any(Path(where, d).is_symlink() for d in dirs):
                 raise Uncacheable(where)
+            # What a validation reads: playbook files, and templates folders (their files);
+            # a data file beside the playbooks (``playbooks: .``) is never read, nor hashed.
+            inside = TEMPLATES in Path(where).relative_to(folder).parts or (
+                Path(where).name == TEMPLATES and Path(where) == folder
+            )
             for name in sorted(names):
-                file = Path(where, name)
-                add(str(file), *_entry(file))
+                if inside or name.endswith(PLAYBOOK_SUFFIXES):
+                    file = Path(where, name)
+                    add(str(file), *_entry(file))
     return digest.hexdigest()
 
 
