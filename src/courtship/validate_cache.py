@@ -11,8 +11,10 @@ key is the same prints it without validating again. The key holds:
 - the project file's text (its findings, the attributes it declares as facts);
 - the catalogue the installed plugins make (every fact with its type and values, the channels)
   and the template filters they add (name, and the module that defines each);
-- every file under the folders checked, and each template folder beside a file checked: its
-  name, its kind (file, link and where it leads, anything else), and a hash of its content.
+- the JSON Schemas (in a checkout, beside the package: size and modification time);
+- every playbook file under the folders checked and every file of their ``templates/`` folders
+  (and of the one beside a file checked): its name, its kind (file, link and where it leads,
+  anything else), and a hash of its content. Nothing else there is read by a validation.
 
 Anything else changes nothing a validation says. The cache is only ever a shortcut: one that
 cannot be read (damaged, another version's) is ignored, one that cannot be written (a read-only
