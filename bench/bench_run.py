@@ -124,8 +124,11 @@ def with_changes(events: Path, customers: Path, out: Path, share: float) -> int:
     step = max(1, round(1 / share))
     chosen = ids.gather_every(step).get_column("customer_id").cast(pl.String())
     old = pl.read_parquet(events) if parquet else pl.read_csv(events, infer_schema=False)
+    at = pl.lit(CHANGED_AT)
+    if isinstance(old.schema["at"], pl.Datetime):  # typed Parquet: an instant, as the others
+        at = at.str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", time_zone="UTC")
     fresh = pl.DataFrame({"customer_id": chosen}).with_columns(
-        pl.lit("visit").alias("type"), pl.lit(CHANGED_AT).alias("at")
+        pl.lit("visit").alias("type"), at.alias("at")
     )
     fresh = fresh.cast({name: old.schema[name] for name in fresh.columns if name in old.schema})
     both = pl.concat([old, fresh], how="diagonal_relaxed")
