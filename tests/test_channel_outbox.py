@@ -42,6 +42,18 @@ class TestOutboxChannel(ChannelContract):
         assert "Subject: Welcome, Ada" in text
         assert text.rstrip().endswith(message.text)
 
+    def test_text_copy_false_writes_only_the_json(self, message, folder):
+        channel = OutboxChannel({"folder": str(folder), "text_copy": "false"})
+        assert channel.send(message).status == "delivered"
+        assert sorted(p.name for p in folder.iterdir()) == [f"{message.key}.json"]
+        assert json.loads((folder / f"{message.key}.json").read_text()) == asdict(message)
+
+    def test_text_copy_must_be_yes_or_no(self, folder):
+        from courtship.channels import ChannelConfigError
+
+        with pytest.raises(ChannelConfigError, match="text_copy"):
+            OutboxChannel({"folder": str(folder), "text_copy": "sometimes"})
+
     def test_the_same_key_keeps_the_first_file(self, channel, message, folder):
         channel.send(message)
         again = channel.send(replace(message, text="A different text"))

@@ -177,11 +177,13 @@ def test_version():
     assert result.stdout.startswith("courtship ")
 
 
-def test_an_internal_error_is_exit_3_without_traceback(monkeypatch, capsys):
+def test_an_internal_error_is_exit_3_without_traceback(monkeypatch, capsys, tmp_path):
     from courtship import cli
 
     def explode(*args, **kwargs):
         raise RuntimeError("boom")
+
+    monkeypatch.chdir(tmp_path)  # no project here: no answer kept from an earlier validate
 
     monkeypatch.setattr("courtship.validate.validate_files", explode)
     monkeypatch.setattr("sys.argv", ["courtship", "validate", str(ROOT / "playbooks")])

@@ -7,6 +7,7 @@ Settings (``channels.outbox`` in ``courtship.yaml``)::
 
     outbox:
       folder: outbox     # default; relative to the working directory
+      text_copy: true    # default; false writes only the .json (half the files to create)
 """
 
 from __future__ import annotations

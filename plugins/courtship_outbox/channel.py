@@ -1,4 +1,5 @@
-"""The outbox channel: one JSON file and one text file per idempotency key."""
+"""The outbox channel: one JSON file and one text file (unless ``text_copy: false``) per
+idempotency key."""
 
 from __future__ import annotations
 
@@ -51,6 +52,9 @@ class OutboxChannel:
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.folder = Path(setting(settings, "folder", "outbox"))
+        #: whether each message gets its readable ``<key>.txt`` beside the ``.json`` too (half
+        #: the files to create: ``text_copy: false`` where only programs read the outbox)
+        self.text_copy: bool = setting(settings, "text_copy", True, kind=bool)
 
     def __repr__(self) -> str:
         return f"OutboxChannel(folder={str(self.folder)!r})"
@@ -68,7 +72,7 @@ class OutboxChannel:
             created = _create_once(
                 target, json.dumps(record, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
             )
-            if created:
+            if created and self.text_copy:
                 # The .txt is a courtesy copy: the .json decides whether the key was written.
                 _create_once(self.folder / f"{stem}.txt", readable(message))
         except OSError as error:

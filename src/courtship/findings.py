@@ -5,7 +5,12 @@ from __future__ import annotations
 import enum
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from courtship.playbook import Playbook
 
 
 class Severity(enum.StrEnum):
@@ -109,3 +114,33 @@ LINT_RULES: dict[str, str] = {
     "unreachable-step": "a step no customer can ever reach",
     "unknown-ignore": "an ignore comment naming no rule",
 }
+
+
+@dataclass
+class Report:
+    """The outcome of validating some playbooks (``courtship.validate``; here, where a kept answer
+    is read without importing the validator)."""
+
+    files: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    playbooks: list[Playbook] = field(default_factory=list)
+    root: Path | None = None  # the project folder, that SARIF's URIs are relative to
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.is_error]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if not f.is_error]
+
+    def exit_code(self, *, strict: bool = False) -> ExitCode:
+        if self.errors or (strict and self.findings):
+            return ExitCode.FINDINGS
+        return ExitCode.CLEAN
+
+    @property
+    def valid_playbooks(self) -> list[Playbook]:
+        """Playbooks without errors: the ones a run may use (the others are disabled)."""
+        broken = {f.path for f in self.errors}
+        return [pb for pb in self.playbooks if pb.path not in broken]

@@ -70,6 +70,10 @@ _ROW_TAKEN = (
 
 #: The years a date or a moment may fall in: those a calendar (Python's) can hold.
 FIRST_YEAR, LAST_YEAR = 1, 9999
+#: The first and the last instant of those years, in UTC: comparing with them is cheaper than
+#: taking each moment's year.
+CALENDAR_START = datetime(FIRST_YEAR, 1, 1, tzinfo=UTC)
+CALENDAR_END = datetime(LAST_YEAR, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 _YEARS_HINT = f"write a year from {FIRST_YEAR} to {LAST_YEAR}, or empty the cell"
 
 #: How deep a JSON line may nest (polars itself reads no deeper than 1024 levels).
@@ -238,13 +242,13 @@ def _customers_from_text(
     """Check and type a frame of text columns (one row per customer; ``_row`` numbers them)."""
     if "_row" not in raw.columns:
         raw = raw.with_row_index("_row")
-    raw = raw.with_columns(
-        _blank_to_null(pl.col(name))
-        for name, dtype in raw.schema.items()
-        if name != "_row" and dtype == pl.String()
-    )
-    # A blank line reads as a row of nulls: it is not a customer.
-    raw = raw.filter(pl.any_horizontal(pl.exclude("_row").is_not_null()))
+    # Trimmed, a blank cell null: only the columns with a cell to change are rewritten.
+    text = [name for name, dtype in raw.schema.items() if name != "_row" and dtype == pl.String()]
+    raw = raw.with_columns(_blank_to_null(pl.col(name)) for name in untrimmed(raw, text))
+    # A blank line reads as a row of nulls: it is not a customer (it has no id, so a file
+    # whose every row has one has no blank line to leave out).
+    if "customer_id" not in raw.columns or raw.get_column("customer_id").null_count():
+        raw = raw.filter(pl.any_horizontal(pl.exclude("_row").is_not_null()))
     for name in REQUIRED_CUSTOMER_COLUMNS:
         if name not in raw.columns:
             raise place.missing(name, "the required column is missing", f"add a `{name}` column")
@@ -529,9 +533,10 @@ def _customer_problems(
                 "fix or empty the cell",
             )
         )
-        problems.append(
-            (name, ~_in_calendar(parsed), "'{value}' is a date no calendar holds", _YEARS_HINT)
+        in_calendar = parsed.is_null() | parsed.is_between(
+            CALENDAR_START.date(), CALENDAR_END.date()
         )
+        problems.append((name, ~in_calendar, "'{value}' is a date no calendar holds", _YEARS_HINT))
     for name in BOOLEAN_COLUMNS:
         problems.append(
             (
@@ -606,6 +611,24 @@ def parse_boolean(column: pl.Expr) -> pl.Expr:
 def _blank_to_null(column: pl.Expr) -> pl.Expr:
     text = column.str.strip_chars()
     return pl.when(text != "").then(text)
+
+
+def untrimmed(frame: pl.DataFrame, names: Iterable[str]) -> set[str]:
+    """The text columns among ``names`` with a cell ``_blank_to_null`` would change (space at
+    either end, or empty), found in one vectorised pass over them all."""
+    names = list(names)
+    if not names or frame.height == 0:
+        return set()
+    found = frame.select(
+        (
+            (pl.col(n).str.strip_chars().str.len_bytes() != pl.col(n).str.len_bytes())
+            | (pl.col(n).str.len_bytes() == 0)
+        )
+        .any()
+        .alias(n)
+        for n in names
+    ).row(0)
+    return {name for name, hit in zip(names, found, strict=True) if hit}
 
 
 # ── CSV helpers: headers, line numbers, unreadable files ─────────────────
@@ -1042,15 +1065,15 @@ def _events_at_speed(raw: pl.DataFrame, *, blank_rows: bool = False) -> pl.DataF
     else:
         return None
     frame = raw.lazy().drop(ROW, strict=False)
-    # Text as the slow path leaves it: trimmed, a blank cell null.
+    # Text as the slow path leaves it: trimmed, a blank cell null. Only the columns with a cell
+    # to trim or blank are rewritten (a clean column is kept as it is, not copied).
+    dirty = untrimmed(raw, [n for n, dtype in schema.items() if n != ROW and dtype == pl.String()])
     frame = frame.with_columns(
-        (_blank_to_null(pl.col(name)) if dtype == pl.String() else pl.col(name).cast(pl.String()))
-        if name in TEXT_EVENT_FIELDS
-        else _blank_to_null(pl.col(name))
+        _blank_to_null(pl.col(name)) if dtype == pl.String() else pl.col(name).cast(pl.String())
         for name, dtype in schema.items()
-        if name != ROW and (dtype == pl.String() or name in TEXT_EVENT_FIELDS)
+        if name in dirty or (name in TEXT_EVENT_FIELDS and dtype != pl.String())
     )
-    if blank_rows:
+    if blank_rows and (dirty or any(raw.get_column(n).null_count() for n in schema if n != ROW)):
         frame = frame.filter(pl.any_horizontal(pl.all().is_not_null()))
     amount = pl.col("amount").cast(pl.Float64(), strict=False) if "amount" in present else None
     at = at.cast(UTC_DATETIME)
@@ -1058,7 +1081,7 @@ def _events_at_speed(raw: pl.DataFrame, *, blank_rows: bool = False) -> pl.DataF
         pl.col("customer_id").is_null()
         | pl.col("type").is_null()
         | at.is_null()
-        | ~at.dt.year().is_between(FIRST_YEAR, LAST_YEAR)
+        | ~at.is_between(CALENDAR_START, CALENDAR_END)  # the years FIRST_YEAR to LAST_YEAR
     )
     if amount is not None and amount_type == pl.String():
         bad = bad | (pl.col("amount").is_not_null() & amount.is_null())

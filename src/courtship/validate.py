@@ -11,7 +11,6 @@ import os
 import re
 import zoneinfo
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from courtship.catalogue import (
     FactSpec,
     builtin_catalogue,
 )
-from courtship.findings import ExitCode, Finding, Severity
+from courtship.findings import Finding, Report, Severity
 from courtship.graph import PlaybookGraph
 from courtship.playbook import (
     COMBINATORS,
@@ -57,35 +56,6 @@ from courtship.yamlload import YAML11_BOOLEANS, Document, PathParts, load_file
 
 PLAYBOOK_SUFFIXES = (".yaml", ".yml")
 TEMPLATES_FOLDER = "templates"
-
-
-@dataclass
-class Report:
-    """The outcome of validating some playbooks."""
-
-    files: list[str] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
-    playbooks: list[Playbook] = field(default_factory=list)
-    root: Path | None = None  # the project folder, that SARIF's URIs are relative to
-
-    @property
-    def errors(self) -> list[Finding]:
-        return [f for f in self.findings if f.is_error]
-
-    @property
-    def warnings(self) -> list[Finding]:
-        return [f for f in self.findings if not f.is_error]
-
-    def exit_code(self, *, strict: bool = False) -> ExitCode:
-        if self.errors or (strict and self.findings):
-            return ExitCode.FINDINGS
-        return ExitCode.CLEAN
-
-    @property
-    def valid_playbooks(self) -> list[Playbook]:
-        """Playbooks without errors: the ones a run may use (the others are disabled)."""
-        broken = {f.path for f in self.errors}
-        return [pb for pb in self.playbooks if pb.path not in broken]
 
 
 def display_path(path: Path) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -114,7 +116,9 @@ def command(
     if output_format not in ("text", "json"):
         raise fail(f"unknown format '{output_format}'; choose text or json", ExitCode.USAGE)
     moment = parse_moment(at) if at else dt.datetime.now(dt.UTC)
+    steps = Steps()
     loaded = load(project, quiet=quiet, dry_run=False)
+    steps.done("load")
     lanes = build_lanes(loaded.project)
     channels = {name: lane.build() for name, lane in lanes.items() if lane.build is not None}
     state = open_state(loaded.project, dry_run=False)
@@ -137,7 +141,9 @@ def command(
                         ExitCode.USAGE,
                     )
                 plan = loaded.engine.plan(loaded.base, moment, state)
+                steps.done("decide")
                 loaded.engine.record(plan, state)
+                steps.done("record")
         except StateBusy as error:
             raise fail(str(error), ExitCode.FINDINGS) from None
         policy = RetryPolicy(
@@ -148,6 +154,7 @@ def command(
         with progress_bar(quiet) as advance:
             dispatcher = Dispatcher(state, channels, policy, lanes=lanes)
             report = dispatcher.dispatch(moment, advance)
+        steps.done("deliver")
         waiting = state.waiting_sends()
     except StateError as error:  # a full disk, a store damaged under the run: nothing doubled
         raise fail(str(error), ExitCode.FINDINGS) from None
@@ -168,11 +175,30 @@ def command(
     }
     from courtship.redaction import redact
 
+    steps.report()
     if output_format == "json":
         typer.echo(redact(json.dumps(summary, indent=2)))
     else:
         typer.echo(redact(render(summary)))
     raise typer.Exit(ExitCode.FINDINGS if report.failed else ExitCode.CLEAN)
+
+
+class Steps:
+    """How long each step of the run took, written to stderr as one JSON line when
+    ``COURTSHIP_TIMINGS`` is set (docs/operations.md, "Where a run's time goes")."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.last = time.perf_counter()
+
+    def done(self, step: str) -> None:
+        now = time.perf_counter()
+        self.seconds[step] = round(now - self.last, 3)
+        self.last = now
+
+    def report(self) -> None:
+        if os.environ.get("COURTSHIP_TIMINGS"):
+            typer.echo(json.dumps({"seconds": self.seconds}), err=True)
 
 
 def render(summary: Mapping[str, Any]) -> str:

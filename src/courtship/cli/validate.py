@@ -94,17 +94,45 @@ def command(
             err=True,
         )
         raise typer.Exit(ExitCode.USAGE)
-    from courtship.project import check_project
-
     root = project or Path.cwd()
     if not root.is_dir():
         typer.secho(f"courtship: no such project folder: {root}", fg="red", err=True)
         raise typer.Exit(ExitCode.USAGE)
-    project_file, project_findings, playbooks = check_project(root)
-    report = run_validation(paths or [playbooks], root)
-    report.root = root
-    if project_file is not None:
-        report.files.insert(0, project_file)
-        report.findings = sorted({*report.findings, *project_findings})
+    from courtship import validate_cache
+
+    # The answer kept from a validation of the very same files, if there is one (see
+    # courtship.validate_cache): then neither the validator nor its libraries are imported.
+    wanted = validate_cache.key(root, paths or [_playbooks_folder(root)])
+    kept = validate_cache.load(root, wanted) if wanted is not None else None
+    if kept is not None:
+        from courtship.findings import Report
+
+        project_file, files, findings = kept
+        report = Report(files=files, findings=findings, root=root)
+    else:
+        from courtship.project import check_project
+
+        project_file, project_findings, playbooks = check_project(root)
+        asked = paths or [playbooks]
+        report = run_validation(asked, root)
+        report.root = root
+        if project_file is not None:
+            report.files.insert(0, project_file)
+            report.findings = sorted({*report.findings, *project_findings})
+        if validate_cache.key(root, asked) == wanted and wanted is not None:
+            validate_cache.save(root, wanted, project_file, report.files, report.findings)
     typer.echo(FORMATTERS[name](report), nl=False)
     raise typer.Exit(report.exit_code(strict=strict))
+
+
+def _playbooks_folder(root: Path) -> Path:
+    """The playbooks folder the project file in ``root`` names, read as ``check_project``
+    reads it (a guess only decides which files the kept answer's key covers)."""
+    import yaml
+
+    try:
+        data = yaml.load((root / "courtship.yaml").read_bytes(), Loader=yaml.CSafeLoader)
+    except (OSError, yaml.YAMLError, AttributeError):
+        data = None
+    named = data.get("playbooks") if isinstance(data, dict) else None
+    return root / named if isinstance(named, str) and named else root / "playbooks"

@@ -735,12 +735,14 @@ def _apply(frame: pl.DataFrame, latest: pl.DataFrame) -> pl.DataFrame:
             raise ValueError(f"set fact {fact} of customer {customer}: {value!r} is not a {kind}")
         values = values.select(ROW, pl.col("typed").alias("_set"), pl.lit(True).alias("_present"))
         old = pl.col(fact) if fact in frame.columns else pl.lit(None, dtype)
-        frame = (
-            frame.join(values, on=ROW, how="left", maintain_order="left")
-            .with_columns(
-                pl.when(pl.col("_present")).then(pl.col("_set")).otherwise(old).alias(fact)
-            )
-            .drop("_set", "_present")
+        # The new values are joined onto the row numbers alone and put in as one column: a
+        # join of the whole frame would copy every fact of every customer, once per set fact.
+        given = frame.select(ROW).join(values, on=ROW, how="left", maintain_order="left")
+        frame = frame.with_columns(
+            pl.when(pl.lit(given.get_column("_present")))
+            .then(pl.lit(given.get_column("_set")))
+            .otherwise(old)
+            .alias(fact)
         )
     return frame
 

@@ -153,9 +153,12 @@ class Engine:
 
         for pb_id in self.order:
             pb = self.playbooks[pb_id]
+            # The last run's streaks, let go once carried on (plan.streaks has the new ones).
+            previous = streaks.pop(pb_id, None)
             triggered = triggers.triggered(
-                pb, facts, schema, events, now, since, streaks.get(pb_id), past, plan, base_mark
+                pb, facts, schema, events, now, since, previous, past, plan, base_mark
             )
+            del previous
             within = audience.audience(pb, triggered, facts, now)
             chosen = triggered.with_columns(within.alias("_in"))
             if trace is not None:

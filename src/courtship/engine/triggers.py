@@ -94,14 +94,26 @@ def _streaks_from_state(
         and previous.height > 0
         and previous.get_column(MARK)[0] == base_mark
     )
-    key = ROW if same_file else "customer_id"
-    previous = previous.select(key, "true_since", "fired")
-    frame = current.filter(pl.col("_true")).join(
-        previous.cast({ROW: pl.UInt32()}) if same_file else previous,
-        on=key,
-        how="left",
-        maintain_order="left",
-    )
+    rows = previous.get_column(ROW).cast(pl.UInt32()) if same_file else None
+    if rows is not None and _increasing_within(rows, current.height):
+        # Row numbers of the same file, each once and in order (as saved): each true
+        # customer's streak is found by its row, not joined on it.
+        frame = current.filter(pl.col("_true"))
+        place = pl.repeat(None, current.height, dtype=pl.UInt32(), eager=True)
+        place.scatter(rows, pl.int_range(previous.height, dtype=pl.UInt32(), eager=True))
+        found = place.gather(frame.get_column(ROW))
+        frame = frame.with_columns(
+            previous.get_column(name).gather(found).alias(name) for name in ("true_since", "fired")
+        )
+    else:
+        key = ROW if same_file else "customer_id"
+        previous = previous.select(key, "true_since", "fired")
+        frame = current.filter(pl.col("_true")).join(
+            previous.cast({ROW: pl.UInt32()}) if same_file else previous,
+            on=key,
+            how="left",
+            maintain_order="left",
+        )
     frame = frame.with_columns(
         pl.col("true_since").fill_null(pl.lit(now).dt.cast_time_unit("us")),
         pl.col("fired").fill_null(False),
@@ -110,6 +122,16 @@ def _streaks_from_state(
     return frame.with_columns(_fires=ready & ~pl.col("fired")).with_columns(
         fired=pl.col("fired") | pl.col("_fires")
     )
+
+
+def _increasing_within(rows: pl.Series, height: int) -> bool:
+    """Row numbers each at most once, in increasing order, all below ``height``."""
+    if rows.is_empty():
+        return True
+    biggest = rows.max()
+    if rows.null_count() or not isinstance(biggest, int) or biggest >= height:
+        return False
+    return bool((rows.diff().drop_nulls() > 0).all())
 
 
 def _streaks_from_data(

@@ -1,0 +1,226 @@
+"""``courtship validate``'s answer kept beside the project, in ``.courtship/validate.json``.
+
+Most of the time of a ``validate`` that finds nothing new goes to importing jsonschema, networkx
+and Jinja and to compiling and test-rendering every template. So the answer (the files checked
+and their findings) is kept with a key of everything it was worked out from, and a run whose
+key is the same prints it without validating again. The key holds:
+
+- Courtship's version and the size and modification time of each of its own modules;
+- the working folder (findings name files relative to it), the project folder and the paths
+  asked for;
+- the project file's text (its findings, the attributes it declares as facts);
+- the catalogue the installed plugins make (every fact with its type and values, the channels)
+  and the template filters they add (name, and the module that defines each);
+- the JSON Schemas (in a checkout, beside the package: size and modification time);
+- every playbook file under the folders checked and every file of their ``templates/`` folders
+  (and of the one beside a file checked): its name, its kind (file, link and where it leads,
+  anything else), and a hash of its content. Nothing else there is read by a validation.
+
+Anything else changes nothing a validation says. The cache is only ever a shortcut: one that
+cannot be read (damaged, another version's) is ignored, one that cannot be written (a read-only
+folder) is not written, and neither is reported. Only a project folder (one with
+``courtship.yaml``) keeps one.
+
+This module imports nothing heavy: a run that finds its answer here imports neither the
+validator nor what it needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import courtship
+from courtship.findings import Finding, Severity
+
+#: The cache file, in the project's ``.courtship`` folder.
+CACHE_FILE = "validate.json"
+#: As ``courtship.validate`` names them (not imported here: it is what a kept answer spares).
+PLAYBOOK_SUFFIXES = (".yaml", ".yml")
+TEMPLATES = "templates"
+_FORMAT = 1
+
+
+def cache_file(root: Path) -> Path | None:
+    """Where the project in ``root`` keeps the answer; None for a folder that is no project."""
+    return root / ".courtship" / CACHE_FILE if (root / "courtship.yaml").is_file() else None
+
+
+class Uncacheable(Exception):
+    """What a validation reads cannot all be told by a key: a link to a folder among the
+    folders checked (its files are read through it), or plugins that fail to load."""
+
+
+def key(root: Path, paths: Sequence[Path]) -> str | None:
+    """The key of a validation of ``paths`` in the project ``root`` (see the module's text);
+    None when the project keeps no answer, or this one cannot be told by a key."""
+    if cache_file(root) is None:
+        return None
+    try:
+        return _key(root, paths)
+    except (Uncacheable, OSError):
+        return None
+
+
+def _key(root: Path, paths: Sequence[Path]) -> str:
+    digest = hashlib.sha256()
+
+    def add(*parts: object) -> None:
+        digest.update(json.dumps(parts, default=str).encode("utf-8", "surrogateescape"))
+        digest.update(b"\n")
+
+    add("courtship", _FORMAT, courtship.__version__, os.getcwd(), str(root.resolve()))
+    package = Path(courtship.__file__).parent
+    for module in sorted(package.rglob("*")):
+        if module.suffix in (".py", ".yaml", ".json") and module.is_file():
+            status = module.stat()
+            add(str(module.relative_to(package)), status.st_size, status.st_mtime_ns)
+    # the JSON Schemas, in a checkout beside the package (courtship.schema.schema_path)
+    for schema in sorted((package.parents[1] / "schemas").glob("*.json")):
+        add(str(schema), _stamp(schema))
+    project = root / "courtship.yaml"
+    add("project", _content(project))
+    _add_plugins(add)
+    folders: list[Path] = []
+    for path in paths:
+        add("path", str(path), path.is_file(), path.is_dir())
+        if path.is_dir():
+            folders.append(path)
+        elif path.is_file():
+            add("file", _content(path))
+            folders.append(path.parent / "templates")
+    for folder in folders:
+        for where, dirs, names in os.walk(folder):
+            # hidden folders hold no playbook or template (a virtualenv, .git, .courtship)
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            if any(Path(where, d).is_symlink() for d in dirs):
+                raise Uncacheable(where)
+            # What a validation reads: playbook files, and templates folders (their files);
+            # a data file beside the playbooks (``playbooks: .``) is never read, nor hashed.
+            inside = TEMPLATES in Path(where).relative_to(folder).parts or (
+                Path(where).name == TEMPLATES and Path(where) == folder
+            )
+            for name in sorted(names):
+                if inside or name.endswith(PLAYBOOK_SUFFIXES):
+                    file = Path(where, name)
+                    add(str(file), *_entry(file))
+    return digest.hexdigest()
+
+
+def _add_plugins(add: Any) -> None:
+    from courtship.plugins import PluginError, installed
+
+    try:
+        registry = installed()
+        catalogue = registry.catalogue()
+        filters = registry.template_filters()
+    except PluginError as error:  # the validation reports it; no answer is kept for it
+        raise Uncacheable(str(error)) from None
+    add("facts", sorted((name, repr(spec)) for name, spec in catalogue.facts.items()))
+    add("channels", sorted(catalogue.channels))
+    for name, spec in sorted(filters.items()):
+        function = spec.function
+        module = getattr(function, "__module__", None)
+        origin = getattr(sys.modules.get(module or ""), "__file__", None)
+        stamp = _stamp(Path(origin)) if origin else None
+        add("filter", name, module, getattr(function, "__qualname__", repr(function)), stamp)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_size, status.st_mtime_ns
+
+
+def _entry(file: Path) -> tuple[object, ...]:
+    """What a file under a checked folder is: a link (and where it leads) and its content."""
+    link = os.readlink(file) if file.is_symlink() else None
+    try:
+        status = file.stat()
+    except OSError:
+        return ("missing", link)
+    if not file.is_file():  # a pipe, a socket, a device: never read here
+        return ("other", link, status.st_mode, str(file.resolve()))
+    return ("file", link, str(file.resolve()) if link else None, _content(file))
+
+
+def _content(file: Path) -> str | None:
+    try:
+        return hashlib.sha256(file.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def load(root: Path, wanted: str) -> tuple[str | None, list[str], list[Finding]] | None:
+    """The project file's name, the files checked and the findings kept for key ``wanted``;
+    None when the project keeps none, or one for another key."""
+    place = cache_file(root)
+    if place is None:
+        return None
+    try:
+        data = json.loads(place.read_text(encoding="utf-8"))
+        if data.get("key") != wanted:
+            return None
+        findings = [
+            Finding(
+                path=f["path"],
+                line=f["line"],
+                col=f["col"],
+                severity=Severity(f["severity"]),
+                rule_id=f["rule_id"],
+                message=f["message"],
+                hint=f["hint"],
+                json_path=f["json_path"],
+            )
+            for f in data["findings"]
+        ]
+        return data["project_file"], list(data["files"]), findings
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def save(
+    root: Path,
+    wanted: str,
+    project_file: str | None,
+    files: Sequence[str],
+    findings: Sequence[Finding],
+) -> None:
+    """Keep this answer for key ``wanted`` (silently not, where the folder cannot be written)."""
+    place = cache_file(root)
+    if place is None:
+        return
+    data = {
+        "key": wanted,
+        "project_file": project_file,
+        "files": list(files),
+        "findings": [
+            {
+                "path": f.path,
+                "line": f.line,
+                "col": f.col,
+                "severity": f.severity.value,
+                "rule_id": f.rule_id,
+                "message": f.message,
+                "hint": f.hint,
+                "json_path": f.json_path,
+            }
+            for f in findings
+        ],
+    }
+    partial = place.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        place.parent.mkdir(exist_ok=True)
+        partial.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(partial, place)  # whole or not at all
+    except OSError:
+        with contextlib.suppress(OSError):  # no folder to leave it in, as often as not
+            partial.unlink()
