@@ -425,18 +425,20 @@ def test_several_workers_each_keep_their_own_session(tmp_path, smtp, twilio):
 
 @pytest.mark.parametrize("workers", [1, 4])
 def test_the_rate_is_honoured_across_workers_at_a_real_smtp_peer(tmp_path, smtp, twilio, workers):
-    """20 messages at 100/s arrive no faster than one per 10 ms: the first to the last take at
-    least 190 ms (less the loopback's jitter), and not much longer."""
+    """20 messages at 50/s arrive no faster than one per 20 ms: the first to the last take at
+    least 380 ms, and not much longer. The peer sees arrivals, not starts: a message delayed on
+    a loaded machine shortens the gap after it, so each bound allows 40 ms of that (unpaced,
+    the 20 arrive within about 80 ms: the bounds still tell paced from unpaced)."""
     root = project(
-        tmp_path, smtp[1], twilio[1], people(20), email=f"workers: {workers}, rate: 100/s"
+        tmp_path, smtp[1], twilio[1], people(20), email=f"workers: {workers}, rate: 50/s"
     )
     assert run(root)[1]["delivered"] == {"email": 20}
     arrivals = smtp[0].arrivals
     assert len(arrivals) == 20
     span = arrivals[-1] - arrivals[0]
-    assert 0.19 - 0.01 <= span < 1.5
+    assert 0.38 - 0.04 <= span < 2.5
     # any 10 in a row span at least 9 intervals: no burst anywhere in the run
-    assert min(arrivals[i + 9] - arrivals[i] for i in range(11)) >= 0.09 - 0.01
+    assert min(arrivals[i + 9] - arrivals[i] for i in range(11)) >= 0.18 - 0.04
 
 
 @pytest.mark.parametrize(
