@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from hypothesis import HealthCheck, event, settings
+from hypothesis import HealthCheck, assume, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from test_agreement import RandomBase
@@ -464,6 +464,10 @@ class Moments(RuleBasedStateMachine):
             (trial / f"{pb_id}.yaml").write_text(json.dumps(document))
         report = validate_paths([trial])
         shutil.rmtree(trial)
+        # Playbooks that set and read the same catalogue fact (``stage``) can make a cycle, which
+        # validation rightly refuses: such a draw is no example, any other error is a bug.
+        cycles = [f for f in report.errors if f.rule_id == "dependency-cycle"]
+        assume(not (strict and cycles))
         assert not (strict and report.errors), [str(f) for f in report.errors]
         if report.errors:
             return False

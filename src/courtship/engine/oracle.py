@@ -1222,7 +1222,7 @@ class Model(_Sequences, _Judging):
 
             def earlier(moment: dt.datetime) -> Facts:
                 if moment not in self._past:
-                    self._past[moment] = self.facts_at(moment, state)
+                    self._past[moment] = self.facts_at(moment, self.state)
                 return self._past[moment][cid]
 
             held = hold == dt.timedelta(0) or _true_at(trigger, earlier, now - hold)
