@@ -46,8 +46,11 @@ def write_base(folder: Path, customers: int, seed: int) -> dict[str, int]:
     people = base.customers
     text = people.with_columns(
         pl.col("tags").list.join(";"),
-        *(pl.col(c).cast(pl.String()).str.to_lowercase() for c in people.columns
-          if people.schema[c] == pl.Boolean()),
+        *(
+            pl.col(c).cast(pl.String()).str.to_lowercase()
+            for c in people.columns
+            if people.schema[c] == pl.Boolean()
+        ),
     )
     text.write_csv(folder / "customers.csv")
     text.write_ndjson(folder / "customers.jsonl")

@@ -419,39 +419,94 @@ def plant(base: Base) -> None:
         b.event(customer.customer_id, "signup", at)
 
     # 1. Birthday today in London, sms, buddy.
-    c = Customer("c-0001", "Amelia", "Hughes", "amelia.hughes@example.org", UK + "101",
-                 persona="weekend-yogi", birthday="1990-11-23", stage="active", tags="yoga",
-                 preferred_channel="sms", cadence_days=14, tone="buddy", consent_sms=True)
+    c = Customer(
+        "c-0001",
+        "Amelia",
+        "Hughes",
+        "amelia.hughes@example.org",
+        UK + "101",
+        persona="weekend-yogi",
+        birthday="1990-11-23",
+        stage="active",
+        tags="yoga",
+        preferred_channel="sms",
+        cadence_days=14,
+        tone="buddy",
+        consent_sms=True,
+    )
     signup(c, utc("2025-06-07T10:20"))
-    orders(c.customer_id, regular_series(utc("2026-11-14T10:30"), 9, 14, [0, 12, 25]), 18, 55,
-           "store")
+    orders(
+        c.customer_id, regular_series(utc("2026-11-14T10:30"), 9, 14, [0, 12, 25]), 18, 55, "store"
+    )
     b.event(c.customer_id, "visit", utc("2026-11-19T19:10"), channel="app")
     b.sent(c.customer_id, utc("2026-09-28T09:00"), "sms", "back-to-routine")
     b.sent(c.customer_id, utc("2026-10-25T09:00"), "sms", "autumn-letter")
 
     # 2a. Birthday moment in the window, but it is 00:00 on 24 Nov in Tokyo: quiet hours.
-    c = Customer("c-0002", "Yui", "Tanaka", "yui.tanaka@example.com", "", "17841400000000201",
-                 "Asia/Tokyo", "ja-JP", "Tokyo", "gift-shopper", "1987-11-23", stage="active",
-                 tags="gifts", preferred_channel="email", cadence_days=60, tone="direct",
-                 consent_instagram=True)
+    c = Customer(
+        "c-0002",
+        "Yui",
+        "Tanaka",
+        "yui.tanaka@example.com",
+        "",
+        "17841400000000201",
+        "Asia/Tokyo",
+        "ja-JP",
+        "Tokyo",
+        "gift-shopper",
+        "1987-11-23",
+        stage="active",
+        tags="gifts",
+        preferred_channel="email",
+        cadence_days=60,
+        tone="direct",
+        consent_instagram=True,
+    )
     signup(c, utc("2023-06-02T03:40"))
     orders(c.customer_id, regular_series(utc("2026-10-10T03:00"), 6, 70, [0, 31]), 40, 180, "web")
     b.sent(c.customer_id, utc("2026-08-15T01:00"), "email", "summer-letter")
 
     # 2b. Birthday today in Perth, but it is 23:00 there: quiet hours.
-    c = Customer("c-0003", "Chloe", "Nguyen", "chloe.nguyen@example.org", "", "17841400000000301",
-                 "Australia/Perth", "en-AU", "Perth", "frequent-flyer", "1995-11-23",
-                 stage="active", tags="travel", preferred_channel="instagram", cadence_days=14,
-                 tone="salesy", consent_instagram=True)
+    c = Customer(
+        "c-0003",
+        "Chloe",
+        "Nguyen",
+        "chloe.nguyen@example.org",
+        "",
+        "17841400000000301",
+        "Australia/Perth",
+        "en-AU",
+        "Perth",
+        "frequent-flyer",
+        "1995-11-23",
+        stage="active",
+        tags="travel",
+        preferred_channel="instagram",
+        cadence_days=14,
+        tone="salesy",
+        consent_instagram=True,
+    )
     signup(c, utc("2025-01-20T05:15"))
-    orders(c.customer_id, regular_series(utc("2026-11-12T04:00"), 8, 16, [0, 20, 7]), 45, 150,
-           "app")
+    orders(
+        c.customer_id, regular_series(utc("2026-11-12T04:00"), 8, 16, [0, 20, 7]), 45, 150, "app"
+    )
     b.sent(c.customer_id, utc("2026-10-20T01:00"), "instagram", "autumn-letter")
 
     # 3. Lapsed frequent customer: weekly for a year, 17.25 days since the last order.
-    c = Customer("c-0004", "Tom", "Fletcher", "tom.fletcher@example.com", UK + "104",
-                 persona="coffee-regular", birthday="1983-04-17", stage="at-risk",
-                 tags="coffee", preferred_channel="email", cadence_days=14, tone="buddy")
+    c = Customer(
+        "c-0004",
+        "Tom",
+        "Fletcher",
+        "tom.fletcher@example.com",
+        UK + "104",
+        persona="coffee-regular",
+        birthday="1983-04-17",
+        stage="at-risk",
+        tags="coffee",
+        preferred_channel="email",
+        cadence_days=14,
+        tone="buddy",
+    )
     signup(c, utc("2025-10-20T08:05"))
     moments = regular_series(utc("2026-11-06T09:00"), 53, 7, [0, 9, 17, 4])
     orders(c.customer_id, moments, 3.4, 8.9, "store")
@@ -462,143 +517,335 @@ def plant(base: Base) -> None:
     b.sent(c.customer_id, utc("2026-10-28T10:00"), "email", "autumn-letter")
 
     # 4. Unanswered inbound sms six hours ago; a marketing sms yesterday evening.
-    c = Customer("c-0005", "Priya", "Shah", "priya.shah@example.org", UK + "105",
-                 persona="weekend-yogi", birthday="1992-07-08", stage="active", tags="yoga",
-                 preferred_channel="sms", cadence_days=14, tone="direct", consent_sms=True)
+    c = Customer(
+        "c-0005",
+        "Priya",
+        "Shah",
+        "priya.shah@example.org",
+        UK + "105",
+        persona="weekend-yogi",
+        birthday="1992-07-08",
+        stage="active",
+        tags="yoga",
+        preferred_channel="sms",
+        cadence_days=14,
+        tone="direct",
+        consent_sms=True,
+    )
     signup(c, utc("2026-02-11T18:30"))
-    orders(c.customer_id, regular_series(utc("2026-11-20T10:00"), 8, 14, [0, 15]), 20, 48,
-           "store")
-    b.event(c.customer_id, "inbound_message", utc("2026-09-30T10:00"), channel="email",
-            topic="booking")
+    orders(c.customer_id, regular_series(utc("2026-11-20T10:00"), 8, 14, [0, 15]), 20, 48, "store")
+    b.event(
+        c.customer_id, "inbound_message", utc("2026-09-30T10:00"), channel="email", topic="booking"
+    )
     b.event(c.customer_id, "reply", utc("2026-09-30T13:30"), channel="email")
     b.sent(c.customer_id, utc("2026-11-22T19:00"), "sms", "black-friday-preview")
-    b.event(c.customer_id, "inbound_message", utc("2026-11-23T09:00"), channel="sms",
-            topic="delivery")
+    b.event(
+        c.customer_id, "inbound_message", utc("2026-11-23T09:00"), channel="sms", topic="delivery"
+    )
 
     # 5. A referral two hours ago: Sophie brings her friend Chloe, who just signed up.
-    c = Customer("c-0006", "Sophie", "Martin", "sophie.martin@example.com", "",
-                 "17841400000000601", "Europe/Paris", "fr-FR", "Paris", "coffee-regular",
-                 "1994-03-02", stage="active", tags="coffee", preferred_channel="instagram",
-                 cadence_days=14, tone="buddy", consent_instagram=True)
+    c = Customer(
+        "c-0006",
+        "Sophie",
+        "Martin",
+        "sophie.martin@example.com",
+        "",
+        "17841400000000601",
+        "Europe/Paris",
+        "fr-FR",
+        "Paris",
+        "coffee-regular",
+        "1994-03-02",
+        stage="active",
+        tags="coffee",
+        preferred_channel="instagram",
+        cadence_days=14,
+        tone="buddy",
+        consent_instagram=True,
+    )
     signup(c, utc("2025-03-15T08:00"))
-    orders(c.customer_id, regular_series(utc("2026-11-21T08:30"), 30, 8, [0, 6, 14]), 3.5, 11,
-           "store")
+    orders(
+        c.customer_id, regular_series(utc("2026-11-21T08:30"), 30, 8, [0, 6, 14]), 3.5, 11, "store"
+    )
     b.sent(c.customer_id, utc("2026-11-02T09:00"), "instagram", "black-friday-preview")
-    c = Customer("c-0007", "Chloé", "Dubois", "chloe.dubois@example.org", "", "",
-                 "Europe/Paris", "fr-FR", "Paris", "coffee-regular", "1998-06-14", stage="new",
-                 preferred_channel="email", cadence_days=14, tone="buddy")
+    c = Customer(
+        "c-0007",
+        "Chloé",
+        "Dubois",
+        "chloe.dubois@example.org",
+        "",
+        "",
+        "Europe/Paris",
+        "fr-FR",
+        "Paris",
+        "coffee-regular",
+        "1998-06-14",
+        stage="new",
+        preferred_channel="email",
+        cadence_days=14,
+        tone="buddy",
+    )
     signup(c, utc("2026-11-23T12:05"))
     b.event("c-0006", "referral", utc("2026-11-23T12:06"), friend_id="c-0007")
 
     # 6. Churned: a 30-day rhythm, 600+ spent, last order 180.67 days ago.
-    c = Customer("c-0008", "Daniel", "Reyes", "daniel.reyes@example.com", "+12125550108",
-                 timezone="America/New_York", language="en-US", city="New York",
-                 persona="frequent-flyer", birthday="1979-09-30", stage="churned",
-                 tags="travel", preferred_channel="email", cadence_days=14, tone="salesy",
-                 consent_sms=True)
+    c = Customer(
+        "c-0008",
+        "Daniel",
+        "Reyes",
+        "daniel.reyes@example.com",
+        "+12125550108",
+        timezone="America/New_York",
+        language="en-US",
+        city="New York",
+        persona="frequent-flyer",
+        birthday="1979-09-30",
+        stage="churned",
+        tags="travel",
+        preferred_channel="email",
+        cadence_days=14,
+        tone="salesy",
+        consent_sms=True,
+    )
     signup(c, utc("2025-08-20T22:10"))
-    orders(c.customer_id, regular_series(utc("2026-05-26T23:00"), 10, 30, [0, 25, 40]), 48, 95,
-           "app")
+    orders(
+        c.customer_id, regular_series(utc("2026-05-26T23:00"), 10, 30, [0, 25, 40]), 48, 95, "app"
+    )
     b.event(c.customer_id, "visit", utc("2026-03-02T01:00"), channel="web")
     for when in ("2026-07-20T14:00", "2026-09-08T14:00", "2026-10-15T14:00"):
         b.sent(c.customer_id, utc(when), "email", NEWSLETTERS[utc(when).month])
 
     # 7. Birthday today, but no first name: the message would be nameless, so it is skipped.
-    c = Customer("c-0009", "", "Lefèvre", "lefevre.85@example.org", timezone="Europe/Paris",
-                 language="fr-FR", city="Lyon", persona="gift-shopper", birthday="1985-11-23",
-                 stage="active", tags="gifts", cadence_days=60, tone="buddy")
+    c = Customer(
+        "c-0009",
+        "",
+        "Lefèvre",
+        "lefevre.85@example.org",
+        timezone="Europe/Paris",
+        language="fr-FR",
+        city="Lyon",
+        persona="gift-shopper",
+        birthday="1985-11-23",
+        stage="active",
+        tags="gifts",
+        cadence_days=60,
+        tone="buddy",
+    )
     signup(c, utc("2024-12-01T17:45"))
-    orders(c.customer_id, regular_series(utc("2026-09-30T16:00"), 4, 60, [0, 22]), 35, 140,
-           "web")
+    orders(c.customer_id, regular_series(utc("2026-09-30T16:00"), 4, 60, [0, 22]), 35, 140, "web")
     b.sent(c.customer_id, utc("2026-08-01T08:00"), "email", "summer-letter")
 
     # 8. Cadence: an order of 72.00 today, but a marketing email five days ago and cadence 14.
-    c = Customer("c-0010", "Oliver", "Grant", "oliver.grant@example.com", UK + "110",
-                 persona="bargain-hunter", birthday="1988-01-19", stage="active", tags="deals",
-                 preferred_channel="email", cadence_days=14, tone="salesy")
+    c = Customer(
+        "c-0010",
+        "Oliver",
+        "Grant",
+        "oliver.grant@example.com",
+        UK + "110",
+        persona="bargain-hunter",
+        birthday="1988-01-19",
+        stage="active",
+        tags="deals",
+        preferred_channel="email",
+        cadence_days=14,
+        tone="salesy",
+    )
     signup(c, utc("2025-11-02T20:00"))
     orders(c.customer_id, regular_series(utc("2026-10-10T19:00"), 6, 40, [0, 33]), 12, 45, "web")
     b.sent(c.customer_id, utc("2026-11-18T10:00"), "email", "autumn-sale")
     b.order(c.customer_id, utc("2026-11-23T11:00"), 72.00, "web")
 
     # Welcome: signed up an hour and a half ago.
-    c = Customer("c-0011", "Jasmine", "Carter", "jasmine.carter@example.org", "+12125550111",
-                 timezone="America/New_York", language="en-US", city="New York",
-                 persona="weekend-yogi", birthday="1997-05-21", stage="new",
-                 preferred_channel="sms", cadence_days=14, tone="buddy", consent_sms=True)
+    c = Customer(
+        "c-0011",
+        "Jasmine",
+        "Carter",
+        "jasmine.carter@example.org",
+        "+12125550111",
+        timezone="America/New_York",
+        language="en-US",
+        city="New York",
+        persona="weekend-yogi",
+        birthday="1997-05-21",
+        stage="new",
+        preferred_channel="sms",
+        cadence_days=14,
+        tone="buddy",
+        consent_sms=True,
+    )
     signup(c, utc("2026-11-23T13:30"))
 
     # Onboarding nudge: two customers, eight days after signing up, no order yet.
-    c = Customer("c-0012", "Ruby", "Evans", "ruby.evans@example.com", persona="bargain-hunter",
-                 birthday="2001-08-03", stage="onboarding", preferred_channel="email",
-                 cadence_days=14, tone="buddy")
+    c = Customer(
+        "c-0012",
+        "Ruby",
+        "Evans",
+        "ruby.evans@example.com",
+        persona="bargain-hunter",
+        birthday="2001-08-03",
+        stage="onboarding",
+        preferred_channel="email",
+        cadence_days=14,
+        tone="buddy",
+    )
     signup(c, utc("2026-11-15T18:00"))
     b.event(c.customer_id, "visit", utc("2026-11-17T20:15"), channel="web")
-    c = Customer("c-0013", "Arthur", "Lewis", "arthur.lewis@example.org", UK + "113",
-                 persona="frequent-flyer", birthday="1900-10-04", stage="onboarding",
-                 preferred_channel="email", cadence_days=60, tone="direct", consent_sms=True)
+    c = Customer(
+        "c-0013",
+        "Arthur",
+        "Lewis",
+        "arthur.lewis@example.org",
+        UK + "113",
+        persona="frequent-flyer",
+        birthday="1900-10-04",
+        stage="onboarding",
+        preferred_channel="email",
+        cadence_days=60,
+        tone="direct",
+        consent_sms=True,
+    )
     signup(c, utc("2026-11-16T09:00"))
-    c = Customer("c-0014", "Sam", "Tester", "qa.sam@example.com", tags="test-account;staff",
-                 persona="bargain-hunter", stage="onboarding", preferred_channel="email",
-                 cadence_days=2, tone="direct")
+    c = Customer(
+        "c-0014",
+        "Sam",
+        "Tester",
+        "qa.sam@example.com",
+        tags="test-account;staff",
+        persona="bargain-hunter",
+        stage="onboarding",
+        preferred_channel="email",
+        cadence_days=2,
+        tone="direct",
+    )
     signup(c, utc("2026-11-15T17:30"))
 
     # Get to know you: first order two and a half days ago.
-    c = Customer("c-0015", "Lucas", "Rivera", "lucas.rivera@example.com", "+16465550115",
-                 timezone="America/New_York", language="en-US", city="New York",
-                 persona="frequent-flyer", birthday="1990-02-11", stage="onboarding",
-                 preferred_channel="email", cadence_days=14, tone="buddy")
+    c = Customer(
+        "c-0015",
+        "Lucas",
+        "Rivera",
+        "lucas.rivera@example.com",
+        "+16465550115",
+        timezone="America/New_York",
+        language="en-US",
+        city="New York",
+        persona="frequent-flyer",
+        birthday="1990-02-11",
+        stage="onboarding",
+        preferred_channel="email",
+        cadence_days=14,
+        tone="buddy",
+    )
     signup(c, utc("2026-11-18T15:00"))
     b.order(c.customer_id, utc("2026-11-21T03:00"), 38.50, "web")
 
     # Call them by name: a returning customer's order of 85.00 today.
-    c = Customer("c-0016", "Hannah", "Clarke", "hannah.clarke@example.org", UK + "116",
-                 "17841400000001601", persona="frequent-flyer", birthday="1986-12-30",
-                 stage="active", tags="travel", preferred_channel="instagram", cadence_days=60,
-                 tone="buddy", consent_instagram=True)
+    c = Customer(
+        "c-0016",
+        "Hannah",
+        "Clarke",
+        "hannah.clarke@example.org",
+        UK + "116",
+        "17841400000001601",
+        persona="frequent-flyer",
+        birthday="1986-12-30",
+        stage="active",
+        tags="travel",
+        preferred_channel="instagram",
+        cadence_days=60,
+        tone="buddy",
+        consent_instagram=True,
+    )
     signup(c, utc("2025-12-04T12:00"))
     orders(c.customer_id, regular_series(utc("2026-10-27T18:00"), 5, 25, [0, 14]), 40, 120, "app")
     b.sent(c.customer_id, utc("2026-09-01T09:00"), "instagram", "back-to-routine")
     b.order(c.customer_id, utc("2026-11-23T10:00"), 85.00, "app")
 
     # Escalate long waits: an inbound email 30 hours ago, only an auto-acknowledgement since.
-    c = Customer("c-0017", "Marcus", "Webb", "marcus.webb@example.com", UK + "117",
-                 persona="bargain-hunter", birthday="1975-06-25", stage="active", tags="deals",
-                 preferred_channel="email", cadence_days=60, tone="direct")
+    c = Customer(
+        "c-0017",
+        "Marcus",
+        "Webb",
+        "marcus.webb@example.com",
+        UK + "117",
+        persona="bargain-hunter",
+        birthday="1975-06-25",
+        stage="active",
+        tags="deals",
+        preferred_channel="email",
+        cadence_days=60,
+        tone="direct",
+    )
     signup(c, utc("2024-04-11T21:00"))
     orders(c.customer_id, regular_series(utc("2026-11-09T20:00"), 6, 45, [0, 17]), 15, 60, "web")
-    b.event(c.customer_id, "inbound_message", utc("2026-05-03T11:00"), channel="phone",
-            topic="refund")
+    b.event(
+        c.customer_id, "inbound_message", utc("2026-05-03T11:00"), channel="phone", topic="refund"
+    )
     b.event(c.customer_id, "reply", utc("2026-05-03T11:40"), channel="phone")
-    b.event(c.customer_id, "inbound_message", utc("2026-11-22T09:00"), channel="email",
-            topic="refund")
-    b.sent(c.customer_id, utc("2026-11-22T09:01"), "email", "helpdesk-autoreply",
-           "transactional")
+    b.event(
+        c.customer_id, "inbound_message", utc("2026-11-22T09:00"), channel="email", topic="refund"
+    )
+    b.sent(c.customer_id, utc("2026-11-22T09:01"), "email", "helpdesk-autoreply", "transactional")
 
     # Keep in touch: on rhythm, but we have been silent for 42.875 days (cadence 14).
-    c = Customer("c-0018", "Isabelle", "Moreau", "isabelle.moreau@example.org", "", "",
-                 "Europe/Paris", "fr-FR", "Paris", "weekend-yogi", "1991-03-28", stage="active",
-                 tags="yoga", preferred_channel="email", cadence_days=14, tone="direct")
+    c = Customer(
+        "c-0018",
+        "Isabelle",
+        "Moreau",
+        "isabelle.moreau@example.org",
+        "",
+        "",
+        "Europe/Paris",
+        "fr-FR",
+        "Paris",
+        "weekend-yogi",
+        "1991-03-28",
+        stage="active",
+        tags="yoga",
+        preferred_channel="email",
+        cadence_days=14,
+        tone="direct",
+    )
     signup(c, utc("2026-02-01T10:00"))
-    orders(c.customer_id, regular_series(utc("2026-11-15T09:00"), 8, 20, [0, 21]), 20, 60,
-           "store")
+    orders(c.customer_id, regular_series(utc("2026-11-15T09:00"), 8, 20, [0, 21]), 20, 60, "store")
     b.sent(c.customer_id, utc("2026-08-30T07:00"), "email", "summer-letter")
     b.sent(c.customer_id, utc("2026-09-20T07:00"), "email", "back-to-routine")
     b.sent(c.customer_id, utc("2026-10-11T18:00"), "email", "autumn-letter")
 
     # Loyal anniversary: joined on 23 Nov 2023.
-    c = Customer("c-0019", "George", "Patel", "george.patel@example.com", UK + "119",
-                 persona="gift-shopper", birthday="1969-05-05", stage="loyal", tags="gifts;vip",
-                 preferred_channel="email", cadence_days=60, tone="salesy")
+    c = Customer(
+        "c-0019",
+        "George",
+        "Patel",
+        "george.patel@example.com",
+        UK + "119",
+        persona="gift-shopper",
+        birthday="1969-05-05",
+        stage="loyal",
+        tags="gifts;vip",
+        preferred_channel="email",
+        cadence_days=60,
+        tone="salesy",
+    )
     signup(c, utc("2023-11-23T14:00"))
-    orders(c.customer_id, regular_series(utc("2026-10-30T13:00"), 7, 45, [0, 35]), 60, 220,
-           "web")
+    orders(c.customer_id, regular_series(utc("2026-10-30T13:00"), 7, 45, [0, 35]), 60, 220, "web")
     b.sent(c.customer_id, utc("2026-09-10T09:00"), "email", "back-to-routine")
 
     # Lapsed check-in candidate: every 10 days, now 43.3 days since the last order.
-    c = Customer("c-0020", "Ethan", "Brooks", "ethan.brooks@example.org", UK + "120",
-                 persona="coffee-regular", birthday="1996-09-12", stage="lapsed", tags="coffee",
-                 preferred_channel="email", cadence_days=14, tone="buddy")
+    c = Customer(
+        "c-0020",
+        "Ethan",
+        "Brooks",
+        "ethan.brooks@example.org",
+        UK + "120",
+        persona="coffee-regular",
+        birthday="1996-09-12",
+        stage="lapsed",
+        tags="coffee",
+        preferred_channel="email",
+        cadence_days=14,
+        tone="buddy",
+    )
     signup(c, utc("2026-05-20T07:30"))
     moments = regular_series(utc("2026-10-11T08:00"), 15, 10, [0, 11, 23])
     orders(c.customer_id, moments, 3.5, 9.5, "store")
@@ -606,23 +853,44 @@ def plant(base: Base) -> None:
     b.sent(c.customer_id, utc("2026-10-20T09:00"), "email", "autumn-letter")
 
     # Advocate invite: the 10th order, on rhythm, no referral yet.
-    c = Customer("c-0021", "Mia", "Thompson", "mia.thompson@example.com", "", "17841400000002101",
-                 persona="weekend-yogi", birthday="1999-01-07", stage="active", tags="yoga",
-                 preferred_channel="instagram", cadence_days=14, tone="buddy",
-                 consent_instagram=True)
+    c = Customer(
+        "c-0021",
+        "Mia",
+        "Thompson",
+        "mia.thompson@example.com",
+        "",
+        "17841400000002101",
+        persona="weekend-yogi",
+        birthday="1999-01-07",
+        stage="active",
+        tags="yoga",
+        preferred_channel="instagram",
+        cadence_days=14,
+        tone="buddy",
+        consent_instagram=True,
+    )
     signup(c, utc("2026-06-20T09:00"))
-    orders(c.customer_id, regular_series(utc("2026-11-08T10:00"), 9, 14, [0, 18]), 18, 40,
-           "store")
+    orders(c.customer_id, regular_series(utc("2026-11-08T10:00"), 9, 14, [0, 18]), 18, 40, "store")
     b.sent(c.customer_id, utc("2026-10-30T09:00"), "instagram", "autumn-letter")
     b.order(c.customer_id, utc("2026-11-23T09:00"), 32.00, "store")
 
     # Weekly digest audience (fires on Thursday, not on Monday).
-    c = Customer("c-0022", "Noah", "Williams", "noah.williams@example.org", UK + "122",
-                 persona="coffee-regular", birthday="1993-10-10", stage="active", tags="coffee",
-                 preferred_channel="email", cadence_days=2, tone="buddy")
+    c = Customer(
+        "c-0022",
+        "Noah",
+        "Williams",
+        "noah.williams@example.org",
+        UK + "122",
+        persona="coffee-regular",
+        birthday="1993-10-10",
+        stage="active",
+        tags="coffee",
+        preferred_channel="email",
+        cadence_days=2,
+        tone="buddy",
+    )
     signup(c, utc("2026-09-20T08:00"))
-    orders(c.customer_id, regular_series(utc("2026-11-18T08:15"), 8, 7, [0, 13]), 3.5, 10,
-           "store")
+    orders(c.customer_id, regular_series(utc("2026-11-18T08:15"), 8, 7, [0, 13]), 3.5, 10, "store")
     b.sent(c.customer_id, utc("2026-11-13T10:00"), "email", "black-friday-preview")
     b.sent(c.customer_id, utc("2026-11-21T10:00"), "email", "black-friday-preview")
 
@@ -731,8 +999,11 @@ def background(base: Base, first_index: int) -> None:
     for position, (friend, _, signup_at) in enumerate(by_signup):
         if position < 20 or rng.random() >= 0.1 or "test-account" in friend.tags:
             continue
-        earlier = [c for c, r, at in by_signup[:position]
-                   if at < signup_at - timedelta(days=1) and "test-account" not in c.tags]
+        earlier = [
+            c
+            for c, r, at in by_signup[:position]
+            if at < signup_at - timedelta(days=1) and "test-account" not in c.tags
+        ]
         same = [c for c in earlier if c.city == friend.city]
         referrer: Customer = pick(rng, same if same and rng.random() < 0.7 else earlier)
         base.event(referrer.customer_id, "referral", signup_at + timedelta(minutes=3),
@@ -925,14 +1196,20 @@ def facts(h: History, t: datetime, persona_interval: dict[str, float]) -> dict[s
     f["days_since_signup_from_midnight"] = days(t - midnight)
     signups = [at for at in h.signups if at <= t]
     f["days_since_signup_from_event"] = days(t - min(signups)) if signups else None
-    f["customer_years"] = today.year - signup_date.year - (
-        (today.month, today.day) < (signup_date.month, signup_date.day))
+    f["customer_years"] = (
+        today.year
+        - signup_date.year
+        - ((today.month, today.day) < (signup_date.month, signup_date.day))
+    )
     if row["birthday"]:
         born = date.fromisoformat(row["birthday"])
         f["days_until_birthday"] = (next_anniversary(born, today) - today).days
         f["is_birthday_today"] = f["days_until_birthday"] == 0
-        f["age"] = None if born.year == 1900 else (
-            today.year - born.year - ((today.month, today.day) < (born.month, born.day)))
+        f["age"] = (
+            None
+            if born.year == 1900
+            else (today.year - born.year - ((today.month, today.day) < (born.month, born.day)))
+        )
 
     replies = [at for at in h.replies if at <= t]
     last_reply = max(replies) if replies else None
@@ -1138,8 +1415,11 @@ class World:
         f = self.facts(cid, now, signup_variant)
         winner = max(candidates, key=lambda p: p.priority)
         outcome = f"{winner.id}: "
-        channel = f["preferred_channel"] if f[f"consent_{f['preferred_channel']}"] else (
-            "email" if f["consent_email"] else None)
+        channel = (
+            f["preferred_channel"]
+            if f[f"consent_{f['preferred_channel']}"]
+            else ("email" if f["consent_email"] else None)
+        )
         local = f["local_time"]
         since = f["days_since_last_marketing"]
         if winner.notify_only:
@@ -1197,15 +1477,20 @@ def check() -> None:
     def f(cid: str, t: datetime = NOW) -> Facts:
         return w.facts(cid, t)
 
-
     # the files themselves
     ids = [h.row["customer_id"] for h in w.people.values()]
     assert len(ids) == N_CUSTOMERS and ids == sorted(ids)
     for h in w.people.values():
         r = h.row
         assert not r["email"] or r["email"].endswith(("@example.org", "@example.com")), r
-        assert not r["phone"] or r["phone"].startswith("+447700900") or (
-            r["phone"].startswith("+1") and r["phone"][5:10] == "55501" and len(r["phone"]) == 12
+        assert (
+            not r["phone"]
+            or r["phone"].startswith("+447700900")
+            or (
+                r["phone"].startswith("+1")
+                and r["phone"][5:10] == "55501"
+                and len(r["phone"]) == 12
+            )
         ), r
         assert r["preferred_channel"] in ("email", "sms", "instagram")
         assert r["cadence_days"] in ("2", "14", "60") and r["tone"] in ("buddy", "salesy", "direct")
@@ -1227,8 +1512,7 @@ def check() -> None:
     a = f("c-0002")
     assert a["today"] == date(2026, 11, 24) and a["local_time"] == time(0, 0)
     assert a["days_until_birthday"] == 364 and a["orders_count"] >= 1
-    assert w.moments(PLAY["birthday-gift"], w.people["c-0002"], NOW) == [
-        utc("2026-11-23T01:00")]
+    assert w.moments(PLAY["birthday-gift"], w.people["c-0002"], NOW) == [utc("2026-11-23T01:00")]
     # 2b. Perth: still her birthday, 23:00 local
     a = f("c-0003")
     assert a["is_birthday_today"] and a["local_time"] == time(23, 0)

@@ -473,9 +473,7 @@ def test_a_session_the_server_dropped_is_opened_again_before_the_next_message():
     second = Controller(recorder, hostname="127.0.0.1", port=port)
     second.start()
     try:
-        assert channel.send(sample_message(key="k2", to="ada@example.org")).status == (
-            "delivered"
-        )
+        assert channel.send(sample_message(key="k2", to="ada@example.org")).status == ("delivered")
     finally:
         channel.close()
         second.stop()

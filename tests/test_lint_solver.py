@@ -28,9 +28,7 @@ def number_leaf(name: str, values: st.SearchStrategy[Any]) -> st.SearchStrategy[
     )
     between = st.tuples(values, values).map(lambda p: {"fact": name, "between": sorted(p)})
     listed = st.tuples(st.sampled_from(["in", "not_in"]), st.lists(values, min_size=1, max_size=3))
-    return st.one_of(
-        single, between, listed.map(lambda pair: {"fact": name, pair[0]: pair[1]})
-    )
+    return st.one_of(single, between, listed.map(lambda pair: {"fact": name, pair[0]: pair[1]}))
 
 
 leaves = st.one_of(

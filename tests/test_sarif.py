@@ -118,8 +118,10 @@ def test_fingerprints_survive_lines_added_above(project):
     after = in_odd()
     assert before
     assert [r["partialFingerprints"] for r in before] == [r["partialFingerprints"] for r in after]
-    line = [[r["locations"][0]["physicalLocation"]["region"]["startLine"] for r in results]
-            for results in (before, after)]
+    line = [
+        [r["locations"][0]["physicalLocation"]["region"]["startLine"] for r in results]
+        for results in (before, after)
+    ]
     assert [n + 2 for n in line[0]] == line[1]
 
 
