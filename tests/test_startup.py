@@ -20,6 +20,8 @@ HEAVY = (
     "plotly",
     "email_validator",
     "phonenumbers",
+    "dask",
+    "distributed",
 )
 
 

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from courtship.cli.common import close_channels, fail, parse_moment, progress_bar
+from courtship.cli.common import (
+    EXECUTOR_HELP,
+    SCHEDULER_HELP,
+    close_channels,
+    fail,
+    parse_moment,
+    progress_bar,
+)
 from courtship.findings import ExitCode
 
 if TYPE_CHECKING:
@@ -105,16 +112,18 @@ def command(
             min=0,
         ),
     ] = 60.0,
+    executor: Annotated[str, typer.Option("--executor", help=EXECUTOR_HELP)] = "process",
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help=SCHEDULER_HELP)] = None,
 ) -> None:
     """Decide every message at moment AT, record it in the state store, and deliver what is due.
     Running the same moment again sends nothing twice."""
-    from courtship.cli.common import load, open_state
+    from courtship.cli.common import evaluating, load, memory_line, open_state
     from courtship.delivery import Dispatcher, RetryPolicy
 
     if output_format not in ("text", "json"):
         raise fail(f"unknown format '{output_format}'; choose text or json", ExitCode.USAGE)
     moment = parse_moment(at) if at else dt.datetime.now(dt.UTC)
-    loaded = load(project, quiet=quiet, dry_run=False)
+    loaded = load(project, quiet=quiet, dry_run=False, executor=executor)
     lanes = build_lanes(loaded.project)
     channels = {name: lane.build() for name, lane in lanes.items() if lane.build is not None}
     state = open_state(loaded.project, dry_run=False)
@@ -136,7 +145,9 @@ def command(
                 "at any moment without recording it)",
                 ExitCode.USAGE,
             )
-        plan = loaded.engine.plan(loaded.base, moment, state)
+        with evaluating(loaded, executor, scheduler) as engine:
+            plan = engine.plan(loaded.base, moment, state)
+            line = memory_line(engine)
         loaded.engine.record(plan, state)
         policy = RetryPolicy(
             max_attempts=loaded.project.max_attempts,
@@ -164,6 +175,8 @@ def command(
         "waiting": waiting,
         "disabled": plan.disabled,
     }
+    if line:
+        summary["dask"] = line
     from courtship.redaction import redact
 
     if output_format == "json":
@@ -190,6 +203,8 @@ def render(summary: Mapping[str, Any]) -> str:
         f"  waiting (held back by quiet hours, cadence or caps; retries): {summary['waiting']}",
     ]
     lines += [f"    {f['customer']} {f['key']}: {f['reason']}" for f in summary["failures"]]
+    if summary.get("dask"):
+        lines.append(f"  {summary['dask']}")
     lines += [  # a template or dedup key that fails: its messages held or blocked
         f"  disabled at this moment: {playbook}: {why}"
         for playbook, why in sorted(summary.get("disabled", {}).items())

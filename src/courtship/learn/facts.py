@@ -14,6 +14,7 @@ after ``plan``, the ``becomes`` rewinds of a plan) fits nothing again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -52,10 +53,16 @@ def histories(facts: pl.DataFrame, learning: Learning) -> pl.DataFrame:
     ).with_columns(pl.col("t_x", "T").cast(pl.Float64()))
 
 
-def learned_facts(facts: pl.DataFrame, learning: Learning, keep: dict[str, Any]) -> pl.DataFrame:
+def learned_facts(
+    facts: pl.DataFrame,
+    learning: Learning,
+    keep: dict[str, Any],
+    fitter: Callable[[pl.DataFrame], dict[str, BGNBD | None]] | None = None,
+) -> pl.DataFrame:
     """``p_alive`` and ``expected_orders_90d`` for every customer of ``facts`` (which hold
     ``LEARNING_INPUTS`` and ``local_date``), in order. ``keep`` is where fits are kept (the
-    base's own dictionary)."""
+    base's own dictionary); ``fitter``: gives the models of these grouped histories instead
+    (those of the whole base, when ``facts`` are a part of it)."""
     rows = histories(facts, learning)
     triples = (
         rows.drop_nulls("x")
@@ -63,7 +70,7 @@ def learned_facts(facts: pl.DataFrame, learning: Learning, keep: dict[str, Any])
         .agg(pl.len().alias("_count"))
         .sort(_GROUP, "x", "t_x", "T")
     )
-    models = _fits(triples, learning, keep)
+    models = _fits(triples, learning, keep) if fitter is None else fitter(triples)
     parts = []
     for (name,), part in triples.partition_by(_GROUP, as_dict=True).items():
         model = models.get(name)
@@ -90,6 +97,17 @@ def learned_facts(facts: pl.DataFrame, learning: Learning, keep: dict[str, Any])
     return rows.join(
         predicted, on=[_GROUP, "x", "t_x", "T"], how="left", maintain_order="left"
     ).select(*LEARNED_FACTS)
+
+
+def fits(triples: pl.DataFrame, learning: Learning) -> dict[str, BGNBD | None]:
+    """The models of the grouped histories of parts of a base, added up: the fit of the
+    whole base."""
+    whole = (
+        triples.group_by(_GROUP, "x", "t_x", "T")
+        .agg(pl.col("_count").sum().cast(pl.UInt32()))
+        .sort(_GROUP, "x", "t_x", "T")
+    )
+    return _fits(whole, learning, {})
 
 
 def _fits(
