@@ -111,7 +111,8 @@ def test_runs_through_dask_record_and_deliver_what_one_process_does(tmp_path):
         assert first.exit_code == 0, first.output
         assert second.exit_code == 0, second.output
         summary = json.loads(second.stdout)
-        assert "peak memory" in summary.pop("dask")
+        on_dask = summary.pop("dask")
+        assert on_dask["customers"] == 600 and len(on_dask["peak_memory_mib"]) == 3
         assert summary == json.loads(first.stdout)
     assert _state_rows(dask) == _state_rows(one)
     assert _outbox(one) and _outbox(dask) == _outbox(one)
@@ -238,3 +239,50 @@ def test_a_playbook_reading_churn_risk_is_refused_with_why(tmp_path):
     result = runner.invoke(app, ["plan", "--at", AT, "-p", str(project), "--executor", "dask"])
     assert result.exit_code == 2, result.output
     assert "churn_risk" in result.stderr and "without --executor dask" in result.stderr
+
+
+def _paired(tmp_path: Path) -> tuple[Path, Path]:
+    """The bundled base in three customer files, each with an event file of the same name
+    holding its customers' events."""
+    loaded = load(ROOT, quiet=True)
+    customers, events = tmp_path / "customers", tmp_path / "events"
+    customers.mkdir()
+    events.mkdir()
+    for number, offset in enumerate(range(0, loaded.base.customers.height, 250)):
+        part = loaded.base.customers.slice(offset, 250)
+        part.write_parquet(customers / f"part-{number}.parquet")
+        loaded.base.events.filter(
+            pl.col("customer_id").is_in(part.get_column("customer_id").implode())
+        ).write_parquet(events / f"part-{number}.parquet")
+    return customers, events
+
+
+def test_event_files_named_as_the_customer_files_are_read_by_their_part_only(tmp_path):
+    customers, events = _paired(tmp_path)
+    parts = partitions.parquet_parts(customers, events)
+    assert [p.event_files for p in parts] == [
+        (str(events / f"part-{n}.parquet"),) for n in range(3)
+    ]
+    project = bundled(tmp_path / "p", customers=str(customers), events=str(events))
+    one = runner.invoke(
+        app, ["plan", "--at", AT, "-p", str(bundled(tmp_path / "csv")), "-f", "json"]
+    )
+    dask = runner.invoke(
+        app, ["plan", "--at", AT, "-p", str(project), "-f", "json", "--executor", "dask"]
+    )
+    assert dask.exit_code == 0, dask.output
+    assert dask.stdout == one.stdout
+
+
+def test_an_event_of_another_parts_customer_in_a_paired_file_is_an_error_naming_it(tmp_path):
+    customers, events = _paired(tmp_path)
+    first = pl.read_parquet(events / "part-0.parquet")
+    stray = pl.read_parquet(events / "part-1.parquet").head(1)
+    pl.concat([first, stray]).write_parquet(events / "part-0.parquet")
+    project = bundled(tmp_path / "p", customers=str(customers), events=str(events))
+    result = runner.invoke(app, ["plan", "--at", AT, "-p", str(project), "--executor", "dask"])
+    assert result.exit_code == 1, result.output
+    who = stray.get_column("customer_id")[0]
+    assert "part-0.parquet" in result.stderr and who in result.stderr
+    assert "the file named as their customer file" in result.stderr
+    assert "Traceback" not in result.output

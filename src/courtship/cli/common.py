@@ -166,6 +166,7 @@ def evaluating(loaded: Loaded, executor: str, scheduler: str | None) -> Iterator
         raise fail(str(error), ExitCode.USAGE) from None
     from courtship.engine import partitions
     from courtship.plugins import installed
+    from courtship.sources import SourceError
 
     project = loaded.project
     count = max(1, len(cluster.workers))
@@ -181,17 +182,29 @@ def evaluating(loaded: Loaded, executor: str, scheduler: str | None) -> Iterator
         yield Partitioned(loaded.engine, cluster, parts)
     except partitions.PartitionError as error:
         raise fail(str(error), ExitCode.USAGE) from None
+    except SourceError as error:  # a part's Parquet file
+        raise fail(str(error)) from None
     finally:
         cluster.close()
 
 
-def memory_line(evaluator: Any) -> str | None:
-    """The peak memory of the driver and of each Dask worker, for ``--verbose``."""
+def dask_summary(evaluator: Any) -> dict[str, Any] | None:
+    """What a moment decided on Dask took: its parts, customers, and the peak memory (MiB) of
+    the driver and of each worker."""
     report = getattr(evaluator, "report", None)
     if report is None or not report.peak_rss:
         return None
-    mib = ", ".join(f"{name} {value / 2**20:.0f} MiB" for name, value in report.peak_rss.items())
-    return f"dask: {report.parts} part(s), {report.customers} customers; peak memory: {mib}"
+    return {
+        "parts": report.parts,
+        "customers": report.customers,
+        "peak_memory_mib": {name: round(value / 2**20) for name, value in report.peak_rss.items()},
+    }
+
+
+def dask_line(summary: Mapping[str, Any]) -> str:
+    """``dask_summary`` in words."""
+    mib = ", ".join(f"{name} {value} MiB" for name, value in summary["peak_memory_mib"].items())
+    return f"dask: {summary['parts']} part(s), {summary['customers']} customers; peak memory: {mib}"
 
 
 def open_state(project: Project, *, dry_run: bool) -> StateStore:

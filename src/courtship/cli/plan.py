@@ -123,7 +123,7 @@ def command(
         raise fail(
             f"unknown format '{output_format}'; choose from {', '.join(FORMATS)}", ExitCode.USAGE
         )
-    from courtship.cli.common import evaluating, load, memory_line, open_state
+    from courtship.cli.common import dask_line, dask_summary, evaluating, load, open_state
 
     moment = parse_moment(at)
     loaded = load(project, executor=executor)
@@ -139,10 +139,10 @@ def command(
             )
         with evaluating(loaded, executor, scheduler) as engine:
             plan = engine.plan(loaded.base, moment, state)
-            line = memory_line(engine)
+            on_dask = dask_summary(engine)
     finally:
         state.close()
-    if line:
-        typer.echo(line, err=True)
+    if on_dask:
+        typer.echo(dask_line(on_dask), err=True)
     renderer = {"text": render_text, "json": render_json, "csv": render_csv}[output_format]
     typer.echo(renderer(plan), nl=False)

@@ -117,7 +117,7 @@ def command(
 ) -> None:
     """Decide every message at moment AT, record it in the state store, and deliver what is due.
     Running the same moment again sends nothing twice."""
-    from courtship.cli.common import evaluating, load, memory_line, open_state
+    from courtship.cli.common import dask_summary, evaluating, load, open_state
     from courtship.delivery import Dispatcher, RetryPolicy
 
     if output_format not in ("text", "json"):
@@ -147,7 +147,7 @@ def command(
             )
         with evaluating(loaded, executor, scheduler) as engine:
             plan = engine.plan(loaded.base, moment, state)
-            line = memory_line(engine)
+            on_dask = dask_summary(engine)
         loaded.engine.record(plan, state)
         policy = RetryPolicy(
             max_attempts=loaded.project.max_attempts,
@@ -175,8 +175,8 @@ def command(
         "waiting": waiting,
         "disabled": plan.disabled,
     }
-    if line:
-        summary["dask"] = line
+    if on_dask:
+        summary["dask"] = on_dask
     from courtship.redaction import redact
 
     if output_format == "json":
@@ -204,7 +204,9 @@ def render(summary: Mapping[str, Any]) -> str:
     ]
     lines += [f"    {f['customer']} {f['key']}: {f['reason']}" for f in summary["failures"]]
     if summary.get("dask"):
-        lines.append(f"  {summary['dask']}")
+        from courtship.cli.common import dask_line
+
+        lines.append(f"  {dask_line(summary['dask'])}")
     lines += [  # a template or dedup key that fails: its messages held or blocked
         f"  disabled at this moment: {playbook}: {why}"
         for playbook, why in sorted(summary.get("disabled", {}).items())

@@ -739,6 +739,11 @@ def parquet_parts(
 
     files = parquet_files(customers)
     event_files = tuple(str(f) for f in parquet_files(events)) if events is not None else ()
+    # Event files named as the customer files hold those customers' events: each part reads
+    # its own (and says so if one holds another part's customer's events).
+    paired = len(event_files) == len(files) > 1 and [Path(f).name for f in event_files] == [
+        f.name for f in files
+    ]
     parts, offset = [], 0
     for number, file in enumerate(files):
         size = int(pl.scan_parquet(file).select(pl.len()).collect().item())
@@ -748,8 +753,8 @@ def parquet_parts(
                 offset,
                 size,
                 customer_files=(str(file),),
-                event_files=event_files,
-                reader=ParquetReader(dict(facts or {})),
+                event_files=(event_files[number],) if paired else event_files,
+                reader=ParquetReader(dict(facts or {}), paired),
             )
         )
         offset += size
@@ -761,6 +766,8 @@ class ParquetReader:
     """Reads a part's customers and their events from Parquet, checked as the whole base is."""
 
     facts: dict[str, Any]
+    #: each customer file has its own event file, of its customers only
+    paired: bool = False
 
     def __call__(self, part: Part) -> CustomerBase:
         from courtship.sources import empty_events, normalise_customers, normalise_events
@@ -774,14 +781,33 @@ class ParquetReader:
         ids = customers.get_column("customer_id").cast(pl.String())
         events = []
         for file in part.event_files:
-            mine = (
-                pl.scan_parquet(file)
-                .filter(pl.col("customer_id").cast(pl.String()).is_in(ids.implode()))
-                .collect()
-            )
+            mine = pl.scan_parquet(file)
+            if self.paired:
+                mine = mine.collect()
+                _only_theirs(mine, ids, Path(file), Path(part.customer_files[0]))
+            else:
+                ours = pl.col("customer_id").cast(pl.String()).is_in(ids.implode())
+                mine = mine.filter(ours).collect()
             if mine.height:
                 events.append(normalise_events(mine, where=Path(file)))
         if not events:
             return CustomerBase(customers, empty_events())
         together = events[0] if len(events) == 1 else pl.concat(events, how="diagonal_relaxed")
         return CustomerBase(customers, together)
+
+
+def _only_theirs(events: pl.DataFrame, ids: pl.Series, file: Path, customers: Path) -> None:
+    """Events paired with a customer file hold its customers' events only."""
+    from courtship.sources import SourceError
+
+    stray = events.filter(~pl.col("customer_id").cast(pl.String()).is_in(ids.implode()))
+    if stray.height:
+        raise SourceError(
+            file,
+            None,
+            "customer_id",
+            f"customer {stray.get_column('customer_id')[0]} is not in {customers.name}, "
+            "the customer file of the same name",
+            "put each customer's events in the file named as their customer file (or name the "
+            "event files otherwise: each part then reads its customers' events from all of them)",
+        )

@@ -63,7 +63,8 @@ class DaskExecutor:
                 threads_per_worker=1,
                 processes=processes,
                 memory_limit=memory_limit,
-                dashboard_address=None,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
                 silence_logs=40,
             )
             self.client = distributed.Client(self.cluster)
