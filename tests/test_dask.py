@@ -142,7 +142,8 @@ def test_friends_and_persona_peers_in_other_parts_get_the_whole_base_facts(clust
     assert any(len({of_part[c] for c in ids}) > 1 for _, ids in personas.iter_rows())
 
     view = partitions.StateView(StateStore(None), engine)
-    surveys = cluster.map(partitions.survey, [(p,) for p in parts], ())
+    window = (NOW - dt.timedelta(days=1), NOW)
+    surveys = cluster.map(partitions.survey, [(p,) for p in parts], window)
     people = pl.concat(
         [s.referrals.get_column(c) for s in surveys for c in ("referrer_id", "friend_id")]
     ).unique()
@@ -286,3 +287,37 @@ def test_an_event_of_another_parts_customer_in_a_paired_file_is_an_error_naming_
     assert "part-0.parquet" in result.stderr and who in result.stderr
     assert "the file named as their customer file" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_a_customer_in_two_customer_files_is_an_error_naming_both(tmp_path):
+    customers, _ = _paired(tmp_path)
+    first = pl.read_parquet(customers / "part-0.parquet")
+    again = pl.read_parquet(customers / "part-2.parquet").head(1)
+    pl.concat([first, again]).write_parquet(customers / "part-0.parquet")
+    project = bundled(tmp_path / "p", customers=str(customers), events=str(tmp_path / "none"))
+    (project / "courtship.yaml").write_text(
+        "\n".join(
+            line
+            for line in (project / "courtship.yaml").read_text().splitlines()
+            if not line.startswith("events:")
+        )
+    )
+    result = runner.invoke(app, ["plan", "--at", AT, "-p", str(project), "--executor", "dask"])
+    assert result.exit_code == 2, result.output
+    who = again.get_column("customer_id")[0]
+    assert f"customer {who} is in" in result.stderr
+    assert "part-0.parquet" in result.stderr and "part-2.parquet" in result.stderr
+    assert "customer ids must be unique" in result.stderr
+
+
+def test_simulate_through_dask_gives_the_same_summary(tmp_path):
+    project = bundled(tmp_path / "p")
+    args = ["simulate", "--from", AT, "--to", "2026-11-25T15:00:00Z", "-p", str(project)]
+    args += ["-q", "-f", "json"]
+    one = runner.invoke(app, [*args, "--report", str(tmp_path / "one.html")])
+    dask = runner.invoke(
+        app, [*args, "--report", str(tmp_path / "dask.html"), "--executor", "dask"]
+    )
+    assert one.exit_code == 0 and dask.exit_code == 0, dask.output
+    assert json.loads(one.stdout), "a summary of the simulated moments"
+    assert dask.stdout == one.stdout

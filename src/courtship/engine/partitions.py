@@ -182,15 +182,61 @@ class Survey:
     size: int
     #: the referrals of the part's customers: referrer_id, friend_id, at (µs)
     referrals: pl.DataFrame
+    #: a hash of each of its customer ids (ids must be unique across the parts too)
+    hashes: pl.Series
+    #: the friends named by its events of the moment's window: a message may go to them
+    friends: pl.Series
     peak_rss: int
 
 
-def survey(part: Part) -> Survey:
+def survey(part: Part, since: dt.datetime, now: dt.datetime) -> Survey:
     from courtship.engine.facts import referral_rows
 
     base = part.load()
     referrals = referral_rows(base).select("referrer_id", "friend_id", "at")
-    return Survey(base.customers.height, referrals, _peak_rss())
+    hashes = base.customers.get_column("customer_id").cast(pl.String()).hash(seed=20261201)
+    friends = pl.Series([], dtype=pl.String())
+    if "friend_id" in base.events.columns:
+        friends = (
+            base.events.filter((pl.col("at") > since) & (pl.col("at") <= now))
+            .get_column("friend_id")
+            .cast(pl.String())
+            .drop_nulls()
+            .unique()
+        )
+    return Survey(base.customers.height, referrals, hashes, friends, _peak_rss())
+
+
+def ids_with(part: Part, hashes: pl.Series) -> list[str]:
+    """The part's customer ids of these hashes."""
+    ids = part.load().customers.get_column("customer_id").cast(pl.String())
+    return ids.filter(ids.hash(seed=20261201).is_in(hashes.implode())).to_list()
+
+
+def _unique_ids(parts: list[Part], surveys: list[Survey], executor: Executor) -> None:
+    """A customer id in two parts is an error naming it and both places (as in one file)."""
+    together = pl.concat([s.hashes for s in surveys])
+    if together.n_unique() == together.len():
+        return
+    twice = together.filter(together.is_duplicated()).unique()
+    found = executor.map(ids_with, [(p, twice) for p in parts], ())
+    where: dict[str, list[str]] = {}
+    for part, ids in zip(parts, found, strict=True):
+        for customer in ids:
+            where.setdefault(customer, []).append(_place(part))
+    repeated = sorted(c for c, places in where.items() if len(places) > 1)
+    if repeated:
+        raise PartitionError(
+            f"customer {repeated[0]} is in {' and in '.join(where[repeated[0]])}"
+            + (f" ({len(repeated) - 1} more ids are in two parts)" if len(repeated) > 1 else "")
+            + "; customer ids must be unique across the customer files"
+        )
+
+
+def _place(part: Part) -> str:
+    if part.customer_files:
+        return ", ".join(part.customer_files)
+    return f"rows {part.offset + 1} to {part.offset + part.size} of the customers"
 
 
 # ── pass 2: what the shared facts are made of ────────────────────────────
@@ -412,7 +458,7 @@ def reach(
     engine: Engine,
     now: dt.datetime,
     view: StateView,
-    people: pl.Series,
+    friends: pl.Series,
     due: list[dict[str, Any]],
     groups: list[int],
 ) -> Reached:
@@ -461,7 +507,7 @@ def reach(
         [pl.Series([], dtype=pl.String())]
         + [c.who.get_column("customer_id").cast(pl.String()) for c in reached.candidates]
         + [pl.Series([n["customer"] for n in plan.notifications], dtype=pl.String())]
-        + ([people] if _to_friends(engine) else [])
+        + ([friends] if _to_friends(engine) else [])
     )
     kept = facts.filter(pl.col("customer_id").is_in(wanted.implode())).with_columns(
         pl.col(ROW).alias("_local")
@@ -543,7 +589,9 @@ def decide(
         )
     now = now.astimezone(dt.UTC)
     view = StateView(state, engine)
-    surveys = executor.map(survey, [(p,) for p in parts], ())
+    plan = engine._since(now, state)
+    surveys = executor.map(survey, [(p,) for p in parts], (plan.since, plan.now))
+    _unique_ids(parts, surveys, executor)
     people = (
         pl.concat(
             [pl.Series([], dtype=pl.String())]
@@ -552,9 +600,14 @@ def decide(
         .unique()
         .sort()
     )
-    plan = engine._since(now, state)
     edited = Plan(now=plan.now, since=plan.since)
     due = engine._due(edited, state.waiting_enrollments())
+    # whose facts the guards may read as a message's recipient: the friends of the moment
+    friends = pl.concat(
+        [pl.Series([], dtype=pl.String())]
+        + [s.friends for s in surveys]
+        + [pl.Series([e["context"].get("friend_id") for e in due], dtype=pl.String()).drop_nulls()]
+    ).unique()
     plan.edits, plan.changes = edited.edits, edited.changes
     due_ids = pl.Series([e["customer_id"] for e in due], dtype=pl.String()).unique()
     counts = executor.map(count, [(p,) for p in parts], (engine, now, view, people, due_ids))
@@ -569,7 +622,7 @@ def decide(
     reached = executor.map(
         reach,
         [(p, shared[p.number], mine[p.number]) for p in parts],
-        (engine, now, view, people, due, groups),
+        (engine, now, view, friends, due, groups),
     )
     merged = _merge(engine, plan, reached, due, groups, sum(s.size for s in surveys))
     merged.plan.disabled, merged.keys = render.broken_playbooks(
