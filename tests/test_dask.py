@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import sqlite3
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -20,6 +22,7 @@ from courtship.cli.common import load
 from courtship.cli.plan import render_json
 from courtship.engine import partitions
 from courtship.engine.facts import FactHistory
+from courtship.sources import CustomerBase
 from courtship.state import StateStore
 
 distributed = pytest.importorskip("distributed")
@@ -321,3 +324,40 @@ def test_simulate_through_dask_gives_the_same_summary(tmp_path):
     assert one.exit_code == 0 and dask.exit_code == 0, dask.output
     assert json.loads(one.stdout), "a summary of the simulated moments"
     assert dask.stdout == one.stdout
+
+
+@dataclass
+class CrashOnce:
+    """A part's reader whose worker process dies the first time it reads part 1."""
+
+    marker: str
+
+    def __call__(self, part: partitions.Part) -> CustomerBase:
+        if part.number == 1 and not Path(self.marker).exists():
+            Path(self.marker).write_text("the worker died here")
+            os._exit(1)
+        assert part.customers is not None and part.events is not None
+        return CustomerBase(part.customers, part.events)
+
+
+def test_a_worker_that_dies_has_its_part_done_again_and_nothing_recorded_twice(cluster, tmp_path):
+    loaded = load(ROOT, quiet=True)
+    whole_state, dask_state = (
+        StateStore(tmp_path / "one.sqlite"),
+        StateStore(tmp_path / "dask.sqlite"),
+    )
+    whole = loaded.engine.plan(loaded.base, NOW, whole_state)
+    loaded.engine.record(whole, whole_state)
+    parts = partitions.split(loaded.base, 3)
+    for part in parts:
+        part.reader = CrashOnce(str(tmp_path / "crashed"))
+    plan = partitions.decide(loaded.engine, parts, NOW, dask_state, cluster)
+    loaded.engine.render(plan)
+    loaded.engine.record(plan, dask_state)
+    assert (tmp_path / "crashed").exists(), "a worker died"
+    assert render_json(plan) == render_json(whole)
+    for table in ("sends", "decisions", "enrollments", "fired"):
+        query = f"SELECT * FROM {table}"
+        assert sorted(dask_state.db.execute(query)) == sorted(whole_state.db.execute(query))
+    whole_state.close()
+    dask_state.close()

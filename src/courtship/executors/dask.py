@@ -63,7 +63,8 @@ class DaskExecutor:
                 threads_per_worker=1,
                 processes=processes,
                 memory_limit=memory_limit,
-                host="127.0.0.1",
+                # worker processes talk over loopback only; threads in this process, inproc
+                **({"host": "127.0.0.1"} if processes else {}),
                 dashboard_address="127.0.0.1:0",
                 silence_logs=40,
             )
