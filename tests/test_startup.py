@@ -22,6 +22,8 @@ HEAVY = (
     "plotly",
     "email_validator",
     "phonenumbers",
+    "dask",
+    "distributed",
 )
 
 

@@ -496,13 +496,17 @@ class Moments(RuleBasedStateMachine):
     def run_soon(self, gap: dt.timedelta, jitter: int) -> None:
         self.run(gap, jitter)
 
+    def decide(self, engine: Engine, base: Any) -> Any:
+        """The plan of the moment (``test_model_dask`` decides it over the base in parts)."""
+        return engine.plan(base, self.now, self.state)
+
     @rule(gap=st.sampled_from(GAPS), jitter=st.sampled_from((0, 0, 1, 17)))
     def run(self, gap: dt.timedelta, jitter: int) -> None:
         self.now += gap + dt.timedelta(seconds=jitter)
         playbooks = self._loaded()
         engine = Engine(playbooks, self.project)
         base = RandomBase(self.customers, self.events, self.now, self.project.timezone).base()
-        plan = engine.plan(base, self.now, self.state)
+        plan = self.decide(engine, base)
         engine.record(plan, self.state)
         outcome = self.model.decide(self.now)
         self.model.record(outcome)

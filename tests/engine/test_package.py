@@ -25,6 +25,7 @@ STEPS = (
     "outbox",
     "record",
     "oracle",
+    "partitions",
 )
 STATE_TABLES = (
     "runs",

@@ -81,11 +81,15 @@ class Loaded:
     project: Project
     report: Report
     engine: Engine
-    base: CustomerBase
+    base: CustomerBase | None
 
 
-def load(root: Path | None, *, quiet: bool = False, dry_run: bool = True) -> Loaded:
-    """Project file, playbooks (broken ones disabled with their reason), customers and events."""
+def load(
+    root: Path | None, *, quiet: bool = False, dry_run: bool = True, executor: str = "process"
+) -> Loaded:
+    """Project file, playbooks (broken ones disabled with their reason), customers and events.
+    With ``executor="dask"`` and customers in Parquet, the base is left to its parts to read
+    (``base`` is None)."""
     from courtship.engine import Engine
     from courtship.intake import read_base
     from courtship.sources import SourceError
@@ -113,6 +117,8 @@ def load(root: Path | None, *, quiet: bool = False, dry_run: bool = True) -> Loa
             fg="yellow",
             err=True,
         )
+    if executor == "dask" and in_parts(project):
+        return Loaded(project, report, Engine(report.valid_playbooks, project, catalogue), None)
     try:
         base = read_base(project, installed(), dry_run=dry_run)
     except SourceError as error:
@@ -121,6 +127,84 @@ def load(root: Path | None, *, quiet: bool = False, dry_run: bool = True) -> Loa
         raise fail(f"no such file: {error.filename}", ExitCode.USAGE) from None
     engine = Engine(report.valid_playbooks, project, catalogue)
     return Loaded(project, report, engine, base)
+
+
+def in_parts(project: Project) -> bool:
+    """The project's customers are Parquet files that parts of the base read themselves."""
+    from courtship.intake import file_format
+
+    return (
+        not project.sources
+        and project.customers is not None
+        and file_format(project.customers, "csv") == "parquet"
+        and (project.events is None or file_format(project.events, "jsonl") == "parquet")
+    )
+
+
+#: ``--executor`` and ``--scheduler`` of the commands that evaluate playbooks.
+EXECUTOR_HELP = "Where to decide: process (this one) or dask (a base in parts on a Dask cluster)."
+SCHEDULER_HELP = "With --executor dask: the address of a Dask scheduler (default: a local cluster)."
+
+
+@contextmanager
+def evaluating(loaded: Loaded, executor: str, scheduler: str | None) -> Iterator[Any]:
+    """What decides the moments: the engine, or the engine over the base in parts on Dask."""
+    if executor not in ("process", "dask"):
+        raise fail(f"unknown --executor '{executor}'; choose process or dask", ExitCode.USAGE)
+    if executor == "process":
+        if scheduler:
+            raise fail("--scheduler needs --executor dask", ExitCode.USAGE)
+        yield loaded.engine
+        return
+    from courtship.executors import ExecutorError
+
+    try:
+        from courtship.executors.dask import DaskExecutor, Partitioned
+
+        cluster = DaskExecutor(scheduler)
+    except ExecutorError as error:
+        raise fail(str(error), ExitCode.USAGE) from None
+    from courtship.engine import partitions
+    from courtship.plugins import installed
+    from courtship.sources import SourceError
+
+    project = loaded.project
+    count = max(1, len(cluster.workers))
+
+    def parts(base: CustomerBase | None) -> list[partitions.Part]:
+        if base is not None:
+            return partitions.split(base, count)
+        assert project.customers is not None
+        facts = installed().facts() | project.attributes
+        return partitions.parquet_parts(project.customers, project.events, facts)
+
+    try:
+        yield Partitioned(loaded.engine, cluster, parts)
+    except partitions.PartitionError as error:
+        raise fail(str(error), ExitCode.USAGE) from None
+    except SourceError as error:  # a part's Parquet file
+        raise fail(str(error)) from None
+    finally:
+        cluster.close()
+
+
+def dask_summary(evaluator: Any) -> dict[str, Any] | None:
+    """What a moment decided on Dask took: its parts, customers, and the peak memory (MiB) of
+    the driver and of each worker."""
+    report = getattr(evaluator, "report", None)
+    if report is None or not report.peak_rss:
+        return None
+    return {
+        "parts": report.parts,
+        "customers": report.customers,
+        "peak_memory_mib": {name: round(value / 2**20) for name, value in report.peak_rss.items()},
+    }
+
+
+def dask_line(summary: Mapping[str, Any]) -> str:
+    """``dask_summary`` in words."""
+    mib = ", ".join(f"{name} {value} MiB" for name, value in summary["peak_memory_mib"].items())
+    return f"dask: {summary['parts']} part(s), {summary['customers']} customers; peak memory: {mib}"
 
 
 def open_state(project: Project, *, dry_run: bool) -> StateStore:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from courtship.cli.common import fail, parse_moment
+from courtship.cli.common import EXECUTOR_HELP, SCHEDULER_HELP, fail, parse_moment
 from courtship.findings import ExitCode
 
 if TYPE_CHECKING:
@@ -126,16 +126,18 @@ def command(
         Path | None,
         typer.Option("--project", "-p", help="Folder of courtship.yaml (default: here)."),
     ] = None,
+    executor: Annotated[str, typer.Option("--executor", help=EXECUTOR_HELP)] = "process",
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help=SCHEDULER_HELP)] = None,
 ) -> None:
     """Dry run: decide every message at moment AT and print it; records nothing."""
     if output_format not in FORMATS:
         raise fail(
             f"unknown format '{output_format}'; choose from {', '.join(FORMATS)}", ExitCode.USAGE
         )
-    from courtship.cli.common import load, open_state
+    from courtship.cli.common import dask_line, dask_summary, evaluating, load, open_state
 
     moment = parse_moment(at)
-    loaded = load(project)
+    loaded = load(project, executor=executor)
     state = open_state(loaded.project, dry_run=True)
     try:
         if state.has_run(moment):
@@ -146,8 +148,12 @@ def command(
                 fg="yellow",
                 err=True,
             )
-        plan = loaded.engine.plan(loaded.base, moment, state)
+        with evaluating(loaded, executor, scheduler) as engine:
+            plan = engine.plan(loaded.base, moment, state)
+            on_dask = dask_summary(engine)
     finally:
         state.close()
+    if on_dask:
+        typer.echo(dask_line(on_dask), err=True)
     renderer = {"text": render_text, "json": render_json, "csv": render_csv}[output_format]
     typer.echo(renderer(plan), nl=False)

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from courtship.cli.common import close_channels, fail, parse_moment, progress_bar
+from courtship.cli.common import (
+    EXECUTOR_HELP,
+    SCHEDULER_HELP,
+    close_channels,
+    fail,
+    parse_moment,
+    progress_bar,
+)
 from courtship.findings import ExitCode
 
 if TYPE_CHECKING:
@@ -107,17 +114,19 @@ def command(
             min=0,
         ),
     ] = 60.0,
+    executor: Annotated[str, typer.Option("--executor", help=EXECUTOR_HELP)] = "process",
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help=SCHEDULER_HELP)] = None,
 ) -> None:
     """Decide every message at moment AT, record it in the state store, and deliver what is due.
     Running the same moment again sends nothing twice."""
-    from courtship.cli.common import load, open_state
+    from courtship.cli.common import dask_summary, evaluating, load, open_state
     from courtship.delivery import Dispatcher, RetryPolicy
 
     if output_format not in ("text", "json"):
         raise fail(f"unknown format '{output_format}'; choose text or json", ExitCode.USAGE)
     moment = parse_moment(at) if at else dt.datetime.now(dt.UTC)
     steps = Steps()
-    loaded = load(project, quiet=quiet, dry_run=False)
+    loaded = load(project, quiet=quiet, dry_run=False, executor=executor)
     steps.done("load")
     lanes = build_lanes(loaded.project)
     channels = {name: lane.build() for name, lane in lanes.items() if lane.build is not None}
@@ -140,7 +149,9 @@ def command(
                         "looks at any moment without recording it)",
                         ExitCode.USAGE,
                     )
-                plan = loaded.engine.plan(loaded.base, moment, state)
+                with evaluating(loaded, executor, scheduler) as engine:
+                    plan = engine.plan(loaded.base, moment, state)
+                    on_dask = dask_summary(engine)
                 steps.done("decide")
                 loaded.engine.record(plan, state)
                 steps.done("record")
@@ -173,6 +184,8 @@ def command(
         "waiting": waiting,
         "disabled": plan.disabled,
     }
+    if on_dask:
+        summary["dask"] = on_dask
     from courtship.redaction import redact
 
     steps.report()
@@ -218,6 +231,10 @@ def render(summary: Mapping[str, Any]) -> str:
         f"  waiting (held back by quiet hours, cadence or caps; retries): {summary['waiting']}",
     ]
     lines += [f"    {f['customer']} {f['key']}: {f['reason']}" for f in summary["failures"]]
+    if summary.get("dask"):
+        from courtship.cli.common import dask_line
+
+        lines.append(f"  {dask_line(summary['dask'])}")
     lines += [  # a template or dedup key that fails: its messages held or blocked
         f"  disabled at this moment: {playbook}: {why}"
         for playbook, why in sorted(summary.get("disabled", {}).items())

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from courtship.cli.common import fail, parse_moment, progress_bar
+from courtship.cli.common import EXECUTOR_HELP, SCHEDULER_HELP, fail, parse_moment, progress_bar
 from courtship.findings import ExitCode
 
 DECISION_SUFFIXES = (".csv", ".json")
@@ -60,6 +60,8 @@ def command(
     ] = None,
     output_format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    executor: Annotated[str, typer.Option("--executor", help=EXECUTOR_HELP)] = "process",
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help=SCHEDULER_HELP)] = None,
 ) -> None:
     """Simulate every moment from --from to --to by --step with the real engine on a copy of the
     state store (nothing is sent, no channel is used), and write an HTML report."""
@@ -90,6 +92,8 @@ def command(
         behaviour=(answer, buy, refer, seed) if behaviour else None,
         quiet=quiet,
         uplift=uplifts,
+        executor=executor,
+        scheduler=scheduler,
     )
     if output_format == "json":
         typer.echo(json.dumps(facts, indent=2))
@@ -115,9 +119,11 @@ def run_simulation(
     behaviour: tuple[float, float, float, int] | None,
     quiet: bool,
     uplift: dict[str, float] | None = None,
+    executor: str = "process",
+    scheduler: str | None = None,
 ) -> dict[str, object]:
     """Load, simulate, write the report (and decisions); the summary."""
-    from courtship.cli.common import load
+    from courtship.cli.common import evaluating, load
     from courtship.simulate import Behaviour, SimulationError, moments, simulate
     from courtship.simulate.report import (
         ReportError,
@@ -142,9 +148,12 @@ def run_simulation(
         answer, buy, refer, seed = behaviour
         model = Behaviour(answer=answer, buy=buy, refer=refer, seed=seed, uplift=dict(uplift or {}))
     try:
-        with progress_bar(quiet, "simulating") as advance:
+        with (
+            evaluating(loaded, executor, scheduler) as engine,
+            progress_bar(quiet, "simulating") as advance,
+        ):
             simulation = simulate(
-                loaded.engine,
+                engine,
                 loaded.base,
                 location_of(loaded.project),
                 first,

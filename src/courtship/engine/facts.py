@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import gc
 from calendar import isleap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import networkx as nx
@@ -128,6 +130,30 @@ LOCAL_DATE_OF: dict[str, str] = {
 }
 
 
+class SharedFacts(Protocol):
+    """What spans customers, computed once over the whole base, for a base that is one part of
+    it (``courtship.engine.partitions``): the part computes its own customers' facts and asks
+    here for what depends on other customers, giving what it would compute them from."""
+
+    def friends(
+        self, moment: datetime, referrals: pl.DataFrame, customers: pl.DataFrame, ordered: pl.Series
+    ) -> pl.DataFrame:
+        """The referral facts of the part's customers (as :func:`_friends`), from its
+        :func:`referral_rows`, its customer file and the rows of its customers with an order."""
+        ...
+
+    def medians(
+        self, moment: datetime, interval: str, values: pl.Series, personas: _Personas
+    ) -> pl.Series:
+        """Each of the part's customers' persona's median of ``interval`` over the whole base
+        (as :func:`_persona_medians` for the whole base)."""
+        ...
+
+    def models(self, moment: datetime, triples: pl.DataFrame) -> dict[str, Any]:
+        """The BG/NBD models of the whole base, from the part's grouped histories."""
+        ...
+
+
 def facts_schema() -> dict[str, pl.DataType]:
     """The columns ``compute_facts`` returns (before facts set by playbooks), with their types."""
     schema = {name: FACT_DTYPES[spec.type] for name, spec in builtin_catalogue().facts.items()}
@@ -193,12 +219,15 @@ class FactHistory:
         learning: Learning | None = WHOLE_BASE,
         churn_days: int | None = None,
         preferences: bool = False,
+        shared: SharedFacts | None = None,
     ) -> None:
         if not is_time_zone(default_timezone):
             raise ValueError(
                 f"default time zone {default_timezone!r} is not a known IANA time zone"
             )
         self.base = base
+        #: what spans customers, when this base is one part of a larger one
+        self.shared = shared
         #: how the learned facts are fitted; None leaves them out (no playbook reads them)
         self.learning = learning
         #: the horizon of ``churn_risk`` in days; None leaves it out (no playbook reads it).
@@ -235,12 +264,15 @@ class FactHistory:
         now = _utc(now)
         customers = self.customers
         zones, calendar = _zone_columns(self.zones, now)
-        links = _referral_links(referral_rows(self.base), now)
         queries = _activity_queries(self.events.lazy(), now)
         activity = _activity(*pl.collect_all(queries), now, self.zones)
         with_orders = next(part for part in activity if "orders_count" in part.columns)
         ordered = with_orders.get_column(ROW)
-        friends = _friends(links, _friend_counts(self.base, now), customers, ordered)
+        if self.shared is not None:
+            friends = self.shared.friends(now, referral_rows(self.base), customers, ordered)
+        else:
+            links = _referral_links(referral_rows(self.base), now)
+            friends = _friends(links, _friend_counts(self.base, now), customers, ordered)
 
         # Per-customer results, aligned with the customers' rows (joins on sorted row
         # numbers), then put side by side with them: customer columns are never copied
@@ -316,8 +348,12 @@ class FactHistory:
         if facts & FRIEND_FACTS:  # the referral graph as it was at the moment
             links = _referral_links(referral_rows(self.base), moment)
             ordered = derived.filter(pl.col("orders_count") > 0).select(ROW).collect()
-            friends = _friends(
-                links, _friend_counts(self.base, moment), self.customers, ordered[ROW]
+            friends = (
+                self.shared.friends(moment, referral_rows(self.base), self.customers, ordered[ROW])
+                if self.shared is not None
+                else _friends(
+                    links, _friend_counts(self.base, moment), self.customers, ordered[ROW]
+                )
             )
             derived = derived.drop(*(c for c in friends.columns if c != ROW)).join(
                 friends.lazy(), on=ROW, how="left", maintain_order="left"
@@ -443,9 +479,11 @@ class FactHistory:
         )
         facts = frame.lazy().select(expressions).collect()
         if only is None or only & set(RHYTHM_FACTS):
-            facts = facts.with_columns(_rhythm(facts, self.personas))
+            medians = None if self.shared is None else partial(self.shared.medians, now)
+            facts = facts.with_columns(_rhythm(facts, self.personas, medians))
         if self.learning is not None and (only is None or only & set(LEARNED_FACTS)):
-            learned = learned_facts(facts, self.learning, self.base.__dict__)
+            fitter = None if self.shared is None else partial(self.shared.models, now)
+            learned = learned_facts(facts, self.learning, self.base.__dict__, fitter)
             facts = pl.concat([facts, learned], how="horizontal")
         names = [name for name in facts_schema() if name in facts.columns]
         facts = facts.select(ROW, *names)
@@ -1073,20 +1111,29 @@ def referral_graph(base: CustomerBase) -> nx.Graph:
     kept = base.__dict__.get("_referral_graph")
     if kept is not None and kept[0] is base.customers and kept[1] is base.events:
         return kept[2]
-    referrals = referral_rows(base)
+    graph = graph_of(referral_rows(base))
+    base.__dict__["_referral_graph"] = (base.customers, base.events, graph)
+    return graph
+
+
+def graph_of(referrals: pl.DataFrame) -> nx.Graph:
+    """The referral graph of these :func:`referral_rows` (see :func:`referral_graph`)."""
     one, other = pl.min_horizontal("referrer", "friend"), pl.max_horizontal("referrer", "friend")
     edges = referrals.group_by(one.alias("one"), other.alias("other")).agg(pl.col("at").min())
     graph = nx.Graph(latest=edges.get_column("at").max())
     with no_cycle_collection():
         graph.add_edges_from((a, b, {"since": at}) for a, b, at in edges.iter_rows())
-    base.__dict__["_referral_graph"] = (base.customers, base.events, graph)
     return graph
 
 
 def _friend_counts(base: CustomerBase, now: datetime) -> pl.DataFrame:
     """Each person's number of friends at ``now``: their degree in the referral graph, as it
     stood then (the whole graph when nobody was referred after ``now``, as in a live run)."""
-    graph = referral_graph(base)
+    return degrees_at(referral_graph(base), now)
+
+
+def degrees_at(graph: nx.Graph, now: datetime) -> pl.DataFrame:
+    """Each node's number of friends in ``graph`` at ``now`` (see :func:`_friend_counts`)."""
     latest, cutoff = graph.graph["latest"], _epoch_us(now)
     whole = latest is None or latest <= cutoff
     if whole and "degrees" in graph.graph:
@@ -1114,7 +1161,21 @@ def _friends(
     holds the rows of customers with at least one order. A friend who is not in the customer
     file counts as a friend, but never as converted or at risk: nothing is known about them.
     """
-    count = customers.height
+    at_risk_rows = (
+        customers.select(ROW, "stage").filter(pl.col("stage").is_in(AT_RISK_STAGES)).get_column(ROW)
+    )
+    return friends_of(links, friends, customers.height, at_risk_rows, ordered)
+
+
+def friends_of(
+    links: pl.DataFrame,
+    friends: pl.DataFrame,
+    count: int,
+    at_risk_rows: pl.Series,
+    ordered: pl.Series,
+) -> pl.DataFrame:
+    """Referral facts per row of ``count`` customers: :func:`_friends`, with the rows of the
+    customers at risk given (what a whole-base pass over parts of the base gathers)."""
     one, other = pl.min_horizontal("referrer", "friend"), pl.max_horizontal("referrer", "friend")
     edges = links.select(one.alias("node"), other.alias("friend")).unique()
 
@@ -1125,9 +1186,6 @@ def _friends(
         friend = pl.col("friend")
         return pl.when(friend < count).then(pl.lit(flags).gather(friend.clip(0, count - 1)))
 
-    at_risk_rows = (
-        customers.select(ROW, "stage").filter(pl.col("stage").is_in(AT_RISK_STAGES)).get_column(ROW)
-    )
     at_risk = (
         pl.concat([edges, edges.select(node="friend", friend="node")])
         .filter(among(at_risk_rows).fill_null(False))
@@ -1224,9 +1282,14 @@ def _fact_expressions(now: datetime, calendar: pl.DataFrame) -> list[pl.Expr]:
     return expressions
 
 
-def _rhythm(facts: pl.DataFrame, personas: _Personas) -> list[pl.Expr]:
+def _rhythm(
+    facts: pl.DataFrame,
+    personas: _Personas,
+    medians: Callable[[str, pl.Series, _Personas], pl.Series] | None = None,
+) -> list[pl.Expr]:
     """The customer's own rhythm and their persona's: lateness against the usual interval
-    (a median of gaps between orders) and against the mean interval between purchase days."""
+    (a median of gaps between orders) and against the mean interval between purchase days.
+    ``medians``: the personas' medians of the whole base, when ``facts`` are a part of it."""
     late = pl.col("days_since_last_order")
     out = []
     for interval, persona_interval, own, persona_ratio in (
@@ -1238,7 +1301,12 @@ def _rhythm(facts: pl.DataFrame, personas: _Personas) -> list[pl.Expr]:
             "persona_mean_lapse_ratio",
         ),
     ):
-        persona = pl.lit(_persona_medians(facts.get_column(interval), personas))
+        values = facts.get_column(interval)
+        persona = pl.lit(
+            _persona_medians(values, personas)
+            if medians is None
+            else medians(interval, values, personas)
+        )
         out += [
             pl.when(pl.col(interval) > 0).then(late / pl.col(interval)).alias(own),
             persona.alias(persona_interval),
@@ -1266,6 +1334,11 @@ class _Personas:
     def __init__(self, personas: pl.Series) -> None:
         self.names: list[str] = sorted(personas.drop_nulls().unique().to_list())
         self.codes = personas.cast(pl.Enum(self.names)).to_physical()
+
+    def spread(self, medians: dict[str, float]) -> pl.Series:
+        """Each customer's persona's value among ``medians`` (null without a persona)."""
+        by_persona = pl.Series([medians.get(name) for name in self.names], dtype=pl.Float64())
+        return by_persona.gather(self.codes)
 
 
 class _Anniversary:

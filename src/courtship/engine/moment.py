@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 
@@ -18,6 +20,7 @@ from courtship.engine.facts import (
     FACT_DTYPES,
     ROW,
     FactHistory,
+    SharedFacts,
     customer_file_mark,
     no_cycle_collection,
     plugin_fact_columns,
@@ -35,6 +38,27 @@ from courtship.sources import CustomerBase
 from courtship.state import StateStore
 
 __all__ = ["Decision", "Engine", "Plan"]
+
+
+@dataclass
+class Reach:
+    """A moment on its way to the guards: the facts (as ``set`` and ``tag`` steps leave them),
+    what the triggers and limits read, and the messages reached so far."""
+
+    base: CustomerBase
+    plan: Plan
+    facts: pl.DataFrame
+    schema: dict[str, pl.DataType]
+    events: pl.DataFrame
+    sends: pl.DataFrame
+    keys: dict[str, str]
+    fired: pl.DataFrame
+    active: set[tuple[str, str]]
+    streaks: dict[str, pl.DataFrame | None]
+    past: dict[tuple[str, dt.datetime], pl.Series]
+    mark: int
+    trace: str | None
+    candidates: list[sequences.Candidates] = field(default_factory=list)
 
 
 class Engine:
@@ -104,37 +128,63 @@ class Engine:
         state.save_streaks(plan.now, plan.streaks)
 
     # ── the moment ────────────────────────────────────────────────────────
+    # In four parts, so a base evaluated in parts (``courtship.engine.partitions``) runs the
+    # same code: what each customer reaches (``_reach``, ``_fire``, ``_resume``), then the
+    # guards over every message reached (``_judged``).
     def _decide(
         self, base: CustomerBase, now: dt.datetime, state: StateStore, trace: str | None
     ) -> Plan:
+        reach = self._reach(base, now, state, trace)
+        for pb_id in self.order:
+            self._fire(reach, pb_id)
+        self._resume(reach, self._due(reach.plan, state.waiting_enrollments()))
+        return self._judged(reach, state)
+
+    def _since(self, now: dt.datetime, state: StateStore) -> Plan:
+        """An empty plan for moment ``now``, counting events since the last run."""
         now = now.astimezone(dt.UTC)
+        last = state.last_run()
+        since = last if last is not None and last <= now else now - self.project.lookback
+        return Plan(now=now, since=since)
+
+    def _reach(
+        self,
+        base: CustomerBase,
+        now: dt.datetime,
+        state: StateStore,
+        trace: str | None,
+        shared: SharedFacts | None = None,
+    ) -> Reach:
+        """The facts at ``now`` and what the triggers read, before any playbook fires."""
+        plan = self._since(now, state)
+        now, since = plan.now, plan.since
         # What customers wrote to us through `courtship serve` counts with the events.
         base = consent.with_inbound(base, state.callbacks("inbound"))
         last = state.last_run()
-        since = last if last is not None and last <= now else now - self.project.lookback
-        plan = Plan(now=now, since=since)
         # A playbook whose template or dedup key fails now is disabled: its messages are held.
         fact_types = {name: spec.type for name, spec in self.catalogue.facts.items()}
         plan.disabled, keys = render.broken_playbooks(self.playbooks, self.project, now, fact_types)
         # What we said to customers (a team notification is not a message to the customer).
         sends = state.sends().filter(pl.col("channel") != "team")
         history = self._history(
-            base, sends, state, learn=self.learns, churn=self.churns, prefer=self.prefers
+            base,
+            sends,
+            state,
+            learn=self.learns,
+            churn=self.churns,
+            prefer=self.prefers,
+            shared=shared,
         )
         # Consent as the customer file says, overridden by unsubscribes, STOPs and bounces.
         facts = consent.as_of(self._completed(history.at(now)), state.consent_changes(), now)
-        schema = dict(facts.schema)
         if trace is not None:
             rows = facts.filter(pl.col("customer_id") == trace).to_dicts()
             plan.customer_facts = rows[0] if rows else None
-        fired_state = state.fired()
-        active = state.active_enrollments()
         events = (
             base.events.filter((pl.col("at") > since) & (pl.col("at") <= now))
             .with_columns(pl.col("customer_id").cast(pl.String()))
             .join(facts.select("customer_id", ROW), on="customer_id")
         )
-        base_mark = customer_file_mark(base)
         streaks = {
             pb_id: state.load_streaks(pb_id, last) if last is not None else None
             for pb_id in self.order
@@ -148,53 +198,97 @@ class Engine:
             set(self.catalogue.facts),
             self._completed,
         )
-        candidates: list[sequences.Candidates] = []
-        stamp = iso(now)
+        return Reach(
+            base=base,
+            plan=plan,
+            facts=facts,
+            schema=dict(facts.schema),
+            events=events,
+            sends=sends,
+            keys=keys,
+            fired=state.fired(),
+            active=state.active_enrollments(),
+            streaks=streaks,
+            past=past,
+            mark=customer_file_mark(base),
+            trace=trace,
+        )
 
-        for pb_id in self.order:
-            pb = self.playbooks[pb_id]
-            # The last run's streaks, let go once carried on (plan.streaks has the new ones).
-            previous = streaks.pop(pb_id, None)
-            triggered = triggers.triggered(
-                pb, facts, schema, events, now, since, previous, past, plan, base_mark
-            )
-            del previous
-            within = audience.audience(pb, triggered, facts, now)
-            chosen = triggered.with_columns(within.alias("_in"))
-            if trace is not None:
-                mine = chosen.filter(pl.col("customer_id") == trace)
-                plan.traces[pb_id] = {
-                    "triggered": mine.height > 0,
-                    "audience": bool(mine.get_column("_in").any()),
-                }
-            chosen = chosen.filter(pl.col("_in")).drop("_in")
-            chosen = audience.limits(pb, chosen, fired_state, active, now, plan, trace, sends)
-            ids = chosen["customer_id"].to_list()
-            plan.fired[pb_id] = ids
-            if not ids:
-                continue
-            plan.changes.setdefault("fired", []).extend((pb_id, c, stamp) for c in ids)
-            facts = sequences.run_steps(pb, 0, chosen, now, facts, candidates, plan, self.catalogue)
+    def _fire(self, reach: Reach, pb_id: str) -> None:
+        """One playbook: whom its trigger selects, its audience admits and its limits allow,
+        taken through its steps up to their next message (a batch of candidates) or wait."""
+        pb, plan, now, facts = self.playbooks[pb_id], reach.plan, reach.plan.now, reach.facts
+        trace = reach.trace
+        triggered = triggers.triggered(
+            pb,
+            facts,
+            reach.schema,
+            reach.events,
+            now,
+            plan.since,
+            reach.streaks.pop(pb_id, None),  # the last run's, let go once carried on
+            reach.past,
+            plan,
+            reach.mark,
+        )
+        within = audience.audience(pb, triggered, facts, now)
+        chosen = triggered.with_columns(within.alias("_in"))
+        if trace is not None:
+            mine = chosen.filter(pl.col("customer_id") == trace)
+            plan.traces[pb_id] = {
+                "triggered": mine.height > 0,
+                "audience": bool(mine.get_column("_in").any()),
+            }
+        chosen = chosen.filter(pl.col("_in")).drop("_in")
+        chosen = audience.limits(
+            pb, chosen, reach.fired, reach.active, now, plan, trace, reach.sends
+        )
+        ids = chosen["customer_id"].to_list()
+        plan.fired[pb_id] = ids
+        if not ids:
+            return
+        plan.changes.setdefault("fired", []).extend((pb_id, c, iso(now)) for c in ids)
+        reach.facts = sequences.run_steps(
+            pb, 0, chosen, now, facts, reach.candidates, plan, self.catalogue
+        )
 
-        waiting = state.waiting_enrollments()
-        gone = sequences.reconcile(waiting, self.playbooks, now, plan)
-        due = [
+    def _due(self, plan: Plan, waiting: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The stored sequences due at this moment, once those an edit of their playbook let
+        go are out (what the edits did goes in the plan)."""
+        gone = sequences.reconcile(waiting, self.playbooks, plan.now, plan)
+        return [
             e
             for e in waiting
-            if e["due_at"] <= now
+            if e["due_at"] <= plan.now
             and (e["playbook"], e["customer_id"], iso(e["started_at"])) not in gone
         ]
-        sequences.resume(due, base, now, facts, candidates, plan, self.playbooks, self.catalogue)
 
-        # The guards judge the messages reached; sequences go on past those that go out, to
-        # their next message, which a further round judges, until none is reached.
-        judge = guards.Judge(state, sends, now, self.project, self.playbooks)
-        judge.broken, judge.dedup_keys = plan.disabled, keys
+    def _resume(self, reach: Reach, due: list[dict[str, Any]]) -> None:
+        """The stored sequences that are due carry on, up to their next message or wait."""
+        sequences.resume(
+            due,
+            reach.base,
+            reach.plan.now,
+            reach.facts,
+            reach.candidates,
+            reach.plan,
+            self.playbooks,
+            self.catalogue,
+        )
+
+    def _judged(self, reach: Reach, state: StateStore) -> Plan:
+        """The guards judge the messages reached; sequences go on past those that go out, to
+        their next message, which a further round judges, until none is reached."""
+        plan, facts, candidates = reach.plan, reach.facts, reach.candidates
+        judge = guards.Judge(state, reach.sends, plan.now, self.project, self.playbooks)
+        judge.broken, judge.dedup_keys = plan.disabled, reach.keys
         while candidates:
             decided = judge.judge(candidates, facts)
             plan.decisions += decided
             candidates = []
-            facts = sequences.after_guards(decided, now, facts, candidates, plan, self.catalogue)
+            facts = sequences.after_guards(
+                decided, plan.now, facts, candidates, plan, self.catalogue
+            )
         plan.facts = facts
         return plan
 
@@ -235,6 +329,7 @@ class Engine:
         learn: bool,
         churn: bool,
         prefer: bool,
+        shared: SharedFacts | None = None,
     ) -> FactHistory:
         return FactHistory(
             base,
@@ -245,6 +340,7 @@ class Engine:
             learning=self.project.learning if learn else None,
             churn_days=self.project.churn_horizon_days if churn else None,
             preferences=prefer,
+            shared=shared,
         )
 
     def _completed(self, frame: pl.DataFrame) -> pl.DataFrame:

@@ -44,10 +44,13 @@ def triggered(
         chosen = events.filter(pl.col("type") == trigger["event"])
         if "where" in trigger:
             chosen = chosen.filter(event_filter(trigger["where"], chosen.schema))
+        # Each customer's latest such event, the customers in the customer file's order (as
+        # for every trigger): a base evaluated in parts gives them in the same order.
         return (
-            chosen.sort("at")
-            .group_by(ROW, maintain_order=True)
+            chosen.sort("at", maintain_order=True)
+            .group_by(ROW)
             .last()
+            .sort(ROW)
             .select(ROW, "customer_id", pl.col("at").alias("_event_at"), "friend_id")
         )
     if "anniversary" in trigger:
@@ -180,6 +183,19 @@ def _occurrence(trigger: Mapping[str, Any], now: dt.datetime) -> pl.Expr:
     return pl.format("schedule:{}", number).alias("_occurrence")
 
 
+def past_moments(
+    playbooks: list[Playbook], now: dt.datetime, since: dt.datetime
+) -> dict[dt.datetime, list[Playbook]]:
+    """The earlier moments ``past_truths`` reads the facts at, with the playbooks that read
+    each (``since - for`` and ``now - for`` of each ``becomes`` playbook)."""
+    wanted: dict[dt.datetime, list[Playbook]] = {}
+    for pb in playbooks:
+        hold = parse_duration(pb.trigger["for"]) if "for" in pb.trigger else dt.timedelta(0)
+        for moment in {since - hold, now - hold} - {now}:
+            wanted.setdefault(moment, []).append(pb)
+    return wanted
+
+
 def past_truths(
     playbooks: list[Playbook],
     history: FactHistory,
@@ -192,11 +208,7 @@ def past_truths(
     after a crash): whether each condition held at the earlier moments the data must tell
     (``since - for``, and ``now - for``), per customer row. Each moment's facts are read
     once, for all these playbooks, and only the facts their conditions read."""
-    wanted: dict[dt.datetime, list[Playbook]] = {}
-    for pb in playbooks:
-        hold = parse_duration(pb.trigger["for"]) if "for" in pb.trigger else dt.timedelta(0)
-        for moment in {since - hold, now - hold} - {now}:
-            wanted.setdefault(moment, []).append(pb)
+    wanted = past_moments(playbooks, now, since)
     truths: dict[tuple[str, dt.datetime], pl.Series] = {}
     for moment, readers in sorted(wanted.items()):
         read = set().union(*(facts_in(pb.trigger["becomes"]) for pb in readers))

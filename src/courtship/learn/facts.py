@@ -16,6 +16,7 @@ after ``plan``, the ``becomes`` rewinds of a plan) fits nothing again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -54,10 +55,16 @@ def histories(facts: pl.DataFrame, learning: Learning) -> pl.DataFrame:
     ).with_columns(pl.col("t_x", "T").cast(pl.Float64()))
 
 
-def learned_facts(facts: pl.DataFrame, learning: Learning, keep: dict[str, Any]) -> pl.DataFrame:
+def learned_facts(
+    facts: pl.DataFrame,
+    learning: Learning,
+    keep: dict[str, Any],
+    fitter: Callable[[pl.DataFrame], dict[str, BGNBD | None]] | None = None,
+) -> pl.DataFrame:
     """``p_alive`` and ``expected_orders_90d`` for every customer of ``facts`` (which hold
     ``LEARNING_INPUTS`` and ``local_date``), in order. ``keep`` is where fits are kept (the
-    base's own dictionary)."""
+    base's own dictionary); ``fitter``: gives the models of these grouped histories instead
+    (those of the whole base, when ``facts`` are a part of it)."""
     rows, key = _keyed(histories(facts, learning))
     if key == [_KEY]:  # one number per history: grouped and joined back several times faster
         names = sorted(rows.get_column(_GROUP).unique().to_list())
@@ -81,7 +88,8 @@ def learned_facts(facts: pl.DataFrame, learning: Learning, keep: dict[str, Any])
         )
     else:
         triples = rows.drop_nulls("x").group_by(*key).agg(pl.len().alias("_count")).sort(*key)
-    models = _fits(triples.drop(_KEY, strict=False), learning, keep)
+    grouped = triples.drop(_KEY, strict=False)
+    models = _fits(grouped, learning, keep) if fitter is None else fitter(grouped)
     parts = []
     for (name,), part in triples.partition_by(_GROUP, as_dict=True).items():
         model = models.get(name)
@@ -147,6 +155,17 @@ def _keyed(rows: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
         + pl.col("T").cast(pl.Int64())
     )
     return rows.with_columns(history.alias(_KEY)), [_KEY]
+
+
+def fits(triples: pl.DataFrame, learning: Learning) -> dict[str, BGNBD | None]:
+    """The models of the grouped histories of parts of a base, added up: the fit of the
+    whole base."""
+    whole = (
+        triples.group_by(_GROUP, "x", "t_x", "T")
+        .agg(pl.col("_count").sum().cast(pl.UInt32()))
+        .sort(_GROUP, "x", "t_x", "T")
+    )
+    return _fits(whole, learning, {})
 
 
 def _fits(
