@@ -327,31 +327,62 @@ def bundled(tmp_path_factory):
     drop_schema(handle)
 
 
+def _plan_and_record(root: Path, on_postgres: bool, *how: str) -> tuple[dict, list[dict]]:
+    """A run the day before, then the plan at the README's moment and the decisions a run of it
+    records (``how``: the executor's options)."""
+    day_before = cli(root, "run", "--at", "2026-11-22T15:00:00Z", "-q", "-f", "json", *how)
+    assert day_before.exit_code in (0, 1), day_before.output
+    plan = cli(root, "plan", "--at", AT, "--format", "json", *how)
+    assert plan.exit_code == 0, plan.output
+    ran = cli(root, "run", "--at", AT, "-q", "-f", "json", *how)
+    assert ran.exit_code in (0, 1), ran.output
+    store = open_store(_url_of(root) if on_postgres else root / "state.sqlite", dry_run=True)
+    try:
+        recorded = [{k: v for k, v in d.items() if k != "provider_id"} for d in store.decisions()]
+    finally:
+        store.close()
+    return json.loads(plan.stdout), recorded
+
+
 def test_the_bundled_plan_is_the_same_from_sqlite_and_from_postgres(bundled):
     """A run the day before on each store, then the plan at the README's moment, and the
     decisions a run of it records: identical, to the order."""
     plans, recorded = {}, {}
     for kind, root in bundled.items():
-        day_before = cli(root, "run", "--at", "2026-11-22T15:00:00Z", "-q", "-f", "json")
-        assert day_before.exit_code in (0, 1), day_before.output
-        plan = cli(root, "plan", "--at", AT, "--format", "json")
-        assert plan.exit_code == 0, plan.output
-        plans[kind] = json.loads(plan.stdout)
-        ran = cli(root, "run", "--at", AT, "-q", "-f", "json")
-        assert ran.exit_code in (0, 1), ran.output
-        store = open_store(
-            root / "state.sqlite" if kind == "sqlite" else _url_of(root), dry_run=True
-        )
-        try:
-            recorded[kind] = [
-                {k: v for k, v in d.items() if k != "provider_id"} for d in store.decisions()
-            ]
-        finally:
-            store.close()
+        plans[kind], recorded[kind] = _plan_and_record(root, kind == "postgres")
     assert plans["sqlite"]["sends"], "the bundled plan sends something at the README's moment"
     assert plans["sqlite"] == plans["postgres"]
     assert len(recorded["sqlite"]) > len(plans["sqlite"]["sends"])
     assert recorded["sqlite"] == recorded["postgres"]
+
+
+def test_the_bundled_plan_is_the_same_from_sqlite_in_one_process_and_postgres_through_dask(
+    tmp_path,
+):
+    """The issue's end: SQLite in one process, PostgreSQL with the moment decided in parts on a
+    Dask cluster (a LocalCluster): the same plan and the same recorded decisions."""
+    pytest.importorskip("distributed", reason="Dask is the `dask` extra")
+    url, handle = postgres_schema()
+    try:
+        roots = {}
+        for kind, state in (("sqlite", "state: state.sqlite"), ("postgres", f"state: '{url}'")):
+            folder = tmp_path / kind
+            folder.mkdir()
+            (folder / "courtship.yaml").write_text(
+                (ROOT / "courtship.yaml")
+                .read_text()
+                .replace("playbooks: playbooks", f"playbooks: {ROOT / 'playbooks'}")
+                .replace("examples/", f"{ROOT / 'examples'}/")
+                .replace("state: .courtship/state.sqlite", state)
+            )
+            roots[kind] = folder
+        alone = _plan_and_record(roots["sqlite"], False)
+        on_dask = _plan_and_record(roots["postgres"], True, "--executor", "dask")
+    finally:
+        drop_schema(handle)
+    assert alone[0]["sends"]
+    assert alone[0] == on_dask[0]
+    assert alone[1] == on_dask[1]
 
 
 def _url_of(root: Path) -> str:
