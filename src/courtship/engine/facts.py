@@ -196,6 +196,14 @@ def compute_facts(
     return history.at(now)
 
 
+def _no_preferences(height: int) -> pl.DataFrame:
+    """The learned preferences of ``height`` customers when no playbook reads them: null."""
+    return pl.DataFrame(
+        {name: pl.Series([None] * height) for name in PREFERENCE_FACTS},
+        schema={n: FACT_DTYPES[builtin_catalogue().facts[n].type] for n in PREFERENCE_FACTS},
+    )
+
+
 class FactHistory:
     """The facts of one customer base, at ``now`` and at moments before it.
 
@@ -399,12 +407,7 @@ class FactHistory:
             numbered = facts.with_row_index(ROW) if ROW not in facts.columns else facts
             learned = preference_facts(numbered, self.answered(moment), self.activity(moment))
         else:
-            learned = pl.DataFrame(
-                {name: pl.Series([None] * facts.height) for name in PREFERENCE_FACTS},
-                schema={
-                    n: FACT_DTYPES[builtin_catalogue().facts[n].type] for n in PREFERENCE_FACTS
-                },
-            )
+            learned = _no_preferences(facts.height)
         for name in PREFERENCE_FACTS:
             facts = _in_place(facts, learned.get_column(name))
         return facts
