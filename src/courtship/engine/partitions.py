@@ -445,6 +445,10 @@ class Reached:
     changes: tuple[dict[str, list[tuple[Any, ...]]], dict[str, list[tuple[Any, ...]]]]
     #: notifications with their order key: (phase, playbook or group, k, row or due place)
     notifications: list[tuple[tuple[int, int, int, int], dict[str, Any]]]
+    #: the ways customers went at splits and branches, and the arms they were put in, each
+    #: with the same order key
+    routes: list[tuple[tuple[int, int, int, int], tuple[str, ...]]]
+    assigned: list[tuple[tuple[int, int, int, int], tuple[str, ...]]]
     streaks: dict[str, pl.DataFrame]
     #: the part's share of the customer file's mark
     mark: int
@@ -480,27 +484,50 @@ def reach(
             seen[(group, note["customer"])] = k + 1
             notes.append(((phase, group, k, at), note))
 
+    ways: dict[str, list[tuple[tuple[int, int, int, int], tuple[str, ...]]]] = {
+        "routes": [],
+        "assigned": [],
+    }
+
+    def keep_ways(
+        starts: dict[str, int], phase: int, place: Callable[[str, str], tuple[int, int]]
+    ) -> None:
+        """The routes and arms since ``starts``, keyed as notifications are: the single
+        process's order is phase, playbook (or group), step after step, then the row."""
+        for name, kept in ways.items():
+            counts: dict[tuple[int, str], int] = {}
+            for way in getattr(plan, name)[starts[name] :]:
+                group, at = place(way[0], way[1])
+                k = counts.get((group, way[1]), 0)
+                counts[(group, way[1])] = k + 1
+                kept.append(((phase, group, k, at), way))
+
+    def marks() -> dict[str, int]:
+        return {name: len(getattr(plan, name)) for name in ways}
+
     for number, pb_id in enumerate(engine.order):
-        start = len(plan.notifications)
+        start, begun = len(plan.notifications), marks()
         engine._fire(reached, pb_id)
         keep_notes(
             start,
             0,
             lambda note, n=number: (n, part.offset + row_of.get(note["customer"], 0)),
         )
+        keep_ways(begun, 0, lambda _, c, n=number: (n, part.offset + row_of.get(c, 0)))
     fired_phase = {key: list(rows) for key, rows in plan.changes.items()}
     plan.changes = {}
     mine_due = [due[i] for i in mine]
     place_of = {(due[i]["playbook"], due[i]["customer_id"]): i for i in reversed(mine)}
-    start = len(plan.notifications)
+    start, begun = len(plan.notifications), marks()
     engine._resume(reached, mine_due)
     seen.clear()
 
-    def resumed(note: dict[str, Any]) -> tuple[int, int]:
-        at = place_of.get((note["playbook"], note["customer"]), 0)
+    def resumed_at(playbook: str, customer: str) -> tuple[int, int]:
+        at = place_of.get((playbook, customer), 0)
         return groups[at] if groups else 0, at
 
-    keep_notes(start, 1, resumed)
+    keep_notes(start, 1, lambda note: resumed_at(note["playbook"], note["customer"]))
+    keep_ways(begun, 1, resumed_at)
     batches = [(c.pb.id, c.step, c.stored, c.who) for c in reached.candidates]
     facts = reached.facts
     wanted = pl.concat(
@@ -522,6 +549,8 @@ def reach(
         plan.fired,
         (fired_phase, plan.changes),
         notes,
+        ways["routes"],
+        ways["assigned"],
         streaks,
         _mark_share(base, part.offset),
         _peak_rss(),
@@ -750,6 +779,8 @@ def _merge(
         note
         for _, note in sorted((n for r in reached for n in r.notifications), key=lambda n: n[0])
     ]
+    plan.routes += [w for _, w in sorted((w for r in reached for w in r.routes), key=_first)]
+    plan.assigned += [w for _, w in sorted((w for r in reached for w in r.assigned), key=_first)]
     share = sum(r.mark for r in reached)
     mark = (share * 1_000_003 + total) % (1 << 63)
     for pb_id in engine.order:
@@ -864,3 +895,7 @@ def _only_theirs(events: pl.DataFrame, ids: pl.Series, file: Path, customers: Pa
             "put each customer's events in the file named as their customer file (or name the "
             "event files otherwise: each part then reads its customers' events from all of them)",
         )
+
+
+def _first(keyed: tuple[tuple[int, int, int, int], Any]) -> tuple[int, int, int, int]:
+    return keyed[0]
