@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
-from test_model import STEPS, Moments
+from test_model import RANDOM, STEPS, Moments
 
 from courtship.cli.plan import render_json
 from courtship.engine import Engine, partitions
@@ -59,6 +59,7 @@ class InParts(Moments):
 
 InParts.TestCase.settings = settings(
     max_examples=EXAMPLES,
+    derandomize=not RANDOM,
     stateful_step_count=min(STEPS, 8),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
