@@ -29,8 +29,8 @@ fixed and their corners drawn again: an untag before a tag of the same tag, team
 notifications counted as messages, ``max_sends`` counting firings.)
 
 Budget: ``COURTSHIP_MODEL_RANDOM=1 COURTSHIP_MODEL_EXAMPLES=2000 pytest tests/engine/test_model.py``
-for a long run with new draws (default: the same 60 examples every time, under 90 seconds on two cores); ``COURTSHIP_MODEL_STEPS`` sets the steps
-per example.
+for a long run with new draws (default: the same 60 examples every time, under 90 seconds on
+two cores); ``COURTSHIP_MODEL_STEPS`` sets the steps per example.
 """
 
 from __future__ import annotations
