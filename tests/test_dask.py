@@ -240,6 +240,10 @@ def learning_project(folder: Path) -> Path:
             "      channel: preferred\n",
             "      channel: preferred\n      at: best_hour\n      within: 6h\n",
         )
+        if file.name == "keep-in-touch.yaml":  # some of its customers are below, some above
+            text = text.replace(
+                "audience:\n  all:\n", "audience:\n  all:\n    - {fact: churn_risk, gt: 0.04}\n"
+            )
         if file.name == "win-back.yaml":
             text = text.replace(
                 "audience:\n  all:\n", "audience:\n  all:\n    - {fact: churn_risk, gt: 0.2}\n"
@@ -290,8 +294,25 @@ def test_playbooks_reading_churn_risk_and_learned_preferences_plan_the_same_thro
         app, ["plan", "--at", AT, "-p", str(learning), "-f", "json", "--executor", "dask"]
     )
     assert one.exit_code == 0 and dask.exit_code == 0, dask.output
-    assert json.loads(one.stdout)["sends"], "the plan sends something"
     assert dask.stdout == one.stdout
+    plan = json.loads(one.stdout)
+    messages = plan["sends"] + plan["deferred"]
+    facts = FactHistory(
+        loaded.base,
+        learning=loaded.engine.project.learning,
+        churn_days=loaded.engine.project.churn_horizon_days,
+        preferences=True,
+    ).at(NOW)
+    by_id = {row["customer_id"]: row for row in facts.iter_rows(named=True)}
+    kept = [m["customer"] for m in messages if m["playbook"] == "keep-in-touch"]
+    assert kept and all(by_id[c]["churn_risk"] > 0.04 for c in kept)
+    learned = [
+        m
+        for m in messages
+        if m["channel"] != "team" and by_id[m["recipient"]]["preferred_channel"] is None
+    ]
+    assert learned, "a message on the learned channel of a customer without one of their own"
+    assert any(m["status"] == "deferred" for m in messages), "a message waits for best_hour"
 
 
 @pytest.mark.parametrize("parts", [2, 3])

@@ -9,6 +9,10 @@ computed once for the whole base and given to every part (``SharedFacts``):
 - the personas' medians (``persona_order_interval`` …) and the BG/NBD fits of the learned facts,
   from what each part counts of its customers (the counts of the parts add up to the whole
   base's, so the medians and the fits are those of the whole base);
+- the persona prior of the learned preferences (``best_channel``, ``best_hour``), from what
+  each part counts per persona (answers per channel, activity per local hour);
+- the churn model of ``churn_risk``, fitted once on the training rows of every part, one
+  after the other in the file's order (those one process fits on: the same model);
 - the referral facts, from the whole referral graph: a friend may be in another part.
 
 The parts give back the messages they reached, with the facts of the customers concerned; the
@@ -19,8 +23,9 @@ out again, and nothing is recorded twice.
 
 Three passes over the parts: a survey (their size and their referrals), the counts the shared
 facts are made of (the parts compute the moment once with their own values, and count what
-they were given), and the moment itself. The counts are asked at exactly the moments the moment
-asks them at, since the same code asks.
+they were given), and the moment itself; and, when a playbook reads ``churn_risk``, one more
+before the last: the churn model's training rows, whose features read the shared facts. The
+counts are asked at exactly the moments the moment asks them at, since the same code asks.
 """
 
 from __future__ import annotations
