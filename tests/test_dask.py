@@ -226,23 +226,149 @@ def test_a_scheduler_address_connects_a_client_to_that_cluster(tmp_path, cluster
     assert all(worker in dask.stderr for worker in cluster.workers)
 
 
-def test_a_playbook_reading_churn_risk_is_refused_with_why(tmp_path):
-    playbooks = tmp_path / "playbooks"
+def learning_project(folder: Path) -> Path:
+    """The bundled project reading the learned facts: win-back's audience reads ``churn_risk``,
+    ``channel: preferred`` is the learned ``best_channel`` (half the customers have no channel
+    of their own), the sends on it wait for ``best_hour``; some customers click messages."""
+    playbooks = folder / "playbooks"
     shutil.copytree(ROOT / "playbooks", playbooks)
-    text = (playbooks / "win-back.yaml").read_text()
-    (playbooks / "win-back.yaml").write_text(
-        text.replace(
-            "audience:\n  all:\n", "audience:\n  all:\n    - {fact: churn_risk, gt: 0.5}\n"
+    for file in playbooks.glob("*.yaml"):
+        text = file.read_text()
+        text = text.replace(
+            "{channel: preferred,", "{channel: preferred, at: best_hour, within: 6h,"
+        ).replace(
+            "      channel: preferred\n",
+            "      channel: preferred\n      at: best_hour\n      within: 6h\n",
         )
+        if file.name == "keep-in-touch.yaml":  # some of its customers are below, some above
+            text = text.replace(
+                "audience:\n  all:\n", "audience:\n  all:\n    - {fact: churn_risk, gt: 0.04}\n"
+            )
+        if file.name == "win-back.yaml":
+            text = text.replace(
+                "audience:\n  all:\n", "audience:\n  all:\n    - {fact: churn_risk, gt: 0.2}\n"
+            )
+        file.write_text(text)
+    customers = pl.read_csv(ROOT / "examples" / "customers.csv", infer_schema=False)
+    customers = customers.with_columns(
+        pl.when(pl.int_range(pl.len()) % 2 == 0)
+        .then(pl.col("preferred_channel"))
+        .alias("preferred_channel")
     )
-    project = bundled(tmp_path / "p")
+    customers.write_csv(folder / "customers.csv")
+    lines = (ROOT / "examples" / "events.jsonl").read_text().splitlines()
+    clicks = []
+    for line in lines:
+        event = json.loads(line)
+        if event["type"] == "sent" and int(event["customer_id"][2:]) % 3 == 0:
+            at = dt.datetime.fromisoformat(event["at"]) + dt.timedelta(minutes=40)
+            clicks.append(
+                json.dumps(
+                    {"customer_id": event["customer_id"], "type": "click", "at": at.isoformat()}
+                )
+            )
+    (folder / "events.jsonl").write_text("\n".join(lines + clicks) + "\n")
+    project = bundled(
+        folder / "p", customers=str(folder / "customers.csv"), events=str(folder / "events.jsonl")
+    )
     yaml = (project / "courtship.yaml").read_text()
     (project / "courtship.yaml").write_text(
         yaml.replace(f"playbooks: {ROOT / 'playbooks'}", f"playbooks: {playbooks}")
+        + "learning: {preferred_channel: learned}\n"
     )
-    result = runner.invoke(app, ["plan", "--at", AT, "-p", str(project), "--executor", "dask"])
-    assert result.exit_code == 2, result.output
-    assert "churn_risk" in result.stderr and "without --executor dask" in result.stderr
+    return project
+
+
+@pytest.fixture(scope="module")
+def learning(tmp_path_factory):
+    return learning_project(tmp_path_factory.mktemp("learning"))
+
+
+def test_playbooks_reading_churn_risk_and_learned_preferences_plan_the_same_through_dask(
+    learning,
+):
+    loaded = load(learning, quiet=True)
+    assert loaded.engine.churns and loaded.engine.prefers
+    one = runner.invoke(app, ["plan", "--at", AT, "-p", str(learning), "-f", "json"])
+    dask = runner.invoke(
+        app, ["plan", "--at", AT, "-p", str(learning), "-f", "json", "--executor", "dask"]
+    )
+    assert one.exit_code == 0 and dask.exit_code == 0, dask.output
+    assert dask.stdout == one.stdout
+    plan = json.loads(one.stdout)
+    messages = plan["sends"] + plan["deferred"]
+    facts = FactHistory(
+        loaded.base,
+        learning=loaded.engine.project.learning,
+        churn_days=loaded.engine.project.churn_horizon_days,
+        preferences=True,
+    ).at(NOW)
+    by_id = {row["customer_id"]: row for row in facts.iter_rows(named=True)}
+    kept = [m["customer"] for m in messages if m["playbook"] == "keep-in-touch"]
+    assert kept and all(by_id[c]["churn_risk"] > 0.04 for c in kept)
+    learned = [
+        m
+        for m in messages
+        if m["channel"] != "team" and by_id[m["recipient"]]["preferred_channel"] is None
+    ]
+    assert learned, "a message on the learned channel of a customer without one of their own"
+    assert any(m["status"] == "deferred" for m in messages), "a message waits for best_hour"
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_the_learned_facts_plan_is_the_same_in_any_number_of_parts(cluster, learning, parts):
+    loaded = load(learning, quiet=True)
+    whole = loaded.engine.plan(loaded.base, NOW, StateStore(None))
+    plan = partitions.decide(
+        loaded.engine, partitions.split(loaded.base, parts), NOW, StateStore(None), cluster
+    )
+    loaded.engine.render(plan)
+    assert render_json(plan) == render_json(whole)
+    assert plan.notifications == whole.notifications
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_churn_risk_and_the_preferences_in_parts_are_the_whole_base_s(cluster, learning, parts):
+    """The churn model fitted once on every part's training rows, in the file's order, scores
+    each customer as one process does, to the bit; the personas' priors of ``best_channel``
+    and ``best_hour`` are summed over the parts."""
+    loaded = load(learning, quiet=True)
+    engine, base = loaded.engine, loaded.base
+    split = partitions.split(base, parts)
+    view = partitions.StateView(StateStore(None), engine)
+    window = (NOW - dt.timedelta(days=1), NOW)
+    surveys = cluster.map(partitions.survey, [(p,) for p in split], window)
+    people = pl.concat(
+        [s.referrals.get_column(c) for s in surveys for c in ("referrer_id", "friend_id")]
+    ).unique()
+    empty = pl.Series([], dtype=pl.String())
+    counts = cluster.map(
+        partitions.count, [(p,) for p in split], (engine, NOW, view, people, empty)
+    )
+    shared = partitions.shared_facts(engine, split, surveys, counts)
+    partitions.with_churn_models(engine, split, shared, cluster, NOW, view)
+
+    def facts(part_base, shared=None):
+        history = FactHistory(
+            part_base,
+            learning=engine.project.learning,
+            default_timezone="UTC",
+            churn_days=engine.project.churn_horizon_days,
+            preferences=True,
+            shared=shared,
+        )
+        return history.at(NOW)
+
+    whole = facts(base)
+    for name in ("churn_risk", "best_channel", "best_hour", "suggested_cadence_days"):
+        assert whole.get_column(name).drop_nulls().len() > 100, name
+    in_parts = pl.concat([facts(p.load(), shared[p.number]) for p in split])
+    assert in_parts.equals(whole)
+    alone = pl.concat([facts(p.load()) for p in split])
+    assert not alone.get_column("churn_risk").equals(whole.get_column("churn_risk"))
+    assert not alone.select("best_channel", "best_hour").equals(
+        whole.select("best_channel", "best_hour")
+    ), "alone, a part would learn its personas' priors from its own customers only"
 
 
 def _paired(tmp_path: Path) -> tuple[Path, Path]:

@@ -153,6 +153,16 @@ class SharedFacts(Protocol):
         """The BG/NBD models of the whole base, from the part's grouped histories."""
         ...
 
+    def priors(self, moment: datetime, kind: str, counts: pl.DataFrame) -> pl.DataFrame:
+        """The personas' counts the learned preferences' prior is made of, over the whole
+        base, from the part's (see :data:`courtship.learn.preferences.Priors`)."""
+        ...
+
+    def churn(self, moment: datetime, rows: pl.DataFrame) -> Any:
+        """The churn model of the whole base at ``moment`` (or None), from the part's
+        :func:`courtship.learn.churn.training_rows`."""
+        ...
+
 
 def facts_schema() -> dict[str, pl.DataType]:
     """The columns ``compute_facts`` returns (before facts set by playbooks), with their types."""
@@ -405,7 +415,10 @@ class FactHistory:
             return facts
         if self.preferences:
             numbered = facts.with_row_index(ROW) if ROW not in facts.columns else facts
-            learned = preference_facts(numbered, self.answered(moment), self.activity(moment))
+            priors = None if self.shared is None else partial(self.shared.priors, moment)
+            learned = preference_facts(
+                numbered, self.answered(moment), self.activity(moment), priors
+            )
         else:
             learned = _no_preferences(facts.height)
         for name in PREFERENCE_FACTS:
@@ -422,7 +435,8 @@ class FactHistory:
             risk = pl.Series("churn_risk", [None] * facts.height, dtype=pl.Float64())
         else:
             then = self.before(moment - timedelta(days=self.churn_days), now, set(CHURN_INPUTS))
-            risk = churn_risk(then, facts, self.churn_days, self.base.__dict__)
+            model_of = None if self.shared is None else partial(self.shared.churn, moment)
+            risk = churn_risk(then, facts, self.churn_days, self.base.__dict__, model_of)
         return _in_place(facts, risk)
 
     def _events_of(self, rows: pl.Series, moment_us: int) -> pl.DataFrame:

@@ -9,6 +9,10 @@ computed once for the whole base and given to every part (``SharedFacts``):
 - the personas' medians (``persona_order_interval`` …) and the BG/NBD fits of the learned facts,
   from what each part counts of its customers (the counts of the parts add up to the whole
   base's, so the medians and the fits are those of the whole base);
+- the persona prior of the learned preferences (``best_channel``, ``best_hour``), from what
+  each part counts per persona (answers per channel, activity per local hour);
+- the churn model of ``churn_risk``, fitted once on the training rows of every part, one
+  after the other in the file's order (those one process fits on: the same model);
 - the referral facts, from the whole referral graph: a friend may be in another part.
 
 The parts give back the messages they reached, with the facts of the customers concerned; the
@@ -19,8 +23,9 @@ out again, and nothing is recorded twice.
 
 Three passes over the parts: a survey (their size and their referrals), the counts the shared
 facts are made of (the parts compute the moment once with their own values, and count what
-they were given), and the moment itself. The counts are asked at exactly the moments the moment
-asks them at, since the same code asks.
+they were given), and the moment itself; and, when a playbook reads ``churn_risk``, one more
+before the last: the churn model's training rows, whose features read the shared facts. The
+counts are asked at exactly the moments the moment asks them at, since the same code asks.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from courtship.engine.moment import Reach
 from courtship.engine.plan import Plan
 from courtship.engine.sequences import STARTED, Candidates, _where
 from courtship.engine.triggers import MARK
+from courtship.learn.churn import ChurnModel, fit_rows
 from courtship.learn.facts import fits
 from courtship.sources import CustomerBase
 
@@ -252,6 +258,10 @@ class Counting:
         self.friends_seen: dict[dt.datetime, pl.DataFrame] = {}
         self.values: dict[tuple[dt.datetime, str], pl.DataFrame] = {}
         self.triples: dict[dt.datetime, pl.DataFrame] = {}
+        #: per moment and kind ("channel", "hour"): the personas' counts of the preferences
+        self.priors_seen: dict[tuple[dt.datetime, str], pl.DataFrame] = {}
+        #: the moments ``churn_risk`` is asked at
+        self.churn_moments: set[dt.datetime] = set()
 
     def friends(
         self,
@@ -296,12 +306,24 @@ class Counting:
         self.triples[moment] = triples
         return {}
 
+    def priors(self, moment: dt.datetime, kind: str, counts: pl.DataFrame) -> pl.DataFrame:
+        self.priors_seen[(moment, kind)] = counts
+        return counts
+
+    def churn(self, moment: dt.datetime, rows: pl.DataFrame) -> ChurnModel | None:
+        # None of the counts depend on it; its training rows read the shared facts (p_alive,
+        # the persona medians): they are counted once these are known (``Training``).
+        self.churn_moments.add(moment)
+        return None
+
 
 @dataclass
 class Counts:
     friends_seen: dict[dt.datetime, pl.DataFrame]
     values: dict[tuple[dt.datetime, str], pl.DataFrame]
     triples: dict[dt.datetime, pl.DataFrame]
+    priors: dict[tuple[dt.datetime, str], pl.DataFrame]
+    churn_moments: set[dt.datetime]
     #: the customers of stored sequences due now who are in the part
     due_here: set[str]
     peak_rss: int
@@ -320,7 +342,15 @@ def count(
     engine._reach(base, now, view, None, shared=counting)  # type: ignore[arg-type]
     ids = base.customers.get_column("customer_id").cast(pl.String())
     here = set(due_ids.filter(due_ids.is_in(ids.implode())).to_list())
-    return Counts(counting.friends_seen, counting.values, counting.triples, here, _peak_rss())
+    return Counts(
+        counting.friends_seen,
+        counting.values,
+        counting.triples,
+        counting.priors_seen,
+        counting.churn_moments,
+        here,
+        _peak_rss(),
+    )
 
 
 # ── the shared facts, for the whole base ─────────────────────────────────
@@ -333,6 +363,10 @@ class Shared:
     friend_facts: dict[dt.datetime, pl.DataFrame]
     persona_medians: dict[tuple[dt.datetime, str], dict[str, float]]
     fitted: dict[dt.datetime, dict[str, Any]]
+    #: the personas' counts of the whole base, per moment and kind
+    persona_counts: dict[tuple[dt.datetime, str], pl.DataFrame] = field(default_factory=dict)
+    #: the churn model of the whole base, per moment (None: it cannot teach one)
+    churn_models: dict[dt.datetime, ChurnModel | None] = field(default_factory=dict)
 
     def friends(
         self,
@@ -350,6 +384,16 @@ class Shared:
 
     def models(self, moment: dt.datetime, triples: pl.DataFrame) -> dict[str, Any]:
         return self.fitted[moment]
+
+    def priors(self, moment: dt.datetime, kind: str, counts: pl.DataFrame) -> pl.DataFrame:
+        return self.persona_counts[(moment, kind)]
+
+    def churn(self, moment: dt.datetime, rows: pl.DataFrame) -> ChurnModel | None:
+        return self.churn_models[moment]
+
+
+#: The column each kind of persona count adds up.
+_COUNTED = {"channel": "_persona_answered", "hour": "events"}
 
 
 def shared_facts(
@@ -371,6 +415,13 @@ def shared_facts(
         moment: fits(pl.concat([c.triples[moment] for c in counts]), engine.project.learning)
         for moment in counts[0].triples
     }
+    persona_counts = {}
+    for moment, kind in counts[0].priors:
+        column = _COUNTED[kind]
+        together = pl.concat([c.priors[(moment, kind)] for c in counts], how="vertical_relaxed")
+        persona_counts[(moment, kind)] = together.group_by("persona", kind).agg(
+            pl.col(column).sum()
+        )
     friend_facts: dict[dt.datetime, list[pl.DataFrame]] = {}
     if counts[0].friends_seen:
         referrals = _whole_referrals(surveys, counts, total)
@@ -391,7 +442,12 @@ def shared_facts(
                 for p in parts
             ]
     return [
-        Shared({m: f[number] for m, f in friend_facts.items()}, medians, fitted)
+        Shared(
+            {m: f[number] for m, f in friend_facts.items()},
+            medians,
+            fitted,
+            persona_counts,
+        )
         for number in range(len(parts))
     ]
 
@@ -425,6 +481,53 @@ def _whole_referrals(surveys: list[Survey], counts: list[Counts], total: int) ->
         ).alias("friend"),
         "at",
     )
+
+
+# ── pass 2½, when a playbook reads churn_risk: what its model learns from ───
+
+
+@dataclass
+class Training(Shared):
+    """The shared facts of one part, counting the churn model's training rows of its
+    customers (features at ``moment - H`` that read the shared facts, and the label)."""
+
+    rows: dict[dt.datetime, pl.DataFrame] = field(default_factory=dict)
+
+    def churn(self, moment: dt.datetime, rows: pl.DataFrame) -> ChurnModel | None:
+        self.rows[moment] = rows
+        return None
+
+
+def train(
+    part: Part, shared: Shared, engine: Engine, now: dt.datetime, view: StateView
+) -> dict[dt.datetime, pl.DataFrame]:
+    """The part's training rows of the churn model, per moment ``churn_risk`` is asked at."""
+    training = Training(
+        shared.friend_facts, shared.persona_medians, shared.fitted, shared.persona_counts
+    )
+    engine._reach(part.load(), now, view, None, shared=training)  # type: ignore[arg-type]
+    return training.rows
+
+
+def with_churn_models(
+    engine: Engine,
+    parts: list[Part],
+    shared: list[Shared],
+    executor: Executor,
+    now: dt.datetime,
+    view: StateView,
+) -> None:
+    """The churn model of each moment fitted once, on every part's training rows one after
+    the other (the customer file's order: the rows one process fits on, so the same model),
+    and given to every part."""
+    rows = executor.map(train, [(p, shared[p.number]) for p in parts], (engine, now, view))
+    days = engine.project.churn_horizon_days
+    models = {
+        moment: fit_rows(pl.concat([r[moment] for r in rows], how="vertical_relaxed"), days)
+        for moment in rows[0]
+    }
+    for part_shared in shared:
+        part_shared.churn_models = models
 
 
 # ── pass 3: the moment, part by part ─────────────────────────────────────
@@ -607,15 +710,6 @@ def decide(
     report: Report | None = None,
 ) -> Plan:
     """``Engine.decide`` over a base in parts: the same plan, decided part by part."""
-    if engine.churns or engine.prefers:
-        read = sorted(
-            {n for pb in engine.playbooks.values() for n in pb.facts_read}
-            & {"churn_risk", "best_channel", "suggested_cadence_days"}
-        )
-        raise PartitionError(
-            f"the playbooks read {', '.join(read)}, which a base in parts does not learn yet; "
-            "run them in one process (without --executor dask)"
-        )
     now = now.astimezone(dt.UTC)
     view = StateView(state, engine)
     plan = engine._since(now, state)
@@ -641,6 +735,8 @@ def decide(
     due_ids = pl.Series([e["customer_id"] for e in due], dtype=pl.String()).unique()
     counts = executor.map(count, [(p,) for p in parts], (engine, now, view, people, due_ids))
     shared = shared_facts(engine, parts, surveys, counts)
+    if counts[0].churn_moments:
+        with_churn_models(engine, parts, shared, executor, now, view)
     # Each stored sequence goes to the part of its customer; one of a customer no longer in
     # the file to the last part (their rows are found nowhere, as in one process).
     owner = {c: n for n, part_counts in enumerate(counts) for c in part_counts.due_here}

@@ -16,6 +16,7 @@ scikit-learn is imported only when a model is fitted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -190,12 +191,41 @@ def back_test(
     }
 
 
+def training_rows(then: pl.DataFrame, now: pl.DataFrame) -> pl.DataFrame:
+    """What a churn model is fitted on, per customer in order: the features and
+    ``orders_count`` at ``then``, and ``_orders_later``, their ``orders_count`` at ``now``.
+    Those of the parts of a base, one after the other, are the whole base's."""
+    return then.select(*FEATURES, "orders_count").with_columns(
+        now.get_column("orders_count").alias("_orders_later")
+    )
+
+
+def fit_rows(rows: pl.DataFrame, horizon_days: int) -> ChurnModel | None:
+    """The churn model of :func:`training_rows` (None when they cannot teach one)."""
+    later = rows.select(pl.col("_orders_later").alias("orders_count"))
+    try:
+        return fit(rows.drop("_orders_later"), later, horizon_days)
+    except ChurnError:
+        return None
+
+
 def churn_risk(
-    then: pl.DataFrame, now: pl.DataFrame, horizon_days: int, keep: dict[str, Any]
+    then: pl.DataFrame,
+    now: pl.DataFrame,
+    horizon_days: int,
+    keep: dict[str, Any],
+    model_of: Callable[[pl.DataFrame], ChurnModel | None] | None = None,
 ) -> pl.Series:
     """``churn_risk`` at ``now`` from a model fitted on ``then`` (H days before) → ``now``;
     null for everyone when the base cannot teach one. ``keep``: where models are kept (the
-    base's own dictionary), under a fingerprint of what they were fitted on."""
+    base's own dictionary), under a fingerprint of what they were fitted on. ``model_of``:
+    gives the model from these customers' :func:`training_rows` instead (the whole base's,
+    when they are a part of it)."""
+    if model_of is not None:
+        shared = model_of(training_rows(then, now))
+        if shared is None:
+            return pl.Series("churn_risk", [None] * now.height, dtype=pl.Float64())
+        return shared.risk(now)
     columns = [*FEATURES, "orders_count"]
     mark = (
         horizon_days,

@@ -11,7 +11,14 @@ customers' events up to the moment.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import polars as pl
+
+#: The persona's counts of the whole base, from those of these customers (``"channel"``:
+#: ``persona``, ``channel``, ``_persona_answered``; ``"hour"``: ``persona``, ``hour``,
+#: ``events``): when they are one part of a larger base (``courtship.engine.partitions``).
+Priors = Callable[[str, pl.DataFrame], pl.DataFrame]
 
 #: The learned preference facts, in catalogue order.
 PREFERENCE_FACTS: tuple[str, ...] = ("best_channel", "suggested_cadence_days", "best_hour")
@@ -127,29 +134,29 @@ def activity_hours(
     )
 
 
-def persona_hours(facts: pl.DataFrame, hours: pl.DataFrame) -> pl.DataFrame:
+def persona_hours(
+    facts: pl.DataFrame, hours: pl.DataFrame, priors: Priors | None = None
+) -> pl.DataFrame:
     """Per persona and local hour: ``events`` of all its customers, and ``_prior``, the
-    weight of that hour as their persona's preference (``PRIOR_WEIGHT`` for its busiest)."""
+    weight of that hour as their persona's preference (``PRIOR_WEIGHT`` for its busiest).
+    ``priors``: gives the whole base's counts from these customers' (see :data:`Priors`)."""
     people = facts.select(ROW, pl.col("persona").cast(pl.String()).fill_null(""))
-    return (
-        hours.join(people, on=ROW)
-        .group_by("persona", "hour")
-        .agg(pl.col("events").sum())
-        .with_columns(
-            _prior=pl.col("events")
-            / pl.col("events").max().over("persona").clip(lower_bound=1)
-            * PRIOR_WEIGHT
-        )
-        .sort("persona", "hour")
-    )
+    counted = hours.join(people, on=ROW).group_by("persona", "hour").agg(pl.col("events").sum())
+    if priors is not None:
+        counted = priors("hour", counted)
+    return counted.with_columns(
+        _prior=pl.col("events")
+        / pl.col("events").max().over("persona").clip(lower_bound=1)
+        * PRIOR_WEIGHT
+    ).sort("persona", "hour")
 
 
-def best_hours(facts: pl.DataFrame, hours: pl.DataFrame) -> pl.Series:
+def best_hours(facts: pl.DataFrame, hours: pl.DataFrame, priors: Priors | None = None) -> pl.Series:
     """``best_hour`` of every customer of ``facts`` (in order; ``_row`` and ``persona``): the
     local hour with the most of their own activity plus their persona's prior for it (at most
     half an event). So their own busiest hour wins, the persona's preference breaks its ties,
     and a customer without activity gets their persona's busiest hour; then the earliest."""
-    prior = persona_hours(facts, hours)
+    prior = persona_hours(facts, hours, priors)
     people = facts.select(ROW, pl.col("persona").cast(pl.String()).fill_null(""))
     own = (
         hours.join(people, on=ROW)
@@ -208,22 +215,28 @@ def hour_evidence(
 
 
 def preference_facts(
-    facts: pl.DataFrame, messages: pl.DataFrame, hours: pl.DataFrame | None = None
+    facts: pl.DataFrame,
+    messages: pl.DataFrame,
+    hours: pl.DataFrame | None = None,
+    priors: Priors | None = None,
 ) -> pl.DataFrame:
     """``best_channel``, ``suggested_cadence_days`` and ``best_hour`` of every customer of
     ``facts`` (in order; ``facts`` hold ``_row`` and ``PREFERENCE_INPUTS``), from
-    ``answered_messages`` and ``activity_hours`` (none: no activity)."""
+    ``answered_messages`` and ``activity_hours`` (none: no activity). ``priors``: the
+    personas' counts of the whole base, when ``facts`` are a part of it."""
     counts = by_channel(messages)
     people = facts.select(ROW, pl.col("persona").cast(pl.String()))
-    persona = (
+    answered = (
         counts.join(people, on=ROW)
         .group_by("persona", "channel")
         .agg(pl.col("answered").sum().alias("_persona_answered"))
-        .with_columns(
-            _prior=pl.col("_persona_answered")
-            / pl.col("_persona_answered").max().over("persona").clip(lower_bound=1)
-            * 0.5
-        )
+    )
+    if priors is not None:
+        answered = priors("channel", answered)
+    persona = answered.with_columns(
+        _prior=pl.col("_persona_answered")
+        / pl.col("_persona_answered").max().over("persona").clip(lower_bound=1)
+        * 0.5
     )
     channels = pl.DataFrame({"channel": list(CONSENTED)})
     scored = (
@@ -268,7 +281,7 @@ def preference_facts(
         facts.select(ROW)
         .join(scored, on=ROW, how="left", maintain_order="left")
         .join(cadence, on=ROW, how="left", maintain_order="left")
-        .with_columns(best_hours(facts, hours))
+        .with_columns(best_hours(facts, hours, priors))
         .select(*PREFERENCE_FACTS)
     )
 
