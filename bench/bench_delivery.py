@@ -50,7 +50,11 @@ respond:
 """
 
 
-def make_project(root: Path, customers: int, email: str) -> Path:
+def make_project(
+    root: Path, customers: int, email: str, state: str = "state: state.sqlite", extra: str = ""
+) -> Path:
+    """A welcome playbook for ``customers`` who signed up, its email channel set to ``email``,
+    its state store as ``state`` says (a line of courtship.yaml), ``extra`` lines added."""
     (root / "playbooks" / "templates").mkdir(parents=True)
     (root / "playbooks" / "welcome.yaml").write_text(WELCOME)
     (root / "playbooks" / "templates" / "hello.md").write_text(
@@ -70,7 +74,7 @@ def make_project(root: Path, customers: int, email: str) -> Path:
     (root / "events.jsonl").write_text("\n".join(events) + "\n")
     (root / "courtship.yaml").write_text(
         "playbooks: playbooks\ncustomers: customers.csv\nevents: events.jsonl\n"
-        "state: state.sqlite\nbrand: {name: Lotus, url: https://lotus.example.org}\n"
+        f"{state}\nbrand: {{name: Lotus, url: https://lotus.example.org}}\n{extra}"
         f"channels:\n  email: {email}\n"
     )
     return root

@@ -20,8 +20,6 @@ what to compare: the machine's load moves all three alike.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import multiprocessing
 import os
 import sys
@@ -30,47 +28,15 @@ import time
 import uuid
 from pathlib import Path
 
-AT = dt.datetime(2026, 11, 23, 15, tzinfo=dt.UTC)
-HEADER = (
-    "customer_id,first_name,last_name,email,phone,instagram_id,timezone,language,city,persona,"
-    "birthday,signup_date,stage,tags,preferred_channel,cadence_days,tone,consent_email,"
-    "consent_sms,consent_instagram"
-)
-WELCOME = """\
-id: welcome
-title: Welcome
-stage: new
-category: transactional
-trigger: {event: signup}
-respond:
-  - send: {channel: email, template: hello}
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_delivery import AT
+from bench_delivery import make_project as delivery_project
 
 
 def make_project(root: Path, customers: int, state: str) -> Path:
-    (root / "playbooks" / "templates").mkdir(parents=True)
-    (root / "playbooks" / "welcome.yaml").write_text(WELCOME)
-    (root / "playbooks" / "templates" / "hello.md").write_text(
-        "---\nsubject: Welcome, {{ first_name }}\n---\nHi {{ first_name }}, welcome to Lotus!\n"
-    )
-    rows, events = [HEADER], []
-    for n in range(customers):
-        cid = f"c{n:06d}"
-        rows.append(
-            f"{cid},Ann{n},Lee,{cid}@example.org,+1202555{n % 10000:04d},,UTC,en,Leeds,p,"
-            "1990-01-01,2026-11-23,new,,email,0,direct,true,true,false"
-        )
-        events.append(
-            json.dumps({"customer_id": cid, "type": "signup", "at": "2026-11-23T12:00:00Z"})
-        )
-    (root / "customers.csv").write_text("\n".join(rows) + "\n")
-    (root / "events.jsonl").write_text("\n".join(events) + "\n")
-    (root / "courtship.yaml").write_text(
-        "playbooks: playbooks\ncustomers: customers.csv\nevents: events.jsonl\n"
-        f"{state}\nquiet_hours: {{start: '23:59', end: '00:00'}}\n"
-        "channels:\n  email: {via: outbox}\n"
-    )
-    return root
+    """bench_delivery's project, to the outbox, on the store ``state`` names."""
+    no_quiet = "quiet_hours: {start: '23:59', end: '00:00'}\n"
+    return delivery_project(root, customers, "{via: outbox}", state=state, extra=no_quiet)
 
 
 def record(root: Path) -> None:

@@ -467,3 +467,32 @@ def test_a_url_that_now_names_an_empty_schema_is_refused_not_a_first_run(on_post
         assert marker.exists()
     finally:
         drop_schema(handle)
+
+
+def test_the_postgres_tables_have_every_column_of_the_sqlite_ones(tmp_path, postgres_url):
+    """The two stores write their tables in their own SQL: a column added to one is added to
+    the other (PostgreSQL has more: its workers' claims, its accepted notes, its streaks)."""
+    lite = StateStore(tmp_path / "state.sqlite")
+    post = open_store(postgres_url)
+    try:
+        tables = [
+            name
+            for (name,) in lite.db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            ).fetchall()
+        ]
+        assert "sends" in tables and "decisions" in tables
+        for table in tables:
+            mine = [row[1] for row in lite.db.execute(f"PRAGMA table_info({table})").fetchall()]
+            theirs = {
+                name
+                for (name,) in post.db.execute(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND table_name = ?",
+                    (table,),
+                ).fetchall()
+            }
+            assert set(mine) <= theirs, (table, set(mine) - theirs)
+    finally:
+        lite.close()
+        post.close()
