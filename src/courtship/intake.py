@@ -226,8 +226,11 @@ def with_index(base: CustomerBase, place: tuple[Path, bool], mark: str) -> None:
         # these very customer and event frames.
         for part, rows in zip(_INDEX_PARTS, index, strict=True):
             base.__dict__[f"_{part}"] = (base.customers, base.events, rows)
+        base.__dict__["_index_mark"] = (base.customers, base.events, mark)
         return
     built = (event_rows(base), referral_rows(base))
+    # What the run's aggregates were counted from (``courtship.engine.carry``).
+    base.__dict__["_index_mark"] = (base.customers, base.events, mark)
     if not writable:
         return
     try:

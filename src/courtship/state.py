@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 if TYPE_CHECKING:
+    from courtship.engine.carry import Aggregates
     from courtship.project import Project
 
 #: The tables of version 1, the first one (its stores record no version): every later version
@@ -270,6 +271,8 @@ class StateStore:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.streaks_folder = path.parent / "streaks" if path is not None else None
+        #: the last run's aggregates per customer (``courtship.engine.carry``)
+        self.aggregates_folder = path.parent / "aggregates" if path is not None else None
         self._streaks: dict[str, tuple[dt.datetime, pl.DataFrame]] = {}
         self._claim: Any = None
         self._accepted: _AcceptedJournal | None = None
@@ -500,6 +503,33 @@ class StateStore:
             for old in self.streaks_folder.glob(f"{playbook}@*"):
                 if old != file:
                     old.unlink(missing_ok=True)
+
+    # ── the last run's aggregates, for the next (the steady run) ─────────────
+    @property
+    def keeps_aggregates(self) -> bool:
+        """Whether runs keep their aggregates beside this store (a SQLite file's)."""
+        return self.aggregates_folder is not None
+
+    def aggregates(self, customers: int) -> Aggregates | None:
+        """The aggregates the last run kept, for the customer file of this mark; None when
+        there are none to carry on (a cache: the facts are then aggregated whole)."""
+        last = self.last_run()
+        if self.aggregates_folder is None or last is None:
+            return None
+        from courtship.engine.carry import load
+
+        return load(self.aggregates_folder, last, customers)
+
+    def save_aggregates(self, aggregates: Aggregates | None) -> None:
+        """Keep a run's aggregates for the next run. A cache: one that cannot be written
+        (a full disk) is left out, and the next run aggregates everyone."""
+        if self.aggregates_folder is None or aggregates is None:
+            return
+        try:
+            aggregates.save(self.aggregates_folder)
+        except (OSError, pl.exceptions.PolarsError):
+            for leftover in self.aggregates_folder.glob("*.tmp"):
+                leftover.unlink(missing_ok=True)
 
     def _streak_file(self, playbook: str, moment: dt.datetime) -> Path:
         assert self.streaks_folder is not None

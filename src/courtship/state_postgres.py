@@ -282,6 +282,7 @@ class PostgresStore(StateStore):
         self.path = None
         self.url = url
         self.streaks_folder = None
+        self.aggregates_folder = None  # many workers: each aggregates the whole base
         self._streaks: dict[str, tuple[dt.datetime, pl.DataFrame]] = {}
         self._claim: Any = None
         self._accepted = None

@@ -26,6 +26,7 @@ STEPS = (
     "record",
     "oracle",
     "partitions",
+    "carry",
 )
 STATE_TABLES = (
     "runs",

@@ -2,8 +2,8 @@
 
 Everything is column-wise. What does not depend on the moment is done once per loaded base and
 kept with it: events numbered by their customer's row and sorted in customer order
-(``event_rows``), referrals numbered the same way (``referral_rows``), the referral graph
-built with networkx (``referral_graph``). A moment's facts are then passes over sorted rows,
+(``event_rows``), referrals numbered the same way (``referral_rows``), the referral graph as a
+table of its edges (``referral_graph``). A moment's facts are then passes over sorted rows,
 joined back onto the customers by row number. Work that depends on a time zone or a persona is
 done once per zone or persona (there are few), never once per customer. ``FactHistory`` gives
 the facts at now and, for ``becomes`` on a first run, at earlier moments of the same plan.
@@ -18,15 +18,16 @@ import gc
 from calendar import isleap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-import networkx as nx
 import polars as pl
 
 from courtship.catalogue import Catalogue, builtin_catalogue
+from courtship.engine.carry import Aggregates, carry_on, kept_aggregates, moved, patched
 from courtship.learn import Learning
 from courtship.learn.churn import CHURN_FACTS, CHURN_INPUTS, churn_risk
 from courtship.learn.facts import LEARNED_FACTS, LEARNING_INPUTS, learned_facts
@@ -86,6 +87,8 @@ EVENT_COLUMNS: dict[str, pl.DataType] = {
 AT_RISK_STAGES: tuple[str, ...] = ("at-risk", "lapsed", "churned")
 ORDER_WINDOW = timedelta(days=90)
 MESSAGE_WINDOW = timedelta(days=30)
+#: The counting windows of the aggregates, by kind of event.
+WINDOWS: dict[str, timedelta] = {"order": ORDER_WINDOW, "sent": MESSAGE_WINDOW}
 MICROSECONDS_PER_DAY = 86_400_000_000
 MICROSECONDS_PER_HOUR = 3_600_000_000
 #: Columns holding a day and an hour in µs on every row. Polars divides by a constant through
@@ -238,6 +241,8 @@ class FactHistory:
         churn_days: int | None = None,
         preferences: bool = False,
         shared: SharedFacts | None = None,
+        carried: Aggregates | None = None,
+        keep: bool = False,
     ) -> None:
         if not is_time_zone(default_timezone):
             raise ValueError(
@@ -266,11 +271,17 @@ class FactHistory:
         self.personas = _Personas(self.customers.get_column("persona").cast(pl.String()))
         _check_events(base.events, "events")
         rows = event_rows(base)
+        #: the aggregates of the last run, to carry on (``courtship.engine.carry``), and
+        #: whether to keep this run's for the next (``kept``, after ``at``)
+        self.carried, self.keep = carried, keep
+        self.kept: Aggregates | None = None
+        #: Courtship's sends, numbered as the events
+        self.sent = pl.DataFrame(schema=rows.schema)
         if sends is not None and sends.height:
             _check_events(sends.with_columns(type=pl.lit("sent")), "sends")
             # Kept in customer order: each customer's events (and sends) stay in time order.
-            ours = _in_customer_order(_numbered(_events(sends, "sent"), self.ids))
-            rows = rows.merge_sorted(ours, key=ROW).with_columns(pl.col(ROW).set_sorted())
+            self.sent = _in_customer_order(_numbered(_events(sends, "sent"), self.ids))
+            rows = rows.merge_sorted(self.sent, key=ROW).with_columns(pl.col(ROW).set_sorted())
         self.events = rows
         #: per moment computed by ``at``: the per-row aggregates facts are derived from
         self._derived: dict[datetime, pl.DataFrame] = {}
@@ -282,26 +293,31 @@ class FactHistory:
         now = _utc(now)
         customers = self.customers
         zones, calendar = _zone_columns(self.zones, now)
-        queries = _activity_queries(self.events.lazy(), now)
-        activity = _activity(*pl.collect_all(queries), now, self.zones)
-        with_orders = next(part for part in activity if "orders_count" in part.columns)
-        ordered = with_orders.get_column(ROW)
+        derived = carry_on(self, now) if self.carried is not None else None
+        if derived is None:
+            derived = self._aggregated(self.events, customers.select(ROW, "timezone"), now)
+        if self.keep:
+            self.kept = kept_aggregates(self, now, derived)
+        ordered = derived.filter(pl.col("orders_count").is_not_null()).get_column(ROW)
         if self.shared is not None:
             friends = self.shared.friends(now, referral_rows(self.base), customers, ordered)
         else:
             links = _referral_links(referral_rows(self.base), now)
             friends = _friends(links, _friend_counts(self.base, now), customers, ordered)
-
-        # Per-customer results, aligned with the customers' rows (joins on sorted row
-        # numbers), then put side by side with them: customer columns are never copied
-        # through a join.
-        derived = customers.select(ROW, "timezone")
-        for part in (*activity, friends):
-            derived = derived.join(part, on=ROW, how="left", maintain_order="left")
-        derived = derived.join(_local_dates(derived), on=ROW, how="left", maintain_order="left")
+        derived = derived.join(friends, on=ROW, how="left", maintain_order="left")
         self._derived[now] = derived
         facts = self._with_churn(self._facts(derived, zones, calendar, now, None), now, now)
         return self._with_preferences(facts, now)
+
+    def _aggregated(self, events: pl.DataFrame, rows: pl.DataFrame, now: datetime) -> pl.DataFrame:
+        """The aggregates at ``now`` of the customers at ``rows`` (``ROW``, sorted, and
+        their time zone) from ``events`` (theirs, at least), with the local dates of their
+        instants. Per-customer results are aligned with the rows (joins on sorted row numbers):
+        customer columns are never copied through a join."""
+        queries = _activity_queries(events.lazy(), now)
+        for part in _activity(*pl.collect_all(queries), now, self.zones):
+            rows = rows.join(part, on=ROW, how="left", maintain_order="left")
+        return rows.join(_local_dates(rows), on=ROW, how="left", maintain_order="left")
 
     def before(self, moment: datetime, now: datetime, facts: set[str]) -> pl.DataFrame:
         """The ``facts`` named (and the local columns) for every customer at ``moment``, an
@@ -320,49 +336,25 @@ class FactHistory:
             facts |= PREFERENCE_INPUTS
         derived = self._derived[now]
         moment_us, now_us = _epoch_us(moment), _epoch_us(now)
-        kind, at = pl.col("kind"), pl.col("at")
         # Who an aggregate can differ for: an event after the moment, or an event leaving a
         # counting window between the two moments.
         changed = (
             self._recent(moment)
             .lazy()
-            .filter(
-                (at > moment_us) & (at <= now_us)
-                | (kind == "order")
-                & (at >= moment_us - _us(ORDER_WINDOW))
-                & (at < now_us - _us(ORDER_WINDOW))
-                | (kind == "sent")
-                & (at >= moment_us - _us(MESSAGE_WINDOW))
-                & (at < now_us - _us(MESSAGE_WINDOW))
-            )
+            .filter(moved(moment_us, now_us, WINDOWS))
             .select(ROW)
             .unique()
             .sort(ROW)
             .collect()
         )
         events = self._events_of(changed.get_column(ROW), moment_us)
-        queries = _activity_queries(events.lazy(), moment)
-        again = _activity(*pl.collect_all(queries), moment, self.zones)
-        redone = changed.with_columns(pl.col(ROW).set_sorted())
-        for part in again:
-            redone = redone.join(part, on=ROW, how="left", maintain_order="left")
-        redone = redone.join(
-            _local_dates(redone.join(derived.select(ROW, "timezone"), on=ROW)),
-            on=ROW,
-            how="left",
-            maintain_order="left",
+        rows = changed.with_columns(pl.col(ROW).set_sorted()).join(
+            derived.select(ROW, "timezone"), on=ROW, maintain_order="left"
         )
+        redone = self._aggregated(events, rows, moment).drop("timezone")
         # The changed customers' aggregates replace theirs. Lazily: only the columns the
         # facts asked for read are replaced (polars drops the rest from the query).
-        renewed = [name for name in redone.columns if name != ROW]
-        fresh = redone.select(
-            ROW, pl.lit(True).alias("_changed"), *(pl.col(n).alias(f"_new_{n}") for n in renewed)
-        )
-        changed_at = derived.lazy().join(fresh.lazy(), on=ROW, how="left", maintain_order="left")
-        derived = changed_at.with_columns(
-            pl.when(pl.col("_changed")).then(pl.col(f"_new_{n}")).otherwise(pl.col(n)).alias(n)
-            for n in renewed
-        ).select(derived.columns)
+        derived = patched(derived, redone)
         if facts & FRIEND_FACTS:  # the referral graph as it was at the moment
             links = _referral_links(referral_rows(self.base), moment)
             ordered = derived.filter(pl.col("orders_count") > 0).select(ROW).collect()
@@ -1121,10 +1113,21 @@ def _referral_links(referrals: pl.DataFrame, now: datetime) -> pl.DataFrame:
     )
 
 
-def referral_graph(base: CustomerBase) -> nx.Graph:
-    """The referral graph of the base, built once with networkx and kept with it: people (by
-    their number in :func:`referral_rows`) are nodes, a pair who referred each other is an
-    edge, with ``since``, the first referral between them (µs)."""
+@dataclass
+class ReferralGraph:
+    """The referral graph: people (by their number in :func:`referral_rows`) are nodes, a pair
+    who referred each other is an edge (``one`` < ``other``), with ``since``, the first referral
+    between them (µs). Held as a table of edges: a degree at a moment is a count over it."""
+
+    edges: pl.DataFrame
+    #: the latest ``since`` (None without edges)
+    latest: int | None
+    #: each node's degree in the whole graph, once asked
+    degrees: pl.DataFrame | None = None
+
+
+def referral_graph(base: CustomerBase) -> ReferralGraph:
+    """The referral graph of the base (see :class:`ReferralGraph`), built once and kept with it."""
     kept = base.__dict__.get("_referral_graph")
     if kept is not None and kept[0] is base.customers and kept[1] is base.events:
         return kept[2]
@@ -1133,14 +1136,14 @@ def referral_graph(base: CustomerBase) -> nx.Graph:
     return graph
 
 
-def graph_of(referrals: pl.DataFrame) -> nx.Graph:
+def graph_of(referrals: pl.DataFrame) -> ReferralGraph:
     """The referral graph of these :func:`referral_rows` (see :func:`referral_graph`)."""
     one, other = pl.min_horizontal("referrer", "friend"), pl.max_horizontal("referrer", "friend")
-    edges = referrals.group_by(one.alias("one"), other.alias("other")).agg(pl.col("at").min())
-    graph = nx.Graph(latest=edges.get_column("at").max())
-    with no_cycle_collection():
-        graph.add_edges_from((a, b, {"since": at}) for a, b, at in edges.iter_rows())
-    return graph
+    edges = referrals.group_by(one.alias("one"), other.alias("other")).agg(
+        pl.col("at").min().alias("since")
+    )
+    latest = edges.get_column("since").max()
+    return ReferralGraph(edges, latest if isinstance(latest, int) else None)
 
 
 def _friend_counts(base: CustomerBase, now: datetime) -> pl.DataFrame:
@@ -1149,23 +1152,22 @@ def _friend_counts(base: CustomerBase, now: datetime) -> pl.DataFrame:
     return degrees_at(referral_graph(base), now)
 
 
-def degrees_at(graph: nx.Graph, now: datetime) -> pl.DataFrame:
-    """Each node's number of friends in ``graph`` at ``now`` (see :func:`_friend_counts`)."""
-    latest, cutoff = graph.graph["latest"], _epoch_us(now)
-    whole = latest is None or latest <= cutoff
-    if whole and "degrees" in graph.graph:
-        return graph.graph["degrees"]
-    if not whole:
-        graph = graph.edge_subgraph(
-            (a, b) for a, b, since in graph.edges(data="since") if since <= cutoff
-        )
-    degrees = dict(graph.degree)
-    counts = pl.DataFrame(
-        {"node": list(degrees), "friends_count": list(degrees.values())},
-        schema={"node": pl.Int64(), "friends_count": pl.Int64()},
+def degrees_at(graph: ReferralGraph, now: datetime) -> pl.DataFrame:
+    """Each node's number of friends in ``graph`` at ``now`` (see :func:`_friend_counts`):
+    nodes with at least one edge then, ``node`` and ``friends_count``."""
+    whole = graph.latest is None or graph.latest <= _epoch_us(now)
+    if whole and graph.degrees is not None:
+        return graph.degrees
+    edges = graph.edges if whole else graph.edges.filter(pl.col("since") <= _epoch_us(now))
+    ends = pl.concat([edges.get_column("one"), edges.get_column("other")]).alias("node")
+    counts = (
+        ends.to_frame()
+        .group_by("node")
+        .agg(pl.len().cast(pl.Int64()).alias("friends_count"))
+        .cast({"node": pl.Int64()})
     )
     if whole:
-        graph.graph["degrees"] = counts
+        graph.degrees = counts
     return counts
 
 

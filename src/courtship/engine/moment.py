@@ -126,6 +126,8 @@ class Engine:
             assignment_rows(plan),
         )
         state.save_streaks(plan.now, plan.streaks)
+        state.save_aggregates(plan.aggregates)
+        plan.aggregates = None
 
     # ── the moment ────────────────────────────────────────────────────────
     # In four parts, so a base evaluated in parts (``courtship.engine.partitions``) runs the
@@ -174,9 +176,11 @@ class Engine:
             churn=self.churns,
             prefer=self.prefers,
             shared=shared,
+            carry=True,
         )
         # Consent as the customer file says, overridden by unsubscribes, STOPs and bounces.
         facts = consent.as_of(self._completed(history.at(now)), state.consent_changes(), now)
+        plan.aggregates = history.kept
         if trace is not None:
             rows = facts.filter(pl.col("customer_id") == trace).to_dicts()
             plan.customer_facts = rows[0] if rows else None
@@ -330,7 +334,11 @@ class Engine:
         churn: bool,
         prefer: bool,
         shared: SharedFacts | None = None,
+        carry: bool = False,
     ) -> FactHistory:
+        # A moment carries on the last run's aggregates (the steady run), in one process.
+        keep = carry and shared is None and state.keeps_aggregates
+        carried = state.aggregates(customer_file_mark(base)) if keep else None
         return FactHistory(
             base,
             sends=sends.select("customer_id", "at", "channel", "playbook", "category"),
@@ -341,20 +349,26 @@ class Engine:
             churn_days=self.project.churn_horizon_days if churn else None,
             preferences=prefer,
             shared=shared,
+            carried=carried,
+            keep=keep,
         )
 
     def _completed(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """The facts as conditions read them: every catalogue fact a column (facts no one has
-        set yet are null), facts plugins declare cast from the customer data's text to their
-        type, each customer's local now, and the row number."""
-        missing = [
-            pl.lit(None, dtype=FACT_DTYPES[spec.type]).alias(name)
-            for name, spec in self.catalogue.facts.items()
-            if name not in frame.columns
-        ]
-        missing += plugin_fact_columns(frame, self.catalogue)
-        return frame.with_columns(
-            *missing,
-            pl.col("local_date").dt.combine(pl.col("local_time")).alias("_local_now"),
-            pl.int_range(pl.len(), dtype=pl.UInt32()).alias(ROW),
-        )
+        return completed(frame, self.catalogue)
+
+
+def completed(frame: pl.DataFrame, catalogue: Catalogue) -> pl.DataFrame:
+    """The facts as conditions read them: every catalogue fact a column (facts no one has
+    set yet are null), facts plugins declare cast from the customer data's text to their
+    type, each customer's local now, and the row number."""
+    missing = [
+        pl.lit(None, dtype=FACT_DTYPES[spec.type]).alias(name)
+        for name, spec in catalogue.facts.items()
+        if name not in frame.columns
+    ]
+    missing += plugin_fact_columns(frame, catalogue)
+    return frame.with_columns(
+        *missing,
+        pl.col("local_date").dt.combine(pl.col("local_time")).alias("_local_now"),
+        pl.int_range(pl.len(), dtype=pl.UInt32()).alias(ROW),
+    )

@@ -141,6 +141,9 @@ class Plan:
     streaks: dict[str, pl.DataFrame] = field(default_factory=dict)
     #: the facts as the moment left them, until the messages are rendered
     facts: pl.DataFrame | None = field(default=None, repr=False)
+    #: what the facts aggregated per customer, kept beside the state for the next run
+    #: (``courtship.engine.carry``), until the plan is recorded
+    aggregates: Any = field(default=None, repr=False)
     #: per edited playbook: how many waiting customers the edit moved to the step's new place
     #: and how many it let go (their step is gone), with why
     edits: dict[str, dict[str, int]] = field(default_factory=dict)
