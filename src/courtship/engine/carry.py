@@ -147,7 +147,7 @@ def moved(moment_us: int, now_us: int, windows: dict[str, timedelta]) -> pl.Expr
 
 def changed_rows(
     kept: Aggregates,
-    events: pl.DataFrame,
+    events: pl.LazyFrame,
     now_us: int,
     windows: dict[str, timedelta],
     current: pl.DataFrame,
@@ -160,8 +160,7 @@ def changed_rows(
 
     then_us = _stamp(kept.moment)
     near = (
-        events.lazy()
-        .filter(moved(then_us, now_us, windows))
+        events.filter(moved(then_us, now_us, windows))
         .select(pl.col(ROW).cast(pl.UInt32()))
         .collect()
         .get_column(ROW)
@@ -245,11 +244,12 @@ def carry_on(history: FactHistory, now: datetime) -> pl.DataFrame | None:
         return None
     timezones = history.customers.get_column("timezone")
     rows = changed_rows(
-        kept, history.events, _epoch_us(now), WINDOWS, current_marks(history), timezones
+        kept, history.both(), _epoch_us(now), WINDOWS, current_marks(history), timezones
     )
     flags = pl.zeros(height, pl.Boolean(), eager=True)
     flags.scatter(rows, True)
-    events = history.events.filter(pl.lit(flags).gather(pl.col(ROW)))
+    mine = pl.lit(flags).gather(pl.col(ROW))
+    events = pl.concat([history.numbered.filter(mine), history.sent.filter(mine)])
     chosen = history.customers.select(ROW, "timezone").filter(pl.lit(flags))
     redone = history._aggregated(events, chosen, now)
     return patched(kept.frame, redone).collect().with_columns(pl.col(ROW).set_sorted())

@@ -20,11 +20,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import partial
+from functools import cached_property, partial
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import polars as pl
+from polars.lazyframe.group_by import LazyGroupBy
 
 from courtship.catalogue import Catalogue, builtin_catalogue
 from courtship.engine.carry import Aggregates, carry_on, kept_aggregates, moved, patched
@@ -275,18 +276,26 @@ class FactHistory:
         #: whether to keep this run's for the next (``kept``, after ``at``)
         self.carried, self.keep = carried, keep
         self.kept: Aggregates | None = None
-        #: Courtship's sends, numbered as the events
-        self.sent = pl.DataFrame(schema=rows.schema)
+        #: the events, and Courtship's sends numbered as the events, each in customer order
+        self.numbered, self.sent = rows, pl.DataFrame(schema=rows.schema)
         if sends is not None and sends.height:
             _check_events(sends.with_columns(type=pl.lit("sent")), "sends")
-            # Kept in customer order: each customer's events (and sends) stay in time order.
             self.sent = _in_customer_order(_numbered(_events(sends, "sent"), self.ids))
-            rows = rows.merge_sorted(self.sent, key=ROW).with_columns(pl.col(ROW).set_sorted())
-        self.events = rows
         #: per moment computed by ``at``: the per-row aggregates facts are derived from
         self._derived: dict[datetime, pl.DataFrame] = {}
         self._recent_events: tuple[int, pl.DataFrame] | None = None
         self._changed_events: tuple[int, pl.DataFrame] | None = None
+
+    @cached_property
+    def events(self) -> pl.DataFrame:
+        """The events and the sends merged, in customer order and time order: only when read
+        (an earlier moment, the learned preferences); the facts at now read ``both``."""
+        merged = self.numbered.merge_sorted(self.sent, key=ROW) if self.sent.height else None
+        return self.numbered if merged is None else merged.with_columns(pl.col(ROW).set_sorted())
+
+    def both(self) -> pl.LazyFrame:
+        """The events, then the sends (each in customer order, not the two together)."""
+        return pl.concat([self.numbered.lazy(), self.sent.lazy()])
 
     def at(self, now: datetime) -> pl.DataFrame:
         """Every fact for every customer at ``now`` (see :func:`compute_facts`)."""
@@ -295,7 +304,7 @@ class FactHistory:
         zones, calendar = _zone_columns(self.zones, now)
         derived = carry_on(self, now) if self.carried is not None else None
         if derived is None:
-            derived = self._aggregated(self.events, customers.select(ROW, "timezone"), now)
+            derived = self._aggregated(self.both(), customers.select(ROW, "timezone"), now)
         if self.keep:
             self.kept = kept_aggregates(self, now, derived)
         ordered = derived.filter(pl.col("orders_count").is_not_null()).get_column(ROW)
@@ -309,7 +318,9 @@ class FactHistory:
         facts = self._with_churn(self._facts(derived, zones, calendar, now, None), now, now)
         return self._with_preferences(facts, now)
 
-    def _aggregated(self, events: pl.DataFrame, rows: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    def _aggregated(
+        self, events: pl.DataFrame | pl.LazyFrame, rows: pl.DataFrame, now: datetime
+    ) -> pl.DataFrame:
         """The aggregates at ``now`` of the customers at ``rows`` (``ROW``, sorted, and
         their time zone) from ``events`` (theirs, at least), with the local dates of their
         instants. Per-customer results are aligned with the rows (joins on sorted row numbers):
@@ -852,31 +863,36 @@ def _as_utc(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 def _activity_queries(events: pl.LazyFrame, now: datetime) -> list[pl.LazyFrame]:
     """What the orders, visits, conversations and sends say, as queries to collect together.
 
-    ``events`` are in customer order (see ``_in_customer_order``): visits, sends, signups,
-    orders and inbound messages are each consecutive per customer (and, but for sends, in time
-    order), so their latest, counts, sums, gaps and "the latest" are cheap passes over sorted
-    rows.
+    ``events`` are the events in customer order (see ``_in_customer_order``), then the sends
+    (``FactHistory.both``): visits, signups, orders and inbound messages are each consecutive
+    per customer and in time order, so their latest, counts, sums, gaps and "the latest" are
+    cheap passes over sorted rows; sends are grouped.
     """
     now_us = _epoch_us(now)
     kind, at = pl.col("kind"), pl.col("at")
-    events = events.filter(at <= now_us).with_columns(pl.col(ROW).set_sorted())
+    events = events.filter(at <= now_us)
 
-    def latest(of: str) -> pl.LazyFrame:
-        return events.filter(kind == of).group_by(ROW, maintain_order=True)
+    def of(name: str) -> pl.LazyFrame:
+        return events.filter(kind == name).with_columns(pl.col(ROW).set_sorted())
+
+    def latest(name: str) -> LazyGroupBy:
+        return of(name).group_by(ROW, maintain_order=True)
 
     visits = latest("visit").agg(at.max().alias("last_visit_at"))
-    sends = latest("sent").agg(
-        at.max().alias("last_message_at"),
-        (at >= now_us - _us(MESSAGE_WINDOW)).sum().alias("messages_sent_30d"),
+    # ``sent`` events of the file and Courtship's sends: each in customer order, not together
+    sends = (
+        events.filter(kind == "sent")
+        .group_by(ROW)
+        .agg(
+            at.max().alias("last_message_at"),
+            (at >= now_us - _us(MESSAGE_WINDOW)).sum().alias("messages_sent_30d"),
+        )
+        .sort(ROW)
     )
     signups = latest("signup").agg(at.min().alias("first_signup_at"))
-    orders = events.filter(kind == "order").select(ROW, "at", "amount")
-    replies = (
-        events.filter(kind == "reply")
-        .group_by(ROW, maintain_order=True)
-        .agg(at.max().alias("last_reply_at"))
-    )
-    messages = events.filter(kind == "inbound_message").select(ROW, "at", "channel")
+    orders = of("order").select(ROW, "at", "amount")
+    replies = latest("reply").agg(at.max().alias("last_reply_at"))
+    messages = of("inbound_message").select(ROW, "at", "channel")
     return [visits, sends, signups, orders, replies, messages]
 
 
