@@ -289,7 +289,7 @@ class FactHistory:
     @cached_property
     def events(self) -> pl.DataFrame:
         """The events and the sends merged, in customer order and time order: only when read
-        (an earlier moment, the learned preferences); the facts at now read ``both``."""
+        (the learned preferences); the facts read ``both``."""
         merged = self.numbered.merge_sorted(self.sent, key=ROW) if self.sent.height else None
         return self.numbered if merged is None else merged.with_columns(pl.col(ROW).set_sorted())
 
@@ -447,10 +447,10 @@ class FactHistory:
         Those of a more recent moment are among those of an earlier one, so the events found
         for the earliest moment asked are kept and searched again."""
         kept = self._changed_events
-        source = kept[1] if kept is not None and kept[0] <= moment_us else self.events
+        source = kept[1].lazy() if kept is not None and kept[0] <= moment_us else self.both()
         flags = pl.zeros(self.customers.height, pl.Boolean(), eager=True)
         flags.scatter(rows, True)
-        events = source.filter(pl.lit(flags).gather(pl.col(ROW)))
+        events = source.filter(pl.lit(flags).gather(pl.col(ROW))).collect()
         if kept is None or kept[0] > moment_us:
             self._changed_events = (moment_us, events)
         return events
@@ -461,7 +461,7 @@ class FactHistory:
         moments of the same plan."""
         cutoff = _epoch_us(moment) - _us(max(ORDER_WINDOW, MESSAGE_WINDOW))
         if self._recent_events is None or self._recent_events[0] > cutoff:
-            recent = self.events.filter(pl.col("at") >= cutoff)
+            recent = self.both().filter(pl.col("at") >= cutoff).collect()
             self._recent_events = (cutoff, recent)
         return self._recent_events[1]
 
