@@ -483,6 +483,23 @@ class StateStore:
             return None
         return frame
 
+    def has_streaks(self, playbook: str, moment: dt.datetime) -> bool:
+        """Whether the run at ``moment`` saved streaks of ``playbook`` that can be read,
+        without reading them (a file's schema only; a damaged one is put aside)."""
+        if self.streaks_folder is None:
+            return self.load_streaks(playbook, moment) is not None
+        file = self._streak_file(playbook, moment)
+        if not file.exists():
+            return False
+        try:
+            columns = set(pl.read_parquet_schema(file))
+        except (pl.exceptions.PolarsError, OSError, ValueError):
+            columns = set()
+        if not columns >= STREAK_COLUMNS:
+            file.replace(file.with_suffix(".damaged"))
+            return False
+        return True
+
     def save_streaks(self, moment: dt.datetime, streaks: dict[str, pl.DataFrame]) -> None:
         """Save each playbook's streaks in a file named for the run's moment, then remove the
         older ones: a file is either whole or absent."""

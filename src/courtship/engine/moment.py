@@ -35,7 +35,7 @@ from courtship.learn.preferences import PREFERENCE_FACTS
 from courtship.playbook import Playbook, declare_set_facts
 from courtship.project import Project
 from courtship.sources import CustomerBase
-from courtship.state import StateStore
+from courtship.state import StateError, StateStore
 
 __all__ = ["Decision", "Engine", "Plan"]
 
@@ -54,11 +54,34 @@ class Reach:
     keys: dict[str, str]
     fired: pl.DataFrame
     active: set[tuple[str, str]]
-    streaks: dict[str, pl.DataFrame | None]
+    streaks: SavedStreaks
     past: dict[tuple[str, dt.datetime], pl.Series]
     mark: int
     trace: str | None
     candidates: list[sequences.Candidates] = field(default_factory=list)
+
+
+class SavedStreaks:
+    """The streaks the last run saved for ``becomes`` playbooks: which there are, each read
+    when its playbook fires (``pop``) and let go once carried on, one at a time."""
+
+    def __init__(
+        self, state: StateStore | None, playbooks: list[str], last: dt.datetime | None
+    ) -> None:
+        self.state, self.last = state, last
+        self.saved = {p for p in playbooks if state and last and state.has_streaks(p, last)}
+
+    def pop(self, playbook: str, default: None = None) -> pl.DataFrame | None:
+        if playbook not in self.saved or self.state is None or self.last is None:
+            return default
+        self.saved.discard(playbook)
+        frame = self.state.load_streaks(playbook, self.last)
+        if frame is None:  # damaged since it was found: put aside, the next run reads the data
+            raise StateError(
+                f"the saved streaks of {playbook} could not be read (they are put aside); run "
+                "again: the next run reads the data instead"
+            )
+        return frame
 
 
 class Engine:
@@ -189,13 +212,10 @@ class Engine:
             .with_columns(pl.col("customer_id").cast(pl.String()))
             .join(facts.select("customer_id", ROW), on="customer_id")
         )
-        streaks = {
-            pb_id: state.load_streaks(pb_id, last) if last is not None else None
-            for pb_id in self.order
-            if "becomes" in self.playbooks[pb_id].trigger
-        }
+        becomes = [pb_id for pb_id in self.order if "becomes" in self.playbooks[pb_id].trigger]
+        streaks = SavedStreaks(state, becomes, last)
         past = triggers.past_truths(
-            [self.playbooks[pb_id] for pb_id, saved in streaks.items() if saved is None],
+            [self.playbooks[pb_id] for pb_id in becomes if pb_id not in streaks.saved],
             history,
             now,
             since,

@@ -51,7 +51,7 @@ from courtship.engine.facts import (
     graph_of,
 )
 from courtship.engine.facts import _friends as whole_friends
-from courtship.engine.moment import Reach
+from courtship.engine.moment import Reach, SavedStreaks
 from courtship.engine.plan import Plan
 from courtship.engine.sequences import STARTED, Candidates, _where
 from courtship.engine.triggers import MARK
@@ -178,6 +178,9 @@ class StateView:
 
     def load_streaks(self, playbook: str, moment: dt.datetime) -> pl.DataFrame | None:
         return self._streaks.get(playbook)
+
+    def has_streaks(self, playbook: str, moment: dt.datetime) -> bool:
+        return self._streaks.get(playbook) is not None
 
 
 # ── pass 1: the survey ───────────────────────────────────────────────────
@@ -895,7 +898,7 @@ def _merge(
         keys={},
         fired=pl.DataFrame(),
         active=set(),
-        streaks={},
+        streaks=SavedStreaks(None, [], None),
         past={},
         mark=mark,
         trace=None,
