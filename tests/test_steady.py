@@ -237,3 +237,20 @@ def test_a_run_that_cannot_keep_its_aggregates_still_runs(tmp_path):
     run(folder, FIRST)
     plan = run(folder, FIRST + dt.timedelta(hours=1))
     assert plan.now == FIRST + dt.timedelta(hours=1)
+
+
+def test_a_plan_writes_no_aggregates(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from courtship.cli import app
+
+    folder = make_project(tmp_path / "p")
+    run(folder, FIRST)
+    kept = folder / ".courtship" / "aggregates"
+    before = {f.name: f.stat().st_mtime_ns for f in kept.iterdir()}
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("COURTSHIP_UNSUBSCRIBE_SECRET", "steady-test")
+    later = iso(FIRST + dt.timedelta(hours=1))
+    result = CliRunner().invoke(app, ["plan", "--at", later, "-f", "json"])
+    assert result.exit_code in (0, 1), result.output
+    assert {f.name: f.stat().st_mtime_ns for f in kept.iterdir()} == before

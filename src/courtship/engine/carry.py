@@ -53,7 +53,7 @@ class Aggregates:
     customers: int
     index: str | None
     frame: pl.DataFrame
-    marks: pl.DataFrame
+    marks: Marks
 
     def save(self, folder: Path) -> None:
         """Into ``folder``: the table, then what it was counted from (written last: the pair
@@ -62,7 +62,7 @@ class Aggregates:
         stamp = _stamp(self.moment)
         table, about = folder / f"aggregates@{stamp}.arrow", folder / f"aggregates@{stamp}.json"
         partial = table.with_suffix(".tmp")
-        pl.concat([self.frame, self.marks], how="horizontal").write_ipc(partial)
+        pl.concat([self.frame, self.marks.frame()], how="horizontal").write_ipc(partial)
         partial.replace(table)
         partial = about.with_suffix(".json.tmp")
         partial.write_text(json.dumps(self._about()), encoding="utf-8")
@@ -98,9 +98,8 @@ def load(folder: Path, moment: datetime, customers: int) -> Aggregates | None:
     from courtship.engine.facts import ROW
 
     frame = table.select(columns).with_columns(pl.col(ROW).set_sorted())
-    return Aggregates(
-        moment, customers, about["index"], frame, table.select(EVENTS_MARK, SENDS_MARK)
-    )
+    marks = Marks.known(table.select(EVENTS_MARK, SENDS_MARK))
+    return Aggregates(moment, customers, about["index"], frame, marks)
 
 
 def _stamp(moment: datetime) -> int:
@@ -114,6 +113,33 @@ def code_mark() -> str:
     for name in ("facts.py", "carry.py"):
         digest.update((Path(__file__).parent / name).read_bytes())
     return digest.hexdigest()[:16]
+
+
+class Marks:
+    """The fingerprints per customer row of their events and of their sends (``EVENTS_MARK``,
+    ``SENDS_MARK``), worked out when first asked (a dry run that keeps nothing never does)."""
+
+    def __init__(self, events: pl.DataFrame | pl.Series, sends: pl.DataFrame, height: int) -> None:
+        self._events, self._sends, self._height = events, sends, height
+        self._frame: pl.DataFrame | None = None
+
+    @classmethod
+    def known(cls, frame: pl.DataFrame) -> Marks:
+        made = cls(frame.get_column(EVENTS_MARK), frame.clear(), frame.height)
+        made._frame = frame
+        return made
+
+    def frame(self) -> pl.DataFrame:
+        if self._frame is None:
+            events = self._events
+            if isinstance(events, pl.DataFrame):
+                events = marks(events, self._height)
+            sends = marks(self._sends, self._height)
+            self._frame = pl.DataFrame([events.alias(EVENTS_MARK), sends.alias(SENDS_MARK)])
+        return self._frame
+
+    def events(self) -> pl.Series:
+        return self.frame().get_column(EVENTS_MARK)
 
 
 def marks(rows: pl.DataFrame, height: int) -> pl.Series:
@@ -166,8 +192,8 @@ def changed_rows(
         .get_column(ROW)
     )
     differ = (
-        (current.get_column(EVENTS_MARK) != kept.marks.get_column(EVENTS_MARK))
-        | (current.get_column(SENDS_MARK) != kept.marks.get_column(SENDS_MARK))
+        (current.get_column(EVENTS_MARK) != kept.marks.frame().get_column(EVENTS_MARK))
+        | (current.get_column(SENDS_MARK) != kept.marks.frame().get_column(SENDS_MARK))
         | (timezones != kept.frame.get_column("timezone"))
     )
     flags = differ.fill_null(True)
@@ -204,8 +230,8 @@ def index_mark(base: CustomerBase) -> str | None:
     return None
 
 
-def current_marks(history: FactHistory) -> pl.DataFrame:
-    """This run's fingerprint per customer of their events and of their sends. The events'
+def current_marks(history: FactHistory) -> Marks:
+    """This run's fingerprints per customer of their events and of their sends. The events'
     are those kept when the events are the very ones the kept aggregates counted (the same
     index): only the sends are fingerprinted again."""
     from courtship.engine.facts import event_rows
@@ -213,13 +239,10 @@ def current_marks(history: FactHistory) -> pl.DataFrame:
     found = history.__dict__.get("_marks")
     if found is not None:
         return found
-    height = history.customers.height
     kept, index = history.carried, index_mark(history.base)
-    if kept is not None and index is not None and kept.index == index:
-        events = kept.marks.get_column(EVENTS_MARK)
-    else:
-        events = marks(event_rows(history.base), height)
-    found = pl.DataFrame([events.alias(EVENTS_MARK), marks(history.sent, height).alias(SENDS_MARK)])
+    same = kept is not None and index is not None and kept.index == index
+    events = kept.marks.events() if same and kept else event_rows(history.base)
+    found = Marks(events, history.sent, history.customers.height)
     history.__dict__["_marks"] = found
     return found
 
@@ -244,7 +267,7 @@ def carry_on(history: FactHistory, now: datetime) -> pl.DataFrame | None:
         return None
     timezones = history.customers.get_column("timezone")
     rows = changed_rows(
-        kept, history.both(), _epoch_us(now), WINDOWS, current_marks(history), timezones
+        kept, history.both(), _epoch_us(now), WINDOWS, current_marks(history).frame(), timezones
     )
     flags = pl.zeros(height, pl.Boolean(), eager=True)
     flags.scatter(rows, True)
