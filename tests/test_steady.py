@@ -254,3 +254,39 @@ def test_a_plan_writes_no_aggregates(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["plan", "--at", later, "-f", "json"])
     assert result.exit_code in (0, 1), result.output
     assert {f.name: f.stat().st_mtime_ns for f in kept.iterdir()} == before
+
+
+def test_the_timings_say_how_many_customers_were_aggregated(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    folder = make_project(tmp_path / "p")
+    command = [str(Path(sys.executable).parent / "courtship"), "run", "-q", "-f", "json"]
+    env = os.environ | {"COURTSHIP_TIMINGS": "1", "COURTSHIP_UNSUBSCRIBE_SECRET": "steady"}
+
+    def aggregated(moment: dt.datetime) -> dict:
+        done = subprocess.run(
+            [*command, "--at", iso(moment)], cwd=folder, env=env, capture_output=True, text=True
+        )
+        assert done.returncode in (0, 1), done.stderr
+        line = next(x for x in done.stderr.splitlines() if x.startswith('{"seconds"'))
+        return json.loads(line)["aggregated"]
+
+    first = aggregated(FIRST)
+    assert first["customers"] == first["of"] > 0
+    (someone,) = customer_ids(folder, 1)
+    add_events(
+        folder,
+        [
+            {
+                "customer_id": someone,
+                "type": "order",
+                "amount": 5.0,
+                "at": iso(FIRST + dt.timedelta(minutes=30)),
+            }
+        ],
+    )
+    steady = aggregated(FIRST + dt.timedelta(hours=1))
+    assert steady["of"] == first["of"]
+    assert 1 <= steady["customers"] < first["of"] // 10

@@ -188,7 +188,7 @@ def command(
         summary["dask"] = on_dask
     from courtship.redaction import redact
 
-    steps.report()
+    steps.report(plan.aggregated)
     if output_format == "json":
         typer.echo(redact(json.dumps(summary, indent=2)))
     else:
@@ -209,9 +209,12 @@ class Steps:
         self.seconds[step] = round(now - self.last, 3)
         self.last = now
 
-    def report(self) -> None:
+    def report(self, aggregated: tuple[int, int] | None = None) -> None:
         if os.environ.get("COURTSHIP_TIMINGS"):
-            typer.echo(json.dumps({"seconds": self.seconds}), err=True)
+            line: dict[str, Any] = {"seconds": self.seconds}
+            if aggregated is not None:
+                line["aggregated"] = {"customers": aggregated[0], "of": aggregated[1]}
+            typer.echo(json.dumps(line), err=True)
 
 
 def render(summary: Mapping[str, Any]) -> str:

@@ -275,6 +275,7 @@ def carry_on(history: FactHistory, now: datetime) -> pl.DataFrame | None:
     events = pl.concat([history.numbered.filter(mine), history.sent.filter(mine)])
     chosen = history.customers.select(ROW, "timezone").filter(pl.lit(flags))
     redone = history._aggregated(events, chosen, now)
+    history.__dict__["aggregated"] = redone.height
     return patched(kept.frame, redone).collect().with_columns(pl.col(ROW).set_sorted())
 
 

@@ -204,6 +204,8 @@ class Engine:
         # Consent as the customer file says, overridden by unsubscribes, STOPs and bounces.
         facts = consent.as_of(self._completed(history.at(now)), state.consent_changes(), now)
         plan.aggregates = history.kept
+        everyone = history.customers.height
+        plan.aggregated = (history.__dict__.get("aggregated", everyone), everyone)
         if trace is not None:
             rows = facts.filter(pl.col("customer_id") == trace).to_dicts()
             plan.customer_facts = rows[0] if rows else None

@@ -144,6 +144,9 @@ class Plan:
     #: what the facts aggregated per customer, kept beside the state for the next run
     #: (``courtship.engine.carry``), until the plan is recorded
     aggregates: Any = field(default=None, repr=False)
+    #: how many customers' aggregates were worked out (fewer than all: the last run's were
+    #: carried on), and of how many
+    aggregated: tuple[int, int] | None = None
     #: per edited playbook: how many waiting customers the edit moved to the step's new place
     #: and how many it let go (their step is gone), with why
     edits: dict[str, dict[str, int]] = field(default_factory=dict)
