@@ -181,3 +181,58 @@ def test_a_dry_run_creates_no_state_folder_for_the_index(tmp_path):
     assert not (tmp_path / "state").exists()
     read_base(project, installed(), dry_run=False)
     assert (tmp_path / "state" / INDEX_FOLDER / "fingerprint.json").exists()
+
+
+def text_project(folder: Path) -> None:
+    """The example customers and events as the bundled project reads them (CSV, JSON Lines)."""
+    import shutil
+
+    shutil.copy(ROOT / "examples" / "customers.csv", folder / "customers.csv")
+    shutil.copy(ROOT / "examples" / "events.jsonl", folder / "events.jsonl")
+    write_project(folder, "customers: customers.csv\nevents: events.jsonl\n")
+
+
+def test_text_files_are_parsed_once_per_change(tmp_path):
+    import os
+
+    text_project(tmp_path)
+    project = load_project(tmp_path)
+    first = read_base(project, installed(), dry_run=False)
+    index = tmp_path / "state" / INDEX_FOLDER
+    assert (index / "read.json").exists()
+    # The same files (same sizes and modification times): the copy is read, not the files.
+    customers = tmp_path / "customers.csv"
+    status = customers.stat()
+    text = customers.read_text()
+    customers.write_text(text.replace("Ava", "Eva", 1))  # same size
+    os.utime(customers, ns=(status.st_atime_ns, status.st_mtime_ns))
+    kept = read_base(project, installed(), dry_run=False)
+    assert_frame_equal(kept.customers, first.customers)
+    assert_frame_equal(kept.events, first.events)
+    assert kept.__dict__["_event_rows"][2] is event_rows(kept)
+    # A file touched is parsed again: the edit is read.
+    customers.touch()
+    again = read_base(project, installed(), dry_run=False)
+    assert again.customers["first_name"].to_list() != first.customers["first_name"].to_list()
+
+
+def test_a_damaged_copy_of_the_parsed_base_is_parsed_again(tmp_path):
+    text_project(tmp_path)
+    project = load_project(tmp_path)
+    first = read_base(project, installed(), dry_run=False)
+    (tmp_path / "state" / INDEX_FOLDER / "read_events.parquet").write_text("not parquet")
+    again = read_base(project, installed(), dry_run=False)
+    assert_frame_equal(again.events, first.events)
+    assert_frame_equal(again.customers, first.customers)
+
+
+def test_a_text_file_with_an_error_after_a_kept_copy_names_its_line(tmp_path):
+    text_project(tmp_path)
+    project = load_project(tmp_path)
+    read_base(project, installed(), dry_run=False)
+    with (tmp_path / "events.jsonl").open("a") as out:
+        out.write('{"customer_id": "c-0001", "type": "order", "at": "yesterday"}\n')
+    lines = len((tmp_path / "events.jsonl").read_text().splitlines())
+    with pytest.raises(SourceError) as raised:
+        read_base(project, installed(), dry_run=False)
+    assert f"events.jsonl:{lines}" in str(raised.value), str(raised.value)

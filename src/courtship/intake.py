@@ -6,6 +6,10 @@ With ``sources.events.incremental: true``, the events already read are kept in
 latest one it has (``read(since)``: a ``WHERE at > :since`` for SQL). Facts still see the whole
 history; the source is spared re-reading it.
 
+Files of text (CSV, JSON Lines) are parsed once per change: the base as read is kept in ``index/``
+too (``read_customers.parquet``, ``read_events.parquet``, ``read.json``), under the files'
+fingerprint below, the declared facts they were typed by and the readers' source.
+
 Beside the state too, in ``index/``, the loading-time index of the base (each event numbered by
 its customer's row, in customer order; the referrals numbered the same way: see
 ``courtship.engine.facts.event_rows``), saved with a fingerprint of what it was built from: the
@@ -53,9 +57,23 @@ def read_base(project: Project, registry: Registry, *, dry_run: bool) -> Custome
         mark = _files_mark(project)  # before reading: a file changed meanwhile is read again
     except (OSError, SourceError):
         mark = None  # a missing file: reading it names it
-    base = _from_files(project, registry)
-    if mark is not None:
-        with_index(base, _index_folder(project, dry_run), mark)
+    if mark is None:
+        return _from_files(project, registry)
+    place = _index_folder(project, dry_run)
+    # Text files (CSV, JSON Lines) are parsed once per change: the base as read is kept too.
+    facts = registry.facts() | project.attributes
+    declared = sorted((name, repr(spec)) for name, spec in facts.items())
+    read_as = json.dumps([mark, _readers_mark(), declared])
+    text = any(
+        path is not None and file_format(path, "") in ("csv", "jsonl")
+        for path in (project.customers, project.events)
+    )
+    base = _read_parsed(place[0], read_as) if text else None
+    if base is None:
+        base = _from_files(project, registry)
+        if text and place[1]:
+            _save_parsed(place[0], read_as, base)
+    with_index(base, place, mark)
     return base
 
 
@@ -245,6 +263,48 @@ def with_index(base: CustomerBase, place: tuple[Path, bool], mark: str) -> None:
         os.replace(partial, folder / _MARK_FILE)  # written last: the index is whole
     except (OSError, pl.exceptions.PolarsError):
         # A full disk, a folder we may not write: the index is built again next time.
+        for leftover in folder.glob("*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+
+#: The base as read from text files, kept beside the index, and what it was read from.
+_PARSED = ("read_customers", "read_events")
+_PARSED_MARK = "read.json"
+
+
+def _readers_mark() -> str:
+    """The readers' own source: a copy read by other readers is not read."""
+    import hashlib
+
+    from courtship import sources
+
+    return hashlib.sha256(Path(sources.__file__).read_bytes()).hexdigest()[:16]
+
+
+def _read_parsed(folder: Path, mark: str) -> CustomerBase | None:
+    """The base as read from the same files with the same declared facts, or None."""
+    try:
+        if (folder / _PARSED_MARK).read_text(encoding="utf-8") != mark:
+            return None
+        customers, events = (pl.read_parquet(folder / f"{part}.parquet") for part in _PARSED)
+    except (OSError, ValueError, pl.exceptions.PolarsError):
+        return None
+    return CustomerBase(customers, events)
+
+
+def _save_parsed(folder: Path, mark: str, base: CustomerBase) -> None:
+    """Keep the base as read (a cache: one that cannot be written is read again next time)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / _PARSED_MARK).unlink(missing_ok=True)
+        for part, frame in zip(_PARSED, (base.customers, base.events), strict=True):
+            partial = folder / f"{part}.tmp"
+            frame.write_parquet(partial, compression="lz4")
+            partial.replace(folder / f"{part}.parquet")
+        partial = folder / f"{_PARSED_MARK}.tmp"
+        partial.write_text(mark, encoding="utf-8")
+        os.replace(partial, folder / _PARSED_MARK)  # written last: the copy is whole
+    except (OSError, pl.exceptions.PolarsError):
         for leftover in folder.glob("*.tmp"):
             leftover.unlink(missing_ok=True)
 
