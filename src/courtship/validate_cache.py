@@ -44,7 +44,7 @@ CACHE_FILE = "validate.json"
 #: As ``courtship.validate`` names them (not imported here: it is what a kept answer spares).
 PLAYBOOK_SUFFIXES = (".yaml", ".yml")
 TEMPLATES = "templates"
-_FORMAT = 1
+_FORMAT = 2
 
 
 def cache_file(root: Path) -> Path | None:
@@ -68,13 +68,29 @@ def key(root: Path, paths: Sequence[Path]) -> str | None:
         return None
 
 
-def _key(root: Path, paths: Sequence[Path]) -> str:
-    digest = hashlib.sha256()
+def environment(root: Path) -> str | None:
+    """The key of everything but the files checked (the first four items of the module's
+    text): what is kept of each file is given again only under the same one. None when the
+    project keeps nothing, or this cannot be told by a key."""
+    if cache_file(root) is None:
+        return None
+    try:
+        digest = hashlib.sha256()
+        _add_environment(_adder(digest), root)
+    except (Uncacheable, OSError):
+        return None
+    return digest.hexdigest()
 
+
+def _adder(digest: Any) -> Any:
     def add(*parts: object) -> None:
         digest.update(json.dumps(parts, default=str).encode("utf-8", "surrogateescape"))
         digest.update(b"\n")
 
+    return add
+
+
+def _add_environment(add: Any, root: Path) -> None:
     add("courtship", _FORMAT, courtship.__version__, os.getcwd(), str(root.resolve()))
     package = Path(courtship.__file__).parent
     for module in sorted(package.rglob("*")):
@@ -84,9 +100,15 @@ def _key(root: Path, paths: Sequence[Path]) -> str:
     # the JSON Schemas, in a checkout beside the package (courtship.schema.schema_path)
     for schema in sorted((package.parents[1] / "schemas").glob("*.json")):
         add(str(schema), _stamp(schema))
+    _add_plugins(add)
+
+
+def _key(root: Path, paths: Sequence[Path]) -> str:
+    digest = hashlib.sha256()
+    add = _adder(digest)
+    _add_environment(add, root)
     project = root / "courtship.yaml"
     add("project", _content(project))
-    _add_plugins(add)
     folders: list[Path] = []
     for path in paths:
         add("path", str(path), path.is_file(), path.is_dir())
@@ -159,68 +181,90 @@ def _content(file: Path) -> str | None:
         return None
 
 
-def load(root: Path, wanted: str) -> tuple[str | None, list[str], list[Finding]] | None:
-    """The project file's name, the files checked and the findings kept for key ``wanted``;
-    None when the project keeps none, or one for another key."""
+def finding_to_json(finding: Finding) -> dict[str, Any]:
+    return {
+        "path": finding.path,
+        "line": finding.line,
+        "col": finding.col,
+        "severity": finding.severity.value,
+        "rule_id": finding.rule_id,
+        "message": finding.message,
+        "hint": finding.hint,
+        "json_path": finding.json_path,
+    }
+
+
+def finding_from_json(data: Any) -> Finding:
+    """The finding ``finding_to_json`` wrote; ``KeyError``, ``TypeError`` or ``ValueError``
+    for anything else."""
+    return Finding(
+        path=str(data["path"]),
+        line=int(data["line"]),
+        col=int(data["col"]),
+        severity=Severity(data["severity"]),
+        rule_id=str(data["rule_id"]),
+        message=str(data["message"]),
+        hint=str(data["hint"]),
+        json_path=str(data["json_path"]),
+    )
+
+
+def kept_data(root: Path) -> dict[str, Any]:
+    """Everything the project in ``root`` keeps (empty when nothing, or nothing readable)."""
     place = cache_file(root)
     if place is None:
-        return None
+        return {}
     try:
         data = json.loads(place.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) and data.get("format") == _FORMAT else {}
+
+
+def load(
+    root: Path, wanted: str, data: dict[str, Any] | None = None
+) -> tuple[str | None, list[str], list[Finding]] | None:
+    """The project file's name, the files checked and the findings kept for key ``wanted``
+    (in ``data``, what ``kept_data`` read, or read here); None when the project keeps none,
+    or one for another key."""
+    data = kept_data(root) if data is None else data
+    try:
         if data.get("key") != wanted:
             return None
-        findings = [
-            Finding(
-                path=f["path"],
-                line=f["line"],
-                col=f["col"],
-                severity=Severity(f["severity"]),
-                rule_id=f["rule_id"],
-                message=f["message"],
-                hint=f["hint"],
-                json_path=f["json_path"],
-            )
-            for f in data["findings"]
-        ]
-        return data["project_file"], list(data["files"]), findings
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        findings = [finding_from_json(f) for f in data["findings"]]
+        return data["project_file"], [str(f) for f in data["files"]], findings
+    except (KeyError, ValueError, TypeError, AttributeError):
         return None
 
 
 def save(
     root: Path,
-    wanted: str,
+    wanted: str | None,
     project_file: str | None,
     files: Sequence[str],
     findings: Sequence[Finding],
+    parts: dict[str, Any] | None = None,
 ) -> None:
-    """Keep this answer for key ``wanted`` (silently not, where the folder cannot be written)."""
+    """Keep this answer for key ``wanted`` (None: the parts only), and ``parts``: what was
+    found of each file, for a validation after a change to give again for the files it did not
+    change (``courtship.validate.check_files``). Silently not where the folder cannot be
+    written."""
     place = cache_file(root)
     if place is None:
         return
     data = {
+        "format": _FORMAT,
         "key": wanted,
         "project_file": project_file,
         "files": list(files),
-        "findings": [
-            {
-                "path": f.path,
-                "line": f.line,
-                "col": f.col,
-                "severity": f.severity.value,
-                "rule_id": f.rule_id,
-                "message": f.message,
-                "hint": f.hint,
-                "json_path": f.json_path,
-            }
-            for f in findings
-        ],
+        "findings": [finding_to_json(f) for f in findings],
+        **(parts or {}),
     }
     partial = place.with_suffix(f".{os.getpid()}.tmp")
     try:
         place.parent.mkdir(exist_ok=True)
         partial.write_text(json.dumps(data), encoding="utf-8")
         os.replace(partial, place)  # whole or not at all
-    except OSError:
+    except (OSError, ValueError, TypeError):  # ValueError, TypeError: a value JSON cannot hold
         with contextlib.suppress(OSError):  # no folder to leave it in, as often as not
             partial.unlink()
