@@ -476,13 +476,17 @@ class _Checker:
 
     def _dedup_key(self, pb: Playbook) -> list[Finding]:
         """What is wrong with the dedup key, said again when an earlier validation read the
-        same key for the same id and title (it is all a key's findings depend on)."""
-        memo = json.dumps([pb.dedup_key, pb.id, pb.title])
-        said = self.dedup_keys.get(memo)
-        if not _well_said(said):
-            said = [
-                [f.rule_id, f.message, f.hint, f.severity.value] for f in _dedup_key_findings(pb)
-            ]
+        same key (of a playbook with the same id and title, where the key reads them)."""
+        alone = json.dumps([pb.dedup_key])
+        with_playbook = json.dumps([pb.dedup_key, pb.id, pb.title])
+        for memo in (alone, with_playbook):
+            said = self.dedup_keys.get(memo)
+            if _well_said(said):
+                break
+        else:
+            found, reads_playbook = _dedup_key_findings(pb)
+            said = [[f.rule_id, f.message, f.hint, f.severity.value] for f in found]
+            memo = with_playbook if reads_playbook else alone
         self.said[memo] = said
         return [
             pb.document.finding(("dedup_key",), rule, message, hint, severity=Severity(severity))
@@ -1024,12 +1028,15 @@ def _well_said(said: Any) -> bool:
     )
 
 
-def _dedup_key_findings(pb: Playbook) -> list[Finding]:
-    """The dedup key read as a template: its syntax, the names it uses, rendered once."""
-    from jinja2 import TemplateSyntaxError
+def _dedup_key_findings(pb: Playbook) -> tuple[list[Finding], bool]:
+    """The dedup key read as a template: its syntax, the names it uses, rendered once; and
+    whether what it says may depend on the playbook's id and title (the key names
+    ``playbook``, or calls a filter, which a plugin's may read the whole context)."""
+    from jinja2 import TemplateSyntaxError, nodes
 
     doc = pb.document
     out: list[Finding] = []
+    reads_playbook = False
     try:
         ast = environment().parse(pb.dedup_key)
     except TemplateSyntaxError as error:
@@ -1065,6 +1072,7 @@ def _dedup_key_findings(pb: Playbook) -> list[Finding]:
                     "use a Jinja filter, or one a plugin adds",
                 )
             )
+        reads_playbook = "playbook" in undeclared or any(True for _ in ast.find_all(nodes.Filter))
         for name in sorted(undeclared - {"now", "playbook", "?"}):
             out.append(
                 doc.finding(
@@ -1076,7 +1084,7 @@ def _dedup_key_findings(pb: Playbook) -> list[Finding]:
                 )
             )
         out.extend(_dedup_key_renders(pb, undeclared))
-    return out
+    return out, reads_playbook
 
 
 def _template_file_findings(

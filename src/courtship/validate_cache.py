@@ -60,26 +60,21 @@ class Uncacheable(Exception):
 def key(root: Path, paths: Sequence[Path]) -> str | None:
     """The key of a validation of ``paths`` in the project ``root`` (see the module's text);
     None when the project keeps no answer, or this one cannot be told by a key."""
+    found = keys(root, paths)
+    return found[1] if found is not None else None
+
+
+def keys(root: Path, paths: Sequence[Path]) -> tuple[str, str] | None:
+    """The key of the environment (all the module's text lists but the project file and the
+    files checked: Courtship, the folders, the plugins, the schemas), under which what is kept
+    of each file holds, and the key of the whole validation of ``paths``; None as for
+    ``key``."""
     if cache_file(root) is None:
         return None
     try:
-        return _key(root, paths)
+        return _keys(root, paths)
     except (Uncacheable, OSError):
         return None
-
-
-def environment(root: Path) -> str | None:
-    """The key of everything but the files checked (the first four items of the module's
-    text): what is kept of each file is given again only under the same one. None when the
-    project keeps nothing, or this cannot be told by a key."""
-    if cache_file(root) is None:
-        return None
-    try:
-        digest = hashlib.sha256()
-        _add_environment(_adder(digest), root)
-    except (Uncacheable, OSError):
-        return None
-    return digest.hexdigest()
 
 
 def _adder(digest: Any) -> Any:
@@ -103,10 +98,13 @@ def _add_environment(add: Any, root: Path) -> None:
     _add_plugins(add)
 
 
-def _key(root: Path, paths: Sequence[Path]) -> str:
+def _keys(root: Path, paths: Sequence[Path]) -> tuple[str, str]:
+    around = hashlib.sha256()
+    _add_environment(_adder(around), root)
+    environment = around.hexdigest()
     digest = hashlib.sha256()
     add = _adder(digest)
-    _add_environment(add, root)
+    add("environment", environment)
     project = root / "courtship.yaml"
     add("project", _content(project))
     folders: list[Path] = []
@@ -132,7 +130,7 @@ def _key(root: Path, paths: Sequence[Path]) -> str:
                 if inside or name.endswith(PLAYBOOK_SUFFIXES):
                     file = Path(where, name)
                     add(str(file), *_entry(file))
-    return digest.hexdigest()
+    return environment, digest.hexdigest()
 
 
 def _add_plugins(add: Any) -> None:

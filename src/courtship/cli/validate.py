@@ -106,7 +106,8 @@ def command(
 
     # The answer kept from a validation of the very same files, if there is one (see
     # courtship.validate_cache): then neither the validator nor its libraries are imported.
-    wanted = validate_cache.key(root, paths or [_playbooks_folder(root)])
+    found = validate_cache.keys(root, paths or [_playbooks_folder(root)])
+    environment, wanted = found if found is not None else (None, None)
     data = validate_cache.kept_data(root) if wanted is not None else {}
     kept = validate_cache.load(root, wanted, data) if wanted is not None else None
     if kept is not None:
@@ -116,7 +117,6 @@ def command(
         report = Report(files=files, findings=findings, root=root)
     else:
         # What is kept of each file is given again where nothing it read has changed.
-        environment = validate_cache.environment(root) if wanted is not None else None
         earlier = data if environment is not None and data.get("environment") == environment else {}
         project_file, project_findings, playbooks, attributes, project_part = _check_project(
             root, earlier.get("project")
