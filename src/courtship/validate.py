@@ -150,17 +150,16 @@ def check_files(
     declare_set_facts(summaries, catalogue)  # type: ignore[arg-type]  # reads id and facts_set
     checker = _Checker(catalogue, {}, earlier.dedup_keys, parts["dedup_keys"])
     facts = _catalogue_digest(catalogue)
-    listings: dict[Path, str] = {}
+    folders: dict[Path, list[tuple[str, bool]] | None] = {}
     uses: dict[Path, list[bool]] = {}  # template → [customer-facing, a marketing email]
     for item in loaded:
         folder = Path(item.display).parent / TEMPLATES_FOLDER
-        if folder not in listings:
-            listings[folder] = _listing(folder)
-        context = _digest(facts, listings[folder])
+        if folder not in folders:
+            folders[folder] = _names_in(folder)
         check = item.entry.get("check") if item.entry is not None and item.reused else None
-        if isinstance(check, dict) and check.get("context") == context:
-            found = [finding_from_json(f) for f in check["findings"]]
-            used = {Path(path): [bool(cf), bool(me)] for path, cf, me in check["templates"]}
+        again = _kept_check(check, facts, folders[folder])
+        if again is not None:
+            found, used = again
         else:
             if item.playbook is None:  # kept, but what it is checked against changed
                 item.playbook = Playbook.from_document(load_bytes(item.raw or b"", item.display))
@@ -170,9 +169,11 @@ def check_files(
             checker.schema_errors[item.display] = item.schema_errors
             found = checker.check(item.playbook)
             used = checker.used
+            names = None if checker.listed else sorted(checker.names)
             if item.entry is not None:
                 item.entry["check"] = {
-                    "context": context,
+                    "context": _check_context(facts, folders[folder], names),
+                    "names": names,
                     "findings": [finding_to_json(f) for f in found],
                     "templates": [[str(path), *flags] for path, flags in used.items()],
                 }
@@ -227,15 +228,49 @@ def _catalogue_digest(catalogue: Catalogue) -> str:
     return _digest(facts, sorted(catalogue.channels))
 
 
-def _listing(folder: Path) -> str:
-    """What the checks of a playbook read of its templates folder: the names in it, and which
-    are files (a template is found by its name; its text is the template's own concern)."""
+def _names_in(folder: Path) -> list[tuple[str, bool]] | None:
+    """The names in a templates folder, each with whether it is a file (None: no folder)."""
     try:
         with os.scandir(folder) as entries:
-            names = sorted((entry.name, _is_file(entry)) for entry in entries)
+            return sorted((entry.name, _is_file(entry)) for entry in entries)
     except OSError:
-        return "none"
-    return _digest(names)
+        return None
+
+
+def _check_context(
+    facts: str, folder: list[tuple[str, bool]] | None, names: Sequence[str] | None
+) -> str:
+    """What the checks of a playbook read beside its own file: the catalogue (``facts``, its
+    digest), and of its templates folder the names of the files of the templates it names
+    (``names``; its text is the template's own concern), or every name in it (``names`` None:
+    a template it names is missing, and the hint lists the others)."""
+    if folder is not None and names is not None:
+        folder = [
+            (name, is_file)
+            for name, is_file in folder
+            if any(name.startswith(f"{template}.") for template in names)
+        ]
+    return _digest(facts, folder)
+
+
+def _kept_check(
+    check: Any, facts: str, folder: list[tuple[str, bool]] | None
+) -> tuple[list[Finding], dict[Path, list[bool]]] | None:
+    """The findings of a playbook's checks and the templates it uses, as kept in ``check``,
+    when what they read is the same; else None."""
+    if not isinstance(check, Mapping):
+        return None
+    try:
+        names = check["names"]
+        if names is not None and not all(isinstance(name, str) for name in names):
+            return None
+        if check["context"] != _check_context(facts, folder, names):
+            return None
+        found = [finding_from_json(f) for f in check["findings"]]
+        used = {Path(path): [bool(cf), bool(me)] for path, cf, me in check["templates"]}
+    except (KeyError, TypeError, ValueError):
+        return None
+    return found, used
 
 
 def _is_file(entry: os.DirEntry[str]) -> bool:
@@ -425,6 +460,9 @@ class _Checker:
         #: to a customer, not a notice to a team), a marketing message that can go out by
         #: email (a visible unsubscribe link)]
         self.used: dict[Path, list[bool]] = {}
+        #: the templates it names, and whether one is missing (the hint lists the others)
+        self.names: set[str] = set()
+        self.listed = False
         #: what an earlier validation said of each dedup key (``_dedup_key``), and this one
         self.dedup_keys = dedup_keys or {}
         self.said = said if said is not None else {}
@@ -437,7 +475,7 @@ class _Checker:
     def check(self, pb: Playbook) -> list[Finding]:
         doc = pb.document
         out: list[Finding] = []
-        self.used = {}
+        self.used, self.names, self.listed = {}, set(), False
         if not self._broken(doc, ("trigger",)):
             out.extend(self._trigger(pb))
         for parts, condition in pb.conditions():
@@ -944,7 +982,9 @@ class _Checker:
     ) -> list[Finding]:
         folder = Path(doc.path).parent / "templates"
         files = variants(folder, name)
+        self.names.add(name)
         if not files:
+            self.listed = True
             known = sorted(template_names(folder))
             expected = (
                 f"{name}.buddy.md, {name}.salesy.md and {name}.direct.md" if toned else f"{name}.md"
