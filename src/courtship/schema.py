@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
 import json
 from collections.abc import Iterator
@@ -141,6 +140,8 @@ def did_you_mean(word: str, choices: object) -> str:
     transposed = sorted(name for name in names if name in swapped)
     if transposed:  # two neighbouring letters swapped: one slip of the fingers
         return f"did you mean '{transposed[0]}'?"
+    import difflib  # only for a finding's hint
+
     close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else ""
 

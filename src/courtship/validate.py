@@ -19,7 +19,6 @@ import itertools
 import json
 import os
 import re
-import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,12 +77,14 @@ TEMPLATES_FOLDER = "templates"
 
 def display_path(path: Path) -> str:
     """Paths in findings are relative to the working folder when they are under it."""
+    path = Path(path)
+    if not path.is_absolute() and ".." not in path.parts:
+        return str(path)  # what relpath would make of it
     try:
-        return (
-            os.path.relpath(path) if Path(os.path.relpath(path)).parts[:1] != ("..",) else str(path)
-        )
+        relative = os.path.relpath(path)
     except ValueError:  # another drive on Windows
         return str(path)
+    return relative if Path(relative).parts[:1] != ("..",) else str(path)
 
 
 def discover(paths: Sequence[Path]) -> tuple[list[Path], list[str]]:
@@ -441,6 +442,8 @@ def _parts_of(finding: Finding) -> PathParts:
 
 @functools.cache
 def _timezones() -> frozenset[str]:
+    import zoneinfo  # (its import reads sysconfig: only for a playbook with a time zone)
+
     return frozenset(zoneinfo.available_timezones())
 
 

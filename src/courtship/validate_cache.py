@@ -31,6 +31,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,10 +89,8 @@ def _adder(digest: Any) -> Any:
 def _add_environment(add: Any, root: Path) -> None:
     add("courtship", _FORMAT, courtship.__version__, os.getcwd(), str(root.resolve()))
     package = Path(courtship.__file__).parent
-    for module in sorted(package.rglob("*")):
-        if module.suffix in (".py", ".yaml", ".json") and module.is_file():
-            status = module.stat()
-            add(str(module.relative_to(package)), status.st_size, status.st_mtime_ns)
+    for name, status in _modules(package, ""):
+        add(name, status.st_size, status.st_mtime_ns)
     # the JSON Schemas, in a checkout beside the package (courtship.schema.schema_path)
     for schema in sorted((package.parents[1] / "schemas").glob("*.json")):
         add(str(schema), _stamp(schema))
@@ -133,17 +132,32 @@ def _keys(root: Path, paths: Sequence[Path]) -> tuple[str, str]:
     return environment, digest.hexdigest()
 
 
+def _modules(folder: Path, prefix: str) -> list[tuple[str, os.stat_result]]:
+    """Each of Courtship's own files in ``folder`` (its modules, its data: ``.py``, ``.yaml``,
+    ``.json``) with its status, named from the package's folder, in order."""
+    found: list[tuple[str, os.stat_result]] = []
+    with os.scandir(folder) as entries:
+        for entry in sorted(entries, key=lambda entry: entry.name):
+            if entry.is_dir(follow_symlinks=False):
+                found += _modules(Path(entry.path), f"{prefix}{entry.name}/")
+            elif entry.name.endswith((".py", ".yaml", ".json")) and entry.is_file():
+                found.append((prefix + entry.name, entry.stat()))
+    return found
+
+
 def _add_plugins(add: Any) -> None:
     from courtship.plugins import PluginError, installed
 
     try:
         registry = installed()
-        catalogue = registry.catalogue()
+        facts = registry.facts()
+        channels = registry.channels()
         filters = registry.template_filters()
     except PluginError as error:  # the validation reports it; no answer is kept for it
         raise Uncacheable(str(error)) from None
-    add("facts", sorted((name, repr(spec)) for name, spec in catalogue.facts.items()))
-    add("channels", sorted(catalogue.channels))
+    # the core facts and channels are Courtship's own files (catalogue/facts.yaml), stamped above
+    add("facts", sorted((name, repr(spec)) for name, spec in facts.items()))
+    add("channels", sorted(channels))
     for name, spec in sorted(filters.items()):
         function = spec.function
         module = getattr(function, "__module__", None)
@@ -162,12 +176,15 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 def _entry(file: Path) -> tuple[object, ...]:
     """What a file under a checked folder is: a link (and where it leads) and its content."""
-    link = os.readlink(file) if file.is_symlink() else None
+    link = None
     try:
-        status = file.stat()
+        status = os.lstat(file)
+        if stat.S_ISLNK(status.st_mode):
+            link = os.readlink(file)
+            status = os.stat(file)
     except OSError:
         return ("missing", link)
-    if not file.is_file():  # a pipe, a socket, a device: never read here
+    if not stat.S_ISREG(status.st_mode):  # a pipe, a socket, a device: never read here
         return ("other", link, status.st_mode, str(file.resolve()))
     return ("file", link, str(file.resolve()) if link else None, _content(file))
 
