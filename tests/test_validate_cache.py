@@ -378,3 +378,35 @@ def test_an_edit_imports_neither_jinja_nor_networkx(project):
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=project, check=True
     )
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [0, ["jsonschema"]]
+
+
+@pytest.mark.parametrize(
+    "example", sorted(p.name for p in (ROOT / "tests" / "examples" / "invalid").iterdir())
+)
+def test_each_broken_example_put_in_and_taken_out_is_said_as_with_nothing_kept(project, example):
+    """The bundled library kept, then each example of a rule broken (tests/examples/invalid):
+    copied in a folder of its own, then over the bundled files of the same names, then taken
+    out. Every answer is the one a validation with nothing kept gives."""
+    source = ROOT / "tests" / "examples" / "invalid" / example
+    playbooks = project / "playbooks"
+    files = [f for f in sorted(source.rglob("*")) if f.suffix in (".yaml", ".yml", ".md")]
+    assert validate()[0] == 0
+    shutil.copytree(source, playbooks / example)
+    code, output = validate()
+    assert "all clean" not in output
+    assert (code, output) == fresh(project)
+    shutil.rmtree(playbooks / example)
+    bundled = {}
+    for file in files:
+        target = playbooks / file.relative_to(source)
+        bundled[target] = target.read_bytes() if target.exists() else None
+        shutil.copy(file, target)
+    code, output = validate()
+    assert "all clean" not in output
+    assert (code, output) == fresh(project)
+    for target, text in bundled.items():
+        if text is None:
+            target.unlink()
+        else:
+            target.write_bytes(text)
+    assert validate() == fresh(project) == (0, "16 files checked: all clean.\n")

@@ -340,7 +340,7 @@ class PlaybookSummary:
 
     @classmethod
     def from_json(cls, path: str, data: Mapping[str, Any]) -> PlaybookSummary:
-        positions = {tuple(parts): Mark(line, col) for parts, line, col in data["places"]}
+        positions = {tuple(parts): Mark(int(line), int(col)) for parts, line, col in data["places"]}
         return cls(
             str(data["id"]),
             Document(path, positions=positions),
@@ -381,7 +381,11 @@ def _load(file: Path, display: str, kept: Any) -> _Loaded:
         try:
             loading = [finding_from_json(f) for f in kept["loaded"]]
             schema = [finding_from_json(f) for f in kept["schema"]]
-            summary = kept["playbook"] and PlaybookSummary.from_json(display, kept["playbook"])
+            summary = (
+                None
+                if kept["playbook"] is None
+                else PlaybookSummary.from_json(display, kept["playbook"])
+            )
         except (KeyError, TypeError, ValueError):
             pass  # damaged: read the file again
         else:
@@ -389,7 +393,7 @@ def _load(file: Path, display: str, kept: Any) -> _Loaded:
                 display,
                 [*loading, *schema],
                 {_parts_of(f) for f in schema},
-                summary or None,
+                summary,
                 raw=read,
                 entry=dict(kept),
                 reused=True,
