@@ -1,6 +1,6 @@
 """Start-up of the commands a user types, against `python -c pass` in the same run.
 
-    .venv/bin/python bench/bench_startup.py [--runs 9] [--no-plan]
+    .venv/bin/python bench/bench_startup.py [--runs 9] [--no-plan] [--instructions]
 
 Each command is started as a user starts it (the `courtship` script of the venv), timed wall
 clock from start to exit, and by the CPU time (user + system) it took, which a busy machine
@@ -13,6 +13,9 @@ scratch copy of the bundled project (courtship.yaml and playbooks/: 16 files, 50
 - ``validate, one playbook edited``: before each run one playbook (the next one each round)
   gets another title, so the whole answer is not the one kept: the edited file is read and
   checked (jsonschema imported), each other file is given again from what is kept of it.
+
+With ``--instructions``, each command is also run once under valgrind and the instructions it
+executes are counted: a figure the load of a shared machine does not change.
 
 Targets (issue 10): `courtship --help` and `courtship validate` of the bundled library, kept or
 after an edit, each under 0.4 s of wall time. Exits 1 when a median misses one (on an idle
@@ -60,6 +63,28 @@ def run(argv: list[str], cwd: Path) -> tuple[float, float]:
     return wall, cpu
 
 
+def instructions(argv: list[str], cwd: Path) -> int | None:
+    """The instructions one run of ``argv`` executes, counted by valgrind (None without it):
+    a figure the machine's load does not change."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+    if argv[0] == str(COURTSHIP):  # the script's interpreter, under valgrind
+        argv = [sys.executable, *argv]
+    done = subprocess.run(
+        [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", *argv],
+        cwd=cwd,
+        env=ENVIRONMENT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    for line in done.stderr.splitlines():
+        if "I   refs:" in line or "I refs:" in line:
+            return int(line.rsplit(maxsplit=1)[-1].replace(",", ""))
+    return None
+
+
 def load() -> str:
     return " ".join(f"{figure:.2f}" for figure in os.getloadavg())
 
@@ -68,6 +93,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--no-plan", action="store_true", help="skip `courtship plan`")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count each command's instructions once with valgrind (slow: ~15 s each)",
+    )
     options = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="courtship-startup-"))
@@ -111,14 +141,11 @@ def main() -> None:
         run(argv, folder)
     nothing_kept()
     run(validate, project)
-    try:
-        for _ in range(options.runs):
-            for name, (argv, folder, before) in commands.items():
-                if before is not None:
-                    before()
-                times[name].append(run(argv, folder))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    for _ in range(options.runs):
+        for name, (argv, folder, before) in commands.items():
+            if before is not None:
+                before()
+            times[name].append(run(argv, folder))
     print(f"load average after:  {load()}")
 
     baseline = statistics.median(wall for wall, _ in times["python -c pass"])
@@ -138,6 +165,22 @@ def main() -> None:
             f"{name:<30} {wall:>6.3f}s ({fastest[0]:.3f}) {cpu:>6.3f}s ({fastest[1]:.3f})"
             f" {wall / baseline:>15.1f}x  {verdict}"
         )
+    if options.instructions:
+        print("instructions (valgrind), one run each:")
+        counted = {}
+        for name, (argv, folder, before) in commands.items():
+            if name.startswith("courtship plan"):
+                continue
+            if before is not None:
+                before()
+            counted[name] = instructions(argv, folder)
+        base = counted.get("python -c pass")
+        for name, count in counted.items():
+            if count is None or not base:
+                print(f"{name:<30} (valgrind not found)")
+                continue
+            print(f"{name:<30} {count / 1e9:>7.3f} G {count / base:>15.1f}x")
+    shutil.rmtree(scratch, ignore_errors=True)
     sys.exit(1 if missed else 0)
 
 

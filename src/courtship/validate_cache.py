@@ -16,10 +16,15 @@ key is the same prints it without validating again. The key holds:
   (and of the one beside a file checked): its name, its kind (file, link and where it leads,
   anything else), and a hash of its content. Nothing else there is read by a validation.
 
-Anything else changes nothing a validation says. The cache is only ever a shortcut: one that
-cannot be read (damaged, another version's) is ignored, one that cannot be written (a read-only
-folder) is not written, and neither is reported. Only a project folder (one with
-``courtship.yaml``) keeps one.
+Anything else changes nothing a validation says. Beside the answer, the file keeps what was
+found of each file (``courtship.validate.check_files``: each playbook's findings and summary,
+its checks, each template's findings; the project file's findings and attributes), under the key
+of the environment (``keys``): Courtship's version and modules, the working and project folders,
+the plugins' catalogue and filters, the JSON Schemas. A run whose whole key differs gives again
+what is kept of each file that did not change, and works out the rest. The cache is only ever a
+shortcut: one that cannot be read (damaged, another version's) is ignored, one that cannot be
+written (a read-only folder) is not written, and neither is reported. Only a project folder (one
+with ``courtship.yaml``) keeps one.
 
 This module imports nothing heavy: a run that finds its answer here imports neither the
 validator nor what it needs.

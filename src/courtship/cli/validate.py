@@ -27,21 +27,6 @@ def default_format() -> str:
 def run_validation(paths: list[Path], root: Path | None = None) -> Report:
     """Find and validate the playbooks under ``paths``, with the attributes the project in
     ``root`` (default: here) declares as facts; a missing path is a usage error."""
-    from courtship.validate import discover, validate_files
-
-    files, missing = discover(paths)
-    if missing:
-        typer.secho(f"courtship: no such file or folder: {', '.join(missing)}", fg="red", err=True)
-        raise typer.Exit(ExitCode.USAGE)
-    if not files:
-        typer.secho(
-            f"courtship: no playbooks (*.yaml, *.yml) in {', '.join(map(str, paths))}",
-            fg="red",
-            err=True,
-        )
-        raise typer.Exit(ExitCode.USAGE)
-    from courtship.catalogue.attributes import with_attributes
-    from courtship.plugins import PluginError, installed
     from courtship.project import ProjectError, load_project
 
     # The project's own attributes are facts too (the project here, unless another is named).
@@ -50,12 +35,7 @@ def run_validation(paths: list[Path], root: Path | None = None) -> Report:
         attributes = load_project(root).attributes
     except ProjectError:  # reported with the project file's findings
         attributes = {}
-    try:
-        catalogue = with_attributes(installed().catalogue(), attributes)
-    except (PluginError, ValueError) as error:
-        typer.secho(f"courtship: {error}", fg="red", err=True)
-        raise typer.Exit(ExitCode.USAGE) from None
-    return validate_files(files, catalogue)
+    return _validate(paths, attributes, {})[0]
 
 
 def command(
@@ -143,8 +123,9 @@ def command(
 def _validate(
     paths: list[Path], attributes: dict[str, FactSpec], earlier: dict[str, Any]
 ) -> tuple[Report, dict[str, Any]]:
-    """``run_validation`` with the project's attributes as read, giving again what
-    ``earlier`` found of the files that did not change."""
+    """Find and validate the playbooks under ``paths`` with the project's ``attributes`` as
+    facts (a missing path is a usage error), giving again what ``earlier`` found of the files
+    that did not change; the report and what to keep of each file."""
     from courtship.validate import check_files, discover
 
     files, missing = discover(paths)
