@@ -185,7 +185,7 @@ def test_an_internal_error_is_exit_3_without_traceback(monkeypatch, capsys, tmp_
 
     monkeypatch.chdir(tmp_path)  # no project here: no answer kept from an earlier validate
 
-    monkeypatch.setattr("courtship.validate.validate_files", explode)
+    monkeypatch.setattr("courtship.validate.check_files", explode)  # what validate calls
     monkeypatch.setattr("sys.argv", ["courtship", "validate", str(ROOT / "playbooks")])
     monkeypatch.delenv("COURTSHIP_DEBUG", raising=False)
     with pytest.raises(SystemExit) as exit_info:

@@ -12,14 +12,17 @@ Suppression edges order evaluation too when they do not close a cycle; they are 
 
 from __future__ import annotations
 
+import graphlib
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
-import networkx as nx
+if TYPE_CHECKING:  # networkx is imported by the first graph built, not by a validation
+    import networkx as nx
 
-from courtship.playbook import Playbook
+    from courtship.playbook import Playbook
 
 DEPENDS = "depends_on"
 SETS = "sets"
@@ -41,28 +44,70 @@ class Edge:
         return f"{self.source} suppresses {self.target}"
 
 
+class Linked(Protocol):
+    """What the graph reads of a playbook: a :class:`~courtship.playbook.Playbook`, or the
+    summary of one that validation keeps (``courtship.validate.PlaybookSummary``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def depends_on(self) -> Sequence[str]: ...
+    @property
+    def suppresses(self) -> Sequence[str]: ...
+    @property
+    def facts_read(self) -> Mapping[str, Any]: ...
+    @property
+    def facts_set(self) -> Mapping[str, Any]: ...
+
+
+def _links(playbooks: Mapping[str, Linked]) -> Iterable[tuple[str, str, str, str | None]]:
+    """Every edge (source, target, kind, fact) between ``playbooks`` (id → playbook)."""
+    setters: dict[str, list[str]] = {}
+    for pb in playbooks.values():
+        for fact in pb.facts_set:
+            setters.setdefault(fact, []).append(pb.id)
+    for pb in playbooks.values():
+        for dependency in pb.depends_on:
+            if dependency in playbooks:
+                yield dependency, pb.id, DEPENDS, None
+        for fact in pb.facts_read:
+            for setter in setters.get(fact, []):
+                if setter != pb.id:
+                    yield setter, pb.id, SETS, fact
+        for target in pb.suppresses:
+            if target in playbooks and target != pb.id:
+                yield pb.id, target, SUPPRESSES, None
+
+
+def has_cycle(playbooks: Iterable[Linked]) -> bool:
+    """Whether depends_on and facts set → read close a loop among ``playbooks`` (the edges
+    :meth:`PlaybookGraph.cycles` follows), told by the standard library's topological sort:
+    a validation imports networkx only to name the cycles there are."""
+    by_id = {pb.id: pb for pb in playbooks}
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for pb_id in by_id:
+        sorter.add(pb_id)
+    for source, target, kind, _ in _links(by_id):
+        if kind != SUPPRESSES:
+            sorter.add(target, source)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError:
+        return True
+    return False
+
+
 class PlaybookGraph:
     """A thin layer over ``nx.DiGraph`` with playbook ids as nodes."""
 
     def __init__(self, playbooks: Iterable[Playbook]) -> None:
+        import networkx as nx
+
         self.playbooks = {pb.id: pb for pb in playbooks}
         self.graph = nx.DiGraph()
         self.graph.add_nodes_from(sorted(self.playbooks))
-        setters: dict[str, list[str]] = {}
-        for pb in self.playbooks.values():
-            for fact in pb.facts_set:
-                setters.setdefault(fact, []).append(pb.id)
-        for pb in self.playbooks.values():
-            for dependency in pb.depends_on:
-                if dependency in self.playbooks:
-                    self._add(dependency, pb.id, DEPENDS)
-            for fact in pb.facts_read:
-                for setter in setters.get(fact, []):
-                    if setter != pb.id:
-                        self._add(setter, pb.id, SETS, fact)
-            for target in pb.suppresses:
-                if target in self.playbooks and target != pb.id:
-                    self._add(pb.id, target, SUPPRESSES)
+        for source, target, kind, fact in _links(self.playbooks):
+            self._add(source, target, kind, fact)
 
     def _add(self, source: str, target: str, kind: str, fact: str | None = None) -> None:
         data = self.graph.get_edge_data(source, target)
@@ -84,6 +129,8 @@ class PlaybookGraph:
 
     def ordering_graph(self) -> nx.DiGraph:
         """Only the edges that must hold: depends_on and facts set → read."""
+        import networkx as nx
+
         keep = [
             (s, t) for s, t, data in self.graph.edges(data=True) if data["kinds"] - {SUPPRESSES}
         ]
@@ -94,6 +141,8 @@ class PlaybookGraph:
 
     def cycles(self) -> list[list[str]]:
         """One cycle per tangle of mutually dependent playbooks, each as ids in order."""
+        import networkx as nx
+
         ordering = self.ordering_graph()
         found = []
         for component in nx.strongly_connected_components(ordering):
@@ -107,6 +156,8 @@ class PlaybookGraph:
 
     def generations(self) -> list[list[str]]:
         """Playbooks in evaluation order: each generation depends only on earlier ones."""
+        import networkx as nx
+
         ordering = self.ordering_graph()
         graph = ordering.copy()
         # Suppression also orders, where it can without a cycle: the suppressor goes first.

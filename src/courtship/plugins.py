@@ -164,8 +164,9 @@ def _block_filtered(pm: pluggy.PluginManager) -> None:
     disabled = _env_names(DISABLE_ENV) or set()
     entry_points = _entry_points()
     for entry_point in entry_points:
-        if (allowed is not None and not _matches(entry_point, allowed)) or _matches(
-            entry_point, disabled
+        # (a distribution's name is read from its metadata only when a list names one)
+        if (allowed is not None and not _matches(entry_point, allowed)) or (
+            disabled and _matches(entry_point, disabled)
         ):
             pm.set_blocked(entry_point.name)
     for variable, names in ((LOAD_ENV, allowed or set()), (DISABLE_ENV, disabled)):
@@ -182,8 +183,9 @@ def installed() -> Registry:
 
 
 def add_plugin_commands(app: Any, pm: pluggy.PluginManager | None = None) -> None:
-    """Let plugins add subcommands to the ``courtship`` typer ``app`` (``register_commands``)."""
-    (pm or get_plugin_manager()).hook.register_commands(app=app)
+    """Let plugins add subcommands to the ``courtship`` typer ``app`` (``register_commands``);
+    by default the plugins of :func:`installed`, loaded once for the command that runs too."""
+    (pm or installed().pm).hook.register_commands(app=app)
 
 
 # ---------------------------------------------------------------------------------------------

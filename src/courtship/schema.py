@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
 import json
 from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
+from typing import TYPE_CHECKING, Any
 
 from courtship.findings import Finding
 from courtship.yamlload import YAML11_BOOLEANS, Document
+
+if TYPE_CHECKING:  # jsonschema is imported by the first validation (start-up: docs/ci.md)
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 SCHEMA_FILE = "playbook.schema.json"
 
@@ -71,6 +71,8 @@ def _validation_schema(name: str) -> dict[str, Any]:
 
 @functools.cache
 def _validator(name: str) -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(_validation_schema(name))
 
 
@@ -138,6 +140,8 @@ def did_you_mean(word: str, choices: object) -> str:
     transposed = sorted(name for name in names if name in swapped)
     if transposed:  # two neighbouring letters swapped: one slip of the fingers
         return f"did you mean '{transposed[0]}'?"
+    import difflib  # only for a finding's hint
+
     close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else ""
 
@@ -188,6 +192,8 @@ def _example(schema: dict[str, Any]) -> str:
 def _leaves(error: ValidationError) -> Iterator[ValidationError]:
     """Replace an anyOf/oneOf failure by its most relevant branch error."""
     if error.validator in ("anyOf", "oneOf") and error.context:
+        from jsonschema.exceptions import best_match
+
         context = list(error.context)
         if isinstance(error.instance, dict):
             # A mapping was meant for the branch that takes mappings: explain that branch.

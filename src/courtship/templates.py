@@ -14,21 +14,16 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from jinja2 import (
-    Template,
-    TemplateAssertionError,
-    TemplateError,
-    TemplateSyntaxError,
-    meta,
-    nodes,
-)
+from typing import TYPE_CHECKING, Any
 
 from courtship.catalogue import TONES
 from courtship.findings import Finding, Severity
-from courtship.sandbox import LimitedEnvironment, TemplateLimit, error_line, frozen, render_limited
 from courtship.yamlload import load_text
+
+if TYPE_CHECKING:  # Jinja is imported by the first template read or rendered, not before
+    from jinja2 import Template, nodes
+
+    from courtship.sandbox import LimitedEnvironment
 
 FRONT_MATTER_KEYS = ("subject", "preheader")
 _GENERIC_GREETING = re.compile(
@@ -46,6 +41,7 @@ def environment() -> LimitedEnvironment:
     from jinja2 import StrictUndefined
 
     from courtship.plugins import PluginError, installed
+    from courtship.sandbox import LimitedEnvironment
 
     env = LimitedEnvironment(
         undefined=StrictUndefined,
@@ -114,6 +110,8 @@ def _finding(
 
 def _used_names(ast: nodes.Template) -> dict[str, int]:
     """Names the template reads from its context, each with the first line it appears on."""
+    from jinja2 import meta, nodes
+
     undeclared = meta.find_undeclared_variables(ast)
     lines: dict[str, int] = {}
     for node in ast.find_all(nodes.Name):
@@ -123,6 +121,14 @@ def _used_names(ast: nodes.Template) -> dict[str, int]:
 
 
 def load_template(path: Path, display: str) -> TemplateFile:
+    """The template file at ``path``, read, split and parsed (``display`` names it)."""
+    read = read_template(path, display)
+    return read if isinstance(read, TemplateFile) else template_from_bytes(path, display, read)
+
+
+def read_template(path: Path, display: str) -> bytes | TemplateFile:
+    """The bytes of the template file at ``path``, or the template that cannot be read (a link
+    outside its folder, not a regular file, a read error) with its finding."""
     tpl = TemplateFile(path, display)
     if outside_its_folder(path):
         _finding(
@@ -143,8 +149,20 @@ def load_template(path: Path, display: str) -> TemplateFile:
                 "keep only template files in the templates folder",
             )
             return tpl
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+        return path.read_bytes()
+    except OSError as error:
+        _finding(tpl, 1, "template-syntax", f"cannot read template: {error}", "save it as UTF-8")
+        return tpl
+
+
+def template_from_bytes(path: Path, display: str, raw: bytes) -> TemplateFile:
+    """The template file read as ``raw``: split, parsed, its findings made."""
+    from jinja2 import TemplateAssertionError, TemplateSyntaxError
+
+    tpl = TemplateFile(path, display)
+    try:  # as read_text reads it: universal newlines
+        text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+    except UnicodeDecodeError as error:
         _finding(tpl, 1, "template-syntax", f"cannot read template: {error}", "save it as UTF-8")
         return tpl
     front, tpl.body, tpl.body_line = _split(text)
@@ -344,6 +362,10 @@ class TemplateFailure(Exception):
 
 
 def _failure(where: str, first_line: int, error: BaseException) -> TemplateFailure:
+    from jinja2 import TemplateError
+
+    from courtship.sandbox import TemplateLimit, error_line
+
     line = error_line(error)
     message = str(error) if isinstance(error, TemplateLimit) else f"{error}"
     if not isinstance(error, TemplateLimit | TemplateError):
@@ -362,6 +384,8 @@ class Compiled:
     def render(self, context: dict[str, Any]) -> tuple[str, str]:
         """(subject, text) for one person, under the limits of ``courtship.sandbox``; a
         template that fails or goes over a limit raises ``TemplateFailure`` at its line."""
+        from courtship.sandbox import render_limited
+
         subject = ""
         if self.subject is not None:
             try:
@@ -483,6 +507,8 @@ def sample_context(
     """A context a message could have: sample values of the facts the template reads, an offer
     with every field, a friend and a referrer with names. A name that is no fact is left out
     (``validate`` reports it; rendering fails on it)."""
+    from courtship.sandbox import frozen
+
     context: dict[str, Any] = {}
     for name in tpl.variables:
         if name in fact_types:
@@ -503,6 +529,8 @@ def sample_context(
 def dedup_key(pb: Any, now: dt.datetime) -> str:
     """The dedup key of playbook ``pb`` at ``now``, rendered under the limits; one that fails
     raises ``TemplateFailure`` at the playbook's ``dedup_key`` line."""
+    from courtship.sandbox import frozen, render_limited
+
     line = pb.document.locate(("dedup_key",)).line
     try:
         key = render_limited(

@@ -1,20 +1,28 @@
 """Validation: load every playbook, check it against the schema and the meaning of the format,
-then check the playbooks together. Everything is validated before anything is reported."""
+then check the playbooks together. Everything is validated before anything is reported.
+
+A validation can give again what an earlier one found of a file nothing of which has changed
+(:func:`check_files`, with the parts ``courtship validate`` keeps in ``.courtship``): each
+playbook's findings and summary are kept under a hash of its bytes, its checks also under the
+catalogue and the names in its templates folder, each template's findings under its bytes and
+the facts it reads. What spans the files (ids, depends_on, suppresses, the facts one playbook
+sets and another reads, cycles) is checked again every time, from the summaries. Neither
+jsonschema, Jinja nor networkx is imported before a file needs it.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import itertools
 import json
 import os
 import re
-import zoneinfo
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from jinja2 import TemplateSyntaxError
 
 from courtship.catalogue import (
     NUMERIC,
@@ -28,7 +36,7 @@ from courtship.catalogue import (
     builtin_catalogue,
 )
 from courtship.findings import Finding, Report, Severity
-from courtship.graph import PlaybookGraph
+from courtship.graph import has_cycle
 from courtship.playbook import (
     COMBINATORS,
     STEP_KINDS,
@@ -47,12 +55,21 @@ from courtship.templates import (
     environment,
     impersonal_findings,
     languages,
-    load_template,
+    read_template,
     render_failure,
+    template_from_bytes,
     template_names,
     variants,
 )
-from courtship.yamlload import YAML11_BOOLEANS, Document, PathParts, load_file
+from courtship.validate_cache import finding_from_json, finding_to_json
+from courtship.yamlload import (
+    YAML11_BOOLEANS,
+    Document,
+    Mark,
+    PathParts,
+    load_bytes,
+    read_file,
+)
 
 PLAYBOOK_SUFFIXES = (".yaml", ".yml")
 TEMPLATES_FOLDER = "templates"
@@ -60,12 +77,14 @@ TEMPLATES_FOLDER = "templates"
 
 def display_path(path: Path) -> str:
     """Paths in findings are relative to the working folder when they are under it."""
+    path = Path(path)
+    if not path.is_absolute() and ".." not in path.parts:
+        return str(path)  # what relpath would make of it
     try:
-        return (
-            os.path.relpath(path) if Path(os.path.relpath(path)).parts[:1] != ("..",) else str(path)
-        )
+        relative = os.path.relpath(path)
     except ValueError:  # another drive on Windows
         return str(path)
+    return relative if Path(relative).parts[:1] != ("..",) else str(path)
 
 
 def discover(paths: Sequence[Path]) -> tuple[list[Path], list[str]]:
@@ -97,43 +116,319 @@ def validate_paths(paths: Sequence[Path], catalogue: Catalogue | None = None) ->
 
 
 def validate_files(files: Iterable[Path], catalogue: Catalogue | None = None) -> Report:
+    """Validate the playbook ``files`` with the facts of ``catalogue`` (default: the built-in
+    ones). Never raises for bad input."""
+    return check_files(files, catalogue)[0]
+
+
+def check_files(
+    files: Iterable[Path],
+    catalogue: Catalogue | None = None,
+    kept: Mapping[str, Any] | None = None,
+) -> tuple[Report, dict[str, Any]]:
+    """:func:`validate_files`, giving again what ``kept`` found of each file that has not
+    changed since (the parts of an earlier validation, as this returns them); the report and
+    this validation's parts. The report is the one a validation of every file gives, but for
+    ``playbooks``: only those read again."""
     catalogue = (catalogue or builtin_catalogue()).copy()
+    earlier = _Earlier(kept)
     report = Report()
-    documents: list[Document] = []
-    schema_errors: dict[str, set[PathParts]] = {}
+    parts: dict[str, Any] = {"playbooks": {}, "templates": {}, "dedup_keys": {}}
+    loaded: list[_Loaded] = []
     for file in files:
         display = display_path(file)
         report.files.append(display)
-        doc = load_file(file, display)
-        report.findings.extend(doc.findings)
-        documents.append(doc)
-        if doc.data is None:
-            if not doc.findings:
-                report.findings.append(
-                    doc.finding(
-                        (),
-                        "schema",
-                        "the file is empty",
-                        "a playbook needs at least id, title, stage, category, trigger "
-                        "and respond; see docs/marketers-guide.md",
-                    )
-                )
-            continue
-        found = schema_findings(doc)
-        report.findings.extend(found)
-        schema_errors[display] = {_parts_of(f) for f in found}
-        playbook = Playbook.from_document(doc)
-        if playbook is not None:
-            report.playbooks.append(playbook)
+        item = _load(file, display, earlier.playbooks.get(display))
+        report.findings.extend(item.findings)
+        if item.entry is not None:
+            parts["playbooks"][display] = item.entry
+        if item.summary is not None:
+            loaded.append(item)
+            if item.playbook is not None:
+                report.playbooks.append(item.playbook)
 
-    declare_set_facts(report.playbooks, catalogue)
-    checker = _Checker(catalogue, _template_cache(), schema_errors)
-    for playbook in report.playbooks:
-        report.findings.extend(checker.check(playbook))
-    report.findings.extend(checker.template_findings())
-    report.findings.extend(_check_together(report.playbooks))
+    summaries = [item.summary for item in loaded if item.summary is not None]
+    declare_set_facts(summaries, catalogue)  # type: ignore[arg-type]  # reads id and facts_set
+    checker = _Checker(catalogue, {}, earlier.dedup_keys, parts["dedup_keys"])
+    facts = _catalogue_digest(catalogue)
+    folders: dict[Path, list[tuple[str, bool]] | None] = {}
+    uses: dict[Path, list[bool]] = {}  # template → [customer-facing, a marketing email]
+    for item in loaded:
+        folder = Path(item.display).parent / TEMPLATES_FOLDER
+        if folder not in folders:
+            folders[folder] = _names_in(folder)
+        check = item.entry.get("check") if item.entry is not None and item.reused else None
+        again = _kept_check(check, facts, folders[folder])
+        if again is not None:
+            found, used = again
+        else:
+            if item.playbook is None:  # kept, but what it is checked against changed
+                item.playbook = Playbook.from_document(load_bytes(item.raw or b"", item.display))
+                if item.playbook is None:  # pragma: no cover - the same bytes had an id
+                    continue
+                report.playbooks.append(item.playbook)
+            checker.schema_errors[item.display] = item.schema_errors
+            found = checker.check(item.playbook)
+            used = checker.used
+            names = None if checker.listed else sorted(checker.names)
+            if item.entry is not None:
+                item.entry["check"] = {
+                    "context": _check_context(facts, folders[folder], names),
+                    "names": names,
+                    "findings": [finding_to_json(f) for f in found],
+                    "templates": [[str(path), *flags] for path, flags in used.items()],
+                }
+        report.findings.extend(found)
+        for path, (customer_facing, marketing_email) in used.items():
+            flags = uses.setdefault(path, [False, False])
+            flags[0] |= customer_facing
+            flags[1] |= marketing_email
+
+    for path, (customer_facing, marketing_email) in uses.items():
+        report.findings.extend(
+            _template_file_findings(
+                path,
+                catalogue,
+                customer_facing=customer_facing,
+                marketing_email=marketing_email,
+                kept=earlier.templates.get(str(path)),
+                keep=parts["templates"],
+            )
+        )
+    report.findings.extend(_check_together(summaries))
     report.findings = sorted(set(report.findings))
-    return report
+    return report, parts
+
+
+class _Earlier:
+    """The parts of an earlier validation, each kind a mapping (or empty, when damaged)."""
+
+    def __init__(self, kept: Mapping[str, Any] | None) -> None:
+        kept = kept if isinstance(kept, Mapping) else {}
+        self.playbooks = _mapping(kept.get("playbooks"))
+        self.templates = _mapping(kept.get("templates"))
+        self.dedup_keys = _mapping(kept.get("dedup_keys"))
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _digest(*parts: object) -> str:
+    text = json.dumps(parts, default=str, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _catalogue_digest(catalogue: Catalogue) -> str:
+    """What the checks of a playbook read of the catalogue: each fact's name, type, unit and
+    values, and the channels."""
+    facts = [
+        (name, spec.type, spec.unit, list(spec.values))
+        for name, spec in sorted(catalogue.facts.items())
+    ]
+    return _digest(facts, sorted(catalogue.channels))
+
+
+def _names_in(folder: Path) -> list[tuple[str, bool]] | None:
+    """The names in a templates folder, each with whether it is a file (None: no folder)."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted((entry.name, _is_file(entry)) for entry in entries)
+    except OSError:
+        return None
+
+
+def _check_context(
+    facts: str, folder: list[tuple[str, bool]] | None, names: Sequence[str] | None
+) -> str:
+    """What the checks of a playbook read beside its own file: the catalogue (``facts``, its
+    digest), and of its templates folder the names of the files of the templates it names
+    (``names``; its text is the template's own concern), or every name in it (``names`` None:
+    a template it names is missing, and the hint lists the others)."""
+    if folder is not None and names is not None:
+        folder = [
+            (name, is_file)
+            for name, is_file in folder
+            if any(name.startswith(f"{template}.") for template in names)
+        ]
+    return _digest(facts, folder)
+
+
+def _kept_check(
+    check: Any, facts: str, folder: list[tuple[str, bool]] | None
+) -> tuple[list[Finding], dict[Path, list[bool]]] | None:
+    """The findings of a playbook's checks and the templates it uses, as kept in ``check``,
+    when what they read is the same; else None."""
+    if not isinstance(check, Mapping):
+        return None
+    try:
+        names = check["names"]
+        if names is not None and not all(isinstance(name, str) for name in names):
+            return None
+        if check["context"] != _check_context(facts, folder, names):
+            return None
+        found = [finding_from_json(f) for f in check["findings"]]
+        used = {Path(path): [bool(cf), bool(me)] for path, cf, me in check["templates"]}
+    except (KeyError, TypeError, ValueError):
+        return None
+    return found, used
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
+@dataclass
+class PlaybookSummary:
+    """What the checks across playbooks read of one playbook: its id, its links to others, the
+    facts it reads and sets, and the place of each in its file (``document`` holds only those
+    places). It is kept with a validation's answer, so an unchanged file is not read again."""
+
+    id: str
+    document: Document
+    depends_on: list[str]
+    suppresses: list[str]
+    facts_read: dict[str, PathParts]
+    #: fact → (place, value): the value only as far as it gives the fact's type
+    facts_set: dict[str, tuple[PathParts, Any]]
+
+    @property
+    def path(self) -> str:
+        return self.document.path
+
+    @classmethod
+    def of(cls, pb: Playbook) -> PlaybookSummary:
+        doc = pb.document
+        facts_read = pb.facts_read
+        facts_set = {
+            name: (parts, value if _typed(value) else None)
+            for name, (parts, value) in pb.facts_set.items()
+        }
+        places: list[PathParts] = [
+            ("id",),
+            *(("depends_on", index) for index in range(len(pb.depends_on))),
+            *(("suppresses", index) for index in range(len(pb.suppresses))),
+            *facts_read.values(),
+        ]
+        positions = {parts: doc.locate(parts) for parts in places}
+        return cls(
+            pb.id,
+            Document(doc.path, positions=positions),
+            list(pb.depends_on),
+            list(pb.suppresses),
+            facts_read,
+            facts_set,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "depends_on": self.depends_on,
+            "suppresses": self.suppresses,
+            "facts_read": [[name, list(parts)] for name, parts in self.facts_read.items()],
+            "facts_set": [
+                [name, list(parts), value] for name, (parts, value) in self.facts_set.items()
+            ],
+            "places": [
+                [list(parts), mark.line, mark.col]
+                for parts, mark in self.document.positions.items()
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, path: str, data: Mapping[str, Any]) -> PlaybookSummary:
+        positions = {tuple(parts): Mark(int(line), int(col)) for parts, line, col in data["places"]}
+        return cls(
+            str(data["id"]),
+            Document(path, positions=positions),
+            [str(target) for target in data["depends_on"]],
+            [str(target) for target in data["suppresses"]],
+            {str(name): tuple(parts) for name, parts in data["facts_read"]},
+            {str(name): (tuple(parts), value) for name, parts, value in data["facts_set"]},
+        )
+
+
+def _typed(value: Any) -> bool:
+    """A set value that gives its fact a type other than text (``declare_set_facts``)."""
+    return isinstance(value, bool | int | float) or value == "now"
+
+
+@dataclass
+class _Loaded:
+    """One playbook file as read: its own findings (of loading and the schema) and summary."""
+
+    display: str
+    findings: list[Finding]
+    schema_errors: set[PathParts] = field(default_factory=set)
+    summary: PlaybookSummary | None = None
+    playbook: Playbook | None = None
+    raw: bytes | None = None
+    #: what is kept of it (None for a file that could not be read: it is read again)
+    entry: dict[str, Any] | None = None
+    #: given again from an earlier validation
+    reused: bool = False
+
+
+def _load(file: Path, display: str, kept: Any) -> _Loaded:
+    read = read_file(file, display)
+    if isinstance(read, Document):  # it cannot be read: its finding, and nothing kept
+        return _Loaded(display, list(read.findings))
+    content = hashlib.sha256(read).hexdigest()
+    if isinstance(kept, Mapping) and kept.get("content") == content:
+        try:
+            loading = [finding_from_json(f) for f in kept["loaded"]]
+            schema = [finding_from_json(f) for f in kept["schema"]]
+            summary = (
+                None
+                if kept["playbook"] is None
+                else PlaybookSummary.from_json(display, kept["playbook"])
+            )
+        except (KeyError, TypeError, ValueError):
+            pass  # damaged: read the file again
+        else:
+            return _Loaded(
+                display,
+                [*loading, *schema],
+                {_parts_of(f) for f in schema},
+                summary,
+                raw=read,
+                entry=dict(kept),
+                reused=True,
+            )
+    doc = load_bytes(read, display)
+    loading = list(doc.findings)
+    entry: dict[str, Any] = {"content": content, "schema": [], "playbook": None}
+    if doc.data is None:
+        if not loading:
+            loading.append(
+                doc.finding(
+                    (),
+                    "schema",
+                    "the file is empty",
+                    "a playbook needs at least id, title, stage, category, trigger "
+                    "and respond; see docs/marketers-guide.md",
+                )
+            )
+        entry["loaded"] = [finding_to_json(f) for f in loading]
+        return _Loaded(display, loading, raw=read, entry=entry)
+    schema = schema_findings(doc)
+    playbook = Playbook.from_document(doc)
+    summary = PlaybookSummary.of(playbook) if playbook is not None else None
+    entry["loaded"] = [finding_to_json(f) for f in loading]
+    entry["schema"] = [finding_to_json(f) for f in schema]
+    entry["playbook"] = summary.to_json() if summary is not None else None
+    return _Loaded(
+        display,
+        [*loading, *schema],
+        {_parts_of(f) for f in schema},
+        summary,
+        playbook,
+        raw=read,
+        entry=entry,
+    )
 
 
 def _parts_of(finding: Finding) -> PathParts:
@@ -149,12 +444,10 @@ def _parts_of(finding: Finding) -> PathParts:
     return tuple(parts)
 
 
-def _template_cache() -> dict[Path, TemplateFile]:
-    return {}
-
-
 @functools.cache
 def _timezones() -> frozenset[str]:
+    import zoneinfo  # (its import reads sysconfig: only for a playbook with a time zone)
+
     return frozenset(zoneinfo.available_timezones())
 
 
@@ -164,15 +457,22 @@ class _Checker:
     def __init__(
         self,
         catalogue: Catalogue,
-        templates: dict[Path, TemplateFile],
         schema_errors: dict[str, set[PathParts]],
+        dedup_keys: Mapping[str, Any] | None = None,
+        said: dict[str, Any] | None = None,
     ) -> None:
         self.catalogue = catalogue
-        self.templates = templates
         self.schema_errors = schema_errors
-        self.customer_facing: set[Path] = set()
-        #: templates of marketing messages that can go out by email (a visible unsubscribe link)
-        self.marketing_email: set[Path] = set()
+        #: the templates the last playbook checked uses: file → [customer-facing (a message
+        #: to a customer, not a notice to a team), a marketing message that can go out by
+        #: email (a visible unsubscribe link)]
+        self.used: dict[Path, list[bool]] = {}
+        #: the templates it names, and whether one is missing (the hint lists the others)
+        self.names: set[str] = set()
+        self.listed = False
+        #: what an earlier validation said of each dedup key (``_dedup_key``), and this one
+        self.dedup_keys = dedup_keys or {}
+        self.said = said if said is not None else {}
 
     def _broken(self, doc: Document, parts: PathParts) -> bool:
         """The schema already reported a problem at or under ``parts``: do not say it twice."""
@@ -182,6 +482,7 @@ class _Checker:
     def check(self, pb: Playbook) -> list[Finding]:
         doc = pb.document
         out: list[Finding] = []
+        self.used, self.names, self.listed = {}, set(), False
         if not self._broken(doc, ("trigger",)):
             out.extend(self._trigger(pb))
         for parts, condition in pb.conditions():
@@ -215,53 +516,27 @@ class _Checker:
                 out.extend(self._positive(doc, ("limits", key), limits[key]))
         out.extend(self._experiment(pb))
         if pb.dedup_key and not self._broken(doc, ("dedup_key",)):
-            try:
-                ast = environment().parse(pb.dedup_key)
-            except TemplateSyntaxError as error:
-                out.append(
-                    doc.finding(
-                        ("dedup_key",),
-                        "template-syntax",
-                        f"dedup_key: {error.message}",
-                        "check the {{ }} pairs",
-                    )
-                )
-            except RecursionError:
-                out.append(
-                    doc.finding(
-                        ("dedup_key",),
-                        "template-syntax",
-                        "dedup_key: nested too deeply to read",
-                        "simplify the expression",
-                    )
-                )
-            else:
-                from jinja2 import meta
-
-                try:
-                    undeclared = meta.find_undeclared_variables(ast)
-                except TemplateSyntaxError as error:  # an unknown filter
-                    undeclared = {"?"}  # not rendered
-                    out.append(
-                        doc.finding(
-                            ("dedup_key",),
-                            "template-syntax",
-                            f"dedup_key: {error.message}",
-                            "use a Jinja filter, or one a plugin adds",
-                        )
-                    )
-                for name in sorted(undeclared - {"now", "playbook", "?"}):
-                    out.append(
-                        doc.finding(
-                            ("dedup_key",),
-                            "template-unknown-variable",
-                            f"dedup_key: '{name}' is not available in a dedup key",
-                            "a dedup key may use now and playbook; it is kept per customer "
-                            "already, as in birthday-{{ now.year }}",
-                        )
-                    )
-                out.extend(_dedup_key_renders(pb, undeclared))
+            out.extend(self._dedup_key(pb))
         return out
+
+    def _dedup_key(self, pb: Playbook) -> list[Finding]:
+        """What is wrong with the dedup key, said again when an earlier validation read the
+        same key (of a playbook with the same id and title, where the key reads them)."""
+        alone = json.dumps([pb.dedup_key])
+        with_playbook = json.dumps([pb.dedup_key, pb.id, pb.title])
+        for memo in (alone, with_playbook):
+            said = self.dedup_keys.get(memo)
+            if _well_said(said):
+                break
+        else:
+            found, reads_playbook = _dedup_key_findings(pb)
+            said = [[f.rule_id, f.message, f.hint, f.severity.value] for f in found]
+            memo = with_playbook if reads_playbook else alone
+        self.said[memo] = said
+        return [
+            pb.document.finding(("dedup_key",), rule, message, hint, severity=Severity(severity))
+            for rule, message, hint, severity in said
+        ]
 
     # ── trigger ───────────────────────────────────────────────────────────
     def _trigger(self, pb: Playbook) -> list[Finding]:
@@ -665,9 +940,8 @@ class _Checker:
             ):
                 folder = Path(doc.path).parent / "templates"
                 for language in ["", *languages(folder, send["template"])]:
-                    self.marketing_email.update(
-                        variants(folder, send["template"], language).values()
-                    )
+                    for file in variants(folder, send["template"], language).values():
+                        self.used.setdefault(file, [False, False])[1] = True
         return out
 
     def _experiment(self, pb: Playbook) -> list[Finding]:
@@ -715,7 +989,9 @@ class _Checker:
     ) -> list[Finding]:
         folder = Path(doc.path).parent / "templates"
         files = variants(folder, name)
+        self.names.add(name)
         if not files:
+            self.listed = True
             known = sorted(template_names(folder))
             expected = (
                 f"{name}.buddy.md, {name}.salesy.md and {name}.direct.md" if toned else f"{name}.md"
@@ -759,64 +1035,8 @@ class _Checker:
                     )
                 )
         for file in every:
-            if file not in self.templates:
-                self.templates[file] = load_template(file, display_path(file))
-            if toned:
-                self.customer_facing.add(file)
-        return out
-
-    def template_findings(self) -> list[Finding]:
-        """Findings inside the template files the playbooks use, each file once."""
-        out = []
-        for file, tpl in self.templates.items():
-            out.extend(tpl.findings)
-            for name, line in tpl.variables.items():
-                if name not in self.catalogue.facts and name not in TEMPLATE_CONTEXT:
-                    known = sorted({*self.catalogue.facts, *TEMPLATE_CONTEXT})
-                    out.append(
-                        Finding(
-                            tpl.display,
-                            line,
-                            1,
-                            Severity.ERROR,
-                            "template-unknown-variable",
-                            f"'{name}' is neither a fact nor a template variable",
-                            did_you_mean(name, known)
-                            or "use a fact, or offer, friend, referrer, brand, playbook, now, "
-                            "unsubscribe_url",
-                        )
-                    )
-            if file in self.customer_facing and tpl.ok:
-                out.extend(impersonal_findings(tpl))
-            if tpl.ok and set(tpl.variables) <= {*self.catalogue.facts, *TEMPLATE_CONTEXT}:
-                types = {name: spec.type for name, spec in self.catalogue.facts.items()}
-                failure = render_failure(tpl, types)
-                if failure is not None:
-                    out.append(
-                        Finding(
-                            tpl.display,
-                            failure.line,
-                            1,
-                            Severity.ERROR,
-                            "template-render",
-                            f"rendered with sample values: {failure.message}",
-                            RENDER_HINT,
-                        )
-                    )
-            if file in self.marketing_email and tpl.ok and "unsubscribe_url" not in tpl.variables:
-                out.append(
-                    Finding(
-                        tpl.display,
-                        tpl.body_line,
-                        1,
-                        Severity.WARNING,
-                        "template-unsubscribe-missing",
-                        "a marketing email that never shows its unsubscribe link "
-                        "(unsubscribe_url); a footer with it is added at the end",
-                        "place it where it reads well: "
-                        '<a href="{{ unsubscribe_url }}">Unsubscribe</a>',
-                    )
-                )
+            flags = self.used.setdefault(file, [False, False])
+            flags[0] |= toned
         return out
 
     def _positive(self, doc: Document, parts: PathParts, text: str) -> list[Finding]:
@@ -846,6 +1066,193 @@ RENDER_HINT = (
     "a message renders within 1 s, 100000 steps (loops and calls) and 100000 characters, and "
     "cannot change what it reads (docs/engine.md, templates under limits)"
 )
+
+
+def _well_said(said: Any) -> bool:
+    return isinstance(said, list) and all(
+        isinstance(item, list) and len(item) == 4 and all(isinstance(x, str) for x in item)
+        for item in said
+    )
+
+
+def _dedup_key_findings(pb: Playbook) -> tuple[list[Finding], bool]:
+    """The dedup key read as a template: its syntax, the names it uses, rendered once; and
+    whether what it says may depend on the playbook's id and title (the key names
+    ``playbook``, or calls a filter, which a plugin's may read the whole context)."""
+    from jinja2 import TemplateSyntaxError, nodes
+
+    doc = pb.document
+    out: list[Finding] = []
+    reads_playbook = False
+    try:
+        ast = environment().parse(pb.dedup_key)
+    except TemplateSyntaxError as error:
+        out.append(
+            doc.finding(
+                ("dedup_key",),
+                "template-syntax",
+                f"dedup_key: {error.message}",
+                "check the {{ }} pairs",
+            )
+        )
+    except RecursionError:
+        out.append(
+            doc.finding(
+                ("dedup_key",),
+                "template-syntax",
+                "dedup_key: nested too deeply to read",
+                "simplify the expression",
+            )
+        )
+    else:
+        from jinja2 import meta
+
+        try:
+            undeclared = meta.find_undeclared_variables(ast)
+        except TemplateSyntaxError as error:  # an unknown filter
+            undeclared = {"?"}  # not rendered
+            out.append(
+                doc.finding(
+                    ("dedup_key",),
+                    "template-syntax",
+                    f"dedup_key: {error.message}",
+                    "use a Jinja filter, or one a plugin adds",
+                )
+            )
+        reads_playbook = "playbook" in undeclared or any(True for _ in ast.find_all(nodes.Filter))
+        for name in sorted(undeclared - {"now", "playbook", "?"}):
+            out.append(
+                doc.finding(
+                    ("dedup_key",),
+                    "template-unknown-variable",
+                    f"dedup_key: '{name}' is not available in a dedup key",
+                    "a dedup key may use now and playbook; it is kept per customer "
+                    "already, as in birthday-{{ now.year }}",
+                )
+            )
+        out.extend(_dedup_key_renders(pb, undeclared))
+    return out, reads_playbook
+
+
+def _template_file_findings(
+    path: Path,
+    catalogue: Catalogue,
+    *,
+    customer_facing: bool,
+    marketing_email: bool,
+    kept: Any,
+    keep: dict[str, Any],
+) -> list[Finding]:
+    """Findings inside one template file the playbooks use: given again from ``kept`` when
+    the file's bytes and the facts it reads are the same, else read; what is found of a file
+    that was read is put in ``keep``."""
+    display = display_path(path)
+    read = read_template(path, display)
+    if isinstance(read, TemplateFile):  # it cannot be read: its finding, and nothing kept
+        return list(read.findings)
+    content = hashlib.sha256(read).hexdigest()
+    entry: dict[str, Any] | None = None
+    if isinstance(kept, Mapping) and kept.get("content") == content:
+        variables = kept.get("variables")
+        if (
+            isinstance(variables, list)
+            and all(isinstance(name, str) for name in variables)
+            and kept.get("facts") == _facts_read(variables, catalogue)
+        ):
+            entry = dict(kept)
+    if entry is None:
+        tpl = template_from_bytes(path, display, read)
+        always, personal, unsubscribe = _template_checks(tpl, catalogue)
+        entry = {
+            "content": content,
+            "variables": sorted(tpl.variables),
+            "facts": _facts_read(sorted(tpl.variables), catalogue),
+            "findings": [finding_to_json(f) for f in always],
+            "customer_facing": [finding_to_json(f) for f in personal],
+            "marketing_email": [finding_to_json(f) for f in unsubscribe],
+        }
+    keep[str(path)] = entry
+    names = ["findings"]
+    names += ["customer_facing"] if customer_facing else []
+    names += ["marketing_email"] if marketing_email else []
+    try:
+        return [finding_from_json(f) for name in names for f in entry[name]]
+    except (KeyError, TypeError, ValueError):  # damaged: read it again
+        del keep[str(path)]
+        return _template_file_findings(
+            path,
+            catalogue,
+            customer_facing=customer_facing,
+            marketing_email=marketing_email,
+            kept=None,
+            keep=keep,
+        )
+
+
+def _facts_read(variables: Sequence[Any], catalogue: Catalogue) -> str:
+    """What a template's findings read of the catalogue: the type of each name it uses (None:
+    no fact), and every fact's name when one is unknown (a hint suggests the nearest)."""
+    types = [
+        [str(name), catalogue.facts[name].type if name in catalogue.facts else None]
+        for name in variables
+    ]
+    unknown = any(t is None and name not in TEMPLATE_CONTEXT for name, t in types)
+    return _digest(types, sorted(catalogue.facts) if unknown else None)
+
+
+def _template_checks(
+    tpl: TemplateFile, catalogue: Catalogue
+) -> tuple[list[Finding], list[Finding], list[Finding]]:
+    """The findings of a template file: always; when it is a message to a customer; when it is
+    a marketing message that can go out by email."""
+    always = list(tpl.findings)
+    for name, line in tpl.variables.items():
+        if name not in catalogue.facts and name not in TEMPLATE_CONTEXT:
+            known = sorted({*catalogue.facts, *TEMPLATE_CONTEXT})
+            always.append(
+                Finding(
+                    tpl.display,
+                    line,
+                    1,
+                    Severity.ERROR,
+                    "template-unknown-variable",
+                    f"'{name}' is neither a fact nor a template variable",
+                    did_you_mean(name, known)
+                    or "use a fact, or offer, friend, referrer, brand, playbook, now, "
+                    "unsubscribe_url",
+                )
+            )
+    personal = impersonal_findings(tpl) if tpl.ok else []
+    if tpl.ok and set(tpl.variables) <= {*catalogue.facts, *TEMPLATE_CONTEXT}:
+        types = {name: spec.type for name, spec in catalogue.facts.items()}
+        failure = render_failure(tpl, types)
+        if failure is not None:
+            always.append(
+                Finding(
+                    tpl.display,
+                    failure.line,
+                    1,
+                    Severity.ERROR,
+                    "template-render",
+                    f"rendered with sample values: {failure.message}",
+                    RENDER_HINT,
+                )
+            )
+    unsubscribe = []
+    if tpl.ok and "unsubscribe_url" not in tpl.variables:
+        unsubscribe.append(
+            Finding(
+                tpl.display,
+                tpl.body_line,
+                1,
+                Severity.WARNING,
+                "template-unsubscribe-missing",
+                "a marketing email that never shows its unsubscribe link "
+                "(unsubscribe_url); a footer with it is added at the end",
+                'place it where it reads well: <a href="{{ unsubscribe_url }}">Unsubscribe</a>',
+            )
+        )
+    return always, personal, unsubscribe
 
 
 def _dedup_key_renders(pb: Playbook, undeclared: set[str]) -> list[Finding]:
@@ -932,10 +1339,10 @@ def _a(kind: str) -> str:
     }.get(kind, kind)
 
 
-def _check_together(playbooks: list[Playbook]) -> list[Finding]:
+def _check_together(playbooks: Sequence[PlaybookSummary]) -> list[Finding]:
     """Checks across playbooks: duplicate ids, unknown dependencies, then cycles."""
     out: list[Finding] = []
-    first: dict[str, Playbook] = {}
+    first: dict[str, PlaybookSummary] = {}
     for pb in playbooks:
         if pb.id in first:
             other = first[pb.id]
@@ -966,10 +1373,14 @@ def _check_together(playbooks: list[Playbook]) -> list[Finding]:
                     )
     if unknown:
         return out  # a cycle through a misspelt id is reported once the id is fixed
-    graph = PlaybookGraph(first.values())
+    if not has_cycle(first.values()):
+        return out
+    from courtship.graph import PlaybookGraph  # networkx: only to name the cycles
+
+    graph = PlaybookGraph(first.values())  # type: ignore[arg-type]  # reads ids and links
     for cycle in graph.cycles():
         steps = []
-        places: list[tuple[Playbook, PathParts]] = []
+        places: list[tuple[PlaybookSummary, PathParts]] = []
         for source, target in itertools.pairwise(cycle):
             data = graph.graph.edges[source, target]
             dependent = first[target]

@@ -16,10 +16,15 @@ key is the same prints it without validating again. The key holds:
   (and of the one beside a file checked): its name, its kind (file, link and where it leads,
   anything else), and a hash of its content. Nothing else there is read by a validation.
 
-Anything else changes nothing a validation says. The cache is only ever a shortcut: one that
-cannot be read (damaged, another version's) is ignored, one that cannot be written (a read-only
-folder) is not written, and neither is reported. Only a project folder (one with
-``courtship.yaml``) keeps one.
+Anything else changes nothing a validation says. Beside the answer, the file keeps what was
+found of each file (``courtship.validate.check_files``: each playbook's findings and summary,
+its checks, each template's findings; the project file's findings and attributes), under the key
+of the environment (``keys``): Courtship's version and modules, the working and project folders,
+the plugins' catalogue and filters, the JSON Schemas. A run whose whole key differs gives again
+what is kept of each file that did not change, and works out the rest. The cache is only ever a
+shortcut: one that cannot be read (damaged, another version's) is ignored, one that cannot be
+written (a read-only folder) is not written, and neither is reported. Only a project folder (one
+with ``courtship.yaml``) keeps one.
 
 This module imports nothing heavy: a run that finds its answer here imports neither the
 validator nor what it needs.
@@ -31,6 +36,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,7 +50,7 @@ CACHE_FILE = "validate.json"
 #: As ``courtship.validate`` names them (not imported here: it is what a kept answer spares).
 PLAYBOOK_SUFFIXES = (".yaml", ".yml")
 TEMPLATES = "templates"
-_FORMAT = 1
+_FORMAT = 2
 
 
 def cache_file(root: Path) -> Path | None:
@@ -60,33 +66,51 @@ class Uncacheable(Exception):
 def key(root: Path, paths: Sequence[Path]) -> str | None:
     """The key of a validation of ``paths`` in the project ``root`` (see the module's text);
     None when the project keeps no answer, or this one cannot be told by a key."""
+    found = keys(root, paths)
+    return found[1] if found is not None else None
+
+
+def keys(root: Path, paths: Sequence[Path]) -> tuple[str, str] | None:
+    """The key of the environment (all the module's text lists but the project file and the
+    files checked: Courtship, the folders, the plugins, the schemas), under which what is kept
+    of each file holds, and the key of the whole validation of ``paths``; None as for
+    ``key``."""
     if cache_file(root) is None:
         return None
     try:
-        return _key(root, paths)
+        return _keys(root, paths)
     except (Uncacheable, OSError):
         return None
 
 
-def _key(root: Path, paths: Sequence[Path]) -> str:
-    digest = hashlib.sha256()
-
+def _adder(digest: Any) -> Any:
     def add(*parts: object) -> None:
         digest.update(json.dumps(parts, default=str).encode("utf-8", "surrogateescape"))
         digest.update(b"\n")
 
+    return add
+
+
+def _add_environment(add: Any, root: Path) -> None:
     add("courtship", _FORMAT, courtship.__version__, os.getcwd(), str(root.resolve()))
     package = Path(courtship.__file__).parent
-    for module in sorted(package.rglob("*")):
-        if module.suffix in (".py", ".yaml", ".json") and module.is_file():
-            status = module.stat()
-            add(str(module.relative_to(package)), status.st_size, status.st_mtime_ns)
+    for name, status in _modules(package, ""):
+        add(name, status.st_size, status.st_mtime_ns)
     # the JSON Schemas, in a checkout beside the package (courtship.schema.schema_path)
     for schema in sorted((package.parents[1] / "schemas").glob("*.json")):
         add(str(schema), _stamp(schema))
+    _add_plugins(add)
+
+
+def _keys(root: Path, paths: Sequence[Path]) -> tuple[str, str]:
+    around = hashlib.sha256()
+    _add_environment(_adder(around), root)
+    environment = around.hexdigest()
+    digest = hashlib.sha256()
+    add = _adder(digest)
+    add("environment", environment)
     project = root / "courtship.yaml"
     add("project", _content(project))
-    _add_plugins(add)
     folders: list[Path] = []
     for path in paths:
         add("path", str(path), path.is_file(), path.is_dir())
@@ -110,7 +134,20 @@ def _key(root: Path, paths: Sequence[Path]) -> str:
                 if inside or name.endswith(PLAYBOOK_SUFFIXES):
                     file = Path(where, name)
                     add(str(file), *_entry(file))
-    return digest.hexdigest()
+    return environment, digest.hexdigest()
+
+
+def _modules(folder: Path, prefix: str) -> list[tuple[str, os.stat_result]]:
+    """Each of Courtship's own files in ``folder`` (its modules, its data: ``.py``, ``.yaml``,
+    ``.json``) with its status, named from the package's folder, in order."""
+    found: list[tuple[str, os.stat_result]] = []
+    with os.scandir(folder) as entries:
+        for entry in sorted(entries, key=lambda entry: entry.name):
+            if entry.is_dir(follow_symlinks=False):
+                found += _modules(Path(entry.path), f"{prefix}{entry.name}/")
+            elif entry.name.endswith((".py", ".yaml", ".json")) and entry.is_file():
+                found.append((prefix + entry.name, entry.stat()))
+    return found
 
 
 def _add_plugins(add: Any) -> None:
@@ -118,12 +155,14 @@ def _add_plugins(add: Any) -> None:
 
     try:
         registry = installed()
-        catalogue = registry.catalogue()
+        facts = registry.facts()
+        channels = registry.channels()
         filters = registry.template_filters()
     except PluginError as error:  # the validation reports it; no answer is kept for it
         raise Uncacheable(str(error)) from None
-    add("facts", sorted((name, repr(spec)) for name, spec in catalogue.facts.items()))
-    add("channels", sorted(catalogue.channels))
+    # the core facts and channels are Courtship's own files (catalogue/facts.yaml), stamped above
+    add("facts", sorted((name, repr(spec)) for name, spec in facts.items()))
+    add("channels", sorted(channels))
     for name, spec in sorted(filters.items()):
         function = spec.function
         module = getattr(function, "__module__", None)
@@ -142,12 +181,15 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 def _entry(file: Path) -> tuple[object, ...]:
     """What a file under a checked folder is: a link (and where it leads) and its content."""
-    link = os.readlink(file) if file.is_symlink() else None
+    link = None
     try:
-        status = file.stat()
+        status = os.lstat(file)
+        if stat.S_ISLNK(status.st_mode):
+            link = os.readlink(file)
+            status = os.stat(file)
     except OSError:
         return ("missing", link)
-    if not file.is_file():  # a pipe, a socket, a device: never read here
+    if not stat.S_ISREG(status.st_mode):  # a pipe, a socket, a device: never read here
         return ("other", link, status.st_mode, str(file.resolve()))
     return ("file", link, str(file.resolve()) if link else None, _content(file))
 
@@ -159,68 +201,90 @@ def _content(file: Path) -> str | None:
         return None
 
 
-def load(root: Path, wanted: str) -> tuple[str | None, list[str], list[Finding]] | None:
-    """The project file's name, the files checked and the findings kept for key ``wanted``;
-    None when the project keeps none, or one for another key."""
+def finding_to_json(finding: Finding) -> dict[str, Any]:
+    return {
+        "path": finding.path,
+        "line": finding.line,
+        "col": finding.col,
+        "severity": finding.severity.value,
+        "rule_id": finding.rule_id,
+        "message": finding.message,
+        "hint": finding.hint,
+        "json_path": finding.json_path,
+    }
+
+
+def finding_from_json(data: Any) -> Finding:
+    """The finding ``finding_to_json`` wrote; ``KeyError``, ``TypeError`` or ``ValueError``
+    for anything else."""
+    return Finding(
+        path=str(data["path"]),
+        line=int(data["line"]),
+        col=int(data["col"]),
+        severity=Severity(data["severity"]),
+        rule_id=str(data["rule_id"]),
+        message=str(data["message"]),
+        hint=str(data["hint"]),
+        json_path=str(data["json_path"]),
+    )
+
+
+def kept_data(root: Path) -> dict[str, Any]:
+    """Everything the project in ``root`` keeps (empty when nothing, or nothing readable)."""
     place = cache_file(root)
     if place is None:
-        return None
+        return {}
     try:
         data = json.loads(place.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) and data.get("format") == _FORMAT else {}
+
+
+def load(
+    root: Path, wanted: str, data: dict[str, Any] | None = None
+) -> tuple[str | None, list[str], list[Finding]] | None:
+    """The project file's name, the files checked and the findings kept for key ``wanted``
+    (in ``data``, what ``kept_data`` read, or read here); None when the project keeps none,
+    or one for another key."""
+    data = kept_data(root) if data is None else data
+    try:
         if data.get("key") != wanted:
             return None
-        findings = [
-            Finding(
-                path=f["path"],
-                line=f["line"],
-                col=f["col"],
-                severity=Severity(f["severity"]),
-                rule_id=f["rule_id"],
-                message=f["message"],
-                hint=f["hint"],
-                json_path=f["json_path"],
-            )
-            for f in data["findings"]
-        ]
-        return data["project_file"], list(data["files"]), findings
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        findings = [finding_from_json(f) for f in data["findings"]]
+        return data["project_file"], [str(f) for f in data["files"]], findings
+    except (KeyError, ValueError, TypeError, AttributeError):
         return None
 
 
 def save(
     root: Path,
-    wanted: str,
+    wanted: str | None,
     project_file: str | None,
     files: Sequence[str],
     findings: Sequence[Finding],
+    parts: dict[str, Any] | None = None,
 ) -> None:
-    """Keep this answer for key ``wanted`` (silently not, where the folder cannot be written)."""
+    """Keep this answer for key ``wanted`` (None: the parts only), and ``parts``: what was
+    found of each file, for a validation after a change to give again for the files it did not
+    change (``courtship.validate.check_files``). Silently not where the folder cannot be
+    written."""
     place = cache_file(root)
     if place is None:
         return
     data = {
+        "format": _FORMAT,
         "key": wanted,
         "project_file": project_file,
         "files": list(files),
-        "findings": [
-            {
-                "path": f.path,
-                "line": f.line,
-                "col": f.col,
-                "severity": f.severity.value,
-                "rule_id": f.rule_id,
-                "message": f.message,
-                "hint": f.hint,
-                "json_path": f.json_path,
-            }
-            for f in findings
-        ],
+        "findings": [finding_to_json(f) for f in findings],
+        **(parts or {}),
     }
     partial = place.with_suffix(f".{os.getpid()}.tmp")
     try:
         place.parent.mkdir(exist_ok=True)
         partial.write_text(json.dumps(data), encoding="utf-8")
         os.replace(partial, place)  # whole or not at all
-    except OSError:
+    except (OSError, ValueError, TypeError):  # ValueError, TypeError: a value JSON cannot hold
         with contextlib.suppress(OSError):  # no folder to leave it in, as often as not
             partial.unlink()

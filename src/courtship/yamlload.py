@@ -188,6 +188,13 @@ def load_text(text: str, path: str) -> Document:
 def load_file(file: Path, display: str | None = None) -> Document:
     """Load one YAML file; bytes that are not UTF-8 are a finding, not an exception."""
     display = display or str(file)
+    read = read_file(file, display)
+    return read if isinstance(read, Document) else load_bytes(read, display)
+
+
+def read_file(file: Path, display: str) -> bytes | Document:
+    """The bytes of ``file``, or the document of a file that cannot be read (not a regular
+    file, a read error) with its finding."""
     try:
         if not stat.S_ISREG(file.stat().st_mode):  # a named pipe or a device would hang
             doc = Document(display)
@@ -203,7 +210,7 @@ def load_file(file: Path, display: str | None = None) -> Document:
                 )
             )
             return doc
-        raw = file.read_bytes()
+        return file.read_bytes()
     except OSError as error:
         doc = Document(display)
         doc.findings.append(
@@ -212,6 +219,10 @@ def load_file(file: Path, display: str | None = None) -> Document:
             )
         )
         return doc
+
+
+def load_bytes(raw: bytes, display: str) -> Document:
+    """Load one YAML document from the bytes of a file; ``display`` names the file."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
