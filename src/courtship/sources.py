@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
@@ -23,6 +23,9 @@ import polars as pl
 from courtship.catalogue import FactSpec, builtin_catalogue
 
 UTC_DATETIME = pl.Datetime("us", "UTC")
+
+#: A frame read at once, or one still to be read (a query plan).
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 #: The customer file's columns, in the order of ``docs/data.md``, with their types.
 CUSTOMER_SCHEMA: dict[str, pl.DataType] = {
@@ -771,6 +774,9 @@ def _read_jsonl_raw(path: Path) -> pl.DataFrame:
 def read_events_csv(path: Path) -> pl.DataFrame:
     """Read an event file in CSV: a header naming the fields, one event per line."""
     path = Path(path)
+    fast = _events_csv_at_speed(path)
+    if fast is not None:
+        return fast
     return _events_from_csv_text(_csv_place(path), _read_csv_text(path, trim=False))
 
 
@@ -1103,6 +1109,125 @@ def _events_at_speed(raw: pl.DataFrame, *, blank_rows: bool = False) -> pl.DataF
     return typed.drop(ROW)
 
 
+#: The fixed shapes of ``at`` (digits in fixed places, ``Z`` for UTC) polars parses several
+#: times faster than the general ISO 8601 format; the first events choose one.
+_FIXED_AT_FORMATS: tuple[str, ...] = (
+    "%Y-%m-%dT%H:%M:%S.%6fZ",
+    "%Y-%m-%dT%H:%M:%SZ",
+    "%Y-%m-%dT%H:%M:%S.%3fZ",
+    "%Y-%m-%dT%H:%M:%S.%9fZ",
+)
+#: How many of the first events choose the shape ``at`` is parsed in.
+_AT_SAMPLE = 1000
+#: A text cell ``_blank_to_null`` would change: empty, or with space at either end.
+_UNTRIMMED = r"^$|^\s|\s$"
+#: Every character that is space (Python's idea of it holds Unicode's, which polars trims).
+_SPACES: tuple[str, ...] = tuple(chr(code) for code in range(0x110000) if chr(code).isspace())
+#: Where the readers mark, in one pass, the rows with a cell that may need trimming.
+_MAYBE_UNTRIMMED = "_row_maybe_untrimmed"
+
+
+def _may_need_trimming(names: Iterable[str]) -> pl.Expr:
+    """A row with an empty cell, or a space anywhere in one, among the text columns ``names``:
+    a cheap test (a search for a few characters) that the exact one (:data:`_UNTRIMMED`,
+    a pattern) then settles on those rows only."""
+    return pl.any_horizontal(
+        pl.col(name).str.contains_any(list(_SPACES)) | (pl.col(name).str.len_bytes() == 0)
+        for name in names
+    )
+
+
+def _needs_trimming(frame: pl.DataFrame, names: Iterable[str]) -> bool:
+    """Some row marked by :func:`_may_need_trimming` has a cell to trim among ``names``."""
+    names = list(names)
+    maybe = frame.filter(pl.col(_MAYBE_UNTRIMMED))
+    if not names or not maybe.height:
+        return False
+    return bool(
+        maybe.select(pl.any_horizontal(pl.col(n).str.contains(_UNTRIMMED) for n in names).any())
+        .to_series()
+        .item()
+    )
+
+
+def _at_parser(sample: pl.Series) -> tuple[pl.Expr, bool]:
+    """How to parse the text column ``at`` into UTC instants: in the fixed shape every one of
+    ``sample`` (the first events' ``at``) has, else in the general ISO 8601 format with a zone;
+    and whether that shape leaves no room for a space (so ``at`` needs no trimming). A value
+    of another shape parses to null, and its event is then read the careful way."""
+    known = sample.drop_nulls()
+    for form in _FIXED_AT_FORMATS:
+        parsed = known.str.to_datetime(form, strict=False, time_unit="us", cache=False)
+        if known.len() and not parsed.null_count():
+            at = pl.col("at").str.to_datetime(form, strict=False, time_unit="us", cache=False)
+            return at.dt.replace_time_zone("UTC"), True
+    at = pl.col("at").str.to_datetime(_COMMON_AT_FORMAT, strict=False, time_zone="UTC", cache=False)
+    return at.cast(UTC_DATETIME), False
+
+
+def _events_csv_at_speed(
+    path: Path, mapping: Mapping[str, str] | None = None, since: datetime | None = None
+) -> pl.DataFrame | None:
+    """The events of a CSV file, typed as :func:`_normalise_event_frame` types them, in one
+    streaming pass (polars reads, parses ``at`` and checks every event on both cores at once),
+    only those after ``since``; None when an event has a problem, a cell needs trimming, a line
+    is blank or polars cannot read the file: the caller then reads it the careful way, which
+    names the line. A problem with the header or ``mapping`` raises here as it would there."""
+    names = _csv_header(path)
+    try:
+        frame = pl.scan_csv(
+            path, infer_schema=False, with_column_names=lambda _: names, raise_if_empty=False
+        )
+        frame = apply_column_mapping(frame, mapping or {}, where=path, line=1)
+        schema = frame.collect_schema()
+        if any(name not in schema for name in REQUIRED_EVENT_FIELDS):
+            return None
+        sample = frame.select("at").head(_AT_SAMPLE).collect().get_column("at")
+        at, fixed = _at_parser(sample)
+        if _MAYBE_UNTRIMMED in schema:
+            return None
+        amount = pl.col("amount").cast(pl.Float64(), strict=False) if "amount" in schema else None
+        # A blank line has no customer_id: it is a problem here, left out the careful way.
+        problem = (
+            pl.col("customer_id").is_null()
+            | pl.col("type").is_null()
+            | at.is_null()
+            | ~at.is_between(CALENDAR_START, CALENDAR_END)  # the years FIRST_YEAR to LAST_YEAR
+        )
+        if amount is not None:  # a number with space, as " 12.5", does not parse: a problem
+            problem = problem | (pl.col("amount").is_not_null() & amount.is_null())
+        if not fixed:  # the general format may take space the careful way trims
+            problem = problem | pl.col("at").str.contains_any(list(_SPACES))
+        # Text with space to trim, or empty: the careful way trims it (a fixed ``at`` has none).
+        text = [name for name in schema if name not in ("at", "amount")]
+        extras = [name for name in schema if name not in EVENT_SCHEMA]
+        typed = frame.select(
+            pl.col("customer_id", "type"),
+            at.alias("at"),
+            *(
+                (pl.col(name) if name in schema else pl.lit(None, pl.String())).alias(name)
+                for name in ("channel", "friend_id", "playbook", "category")
+            ),
+            (amount if amount is not None else pl.lit(None, pl.Float64())).alias("amount"),
+            *(pl.col(name) for name in extras),
+            problem.alias(ROW),  # the name no column may take: the event's problem
+            _may_need_trimming(text).alias(_MAYBE_UNTRIMMED),
+        ).select(*EVENT_SCHEMA, *extras, ROW, _MAYBE_UNTRIMMED)
+        if since is not None:
+            typed = typed.filter(
+                pl.col(ROW) | pl.col(_MAYBE_UNTRIMMED) | (pl.col("at") > utc_instant(since))
+            )
+        events = typed.collect(engine="streaming")
+    except pl.exceptions.PolarsError:
+        return None
+    if events.height and (events.get_column(ROW).any() or _needs_trimming(events, text)):
+        return None
+    events = events.drop(ROW, _MAYBE_UNTRIMMED)
+    if since is not None:  # the rows kept only to be checked
+        events = filter_since(events, since)
+    return events
+
+
 def _normal_iso(text: pl.Expr) -> pl.Expr:
     """A date and time written with a space or a lower-case ``t``/``z``, in canonical form."""
     return text.str.replace(r"^(\d{4}-\d{2}-\d{2})[ tT]", "${1}T").str.replace(r"z$", "Z")
@@ -1279,12 +1404,12 @@ class SourceSettings:
 
 
 def apply_column_mapping(
-    frame: pl.DataFrame,
+    frame: Frame,
     mapping: Mapping[str, str],
     *,
     where: Path | str = "the data",
     line: int | None = None,
-) -> pl.DataFrame:
+) -> Frame:
     """Rename the source's columns to ours: ``mapping`` is ``columns: {our_name: their_name}``.
 
     Columns the mapping does not name are kept. One of their columns may feed several of ours.
@@ -1293,9 +1418,10 @@ def apply_column_mapping(
     """
     if not mapping:
         return frame
-    present = [name for name in frame.columns if name != "_row"]
+    columns = frame.collect_schema().names()
+    present = [name for name in columns if name != "_row"]
     for ours, theirs in mapping.items():
-        if theirs not in frame.columns:
+        if theirs not in columns:
             raise SourceError(
                 where,
                 line,
@@ -1314,7 +1440,7 @@ def apply_column_mapping(
                 f"drop the columns.{name} setting, or rename or remove the column",
             )
     out: list[pl.Expr] = []
-    for name in frame.columns:
+    for name in columns:
         targets = [ours for ours, theirs in mapping.items() if theirs == name]
         if not targets:
             out.append(pl.col(name))
@@ -1522,6 +1648,10 @@ def read_events_file(
     path = Path(path)
     mapping = dict(columns or {})
     if format == "csv":
+        if at_format is None:
+            fast = _events_csv_at_speed(path, mapping, since)
+            if fast is not None:
+                return fast
         place = _csv_place(path, mapping)
         raw = apply_column_mapping(_read_csv_text(path, trim=False), mapping, where=path, line=1)
         for name in REQUIRED_EVENT_FIELDS:
