@@ -236,6 +236,9 @@ def read_customers_csv(path: Path, *, facts: Mapping[str, FactSpec] | None = Non
     Courtship computes is an error.
     """
     path = Path(path)
+    fast = _customers_csv_at_speed(path, {}, facts)
+    if fast is not None:
+        return fast
     return _customers_from_text(_csv_place(path), _read_csv_text(path, trim=False), facts)
 
 
@@ -286,6 +289,122 @@ def _customers_from_text(
     if typed.height and typed.get_column(ROW).any():
         _check_customers(place.path, raw, place, declared, problems)
     return typed.drop(ROW)
+
+
+#: The customer columns whose every cell with a space to trim is a problem already (it does
+#: not parse, or is not a listed value or a known zone; a consent is trimmed as it is read),
+#: and ``tags`` (:func:`_careful_tags`): the others are looked at for cells to trim.
+_TRIMMED_AS_READ: tuple[str, ...] = (
+    *DATE_COLUMNS,
+    *BOOLEAN_COLUMNS,
+    *ENUM_COLUMNS,
+    "cadence_days",
+    "timezone",
+    "tags",
+)
+#: The prefix of the columns the customer reader keeps a cell's text in while it checks it
+#: (``_row...`` is no customer file's column: ``_row`` is refused, ``_row_...`` left to the
+#: careful way).
+_TEXT_OF = "_row_text_"
+#: The consents' words as the fast reader takes them (any other case: the careful way).
+_TRUE_CELLS = [form for word in TRUE_WORDS for form in (word, word.title(), word.upper())]
+_FALSE_CELLS = [form for word in FALSE_WORDS for form in (word, word.title(), word.upper())]
+
+
+def _customers_csv_at_speed(
+    path: Path, mapping: Mapping[str, str], facts: Mapping[str, FactSpec] | None
+) -> pl.DataFrame | None:
+    """The customer file read, typed and checked as :func:`_customers_from_text` does it, in
+    one streaming pass (polars reads and types on both cores at once), then checked in bulk:
+    a cell that does not parse is one whose typed value is null and text is not (null counts
+    compared), a date out of the calendar is found by the first and the last. None when a
+    customer has a problem, a cell needs trimming, a line is blank, an id is repeated, or
+    polars cannot read the file: the caller then reads it the careful way, which names the
+    line. A problem with the header, ``mapping`` or a column's name raises here as there."""
+    names = _csv_header(path)
+    try:
+        frame = pl.scan_csv(
+            path, infer_schema=False, with_column_names=lambda _: names, raise_if_empty=False
+        )
+        frame = apply_column_mapping(frame, mapping, where=path, line=1)
+        columns = frame.collect_schema().names()
+        if "customer_id" not in columns or any(name.startswith(ROW) for name in columns):
+            return None
+        extras = [name for name in columns if name not in CUSTOMER_SCHEMA]
+        _check_extra_names(_csv_place(path, mapping), extras)
+        declared = declared_extras(extras, facts)
+        frame = frame.with_columns(
+            pl.lit(None, pl.String()).alias(name) for name in CUSTOMER_SCHEMA if name not in columns
+        ).with_columns(
+            fact_from_text(pl.col(name), spec.type).alias(PARSED + name)
+            for name, spec in declared.items()
+        )
+        problems = [pl.col("customer_id").is_null()]  # a blank line has no id
+        for name in ENUM_COLUMNS:
+            values = list(builtin_catalogue().facts[name].values)
+            problems.append(pl.col(name).is_not_null() & ~pl.col(name).is_in(values))
+        for name in BOOLEAN_COLUMNS:
+            cell = pl.col(name)
+            problems.append(cell.is_not_null() & ~cell.is_in(_TRUE_CELLS + _FALSE_CELLS))
+        problems += [bad for _, bad, _, _ in _declared_problems(declared)]
+        # A declared fact is trimmed as it is read, but an empty cell is then no blank one.
+        problems += [pl.col(name).str.contains(_UNTRIMMED) for name in declared]
+        text = [
+            name
+            for name in (*CUSTOMER_SCHEMA, *extras)
+            if name not in _TRIMMED_AS_READ and name not in declared
+        ]
+        parsed = (*DATE_COLUMNS, "cadence_days")
+        typed = frame.select(
+            pl.col("customer_id"),
+            *(_fast_customer_column(name) for name in CUSTOMER_SCHEMA if name != "customer_id"),
+            *(pl.col(PARSED + name if name in declared else name).alias(name) for name in extras),
+            *(pl.col(name).alias(_TEXT_OF + name) for name in (*parsed, "tags")),
+            pl.any_horizontal(problems).alias(ROW),  # the customer's problem
+            _may_need_trimming(text).alias(_MAYBE_UNTRIMMED),
+            _careful_tags(pl.col("tags")).alias(_CAREFUL_TAGS),
+        ).collect(engine="streaming")
+    except pl.exceptions.PolarsError:
+        return None
+    if typed.height == 0:
+        return typed.select(*CUSTOMER_SCHEMA, *extras)
+    if typed.get_column(ROW).any() or _needs_trimming(typed, text):
+        return None
+    for name in parsed:  # a cell that does not parse is null typed, not as text
+        if typed.get_column(name).null_count() != typed.get_column(_TEXT_OF + name).null_count():
+            return None
+    outside = typed.select(
+        *(
+            ~pl.col(name).is_between(CALENDAR_START.date(), CALENDAR_END.date())
+            for name in DATE_COLUMNS
+        ),
+        pl.col("cadence_days") < 0,
+    )
+    if any(outside.select(pl.all().any()).row(0)):  # a date no calendar holds, or days < 0
+        return None
+    ids = typed.get_column("customer_id").rechunk()  # counted several times faster so
+    if ids.n_unique() != ids.len():
+        return None
+    zones = typed.get_column("timezone").drop_nulls().unique().to_list()
+    if not all(is_time_zone(zone) for zone in zones):
+        return None
+    typed = typed.with_columns(_sorted_tags(typed, typed.get_column(_CAREFUL_TAGS)))
+    return typed.select(*CUSTOMER_SCHEMA, *extras)
+
+
+def _fast_customer_column(name: str) -> pl.Expr:
+    """The text customer column ``name`` in its contract type, as :func:`_customer_column`
+    reads it when its cells are clean (the fast reader checks they are): consents in the
+    words of ``_TRUE_CELLS`` and ``_FALSE_CELLS``, ``tags`` only split (``_sorted_tags``)."""
+    column = pl.col(name)
+    if name in DATE_COLUMNS:
+        return column.str.to_date("%Y-%m-%d", strict=False, cache=False)
+    if name in BOOLEAN_COLUMNS:
+        true = pl.when(column.is_in(_TRUE_CELLS)).then(True)
+        return true.when(column.is_not_null()).then(False).alias(name)
+    if name == "tags":
+        return column.str.split(";")
+    return _customer_column(name, pl.String())
 
 
 def declared_extras(
@@ -403,10 +522,64 @@ def _customer_column(name: str, dtype: pl.DataType | None = None) -> pl.Expr:
     if name == "cadence_days":
         return column if typed else column.cast(pl.Int64(), strict=False)
     if name == "tags":
-        return (column if typed else column.str.split(";")).list.eval(
-            pl.element().str.strip_chars().filter(pl.element() != "").unique().sort()
-        )
+        return _tag_list(column if typed else column.str.split(";"))
     return column
+
+
+def _tag_list(tags: pl.Expr) -> pl.Expr:
+    """A list of tags trimmed, without empty ones, once each, sorted."""
+    return tags.list.eval(pl.element().str.strip_chars().filter(pl.element() != "").unique().sort())
+
+
+#: How many tags a cell may have for :func:`_tags_in_order` to compare them one by one (a
+#: cell with more is sorted).
+_TAGS_COMPARED = 8
+
+
+def _tags_in_order(tags: pl.Series) -> pl.Series:
+    """Whether each list of tags is already sorted, once each (a short list's neighbours
+    compared in bulk, rather than each list sorted)."""
+    lengths = tags.list.len().fill_null(0)
+    longest = int(lengths.max() or 0)
+    if longest <= 1:
+        return pl.Series(tags.name, [True] * tags.len(), dtype=pl.Boolean())
+    frame = tags.to_frame("tags").with_columns(lengths.alias("length"))
+    tag = pl.col("tags").list
+    neighbours = [
+        (tag.get(i, null_on_oob=True) < tag.get(i + 1, null_on_oob=True))
+        | (pl.col("length") <= i + 1)
+        for i in range(min(longest, _TAGS_COMPARED) - 1)
+    ]
+    in_order = pl.all_horizontal(neighbours) & (pl.col("length") <= _TAGS_COMPARED)
+    return frame.select(in_order.alias(tags.name)).to_series()
+
+
+def _sorted_tags(typed: pl.DataFrame, careful: pl.Series) -> pl.Series:
+    """The ``tags`` column of ``typed`` (split only, its text in ``_TEXT_OF``) as
+    :func:`_customer_column` reads it: the lists ``careful`` marks or that are not in order
+    read again the careful way, the others kept as they are."""
+    tags = typed.get_column("tags")
+    again = (careful.fill_null(False) | ~_tags_in_order(tags)).arg_true()
+    if not again.len():
+        return tags
+    text = typed.get_column(_TEXT_OF + "tags").gather(again).to_frame("tags")
+    fixed = text.select(_tag_list(pl.col("tags").str.split(";"))).to_series()
+    height = typed.height
+    index = pl.int_range(height, eager=True, dtype=pl.UInt32()).scatter(
+        again, pl.int_range(height, height + again.len(), eager=True, dtype=pl.UInt32())
+    )
+    return pl.concat([tags, fixed.cast(tags.dtype)]).gather(index).alias("tags")
+
+
+def _careful_tags(text: pl.Expr) -> pl.Expr:
+    """The ``tags`` cells :func:`_plain_tags` does not read as :func:`_customer_column` does:
+    a space somewhere, an empty tag (``;;``, a ``;`` at either end) or an empty cell."""
+    return (
+        text.str.contains_any([*_SPACES, ";;"])
+        | text.str.starts_with(";")
+        | text.str.ends_with(";")
+        | (text.str.len_bytes() == 0)
+    )
 
 
 #: The customer columns a frame may hold already typed (the others are text).
@@ -516,7 +689,8 @@ def _customer_problems(
     """Every kind of problem a customer row may have: the column, the rows that have it, what
     is wrong (``{value}``, and ``{first}`` for a repeated id) and the hint."""
     id_ = pl.col("customer_id")
-    problems: list[tuple[str, pl.Expr, str, str]] = [
+    zones = raw.get_column("timezone").drop_nulls().unique().to_list()
+    return [
         ("customer_id", id_.is_null(), "the cell is empty", "every customer needs an id"),
         (
             "customer_id",
@@ -524,8 +698,17 @@ def _customer_problems(
             "'{value}' appears twice (first on {first})",
             "customer ids must be unique",
         ),
+        *_cell_problems(raw.schema, [zone for zone in zones if not is_time_zone(zone)]),
+        *_declared_problems(declared),
     ]
-    schema = raw.schema
+
+
+def _cell_problems(
+    schema: Mapping[str, pl.DataType], unknown_zones: list[str]
+) -> list[tuple[str, pl.Expr, str, str]]:
+    """The problems a customer-file cell may have on its own (not a repeated id, not a declared
+    fact's): dates, consents, cadence, the listed values, and ``unknown_zones``."""
+    problems: list[tuple[str, pl.Expr, str, str]] = []
     for name in DATE_COLUMNS:
         parsed = _customer_column(name, schema[name])
         problems.append(
@@ -568,16 +751,23 @@ def _customer_problems(
                 "use one of the listed values, or empty the cell",
             )
         )
-    zones = raw.get_column("timezone").drop_nulls().unique().to_list()
-    unknown = [zone for zone in zones if not is_time_zone(zone)]
     problems.append(
         (
             "timezone",
-            pl.col("timezone").is_in(unknown),
+            pl.col("timezone").is_in(unknown_zones),
             "'{value}' is not a known IANA time zone",
             "use a name such as Europe/London, or empty the cell for the default",
         )
     )
+    return problems
+
+
+def _declared_problems(
+    declared: Mapping[str, FactSpec] | None,
+) -> list[tuple[str, pl.Expr, str, str]]:
+    """The cells of the declared facts' columns that are not of their types (each read in its
+    ``PARSED`` column)."""
+    problems: list[tuple[str, pl.Expr, str, str]] = []
     for name, spec in (declared or {}).items():
         problem = fact_problem(name, spec, pl.col(PARSED + name))
         if problem is not None:
@@ -1125,14 +1315,23 @@ _UNTRIMMED = r"^$|^\s|\s$"
 _SPACES: tuple[str, ...] = tuple(chr(code) for code in range(0x110000) if chr(code).isspace())
 #: Where the readers mark, in one pass, the rows with a cell that may need trimming.
 _MAYBE_UNTRIMMED = "_row_maybe_untrimmed"
+#: Where the customer reader marks the rows whose ``tags`` ``_sorted_tags`` reads carefully.
+_CAREFUL_TAGS = "_row_careful_tags"
+
+
+#: The spaces but the plain one, rare in text: a search for them is quick.
+_RARE_SPACES: list[str] = [space for space in _SPACES if space != " "]
 
 
 def _may_need_trimming(names: Iterable[str]) -> pl.Expr:
-    """A row with an empty cell, or a space anywhere in one, among the text columns ``names``:
-    a cheap test (a search for a few characters) that the exact one (:data:`_UNTRIMMED`,
-    a pattern) then settles on those rows only."""
+    """A row with a cell that may need trimming among the text columns ``names``: empty, or
+    beginning with a control character or a plain space (one comparison), ending with a plain
+    space, or holding any other space anywhere (a quick search, for they are rare). A cheap
+    test, that the exact one (:data:`_UNTRIMMED`, a pattern) settles on those rows only."""
     return pl.any_horizontal(
-        pl.col(name).str.contains_any(list(_SPACES)) | (pl.col(name).str.len_bytes() == 0)
+        (pl.col(name) < "!")
+        | pl.col(name).str.ends_with(" ")
+        | pl.col(name).str.contains_any(_RARE_SPACES)
         for name in names
     )
 
@@ -1140,14 +1339,11 @@ def _may_need_trimming(names: Iterable[str]) -> pl.Expr:
 def _needs_trimming(frame: pl.DataFrame, names: Iterable[str]) -> bool:
     """Some row marked by :func:`_may_need_trimming` has a cell to trim among ``names``."""
     names = list(names)
-    maybe = frame.filter(pl.col(_MAYBE_UNTRIMMED))
-    if not names or not maybe.height:
+    if not names or not frame.get_column(_MAYBE_UNTRIMMED).any():
         return False
-    return bool(
-        maybe.select(pl.any_horizontal(pl.col(n).str.contains(_UNTRIMMED) for n in names).any())
-        .to_series()
-        .item()
-    )
+    maybe = frame.select(*names, _MAYBE_UNTRIMMED).filter(pl.col(_MAYBE_UNTRIMMED))
+    exact = maybe.select(pl.any_horizontal(pl.col(n).str.contains(_UNTRIMMED) for n in names))
+    return bool(exact.to_series().any())
 
 
 def _at_parser(sample: pl.Series) -> tuple[pl.Expr, bool]:
@@ -1609,6 +1805,9 @@ def read_customers_file(
     path = Path(path)
     mapping = dict(columns or {})
     if format == "csv":
+        fast = _customers_csv_at_speed(path, mapping, facts)
+        if fast is not None:
+            return fast
         raw = apply_column_mapping(_read_csv_text(path, trim=False), mapping, where=path, line=1)
         return _customers_from_text(_csv_place(path, mapping), raw, facts)
     if format == "jsonl":
