@@ -563,7 +563,7 @@ def _sorted_tags(typed: pl.DataFrame, careful: pl.Series) -> pl.Series:
     if not again.len():
         return tags
     text = typed.get_column(_TEXT_OF + "tags").gather(again).to_frame("tags")
-    fixed = text.select(_tag_list(pl.col("tags").str.split(";"))).to_series()
+    fixed = text.select(_tag_list(_blank_to_null(pl.col("tags")).str.split(";"))).to_series()
     height = typed.height
     index = pl.int_range(height, eager=True, dtype=pl.UInt32()).scatter(
         again, pl.int_range(height, height + again.len(), eager=True, dtype=pl.UInt32())
