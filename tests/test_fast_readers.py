@@ -1,9 +1,10 @@
 """The readers' one-pass path (a file without a problem) gives exactly what the careful,
 field-by-field path gives; a file with a problem is still reported at its line."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
+import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -11,6 +12,7 @@ from courtship import sources
 from courtship.sources import (
     SourceError,
     read_customers_csv,
+    read_customers_file,
     read_events_csv,
     read_events_file,
     read_events_jsonl,
@@ -39,6 +41,7 @@ def careful(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sources, "_events_at_speed", lambda raw, blank_rows=False: None)
     monkeypatch.setattr(sources, "_events_csv_at_speed", lambda *_: None)
     monkeypatch.setattr(sources, "_customers_csv_at_speed", lambda *_: None)
+    monkeypatch.setattr(sources, "_customers_parquet_at_speed", lambda *_: None)
 
 
 @pytest.mark.parametrize(
@@ -266,3 +269,53 @@ def test_a_repeated_id_far_down_is_named_at_its_line_and_the_first(tmp_path):
     error = caught.value
     assert (error.line, error.field) == (2002, "customer_id")
     assert "first on line 9" in error.message
+
+
+def typed_customers() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "customer_id": ["c-1", "c-2", "c-3", "c-4"],
+            "instagram_id": [17841408122196587, None, 3, 4],
+            "birthday": [date(2001, 9, 18), None, date(1999, 12, 31), date(1980, 1, 1)],
+            "tags": [["yoga", "coffee", "yoga"], ["vip"], None, []],
+            "cadence_days": [7, None, 0, 14],
+            "consent_email": [True, False, None, True],
+            "note": ["x", None, "y", "z"],
+        }
+    )
+
+
+def test_a_clean_typed_parquet_file_is_read_in_one_pass_as_the_careful_way_reads_it(
+    tmp_path, monkeypatch
+):
+    path = tmp_path / "customers.parquet"
+    typed_customers().write_parquet(path)
+    fast = sources._customers_parquet_at_speed(path, [path], {}, None)
+    assert fast is not None
+    assert fast["tags"].to_list() == [["coffee", "yoga"], ["vip"], None, []]
+    careful(monkeypatch)
+    assert_frame_equal(fast, read_customers_file(path, format="parquet"))
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [[" yoga", "coffee"], ["yoga", None], ["", "a"], ["b;a"], ["b", "a", "b"], [""]],
+)
+def test_parquet_tags_the_one_pass_does_not_read_plainly_are_read_the_careful_way(
+    tmp_path, monkeypatch, tags
+):
+    path = tmp_path / "customers.parquet"
+    typed_customers().with_columns(pl.Series("tags", [tags, ["vip"], None, []])).write_parquet(path)
+    fast = read_customers_file(path, format="parquet")
+    careful(monkeypatch)
+    assert_frame_equal(fast, read_customers_file(path, format="parquet"))
+
+
+def test_a_parquet_customer_problem_is_named_by_its_row_and_id(tmp_path):
+    path = tmp_path / "customers.parquet"
+    typed_customers().with_columns(pl.Series("cadence_days", [7, None, -1, 14])).write_parquet(path)
+    with pytest.raises(SourceError) as caught:
+        read_customers_file(path, format="parquet")
+    error = caught.value
+    assert (error.path, error.field) == (path, "cadence_days")
+    assert "row 3, customer_id 'c-3'" in error.message and error.hint

@@ -314,24 +314,69 @@ _FALSE_CELLS = [form for word in FALSE_WORDS for form in (word, word.title(), wo
 def _customers_csv_at_speed(
     path: Path, mapping: Mapping[str, str], facts: Mapping[str, FactSpec] | None
 ) -> pl.DataFrame | None:
-    """The customer file read, typed and checked as :func:`_customers_from_text` does it, in
+    """The customer file read as :func:`_customers_at_speed` reads a table; None when the
+    careful way is to read it. A problem with the header or ``mapping`` raises here."""
+    names = _csv_header(path)
+    frame = pl.scan_csv(
+        path, infer_schema=False, with_column_names=lambda _: names, raise_if_empty=False
+    )
+    try:
+        frame = apply_column_mapping(frame, mapping, where=path, line=1)
+    except pl.exceptions.PolarsError:
+        return None
+    return _customers_at_speed(frame, _csv_place(path, mapping), facts)
+
+
+def _customers_parquet_at_speed(
+    path: Path, files: list[Path], mapping: Mapping[str, str], facts: Mapping[str, FactSpec] | None
+) -> pl.DataFrame | None:
+    """The customers of Parquet ``files`` (all of one schema) read as
+    :func:`_customers_at_speed` reads a table; None when the careful way is to read them."""
+    schemas = [pl.read_parquet_schema(_readable_parquet(file)) for file in files]
+    if any(schema != schemas[0] for schema in schemas) or not schemas[0]:
+        return None
+    where = _parquet_place(path, files)
+    frame = apply_column_mapping(pl.scan_parquet(files), mapping, where=where)
+    return _customers_at_speed(frame, _Place(where, names=dict(mapping)), facts)
+
+
+def _customers_at_speed(
+    frame: pl.LazyFrame, place: _Place, facts: Mapping[str, FactSpec] | None
+) -> pl.DataFrame | None:
+    """The customers of ``frame`` (a file still to be read: text, or a customer column already
+    in its contract type) read, typed and checked as :func:`_customers_from_text` does it, in
     one streaming pass (polars reads and types on both cores at once), then checked in bulk:
     a cell that does not parse is one whose typed value is null and text is not (null counts
     compared), a date out of the calendar is found by the first and the last. None when a
-    customer has a problem, a cell needs trimming, a line is blank, an id is repeated, or
-    polars cannot read the file: the caller then reads it the careful way, which names the
-    line. A problem with the header, ``mapping`` or a column's name raises here as there."""
-    names = _csv_header(path)
+    customer has a problem, a cell needs trimming, a line is blank, an id is repeated, a column
+    is of another type, or polars cannot read the file: the caller then reads it the careful
+    way, which names the line. A column named like a computed fact raises here as there."""
     try:
-        frame = pl.scan_csv(
-            path, infer_schema=False, with_column_names=lambda _: names, raise_if_empty=False
-        )
-        frame = apply_column_mapping(frame, mapping, where=path, line=1)
-        columns = frame.collect_schema().names()
+        given = frame.collect_schema()
+        columns = given.names()
         if "customer_id" not in columns or any(name.startswith(ROW) for name in columns):
             return None
+        typed_as_is = {
+            name
+            for name, dtype in given.items()
+            if name in TYPED_CUSTOMER_COLUMNS and dtype == CUSTOMER_SCHEMA[name]
+        }
+        # Whole numbers, booleans and nulls as text, as ``_as_text`` writes them; other types
+        # as it does, the careful way.
+        as_text = [
+            name
+            for name, dtype in given.items()
+            if name not in typed_as_is
+            and (dtype in (pl.Null(), pl.Boolean()) or dtype.is_integer())
+        ]
+        if any(
+            dtype != pl.String() and name not in typed_as_is and name not in as_text
+            for name, dtype in given.items()
+        ):
+            return None
+        frame = frame.with_columns(pl.col(name).cast(pl.String()) for name in as_text)
         extras = [name for name in columns if name not in CUSTOMER_SCHEMA]
-        _check_extra_names(_csv_place(path, mapping), extras)
+        _check_extra_names(place, extras)
         declared = declared_extras(extras, facts)
         frame = frame.with_columns(
             pl.lit(None, pl.String()).alias(name) for name in CUSTOMER_SCHEMA if name not in columns
@@ -345,24 +390,31 @@ def _customers_csv_at_speed(
             problems.append(pl.col(name).is_not_null() & ~pl.col(name).is_in(values))
         for name in BOOLEAN_COLUMNS:
             cell = pl.col(name)
-            problems.append(cell.is_not_null() & ~cell.is_in(_TRUE_CELLS + _FALSE_CELLS))
+            if name not in typed_as_is:
+                problems.append(cell.is_not_null() & ~cell.is_in(_TRUE_CELLS + _FALSE_CELLS))
         problems += [bad for _, bad, _, _ in _declared_problems(declared)]
         # A declared fact is trimmed as it is read, but an empty cell is then no blank one.
         problems += [pl.col(name).str.contains(_UNTRIMMED) for name in declared]
         text = [
             name
             for name in (*CUSTOMER_SCHEMA, *extras)
-            if name not in _TRIMMED_AS_READ and name not in declared
-        ]
-        parsed = (*DATE_COLUMNS, "cadence_days")
+            if name not in _TRIMMED_AS_READ and name not in declared and name not in as_text
+        ]  # (a number written as text has no space)
+        parsed = [name for name in (*DATE_COLUMNS, "cadence_days") if name not in typed_as_is]
+        tags = pl.col("tags")
+        typed_tags = "tags" in typed_as_is
         typed = frame.select(
             pl.col("customer_id"),
-            *(_fast_customer_column(name) for name in CUSTOMER_SCHEMA if name != "customer_id"),
+            *(
+                pl.col(name) if name in typed_as_is else _fast_customer_column(name)
+                for name in CUSTOMER_SCHEMA
+                if name != "customer_id"
+            ),
             *(pl.col(PARSED + name if name in declared else name).alias(name) for name in extras),
             *(pl.col(name).alias(_TEXT_OF + name) for name in (*parsed, "tags")),
             pl.any_horizontal(problems).alias(ROW),  # the customer's problem
             _may_need_trimming(text).alias(_MAYBE_UNTRIMMED),
-            _careful_tags(pl.col("tags")).alias(_CAREFUL_TAGS),
+            (_careful_tag_lists(tags) if typed_tags else _careful_tags(tags)).alias(_CAREFUL_TAGS),
         ).collect(engine="streaming")
     except pl.exceptions.PolarsError:
         return None
@@ -388,7 +440,8 @@ def _customers_csv_at_speed(
     zones = typed.get_column("timezone").drop_nulls().unique().to_list()
     if not all(is_time_zone(zone) for zone in zones):
         return None
-    typed = typed.with_columns(_sorted_tags(typed, typed.get_column(_CAREFUL_TAGS)))
+    careful = typed.get_column(_CAREFUL_TAGS)
+    typed = typed.with_columns(_sorted_tags(typed, careful, split=not typed_tags))
     return typed.select(*CUSTOMER_SCHEMA, *extras)
 
 
@@ -554,21 +607,29 @@ def _tags_in_order(tags: pl.Series) -> pl.Series:
     return frame.select(in_order.alias(tags.name)).to_series()
 
 
-def _sorted_tags(typed: pl.DataFrame, careful: pl.Series) -> pl.Series:
-    """The ``tags`` column of ``typed`` (split only, its text in ``_TEXT_OF``) as
-    :func:`_customer_column` reads it: the lists ``careful`` marks or that are not in order
-    read again the careful way, the others kept as they are."""
+def _sorted_tags(typed: pl.DataFrame, careful: pl.Series, *, split: bool) -> pl.Series:
+    """The ``tags`` column of ``typed`` (split only, or a list as it was given; as it was in
+    ``_TEXT_OF``) as :func:`_customer_column` reads it: the lists ``careful`` marks or that
+    are not in order read again the careful way, the others kept as they are."""
     tags = typed.get_column("tags")
     again = (careful.fill_null(False) | ~_tags_in_order(tags)).arg_true()
     if not again.len():
         return tags
-    text = typed.get_column(_TEXT_OF + "tags").gather(again).to_frame("tags")
-    fixed = text.select(_tag_list(_blank_to_null(pl.col("tags")).str.split(";"))).to_series()
+    given = typed.get_column(_TEXT_OF + "tags").gather(again).to_frame("tags")
+    lists = _blank_to_null(pl.col("tags")).str.split(";") if split else pl.col("tags")
+    fixed = given.select(_tag_list(lists)).to_series()
     height = typed.height
     index = pl.int_range(height, eager=True, dtype=pl.UInt32()).scatter(
         again, pl.int_range(height, height + again.len(), eager=True, dtype=pl.UInt32())
     )
     return pl.concat([tags, fixed.cast(tags.dtype)]).gather(index).alias("tags")
+
+
+def _careful_tag_lists(tags: pl.Expr) -> pl.Expr:
+    """The lists of tags (a Parquet file's) :func:`_sorted_tags` reads again the careful way:
+    a tag that is null, empty or has a space (the tags joined, then searched)."""
+    nulls = tags.list.drop_nulls().list.len() != tags.list.len()
+    return nulls | _careful_tags(tags.list.join(";"))  # an empty tag: ";;", or one at an end
 
 
 def _careful_tags(text: pl.Expr) -> pl.Expr:
@@ -811,6 +872,11 @@ def untrimmed(frame: pl.DataFrame, names: Iterable[str]) -> set[str]:
     either end, or empty), found in one vectorised pass over them all."""
     names = list(names)
     if not names or frame.height == 0:
+        return set()
+    # A cheap test first (:func:`_may_need_trimming`); the exact one only where it finds one.
+    maybe = frame.select(_may_need_trimming([n]).any().alias(n) for n in names).row(0)
+    names = [name for name, hit in zip(names, maybe, strict=True) if hit]
+    if not names:
         return set()
     found = frame.select(
         (
@@ -1823,6 +1889,9 @@ def read_customers_file(
         )
     if format == "parquet":
         files = parquet_files(path)
+        fast = _customers_parquet_at_speed(path, files, mapping, facts)
+        if fast is not None:
+            return fast
         frames = [pl.read_parquet(_readable_parquet(file)) for file in files]
         raw = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
         if raw.width == 0:
