@@ -42,6 +42,7 @@ def careful(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sources, "_events_csv_at_speed", lambda *_: None)
     monkeypatch.setattr(sources, "_customers_csv_at_speed", lambda *_: None)
     monkeypatch.setattr(sources, "_customers_parquet_at_speed", lambda *_: None)
+    monkeypatch.setattr(sources, "_events_parquet_at_speed", lambda *_: None)
 
 
 @pytest.mark.parametrize(
@@ -319,3 +320,60 @@ def test_a_parquet_customer_problem_is_named_by_its_row_and_id(tmp_path):
     error = caught.value
     assert (error.path, error.field) == (path, "cadence_days")
     assert "row 3, customer_id 'c-3'" in error.message and error.hint
+
+
+def typed_events() -> pl.DataFrame:
+    at = [datetime(2026, 11, 20, 10, n, tzinfo=UTC) for n in range(4)]
+    return pl.DataFrame(
+        {
+            "customer_id": ["c-1", "c-2", "c-3", "c-4"],
+            "type": ["order", "visit", "order", "open"],
+            "at": pl.Series(at).dt.convert_time_zone("Europe/Paris"),
+            "amount": [1, None, 3, 4],
+            "channel": [7, None, 8, 9],  # numbers as text, as the careful way writes them
+            "note": ["x", None, "y", "z"],
+        }
+    )
+
+
+def test_clean_parquet_events_are_read_in_one_pass_as_the_careful_way_reads_them(
+    tmp_path, monkeypatch
+):
+    folder = tmp_path / "events"
+    folder.mkdir()
+    typed_events().head(2).write_parquet(folder / "part-0.parquet")
+    typed_events().tail(2).write_parquet(folder / "part-1.parquet")
+    since = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    fast = sources._events_parquet_at_speed(sources.parquet_files(folder), {}, since)
+    assert fast is not None and fast["customer_id"].to_list() == ["c-2", "c-3", "c-4"]
+    careful(monkeypatch)
+    assert_frame_equal(fast, read_events_file(folder, format="parquet", since=since))
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("type", " ", "the event has no value"),
+        ("customer_id", None, "the event has no value"),
+    ],
+)
+def test_a_parquet_event_problem_is_named_by_its_file_row_and_id(tmp_path, column, value, message):
+    folder = tmp_path / "events"
+    folder.mkdir()
+    typed_events().head(2).write_parquet(folder / "part-0.parquet")
+    bad = (
+        typed_events()
+        .tail(2)
+        .with_columns(
+            pl.when(pl.col("customer_id") == "c-4")
+            .then(pl.lit(value))
+            .otherwise(pl.col(column))
+            .alias(column)
+        )
+    )
+    bad.write_parquet(folder / "part-1.parquet")
+    with pytest.raises(SourceError) as caught:
+        read_events_file(folder, format="parquet")
+    error = caught.value
+    assert (error.path, error.field) == (folder / "part-1.parquet", column)
+    assert message in error.message and "row 2" in error.message and error.hint

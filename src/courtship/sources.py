@@ -1430,23 +1430,56 @@ def _at_parser(sample: pl.Series) -> tuple[pl.Expr, bool]:
 def _events_csv_at_speed(
     path: Path, mapping: Mapping[str, str] | None = None, since: datetime | None = None
 ) -> pl.DataFrame | None:
-    """The events of a CSV file, typed as :func:`_normalise_event_frame` types them, in one
-    streaming pass (polars reads, parses ``at`` and checks every event on both cores at once),
-    only those after ``since``; None when an event has a problem, a cell needs trimming, a line
-    is blank or polars cannot read the file: the caller then reads it the careful way, which
-    names the line. A problem with the header or ``mapping`` raises here as it would there."""
+    """The events of a CSV file as :func:`_events_frame_at_speed` reads a table; None when the
+    careful way is to read it. A problem with the header or ``mapping`` raises here."""
     names = _csv_header(path)
+    frame = pl.scan_csv(
+        path, infer_schema=False, with_column_names=lambda _: names, raise_if_empty=False
+    )
     try:
-        frame = pl.scan_csv(
-            path, infer_schema=False, with_column_names=lambda _: names, raise_if_empty=False
-        )
         frame = apply_column_mapping(frame, mapping or {}, where=path, line=1)
+    except pl.exceptions.PolarsError:
+        return None
+    return _events_frame_at_speed(frame, since)
+
+
+def _events_parquet_at_speed(
+    files: list[Path], mapping: Mapping[str, str] | None, since: datetime | None
+) -> pl.DataFrame | None:
+    """The events of Parquet ``files`` (all of one schema) as :func:`_events_frame_at_speed`
+    reads a table; None when the careful way (file by file) is to read them."""
+    schemas = [pl.read_parquet_schema(_readable_parquet(file)) for file in files]
+    if any(schema != schemas[0] for schema in schemas) or not schemas[0]:
+        return None
+    frame = apply_column_mapping(pl.scan_parquet(files), mapping or {}, where=files[0])
+    return _events_frame_at_speed(frame, since)
+
+
+def _events_frame_at_speed(frame: pl.LazyFrame, since: datetime | None) -> pl.DataFrame | None:
+    """The events of ``frame`` (a file still to be read), typed as
+    :func:`_normalise_event_frame` types them, in one streaming pass (polars reads, parses
+    ``at`` and checks every event on both cores at once), only those after ``since``; None
+    when an event has a problem, a cell needs trimming, a line is blank, a field is of an
+    unusual type or polars cannot read the file: the caller then reads it the careful way,
+    which names the line."""
+    try:
         schema = frame.collect_schema()
-        if any(name not in schema for name in REQUIRED_EVENT_FIELDS):
+        if any(name not in schema for name in REQUIRED_EVENT_FIELDS) or any(
+            name.startswith(ROW) for name in schema
+        ):
             return None
-        sample = frame.select("at").head(_AT_SAMPLE).collect().get_column("at")
-        at, fixed = _at_parser(sample)
-        if _MAYBE_UNTRIMMED in schema:
+        if any(schema[name].is_nested() for name in TEXT_EVENT_FIELDS if name in schema):
+            return None
+        at_type = schema["at"]
+        if at_type == pl.String():
+            sample = frame.select("at").head(_AT_SAMPLE).collect().get_column("at")
+            at, fixed = _at_parser(sample)
+        elif isinstance(at_type, pl.Datetime) and at_type.time_zone is not None:
+            at, fixed = pl.col("at").dt.convert_time_zone("UTC").cast(UTC_DATETIME), True
+        else:
+            return None
+        amount_type = schema.get("amount", pl.Null())
+        if not (amount_type == pl.String() or amount_type.is_numeric() or amount_type == pl.Null()):
             return None
         amount = pl.col("amount").cast(pl.Float64(), strict=False) if "amount" in schema else None
         # A blank line has no customer_id: it is a problem here, left out the careful way.
@@ -1456,25 +1489,29 @@ def _events_csv_at_speed(
             | at.is_null()
             | ~at.is_between(CALENDAR_START, CALENDAR_END)  # the years FIRST_YEAR to LAST_YEAR
         )
-        if amount is not None:  # a number with space, as " 12.5", does not parse: a problem
-            problem = problem | (pl.col("amount").is_not_null() & amount.is_null())
+        if amount_type == pl.String():  # a number with space, as " 12.5", does not parse
+            problem = problem | (pl.col("amount").is_not_null() & amount.is_null())  # type: ignore[union-attr]
         if not fixed:  # the general format may take space the careful way trims
             problem = problem | pl.col("at").str.contains_any(list(_SPACES))
         # Text with space to trim, or empty: the careful way trims it (a fixed ``at`` has none).
-        text = [name for name in schema if name not in ("at", "amount")]
+        text = [
+            n for n, dtype in schema.items() if n not in ("at", "amount") and dtype == pl.String()
+        ]
         extras = [name for name in schema if name not in EVENT_SCHEMA]
         typed = frame.select(
-            pl.col("customer_id", "type"),
-            at.alias("at"),
             *(
-                (pl.col(name) if name in schema else pl.lit(None, pl.String())).alias(name)
-                for name in ("channel", "friend_id", "playbook", "category")
+                (
+                    pl.col(name).cast(pl.String()) if name in schema else pl.lit(None, pl.String())
+                ).alias(name)
+                for name in ("customer_id", "type", "channel", "friend_id", "playbook", "category")
             ),
+            at.alias("at"),
             (amount if amount is not None else pl.lit(None, pl.Float64())).alias("amount"),
             *(pl.col(name) for name in extras),
             problem.alias(ROW),  # the name no column may take: the event's problem
             _may_need_trimming(text).alias(_MAYBE_UNTRIMMED),
-        ).select(*EVENT_SCHEMA, *extras, ROW, _MAYBE_UNTRIMMED)
+        )
+        typed = typed.select(*EVENT_SCHEMA, *extras, ROW, _MAYBE_UNTRIMMED)
         if since is not None:
             typed = typed.filter(
                 pl.col(ROW) | pl.col(_MAYBE_UNTRIMMED) | (pl.col("at") > utc_instant(since))
@@ -2029,8 +2066,12 @@ def read_events_parquet(
     """The events of a Parquet file, a folder of them or a glob: ``at`` a datetime with a zone
     (or ISO 8601 text), checked like an event file's; a problem names its file and row (and
     customer id). Only the events after ``since``."""
+    files = parquet_files(Path(path))
+    fast = _events_parquet_at_speed(files, columns, since)
+    if fast is not None:
+        return fast
     frames = []
-    for file in parquet_files(Path(path)):
+    for file in files:
         frame = pl.read_parquet(_readable_parquet(file))
         if frame.width == 0:
             continue
