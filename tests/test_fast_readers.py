@@ -9,6 +9,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from courtship import sources
+from courtship.catalogue import FactSpec
 from courtship.sources import (
     SourceError,
     read_customers_csv,
@@ -377,3 +378,50 @@ def test_a_parquet_event_problem_is_named_by_its_file_row_and_id(tmp_path, colum
     error = caught.value
     assert (error.path, error.field) == (folder / "part-1.parquet", column)
     assert message in error.message and "row 2" in error.message and error.hint
+
+
+DECLARED = {
+    "points": FactSpec("points", "integer", source="loyalty"),
+    "vip": FactSpec("vip", "boolean", source="loyalty"),
+    "crm_since": FactSpec("crm_since", "date", source="crm"),
+    "segment": FactSpec("segment", "string", source="crm"),
+    "level": FactSpec("level", "enum", values=("gold", "silver"), source="crm"),
+    "hobbies": FactSpec("hobbies", "list", source="crm"),
+}
+DECLARED_CSV = """\
+customer_id,points,vip,crm_since,segment,level,hobbies
+c-1,12,yes,2026-01-02,north,gold,b;a
+c-2,,,,,,
+c-3,1200.0,no,2026-01-03,south,silver,c
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "at_speed"),
+    [
+        (DECLARED_CSV, True),
+        (DECLARED_CSV.replace("north", "  north "), False),
+        (DECLARED_CSV.replace("b;a", "b; a"), True),  # a declared list's tags are trimmed
+        (DECLARED_CSV.replace(",c\n", ',""\n'), False),
+    ],
+)
+def test_declared_facts_are_read_in_one_pass_as_the_careful_way_reads_them(
+    tmp_path, monkeypatch, text, at_speed
+):
+    path = tmp_path / "customers.csv"
+    path.write_text(text)
+    assert (sources._customers_csv_at_speed(path, {}, DECLARED) is not None) is at_speed
+    fast = read_customers_csv(path, facts=DECLARED)
+    careful(monkeypatch)
+    assert_frame_equal(fast, read_customers_csv(path, facts=DECLARED))
+
+
+def test_a_declared_fact_the_one_pass_refuses_is_named_at_its_line(tmp_path):
+    path = tmp_path / "customers.csv"
+    good = "".join(f"c-{n},{n}\n" for n in range(2000))
+    path.write_text(f"customer_id,points\n{good}c-x,many\n")
+    with pytest.raises(SourceError) as caught:
+        read_customers_csv(path, facts=DECLARED)
+    error = caught.value
+    assert (error.line, error.field) == (2002, "points")
+    assert "declared by plugin loyalty" in error.message and error.hint
