@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
@@ -23,6 +23,13 @@ import polars as pl
 from courtship.catalogue import FactSpec, builtin_catalogue
 
 UTC_DATETIME = pl.Datetime("us", "UTC")
+
+#: How the readers' one-pass queries run: a CSV file streaming (read in pieces, each typed
+#: and checked as it comes, on every core); Parquet, whose columns polars reads apart, in memory
+#: (measured faster so on the 1 M base, see bench/README.md).
+Engine = Literal["streaming", "in-memory"]
+CSV_ENGINE: Engine = "streaming"
+PARQUET_ENGINE: Engine = "in-memory"
 
 #: A frame read at once, or one still to be read (a query plan).
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
@@ -324,7 +331,7 @@ def _customers_csv_at_speed(
         frame = apply_column_mapping(frame, mapping, where=path, line=1)
     except pl.exceptions.PolarsError:
         return None
-    return _customers_at_speed(frame, _csv_place(path, mapping), facts)
+    return _customers_at_speed(frame, _csv_place(path, mapping), facts, CSV_ENGINE)
 
 
 def _customers_parquet_at_speed(
@@ -337,15 +344,15 @@ def _customers_parquet_at_speed(
         return None
     where = _parquet_place(path, files)
     frame = apply_column_mapping(pl.scan_parquet(files), mapping, where=where)
-    return _customers_at_speed(frame, _Place(where, names=dict(mapping)), facts)
+    return _customers_at_speed(frame, _Place(where, names=dict(mapping)), facts, PARQUET_ENGINE)
 
 
 def _customers_at_speed(
-    frame: pl.LazyFrame, place: _Place, facts: Mapping[str, FactSpec] | None
+    frame: pl.LazyFrame, place: _Place, facts: Mapping[str, FactSpec] | None, engine: Engine
 ) -> pl.DataFrame | None:
     """The customers of ``frame`` (a file still to be read: text, or a customer column already
     in its contract type) read, typed and checked as :func:`_customers_from_text` does it, in
-    one streaming pass (polars reads and types on both cores at once), then checked in bulk:
+    one query (run by ``engine``: polars reads and types on every core), then checked in bulk:
     a cell that does not parse is one whose typed value is null and text is not (null counts
     compared), a date out of the calendar is found by the first and the last. None when a
     customer has a problem, a cell needs trimming, a line is blank, an id is repeated, a column
@@ -415,7 +422,7 @@ def _customers_at_speed(
             pl.any_horizontal(problems).alias(ROW),  # the customer's problem
             _may_need_trimming(text).alias(_MAYBE_UNTRIMMED),
             (_careful_tag_lists(tags) if typed_tags else _careful_tags(tags)).alias(_CAREFUL_TAGS),
-        ).collect(engine="streaming")
+        ).collect(engine=engine)
     except pl.exceptions.PolarsError:
         return None
     if typed.height == 0:
@@ -1440,7 +1447,7 @@ def _events_csv_at_speed(
         frame = apply_column_mapping(frame, mapping or {}, where=path, line=1)
     except pl.exceptions.PolarsError:
         return None
-    return _events_frame_at_speed(frame, since)
+    return _events_frame_at_speed(frame, since, CSV_ENGINE)
 
 
 def _events_parquet_at_speed(
@@ -1452,13 +1459,15 @@ def _events_parquet_at_speed(
     if any(schema != schemas[0] for schema in schemas) or not schemas[0]:
         return None
     frame = apply_column_mapping(pl.scan_parquet(files), mapping or {}, where=files[0])
-    return _events_frame_at_speed(frame, since)
+    return _events_frame_at_speed(frame, since, PARQUET_ENGINE)
 
 
-def _events_frame_at_speed(frame: pl.LazyFrame, since: datetime | None) -> pl.DataFrame | None:
+def _events_frame_at_speed(
+    frame: pl.LazyFrame, since: datetime | None, engine: Engine
+) -> pl.DataFrame | None:
     """The events of ``frame`` (a file still to be read), typed as
-    :func:`_normalise_event_frame` types them, in one streaming pass (polars reads, parses
-    ``at`` and checks every event on both cores at once), only those after ``since``; None
+    :func:`_normalise_event_frame` types them, in one query (run by ``engine``: polars reads,
+    parses ``at`` and checks every event on every core), only those after ``since``; None
     when an event has a problem, a cell needs trimming, a line is blank, a field is of an
     unusual type or polars cannot read the file: the caller then reads it the careful way,
     which names the line."""
@@ -1516,7 +1525,7 @@ def _events_frame_at_speed(frame: pl.LazyFrame, since: datetime | None) -> pl.Da
             typed = typed.filter(
                 pl.col(ROW) | pl.col(_MAYBE_UNTRIMMED) | (pl.col("at") > utc_instant(since))
             )
-        events = typed.collect(engine="streaming")
+        events = typed.collect(engine=engine)
     except pl.exceptions.PolarsError:
         return None
     if events.height and (events.get_column(ROW).any() or _needs_trimming(events, text)):
