@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
@@ -23,6 +23,16 @@ import polars as pl
 from courtship.catalogue import FactSpec, builtin_catalogue
 
 UTC_DATETIME = pl.Datetime("us", "UTC")
+
+#: How the readers' one-pass queries run: a CSV file streaming (read in pieces, each typed
+#: and checked as it comes, on every core); Parquet, whose columns polars reads apart, in memory
+#: (measured faster so on the 1 M base, see bench/README.md).
+Engine = Literal["streaming", "in-memory"]
+CSV_ENGINE: Engine = "streaming"
+PARQUET_ENGINE: Engine = "in-memory"
+
+#: A frame read at once, or one still to be read (a query plan).
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 #: The customer file's columns, in the order of ``docs/data.md``, with their types.
 CUSTOMER_SCHEMA: dict[str, pl.DataType] = {
@@ -233,6 +243,9 @@ def read_customers_csv(path: Path, *, facts: Mapping[str, FactSpec] | None = Non
     Courtship computes is an error.
     """
     path = Path(path)
+    fast = _customers_csv_at_speed(path, {}, facts)
+    if fast is not None:
+        return fast
     return _customers_from_text(_csv_place(path), _read_csv_text(path, trim=False), facts)
 
 
@@ -283,6 +296,175 @@ def _customers_from_text(
     if typed.height and typed.get_column(ROW).any():
         _check_customers(place.path, raw, place, declared, problems)
     return typed.drop(ROW)
+
+
+#: The customer columns whose every cell with a space to trim is a problem already (it does
+#: not parse, or is not a listed value or a known zone; a consent is trimmed as it is read),
+#: and ``tags`` (:func:`_careful_tags`): the others are looked at for cells to trim.
+_TRIMMED_AS_READ: tuple[str, ...] = (
+    *DATE_COLUMNS,
+    *BOOLEAN_COLUMNS,
+    *ENUM_COLUMNS,
+    "cadence_days",
+    "timezone",
+    "tags",
+)
+#: The prefix of the columns the customer reader keeps a cell's text in while it checks it
+#: (``_row...`` is no customer file's column: ``_row`` is refused, ``_row_...`` left to the
+#: careful way).
+_TEXT_OF = "_row_text_"
+#: The consents' words as the fast reader takes them (any other case: the careful way).
+_TRUE_CELLS = [form for word in TRUE_WORDS for form in (word, word.title(), word.upper())]
+_FALSE_CELLS = [form for word in FALSE_WORDS for form in (word, word.title(), word.upper())]
+
+
+def _customers_csv_at_speed(
+    path: Path, mapping: Mapping[str, str], facts: Mapping[str, FactSpec] | None
+) -> pl.DataFrame | None:
+    """The customer file read as :func:`_customers_at_speed` reads a table; None when the
+    careful way is to read it. A problem with the header or ``mapping`` raises here."""
+    names = _csv_header(path)
+    frame = pl.scan_csv(
+        path, infer_schema=False, with_column_names=lambda _: names, raise_if_empty=False
+    )
+    try:
+        frame = apply_column_mapping(frame, mapping, where=path, line=1)
+    except pl.exceptions.PolarsError:
+        return None
+    return _customers_at_speed(frame, _csv_place(path, mapping), facts, CSV_ENGINE)
+
+
+def _customers_parquet_at_speed(
+    path: Path, files: list[Path], mapping: Mapping[str, str], facts: Mapping[str, FactSpec] | None
+) -> pl.DataFrame | None:
+    """The customers of Parquet ``files`` (all of one schema) read as
+    :func:`_customers_at_speed` reads a table; None when the careful way is to read them."""
+    schemas = [pl.read_parquet_schema(_readable_parquet(file)) for file in files]
+    if any(schema != schemas[0] for schema in schemas) or not schemas[0]:
+        return None
+    where = _parquet_place(path, files)
+    frame = apply_column_mapping(pl.scan_parquet(files), mapping, where=where)
+    return _customers_at_speed(frame, _Place(where, names=dict(mapping)), facts, PARQUET_ENGINE)
+
+
+def _customers_at_speed(
+    frame: pl.LazyFrame, place: _Place, facts: Mapping[str, FactSpec] | None, engine: Engine
+) -> pl.DataFrame | None:
+    """The customers of ``frame`` (a file still to be read: text, or a customer column already
+    in its contract type) read, typed and checked as :func:`_customers_from_text` does it, in
+    one query (run by ``engine``: polars reads and types on every core), then checked in bulk:
+    a cell that does not parse is one whose typed value is null and text is not (null counts
+    compared), a date out of the calendar is found by the first and the last. None when a
+    customer has a problem, a cell needs trimming, a line is blank, an id is repeated, a column
+    is of another type, or polars cannot read the file: the caller then reads it the careful
+    way, which names the line. A column named like a computed fact raises here as there."""
+    try:
+        given = frame.collect_schema()
+        columns = given.names()
+        if "customer_id" not in columns or any(name.startswith(ROW) for name in columns):
+            return None
+        typed_as_is = {
+            name
+            for name, dtype in given.items()
+            if name in TYPED_CUSTOMER_COLUMNS and dtype == CUSTOMER_SCHEMA[name]
+        }
+        # Whole numbers, booleans and nulls as text, as ``_as_text`` writes them; other types
+        # as it does, the careful way.
+        as_text = [
+            name
+            for name, dtype in given.items()
+            if name not in typed_as_is
+            and (dtype in (pl.Null(), pl.Boolean()) or dtype.is_integer())
+        ]
+        if any(
+            dtype != pl.String() and name not in typed_as_is and name not in as_text
+            for name, dtype in given.items()
+        ):
+            return None
+        frame = frame.with_columns(pl.col(name).cast(pl.String()) for name in as_text)
+        extras = [name for name in columns if name not in CUSTOMER_SCHEMA]
+        _check_extra_names(place, extras)
+        declared = declared_extras(extras, facts)
+        frame = frame.with_columns(
+            pl.lit(None, pl.String()).alias(name) for name in CUSTOMER_SCHEMA if name not in columns
+        ).with_columns(
+            fact_from_text(pl.col(name), spec.type).alias(PARSED + name)
+            for name, spec in declared.items()
+        )
+        problems = [pl.col("customer_id").is_null()]  # a blank line has no id
+        for name in ENUM_COLUMNS:
+            values = list(builtin_catalogue().facts[name].values)
+            problems.append(pl.col(name).is_not_null() & ~pl.col(name).is_in(values))
+        for name in BOOLEAN_COLUMNS:
+            cell = pl.col(name)
+            if name not in typed_as_is:
+                problems.append(cell.is_not_null() & ~cell.is_in(_TRUE_CELLS + _FALSE_CELLS))
+        problems += [bad for _, bad, _, _ in _declared_problems(declared)]
+        # A declared fact is trimmed as it is read, but an empty cell is then no blank one.
+        problems += [pl.col(name).str.contains(_UNTRIMMED) for name in declared]
+        text = [
+            name
+            for name in (*CUSTOMER_SCHEMA, *extras)
+            if name not in _TRIMMED_AS_READ and name not in declared and name not in as_text
+        ]  # (a number written as text has no space)
+        parsed = [name for name in (*DATE_COLUMNS, "cadence_days") if name not in typed_as_is]
+        tags = pl.col("tags")
+        typed_tags = "tags" in typed_as_is
+        typed = frame.select(
+            pl.col("customer_id"),
+            *(
+                pl.col(name) if name in typed_as_is else _fast_customer_column(name)
+                for name in CUSTOMER_SCHEMA
+                if name != "customer_id"
+            ),
+            *(pl.col(PARSED + name if name in declared else name).alias(name) for name in extras),
+            *(pl.col(name).alias(_TEXT_OF + name) for name in (*parsed, "tags")),
+            pl.any_horizontal(problems).alias(ROW),  # the customer's problem
+            _may_need_trimming(text).alias(_MAYBE_UNTRIMMED),
+            (_careful_tag_lists(tags) if typed_tags else _careful_tags(tags)).alias(_CAREFUL_TAGS),
+        ).collect(engine=engine)
+    except pl.exceptions.PolarsError:
+        return None
+    if typed.height == 0:
+        return typed.select(*CUSTOMER_SCHEMA, *extras)
+    if typed.get_column(ROW).any() or _needs_trimming(typed, text):
+        return None
+    for name in parsed:  # a cell that does not parse is null typed, not as text
+        if typed.get_column(name).null_count() != typed.get_column(_TEXT_OF + name).null_count():
+            return None
+    outside = typed.select(
+        *(
+            ~pl.col(name).is_between(CALENDAR_START.date(), CALENDAR_END.date())
+            for name in DATE_COLUMNS
+        ),
+        pl.col("cadence_days") < 0,
+    )
+    if any(outside.select(pl.all().any()).row(0)):  # a date no calendar holds, or days < 0
+        return None
+    ids = typed.get_column("customer_id").rechunk()  # counted several times faster so
+    if ids.n_unique() != ids.len():
+        return None
+    zones = typed.get_column("timezone").drop_nulls().unique().to_list()
+    if not all(is_time_zone(zone) for zone in zones):
+        return None
+    careful = typed.get_column(_CAREFUL_TAGS)
+    typed = typed.with_columns(_sorted_tags(typed, careful, split=not typed_tags))
+    return typed.select(*CUSTOMER_SCHEMA, *extras)
+
+
+def _fast_customer_column(name: str) -> pl.Expr:
+    """The text customer column ``name`` in its contract type, as :func:`_customer_column`
+    reads it when its cells are clean (the fast reader checks they are): consents in the
+    words of ``_TRUE_CELLS`` and ``_FALSE_CELLS``, ``tags`` only split (``_sorted_tags``)."""
+    column = pl.col(name)
+    if name in DATE_COLUMNS:
+        return column.str.to_date("%Y-%m-%d", strict=False, cache=False)
+    if name in BOOLEAN_COLUMNS:
+        true = pl.when(column.is_in(_TRUE_CELLS)).then(True)
+        return true.when(column.is_not_null()).then(False).alias(name)
+    if name == "tags":
+        return column.str.split(";")
+    return _customer_column(name, pl.String())
 
 
 def declared_extras(
@@ -400,10 +582,72 @@ def _customer_column(name: str, dtype: pl.DataType | None = None) -> pl.Expr:
     if name == "cadence_days":
         return column if typed else column.cast(pl.Int64(), strict=False)
     if name == "tags":
-        return (column if typed else column.str.split(";")).list.eval(
-            pl.element().str.strip_chars().filter(pl.element() != "").unique().sort()
-        )
+        return _tag_list(column if typed else column.str.split(";"))
     return column
+
+
+def _tag_list(tags: pl.Expr) -> pl.Expr:
+    """A list of tags trimmed, without empty ones, once each, sorted."""
+    return tags.list.eval(pl.element().str.strip_chars().filter(pl.element() != "").unique().sort())
+
+
+#: How many tags a cell may have for :func:`_tags_in_order` to compare them one by one (a
+#: cell with more is sorted).
+_TAGS_COMPARED = 8
+
+
+def _tags_in_order(tags: pl.Series) -> pl.Series:
+    """Whether each list of tags is already sorted, once each (a short list's neighbours
+    compared in bulk, rather than each list sorted)."""
+    lengths = tags.list.len().fill_null(0)
+    longest = int(lengths.max() or 0)
+    if longest <= 1:
+        return pl.Series(tags.name, [True] * tags.len(), dtype=pl.Boolean())
+    frame = tags.to_frame("tags").with_columns(lengths.alias("length"))
+    tag = pl.col("tags").list
+    neighbours = [
+        (tag.get(i, null_on_oob=True) < tag.get(i + 1, null_on_oob=True))
+        | (pl.col("length") <= i + 1)
+        for i in range(min(longest, _TAGS_COMPARED) - 1)
+    ]
+    in_order = pl.all_horizontal(neighbours) & (pl.col("length") <= _TAGS_COMPARED)
+    return frame.select(in_order.alias(tags.name)).to_series()
+
+
+def _sorted_tags(typed: pl.DataFrame, careful: pl.Series, *, split: bool) -> pl.Series:
+    """The ``tags`` column of ``typed`` (split only, or a list as it was given; as it was in
+    ``_TEXT_OF``) as :func:`_customer_column` reads it: the lists ``careful`` marks or that
+    are not in order read again the careful way, the others kept as they are."""
+    tags = typed.get_column("tags")
+    again = (careful.fill_null(False) | ~_tags_in_order(tags)).arg_true()
+    if not again.len():
+        return tags
+    given = typed.get_column(_TEXT_OF + "tags").gather(again).to_frame("tags")
+    lists = _blank_to_null(pl.col("tags")).str.split(";") if split else pl.col("tags")
+    fixed = given.select(_tag_list(lists)).to_series()
+    height = typed.height
+    index = pl.int_range(height, eager=True, dtype=pl.UInt32()).scatter(
+        again, pl.int_range(height, height + again.len(), eager=True, dtype=pl.UInt32())
+    )
+    return pl.concat([tags, fixed.cast(tags.dtype)]).gather(index).alias("tags")
+
+
+def _careful_tag_lists(tags: pl.Expr) -> pl.Expr:
+    """The lists of tags (a Parquet file's) :func:`_sorted_tags` reads again the careful way:
+    a tag that is null, empty or has a space (the tags joined, then searched)."""
+    nulls = tags.list.drop_nulls().list.len() != tags.list.len()
+    return nulls | _careful_tags(tags.list.join(";"))  # an empty tag: ";;", or one at an end
+
+
+def _careful_tags(text: pl.Expr) -> pl.Expr:
+    """The ``tags`` cells :func:`_plain_tags` does not read as :func:`_customer_column` does:
+    a space somewhere, an empty tag (``;;``, a ``;`` at either end) or an empty cell."""
+    return (
+        text.str.contains_any([*_SPACES, ";;"])
+        | text.str.starts_with(";")
+        | text.str.ends_with(";")
+        | (text.str.len_bytes() == 0)
+    )
 
 
 #: The customer columns a frame may hold already typed (the others are text).
@@ -513,7 +757,8 @@ def _customer_problems(
     """Every kind of problem a customer row may have: the column, the rows that have it, what
     is wrong (``{value}``, and ``{first}`` for a repeated id) and the hint."""
     id_ = pl.col("customer_id")
-    problems: list[tuple[str, pl.Expr, str, str]] = [
+    zones = raw.get_column("timezone").drop_nulls().unique().to_list()
+    return [
         ("customer_id", id_.is_null(), "the cell is empty", "every customer needs an id"),
         (
             "customer_id",
@@ -521,8 +766,17 @@ def _customer_problems(
             "'{value}' appears twice (first on {first})",
             "customer ids must be unique",
         ),
+        *_cell_problems(raw.schema, [zone for zone in zones if not is_time_zone(zone)]),
+        *_declared_problems(declared),
     ]
-    schema = raw.schema
+
+
+def _cell_problems(
+    schema: Mapping[str, pl.DataType], unknown_zones: list[str]
+) -> list[tuple[str, pl.Expr, str, str]]:
+    """The problems a customer-file cell may have on its own (not a repeated id, not a declared
+    fact's): dates, consents, cadence, the listed values, and ``unknown_zones``."""
+    problems: list[tuple[str, pl.Expr, str, str]] = []
     for name in DATE_COLUMNS:
         parsed = _customer_column(name, schema[name])
         problems.append(
@@ -565,16 +819,23 @@ def _customer_problems(
                 "use one of the listed values, or empty the cell",
             )
         )
-    zones = raw.get_column("timezone").drop_nulls().unique().to_list()
-    unknown = [zone for zone in zones if not is_time_zone(zone)]
     problems.append(
         (
             "timezone",
-            pl.col("timezone").is_in(unknown),
+            pl.col("timezone").is_in(unknown_zones),
             "'{value}' is not a known IANA time zone",
             "use a name such as Europe/London, or empty the cell for the default",
         )
     )
+    return problems
+
+
+def _declared_problems(
+    declared: Mapping[str, FactSpec] | None,
+) -> list[tuple[str, pl.Expr, str, str]]:
+    """The cells of the declared facts' columns that are not of their types (each read in its
+    ``PARSED`` column)."""
+    problems: list[tuple[str, pl.Expr, str, str]] = []
     for name, spec in (declared or {}).items():
         problem = fact_problem(name, spec, pl.col(PARSED + name))
         if problem is not None:
@@ -618,6 +879,11 @@ def untrimmed(frame: pl.DataFrame, names: Iterable[str]) -> set[str]:
     either end, or empty), found in one vectorised pass over them all."""
     names = list(names)
     if not names or frame.height == 0:
+        return set()
+    # A cheap test first (:func:`_may_need_trimming`); the exact one only where it finds one.
+    maybe = frame.select(_may_need_trimming([n]).any().alias(n) for n in names).row(0)
+    names = [name for name, hit in zip(names, maybe, strict=True) if hit]
+    if not names:
         return set()
     found = frame.select(
         (
@@ -771,6 +1037,9 @@ def _read_jsonl_raw(path: Path) -> pl.DataFrame:
 def read_events_csv(path: Path) -> pl.DataFrame:
     """Read an event file in CSV: a header naming the fields, one event per line."""
     path = Path(path)
+    fast = _events_csv_at_speed(path)
+    if fast is not None:
+        return fast
     return _events_from_csv_text(_csv_place(path), _read_csv_text(path, trim=False))
 
 
@@ -1103,6 +1372,170 @@ def _events_at_speed(raw: pl.DataFrame, *, blank_rows: bool = False) -> pl.DataF
     return typed.drop(ROW)
 
 
+#: The fixed shapes of ``at`` (digits in fixed places, ``Z`` for UTC) polars parses several
+#: times faster than the general ISO 8601 format; the first events choose one.
+_FIXED_AT_FORMATS: tuple[str, ...] = (
+    "%Y-%m-%dT%H:%M:%S.%6fZ",
+    "%Y-%m-%dT%H:%M:%SZ",
+    "%Y-%m-%dT%H:%M:%S.%3fZ",
+    "%Y-%m-%dT%H:%M:%S.%9fZ",
+)
+#: How many of the first events choose the shape ``at`` is parsed in.
+_AT_SAMPLE = 1000
+#: A text cell ``_blank_to_null`` would change: empty, or with space at either end.
+_UNTRIMMED = r"^$|^\s|\s$"
+#: Every character that is space (Python's idea of it holds Unicode's, which polars trims).
+_SPACES: tuple[str, ...] = tuple(chr(code) for code in range(0x110000) if chr(code).isspace())
+#: Where the readers mark, in one pass, the rows with a cell that may need trimming.
+_MAYBE_UNTRIMMED = "_row_maybe_untrimmed"
+#: Where the customer reader marks the rows whose ``tags`` ``_sorted_tags`` reads carefully.
+_CAREFUL_TAGS = "_row_careful_tags"
+
+
+#: The spaces but the plain one, rare in text: a search for them is quick.
+_RARE_SPACES: list[str] = [space for space in _SPACES if space != " "]
+
+
+def _may_need_trimming(names: Iterable[str]) -> pl.Expr:
+    """A row with a cell that may need trimming among the text columns ``names``: empty, or
+    beginning with a control character or a plain space (one comparison), ending with a plain
+    space, or holding any other space anywhere (a quick search, for they are rare). A cheap
+    test, that the exact one (:data:`_UNTRIMMED`, a pattern) settles on those rows only."""
+    return pl.any_horizontal(
+        (pl.col(name) < "!")
+        | pl.col(name).str.ends_with(" ")
+        | pl.col(name).str.contains_any(_RARE_SPACES)
+        for name in names
+    )
+
+
+def _needs_trimming(frame: pl.DataFrame, names: Iterable[str]) -> bool:
+    """Some row marked by :func:`_may_need_trimming` has a cell to trim among ``names``."""
+    names = list(names)
+    if not names or not frame.get_column(_MAYBE_UNTRIMMED).any():
+        return False
+    maybe = frame.select(*names, _MAYBE_UNTRIMMED).filter(pl.col(_MAYBE_UNTRIMMED))
+    exact = maybe.select(pl.any_horizontal(pl.col(n).str.contains(_UNTRIMMED) for n in names))
+    return bool(exact.to_series().any())
+
+
+def _at_parser(sample: pl.Series) -> tuple[pl.Expr, bool]:
+    """How to parse the text column ``at`` into UTC instants: in the fixed shape every one of
+    ``sample`` (the first events' ``at``) has, else in the general ISO 8601 format with a zone;
+    and whether that shape leaves no room for a space (so ``at`` needs no trimming). A value
+    of another shape parses to null, and its event is then read the careful way."""
+    known = sample.drop_nulls()
+    for form in _FIXED_AT_FORMATS:
+        parsed = known.str.to_datetime(form, strict=False, time_unit="us", cache=False)
+        if known.len() and not parsed.null_count():
+            at = pl.col("at").str.to_datetime(form, strict=False, time_unit="us", cache=False)
+            return at.dt.replace_time_zone("UTC"), True
+    at = pl.col("at").str.to_datetime(_COMMON_AT_FORMAT, strict=False, time_zone="UTC", cache=False)
+    return at.cast(UTC_DATETIME), False
+
+
+def _events_csv_at_speed(
+    path: Path, mapping: Mapping[str, str] | None = None, since: datetime | None = None
+) -> pl.DataFrame | None:
+    """The events of a CSV file as :func:`_events_frame_at_speed` reads a table; None when the
+    careful way is to read it. A problem with the header or ``mapping`` raises here."""
+    names = _csv_header(path)
+    frame = pl.scan_csv(
+        path, infer_schema=False, with_column_names=lambda _: names, raise_if_empty=False
+    )
+    try:
+        frame = apply_column_mapping(frame, mapping or {}, where=path, line=1)
+    except pl.exceptions.PolarsError:
+        return None
+    return _events_frame_at_speed(frame, since, CSV_ENGINE)
+
+
+def _events_parquet_at_speed(
+    files: list[Path], mapping: Mapping[str, str] | None, since: datetime | None
+) -> pl.DataFrame | None:
+    """The events of Parquet ``files`` (all of one schema) as :func:`_events_frame_at_speed`
+    reads a table; None when the careful way (file by file) is to read them."""
+    schemas = [pl.read_parquet_schema(_readable_parquet(file)) for file in files]
+    if any(schema != schemas[0] for schema in schemas) or not schemas[0]:
+        return None
+    frame = apply_column_mapping(pl.scan_parquet(files), mapping or {}, where=files[0])
+    return _events_frame_at_speed(frame, since, PARQUET_ENGINE)
+
+
+def _events_frame_at_speed(
+    frame: pl.LazyFrame, since: datetime | None, engine: Engine
+) -> pl.DataFrame | None:
+    """The events of ``frame`` (a file still to be read), typed as
+    :func:`_normalise_event_frame` types them, in one query (run by ``engine``: polars reads,
+    parses ``at`` and checks every event on every core), only those after ``since``; None
+    when an event has a problem, a cell needs trimming, a line is blank, a field is of an
+    unusual type or polars cannot read the file: the caller then reads it the careful way,
+    which names the line."""
+    try:
+        schema = frame.collect_schema()
+        if any(name not in schema for name in REQUIRED_EVENT_FIELDS) or any(
+            name.startswith(ROW) for name in schema
+        ):
+            return None
+        if any(schema[name].is_nested() for name in TEXT_EVENT_FIELDS if name in schema):
+            return None
+        at_type = schema["at"]
+        if at_type == pl.String():
+            sample = frame.select("at").head(_AT_SAMPLE).collect().get_column("at")
+            at, fixed = _at_parser(sample)
+        elif isinstance(at_type, pl.Datetime) and at_type.time_zone is not None:
+            at, fixed = pl.col("at").dt.convert_time_zone("UTC").cast(UTC_DATETIME), True
+        else:
+            return None
+        amount_type = schema.get("amount", pl.Null())
+        if not (amount_type == pl.String() or amount_type.is_numeric() or amount_type == pl.Null()):
+            return None
+        amount = pl.col("amount").cast(pl.Float64(), strict=False) if "amount" in schema else None
+        # A blank line has no customer_id: it is a problem here, left out the careful way.
+        problem = (
+            pl.col("customer_id").is_null()
+            | pl.col("type").is_null()
+            | at.is_null()
+            | ~at.is_between(CALENDAR_START, CALENDAR_END)  # the years FIRST_YEAR to LAST_YEAR
+        )
+        if amount_type == pl.String():  # a number with space, as " 12.5", does not parse
+            problem = problem | (pl.col("amount").is_not_null() & amount.is_null())  # type: ignore[union-attr]
+        if not fixed:  # the general format may take space the careful way trims
+            problem = problem | pl.col("at").str.contains_any(list(_SPACES))
+        # Text with space to trim, or empty: the careful way trims it (a fixed ``at`` has none).
+        text = [
+            n for n, dtype in schema.items() if n not in ("at", "amount") and dtype == pl.String()
+        ]
+        extras = [name for name in schema if name not in EVENT_SCHEMA]
+        typed = frame.select(
+            *(
+                (
+                    pl.col(name).cast(pl.String()) if name in schema else pl.lit(None, pl.String())
+                ).alias(name)
+                for name in ("customer_id", "type", "channel", "friend_id", "playbook", "category")
+            ),
+            at.alias("at"),
+            (amount if amount is not None else pl.lit(None, pl.Float64())).alias("amount"),
+            *(pl.col(name) for name in extras),
+            problem.alias(ROW),  # the name no column may take: the event's problem
+            _may_need_trimming(text).alias(_MAYBE_UNTRIMMED),
+        )
+        typed = typed.select(*EVENT_SCHEMA, *extras, ROW, _MAYBE_UNTRIMMED)
+        if since is not None:
+            typed = typed.filter(
+                pl.col(ROW) | pl.col(_MAYBE_UNTRIMMED) | (pl.col("at") > utc_instant(since))
+            )
+        events = typed.collect(engine=engine)
+    except pl.exceptions.PolarsError:
+        return None
+    if events.height and (events.get_column(ROW).any() or _needs_trimming(events, text)):
+        return None
+    events = events.drop(ROW, _MAYBE_UNTRIMMED)
+    if since is not None:  # the rows kept only to be checked
+        events = filter_since(events, since)
+    return events
+
+
 def _normal_iso(text: pl.Expr) -> pl.Expr:
     """A date and time written with a space or a lower-case ``t``/``z``, in canonical form."""
     return text.str.replace(r"^(\d{4}-\d{2}-\d{2})[ tT]", "${1}T").str.replace(r"z$", "Z")
@@ -1279,12 +1712,12 @@ class SourceSettings:
 
 
 def apply_column_mapping(
-    frame: pl.DataFrame,
+    frame: Frame,
     mapping: Mapping[str, str],
     *,
     where: Path | str = "the data",
     line: int | None = None,
-) -> pl.DataFrame:
+) -> Frame:
     """Rename the source's columns to ours: ``mapping`` is ``columns: {our_name: their_name}``.
 
     Columns the mapping does not name are kept. One of their columns may feed several of ours.
@@ -1293,9 +1726,10 @@ def apply_column_mapping(
     """
     if not mapping:
         return frame
-    present = [name for name in frame.columns if name != "_row"]
+    columns = frame.collect_schema().names()
+    present = [name for name in columns if name != "_row"]
     for ours, theirs in mapping.items():
-        if theirs not in frame.columns:
+        if theirs not in columns:
             raise SourceError(
                 where,
                 line,
@@ -1314,7 +1748,7 @@ def apply_column_mapping(
                 f"drop the columns.{name} setting, or rename or remove the column",
             )
     out: list[pl.Expr] = []
-    for name in frame.columns:
+    for name in columns:
         targets = [ours for ours, theirs in mapping.items() if theirs == name]
         if not targets:
             out.append(pl.col(name))
@@ -1483,6 +1917,9 @@ def read_customers_file(
     path = Path(path)
     mapping = dict(columns or {})
     if format == "csv":
+        fast = _customers_csv_at_speed(path, mapping, facts)
+        if fast is not None:
+            return fast
         raw = apply_column_mapping(_read_csv_text(path, trim=False), mapping, where=path, line=1)
         return _customers_from_text(_csv_place(path, mapping), raw, facts)
     if format == "jsonl":
@@ -1498,6 +1935,9 @@ def read_customers_file(
         )
     if format == "parquet":
         files = parquet_files(path)
+        fast = _customers_parquet_at_speed(path, files, mapping, facts)
+        if fast is not None:
+            return fast
         frames = [pl.read_parquet(_readable_parquet(file)) for file in files]
         raw = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
         if raw.width == 0:
@@ -1522,6 +1962,10 @@ def read_events_file(
     path = Path(path)
     mapping = dict(columns or {})
     if format == "csv":
+        if at_format is None:
+            fast = _events_csv_at_speed(path, mapping, since)
+            if fast is not None:
+                return fast
         place = _csv_place(path, mapping)
         raw = apply_column_mapping(_read_csv_text(path, trim=False), mapping, where=path, line=1)
         for name in REQUIRED_EVENT_FIELDS:
@@ -1631,8 +2075,12 @@ def read_events_parquet(
     """The events of a Parquet file, a folder of them or a glob: ``at`` a datetime with a zone
     (or ISO 8601 text), checked like an event file's; a problem names its file and row (and
     customer id). Only the events after ``since``."""
+    files = parquet_files(Path(path))
+    fast = _events_parquet_at_speed(files, columns, since)
+    if fast is not None:
+        return fast
     frames = []
-    for file in parquet_files(Path(path)):
+    for file in files:
         frame = pl.read_parquet(_readable_parquet(file))
         if frame.width == 0:
             continue
