@@ -44,6 +44,7 @@ from courtship.channels import (
 SECURITY_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 
 
+@functools.lru_cache(maxsize=256)  # asked by check, then by send, for the same message
 def _address(text: str) -> str:
     """The bare address in ``text`` ('Sam <sam@example.org>' → 'sam@example.org'), or ''."""
     if any(char in text for char in "\r\n"):
@@ -87,11 +88,20 @@ def _with_html_footer(html: str | None, url: str) -> str | None:
     return f"{html[:at]}{footer}\n{html[at:]}" if at >= 0 else f"{html}\n{footer}"
 
 
+@functools.lru_cache(maxsize=64)
+def _header_class(name: str) -> Any:
+    """The policy's class for the header ``name`` (its registry makes a new one each call)."""
+    return SMTP_POLICY.header_factory[name]
+
+
 @functools.lru_cache(maxsize=1024)
 def _folded(name: str, value: str) -> bytes:
     """One header as ``EmailMessage.as_bytes`` writes it: parsed and folded by the policy,
-    RFC 2047 encoded words for what is not ASCII (a line break in ``value`` is a ValueError)."""
-    header = SMTP_POLICY.header_store_parse(name, value)[1]
+    RFC 2047 encoded words for what is not ASCII; a line break in ``value`` is refused as
+    ``EmailMessage`` refuses it (``EmailPolicy.header_store_parse``)."""
+    if len(value.splitlines()) > 1:
+        raise ValueError("Header values may not contain linefeed or carriage return characters")
+    header = _header_class(name.lower())(name, value)
     return str(header.fold(policy=SMTP_POLICY)).encode("ascii", "surrogateescape")
 
 
