@@ -195,7 +195,6 @@ def free_port() -> int:
 def smtp_baseline(port: int, count: int) -> float:
     """Messages a second a plain smtplib client sends the peer over one connection: the same
     welcome emails, built beforehand (not timed)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
     from courtship_smtp.channel import SMTPChannel
 
     from courtship.channels import Message
