@@ -80,6 +80,7 @@ class OutboxChannel:
                 f"setting 'format' must be one of {', '.join(FORMATS)}; not {self.format!r}"
             )
         self._lines: _JSONLines | None = None  # this instance's file, opened at its first line
+        self._folder_made = False
 
     def __repr__(self) -> str:
         return f"OutboxChannel(folder={str(self.folder)!r})"
@@ -95,7 +96,9 @@ class OutboxChannel:
         stem = file_stem(message.key)
         target = self.folder / f"{stem}.json"
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            if not self._folder_made:  # once: a folder removed mid-run is a retry, made next run
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self._folder_made = True
             created = _create_once(
                 target, json.dumps(record, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
             )
@@ -216,9 +219,8 @@ def _create_once(path: Path, text: str) -> bool:
     The file is written unnamed (``O_TMPFILE``) and given its name by one ``link``, which fails
     if the name exists: a reader, or a run killed mid-write, never sees a partial file, and no
     temporary name is left behind. Where the filesystem has no ``O_TMPFILE``, a temporary file
-    beside it is linked instead."""
-    if path.exists():
-        return False
+    beside it is linked instead (after a look for the name: a filesystem without hard links
+    has only a rename, which would replace it)."""
     data = text.encode("utf-8")
     if _TMPFILE is not None:
         try:
@@ -248,6 +250,8 @@ def _create_once(path: Path, text: str) -> bool:
                     os.close(folder)
             finally:
                 os.close(descriptor)
+    if path.exists():
+        return False
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "wb") as handle:
