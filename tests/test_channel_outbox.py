@@ -1,4 +1,4 @@
-"""The outbox channel: one file per key, written once."""
+"""The outbox channel: one file per key, or one line per key in a JSON Lines file per run; written once."""
 
 import json
 from dataclasses import asdict, replace
@@ -6,6 +6,10 @@ from dataclasses import asdict, replace
 import pytest
 from courtship_outbox import OutboxChannel
 from courtship_outbox.channel import file_stem
+from test_hostile_files import (
+    fill,
+    small_disk,  # noqa: F401 (a fixture: a real 2 MiB tmpfs)
+)
 
 from courtship.testing import ChannelContract, sample_message
 
@@ -266,3 +270,29 @@ def test_a_run_killed_after_writing_leaves_each_message_once(tmp_path, outbox_fo
 
     with sqlite3.connect(state) as db:
         assert set(db.execute("SELECT DISTINCT status FROM sends")) == {("delivered",)}
+
+
+def test_a_real_full_disk_leaves_no_half_line_and_the_rest_is_written_after(small_disk):  # noqa: F811
+    """JSON Lines on a real 2 MiB tmpfs filled up while writing: the write that did not fit
+    raises the full disk (which stops a run) and leaves no part of its line; once space is
+    freed, the same messages go on, and the file holds every key once."""
+    import errno
+
+    folder = small_disk / "outbox"
+    channel = OutboxChannel({"folder": str(folder), "format": "jsonl"})
+    message = sample_message(channel="outbox", text="Hello " * 300)
+    assert channel.send(replace(message, key="k0")).status == "delivered"
+    filler = fill(small_disk, 0)
+    keys = ["k0"]
+    with pytest.raises(OSError) as error:
+        for n in range(1, 100):
+            assert channel.send(replace(message, key=f"k{n}")).status == "delivered"
+            keys.append(f"k{n}")
+    assert error.value.errno == errno.ENOSPC
+    assert [record["key"] for record in lines_in(folder)] == keys  # every line whole
+    filler.unlink()
+    for n in range(len(keys), len(keys) + 3):
+        assert channel.send(replace(message, key=f"k{n}")).status == "delivered"
+        keys.append(f"k{n}")
+    channel.close()
+    assert [record["key"] for record in lines_in(folder)] == keys
