@@ -1,4 +1,4 @@
-"""The outbox channel: one file per key, or one line per key in a JSON Lines file per run; written once."""
+"""The outbox channel: one file per key, or a line per key in a run's JSON Lines; written once."""
 
 import json
 from dataclasses import asdict, replace
