@@ -154,7 +154,8 @@ class _JSONLines:
     def _adopt(self, left: Path) -> None:
         """A ``.part`` of a run that is gone: its keys, its last line whole, renamed
         ``.jsonl``. One of a run still going (this process's, or another's) is left alone."""
-        pid = left.name[: -len(PART)].rsplit("-", 2)[-2]
+        parts = left.name[: -len(PART)].rsplit("-", 2)  # <UTC time>-<pid>-<n>
+        pid = parts[1] if len(parts) == 3 else ""
         if pid.isdigit() and _running(int(pid)):
             self.left.update(_keys(left.read_bytes()))  # its messages are its run's anyway
             return
