@@ -492,3 +492,184 @@ def test_a_server_that_is_gone_for_good_is_a_retry_not_a_hang():
     after = channel.send(sample_message(key="k2", to="ada@example.org"))
     assert after.status == "retry" and f"cannot reach 127.0.0.1:{port}" in after.reason
     channel.close()
+
+
+# ── the email's bytes, and PIPELINING ─────────────────────────────────────────────────────
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"to": "Ada Lovelace <ada@example.org>", "subject": "Hello, Ada (again) — your order"},
+        {"subject": "Zoë, un cadeau pour vous 🎁", "to": "Zoë Ångström <zoe@example.org>"},
+        {"subject": "A subject " + "that goes on " * 12, "text": "one\n\ntwo\r\nthree\r"},
+        {"text": ".a line with a dot\n.\n..two\n", "key": "k:with spaces & ünïcode"},
+        {"text": ""},
+        {
+            "category": "marketing",
+            "unsubscribe_url": "https://lotus.example.org/unsubscribe?token=1.Yy0w.email.sig",
+        },
+        {"text": "Chère Zoë\n" + "long " * 30},  # quoted-printable: built whole
+    ],
+)
+def test_the_bytes_sent_are_what_the_standard_library_builds(monkeypatch, changes):
+    """``content`` puts a plain-text email together from its folded headers (kept while they
+    repeat) and its lines; byte for byte it is ``build(message).as_bytes()``, whatever the
+    names, subjects and bodies."""
+    monkeypatch.setattr(
+        "courtship_smtp.channel.formatdate", lambda usegmt: "Tue, 01 Dec 2026 19:46:26 GMT"
+    )
+    channel = SMTPChannel(
+        settings(25, unsubscribe_mailto="unsubscribe@lotus.example.org", reply_to="Sam <s@x.org>")
+    )
+    for _ in range(2):  # the second time from the kept headers
+        message = sample_message(channel="email", **changes)
+        email = channel.build(message)
+        assert channel.content(message) == (email.as_bytes(), email["Message-ID"])
+
+
+def test_a_header_with_a_line_break_cannot_be_built(plain):
+    channel = SMTPChannel(settings(plain[0].port))
+    delivery = channel.send(sample_message(key="k\r\nBcc: eve@example.org", to="ada@example.org"))
+    assert delivery.status == "failed" and "cannot build the email" in delivery.reason
+    assert plain[1].messages == []
+
+
+class PeekingRecorder(Recorder):
+    """A Recorder that notes, as it answers MAIL, whether the client's RCPT had arrived already
+    (aiosmtpd reads the commands one line at a time, so it serves a pipelined group in order);
+    it can refuse MAIL, or take DATA after a refused RCPT (which RFC 2920 tells the client to
+    end with a lone dot)."""
+
+    def reset(self):
+        super().reset()
+        self.ahead: list[bool] = []
+        self.mail_answer = None
+        self.data_despite_refusal = False
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        self.ahead.append(b"RCPT" in bytes(server._reader._buffer).upper())
+        if self.mail_answer:
+            return self.mail_answer
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.rcpt_answer and self.data_despite_refusal:
+            envelope.rcpt_tos.append(address)  # a server that will answer DATA with 354
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+    async def handle_DATA(self, server, session, envelope):
+        if not envelope.content.strip():
+            return "554 no valid recipients"
+        return await super().handle_DATA(server, session, envelope)
+
+
+class PipeliningRecorder(PeekingRecorder):
+    """A PeekingRecorder whose server offers PIPELINING."""
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
+@pytest.fixture(scope="module")
+def pipelining_server():
+    recorder = PipeliningRecorder()
+    controller = start(recorder)
+    yield controller, recorder
+    controller.stop()
+
+
+@pytest.fixture
+def pipelining(pipelining_server):
+    controller, recorder = pipelining_server
+    recorder.reset()
+    return controller, recorder
+
+
+def test_a_server_offering_pipelining_gets_mail_rcpt_and_data_at_once(pipelining):
+    controller, recorder = pipelining
+    channel = SMTPChannel(settings(controller.port))
+    for n in range(3):
+        message = sample_message(key=f"k{n}", to="ada@example.org", text=".dot\nHi Ada")
+        assert channel.send(message).status == "delivered"
+    channel.close()
+    assert recorder.ahead == [True, True, True]
+    assert [m["email"]["X-Courtship-Key"] for m in recorder.messages] == ["k0", "k1", "k2"]
+    assert recorder.messages[0]["email"].get_content().replace("\r\n", "\n") == ".dot\nHi Ada\n"
+    assert len({m["session"] for m in recorder.messages}) == 1
+
+
+def test_a_server_without_pipelining_gets_one_command_at_a_time():
+    recorder = PeekingRecorder()
+    controller = start(recorder)
+    channel = SMTPChannel(settings(controller.port))
+    try:
+        for n in range(2):
+            assert channel.send(sample_message(key=f"k{n}")).status == "delivered"
+    finally:
+        channel.close()
+        controller.stop()
+    assert recorder.ahead == [False, False]
+    assert len(recorder.messages) == 2
+
+
+@pytest.mark.parametrize("despite", [False, True])
+def test_a_refused_recipient_in_a_pipeline_fails_and_the_session_goes_on(pipelining, despite):
+    """RCPT refused: DATA is refused too (503), or taken (354) by a server that does so anyway,
+    and then ended with a lone dot; nothing is delivered, the next message goes out on the same
+    session."""
+    controller, recorder = pipelining
+    recorder.data_despite_refusal = despite
+    channel = SMTPChannel(settings(controller.port))
+    assert channel.send(sample_message(key="k1", to="ada@example.org")).status == "delivered"
+    recorder.rcpt_answer = "550 5.1.1 no such user"
+    refused = channel.send(sample_message(key="k2", to="nobody@example.org"))
+    assert (refused.status, refused.reason) == ("failed", "SMTP 550 5.1.1 no such user")
+    recorder.rcpt_answer = None
+    assert channel.send(sample_message(key="k3", to="ada@example.org")).status == "delivered"
+    channel.close()
+    assert [m["email"]["X-Courtship-Key"] for m in recorder.messages] == ["k1", "k3"]
+    assert len({m["session"] for m in recorder.messages}) == 1
+
+
+@pytest.mark.parametrize(
+    ("where", "answer", "status"),
+    [
+        ("mail", "550 5.7.1 sender refused", "failed"),
+        ("mail", "451 4.3.0 try again", "retry"),
+        ("data", "452 4.3.1 out of room", "retry"),
+        ("data", "554 5.6.0 refused", "failed"),
+    ],
+)
+def test_a_pipelined_refusal_is_the_servers_answer(pipelining, where, answer, status):
+    controller, recorder = pipelining
+    setattr(recorder, f"{where}_answer", answer)
+    channel = SMTPChannel(settings(controller.port))
+    delivery = channel.send(sample_message(key="k1", to="ada@example.org"))
+    assert (delivery.status, delivery.reason) == (status, f"SMTP {answer}")
+    setattr(recorder, f"{where}_answer", None)
+    assert channel.send(sample_message(key="k2", to="ada@example.org")).status == "delivered"
+    channel.close()
+    assert [m["email"]["X-Courtship-Key"] for m in recorder.messages] == ["k2"]
+
+
+def test_a_pipelining_session_the_server_dropped_is_opened_again_once():
+    recorder = PipeliningRecorder()
+    port = free_port()
+    first = Controller(recorder, hostname="127.0.0.1", port=port)
+    first.start()
+    channel = SMTPChannel(settings(port))
+    assert channel.send(sample_message(key="k1", to="ada@example.org")).status == "delivered"
+    first.stop()
+    second = Controller(recorder, hostname="127.0.0.1", port=port)
+    second.start()
+    try:
+        assert channel.send(sample_message(key="k2", to="ada@example.org")).status == "delivered"
+    finally:
+        channel.close()
+        second.stop()
+    assert [m["email"]["X-Courtship-Key"] for m in recorder.messages] == ["k1", "k2"]
+    assert recorder.ahead == [True, True]

@@ -61,6 +61,7 @@ class SMTPPeer:
         self.lock = threading.Lock()
         self.arrivals: list[float] = []  # time.monotonic() of each accepted message
         self.sessions: set[tuple[str, int]] = set()  # the client ends of the connections
+        self.drop_at: int | None = None  # the nth message: the connection closed, no answer
 
     async def handle_DATA(self, server, session, envelope):
         if self.answer:
@@ -70,6 +71,9 @@ class SMTPPeer:
             self.arrivals.append(time.monotonic())
             self.sessions.add(session.peer)
             self.seen += 1
+            if self.drop_at and self.seen == self.drop_at:
+                server.transport.close()  # the content came, the answer never goes
+                return "451 not accepted"
             if self.kill_at and self.seen == self.kill_at[0]:
                 os.kill(self.kill_at[1], signal.SIGKILL)
                 return "421 going away"  # never accepted: the client is dead anyway
@@ -114,9 +118,27 @@ class TwilioPeer:
         return PeerResponse(201, {"sid": f"SM{len(self.accepted):032d}", "status": "queued"})
 
 
+class PipeliningSMTPPeer(SMTPPeer):
+    """An SMTPPeer whose server offers PIPELINING (RFC 2920), as Postfix and Exim do."""
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
 @pytest.fixture
 def smtp():
     peer = SMTPPeer()
+    controller = Controller(peer, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield peer, controller.port
+    controller.stop()
+
+
+@pytest.fixture(params=["one command at a time", "pipelining"])
+def any_smtp(request):
+    """The SMTP peer, as it is and offering PIPELINING."""
+    peer = PipeliningSMTPPeer() if request.param == "pipelining" else SMTPPeer()
     controller = Controller(peer, hostname="127.0.0.1", port=free_port())
     controller.start()
     yield peer, controller.port
@@ -459,7 +481,7 @@ def test_a_bad_rate_or_workers_is_a_located_error(tmp_path, smtp, twilio, settin
 
 
 def test_a_run_killed_with_several_workers_in_flight_doubles_at_most_one_per_worker(
-    tmp_path, smtp, twilio
+    tmp_path, any_smtp, twilio
 ):
     """Four workers, 40 messages, the process SIGKILLed just after the peer accepted its 10th:
     no batch of `delivered` is committed yet at that point (a batch holds up to 64), so only the
@@ -467,22 +489,41 @@ def test_a_run_killed_with_several_workers_in_flight_doubles_at_most_one_per_wor
     run may double is what no bookkeeping sees: a message the peer accepted whose worker had
     not noted it yet, at most one per worker (4). Every key arrives; each double keeps its
     Message-ID; every row ends delivered."""
-    root = project(tmp_path, smtp[1], twilio[1], people(40), email="workers: 4")
+    root = project(tmp_path, any_smtp[1], twilio[1], people(40), email="workers: 4")
     process = spawn(root)
-    smtp[0].kill_after_accepting = (10, process.pid)
+    any_smtp[0].kill_after_accepting = (10, process.pid)
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
-    smtp[0].kill_after_accepting = None
-    before = len(smtp[0].keys)
+    any_smtp[0].kill_after_accepting = None
+    before = len(any_smtp[0].keys)
     assert before < 40  # killed in flight
     rerun = spawn(root)
     _out, err = rerun.communicate(timeout=60)
     assert rerun.returncode == 0, err.decode()
-    keys, ids = smtp[0].keys, smtp[0].message_ids
+    keys, ids = any_smtp[0].keys, any_smtp[0].message_ids
     assert len(set(keys)) == 40
     assert len(keys) - 40 <= 4
     for key in {key for key in keys if keys.count(key) > 1}:
         assert len({ids[i] for i, k in enumerate(keys) if k == key}) == 1
+    assert set(statuses(root).values()) == {"delivered"}
+
+
+def test_a_connection_dropped_mid_batch_retries_that_message_and_loses_none(
+    tmp_path, any_smtp, twilio
+):
+    """Three workers, 30 messages; the peer closes one session after the 12th message's content
+    came, without answering it. That message waits to retry (the peer may have it: here it did
+    not keep it); its worker opens a new session for its next message, the others go on; the
+    retry, a few minutes later, delivers it. Every key arrives once."""
+    peer, port = any_smtp
+    root = project(tmp_path, port, twilio[1], people(30), email="workers: 3")
+    peer.drop_at = 12
+    _, first = run(root)
+    assert (first["delivered"], first["retrying"]) == ({"email": 29}, {"email": 1})
+    peer.drop_at = None
+    _, later = run(root, "2026-11-23T15:10:00Z")
+    assert later["delivered"] == {"email": 1}
+    assert len(peer.keys) == len(set(peer.keys)) == 30
     assert set(statuses(root).values()) == {"delivered"}
 
 

@@ -1,13 +1,15 @@
 """Messages written to a folder instead of sent: the ``outbox`` channel, for demos and dry runs.
 
 Each message becomes ``<folder>/<key>.json`` (everything the engine rendered) and a readable
-``<key>.txt``. Writing the same key twice keeps the first file: the channel is idempotent.
+``<key>.txt``, or, with ``format: jsonl``, one line of a JSON Lines file per run. Writing the same
+key twice keeps the first: the channel is idempotent.
 
 Settings (``channels.outbox`` in ``courtship.yaml``)::
 
     outbox:
       folder: outbox     # default; relative to the working directory
       text_copy: true    # default; false writes only the .json (half the files to create)
+      format: files      # default; jsonl: <folder>/<UTC time>-<pid>-<n>.jsonl, a line a message
 """
 
 from __future__ import annotations

@@ -5,12 +5,24 @@ The session (connection, STARTTLS, login) is opened for the first message and ke
 message is one MAIL, RCPT, DATA transaction on it. A session the server dropped while idle (or
 closed with 421 between messages) is noticed at MAIL, before the message is sent, and opened
 again once; a session lost after DATA began is a retry, since the server may have the message.
-One channel instance is one session: the dispatcher gives each worker its own instance."""
+One channel instance is one session: the dispatcher gives each worker its own instance.
+
+A server that offers PIPELINING (RFC 2920) gets MAIL, RCPT and DATA in one write and answers
+them together: two round trips a message instead of four. Every answer is read and checked, in
+order, before the message's content goes out; a server that does not offer it gets one command
+at a time.
+
+The email's bytes are those of ``build(message).as_bytes()``; a plain-text email (the common
+case) is put together from its headers, each folded by the standard library's policy and kept
+when it repeats (From, Reply-To, the Date of the second), without building the whole
+``EmailMessage`` each time (``content``)."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import re
 import smtplib
 import ssl
 from collections.abc import Mapping
@@ -32,6 +44,7 @@ from courtship.channels import (
 SECURITY_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 
 
+@functools.lru_cache(maxsize=256)  # asked by check, then by send, for the same message
 def _address(text: str) -> str:
     """The bare address in ``text`` ('Sam <sam@example.org>' → 'sam@example.org'), or ''."""
     if any(char in text for char in "\r\n"):
@@ -73,6 +86,36 @@ def _with_html_footer(html: str | None, url: str) -> str | None:
     footer = f'<p style="font-size:small"><a href="{escaped}">Unsubscribe from these emails</a></p>'
     at = html.lower().rfind("</body>")
     return f"{html[:at]}{footer}\n{html[at:]}" if at >= 0 else f"{html}\n{footer}"
+
+
+@functools.lru_cache(maxsize=64)
+def _header_class(name: str) -> Any:
+    """The policy's class for the header ``name`` (its registry makes a new one each call)."""
+    return SMTP_POLICY.header_factory[name]
+
+
+@functools.lru_cache(maxsize=1024)
+def _folded(name: str, value: str) -> bytes:
+    """One header as ``EmailMessage.as_bytes`` writes it: parsed and folded by the policy,
+    RFC 2047 encoded words for what is not ASCII; a line break in ``value`` is refused as
+    ``EmailMessage`` refuses it (``EmailPolicy.header_store_parse``)."""
+    if len(value.splitlines()) > 1:
+        raise ValueError("Header values may not contain linefeed or carriage return characters")
+    header = _header_class(name.lower())(name, value)
+    return str(header.fold(policy=SMTP_POLICY)).encode("ascii", "surrogateescape")
+
+
+@functools.lru_cache(maxsize=1)
+def _plain_text_headers() -> bytes:
+    """The MIME headers of a 7-bit, UTF-8 plain-text body, as ``set_content`` writes them."""
+    email = EmailMessage(policy=SMTP_POLICY)
+    email.set_content("", cte="7bit")
+    return b"".join(SMTP_POLICY.fold_binary(name, value) for name, value in email.items())
+
+
+#: A line starting with a dot gets another (RFC 5321, 4.5.2), as ``smtplib.SMTP.data`` does.
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+CRLF = b"\r\n"
 
 
 def _text(value: bytes | str) -> str:
@@ -151,11 +194,11 @@ class SMTPChannel:
         if problem:
             return Delivery.failed(problem)
         try:
-            email = self.build(message)
+            content, message_id = self.content(message)
         except (ValueError, TypeError) as error:
             return Delivery.failed(f"cannot build the email: {error}")
         try:
-            self._deliver(email, _address(message.to))
+            self._deliver(content, _address(message.to))
         except smtplib.SMTPRecipientsRefused as error:
             code, text = next(iter(error.recipients.values()))
             return self._answer(code, text)
@@ -170,27 +213,23 @@ class SMTPChannel:
             )
         except (smtplib.SMTPException, OSError) as error:
             return Delivery.retry(f"cannot reach {self.host}:{self.port}: {error or type(error)}")
-        return Delivery.delivered(email["Message-ID"])
+        return Delivery.delivered(message_id)
 
     # -- building and delivering ---------------------------------------------------------------
 
-    def build(self, message: Message) -> EmailMessage:
-        """The email for ``message``: headers, text, and HTML as an alternative when given.
-
-        Everything is 7-bit: headers with other characters are RFC 2047 encoded words, and a
-        body that is not short-lined ASCII is quoted-printable, so no relay needs 8BITMIME. A
-        marketing email carries the one-click ``List-Unsubscribe`` headers (RFC 8058) and a
-        visible unsubscribe link: a footer when its template did not place one."""
-        email = EmailMessage(policy=SMTP_POLICY)
-        email["From"] = self.sender
-        email["To"] = message.to
+    def headers(self, message: Message) -> tuple[list[tuple[str, str]], str, str | None]:
+        """The email's headers in order, its text and its HTML (with the unsubscribe footer
+        when the message is marketing and its template did not place the link)."""
+        headers = [("From", self.sender), ("To", message.to)]
         if self.reply_to:
-            email["Reply-To"] = self.reply_to
-        email["Subject"] = message.subject
-        email["Date"] = formatdate(usegmt=True)
+            headers.append(("Reply-To", self.reply_to))
         digest = hashlib.sha256(message.key.encode("utf-8")).hexdigest()[:32]
-        email["Message-ID"] = f"<{digest}.courtship@{self.domain}>"
-        email["X-Courtship-Key"] = message.key
+        headers += [
+            ("Subject", message.subject),
+            ("Date", formatdate(usegmt=True)),
+            ("Message-ID", f"<{digest}.courtship@{self.domain}>"),
+            ("X-Courtship-Key", message.key),
+        ]
         text, html = message.text, message.html
         url = message.unsubscribe_url
         if message.is_marketing:
@@ -200,16 +239,42 @@ class SMTPChannel:
             if self.unsubscribe_mailto:
                 links.append(f"<mailto:{self.unsubscribe_mailto}?subject=unsubscribe>")
             if links:
-                email["List-Unsubscribe"] = ", ".join(links)
+                headers.append(("List-Unsubscribe", ", ".join(links)))
             # RFC 8058: one-click unsubscribe needs an HTTPS link to POST to.
             if url and url.startswith("https://"):
-                email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+                headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
             if url:
                 text, html = _with_footer(text, url), _with_html_footer(html, url)
+        return headers, text, html
+
+    def build(self, message: Message) -> EmailMessage:
+        """The email for ``message``: headers, text, and HTML as an alternative when given.
+
+        Everything is 7-bit: headers with other characters are RFC 2047 encoded words, and a
+        body that is not short-lined ASCII is quoted-printable, so no relay needs 8BITMIME. A
+        marketing email carries the one-click ``List-Unsubscribe`` headers (RFC 8058) and a
+        visible unsubscribe link: a footer when its template did not place one."""
+        headers, text, html = self.headers(message)
+        email = EmailMessage(policy=SMTP_POLICY)
+        for name, value in headers:
+            email[name] = value
         email.set_content(text, cte=_transfer_encoding(text))
         if html is not None:
             email.add_alternative(html, subtype="html", cte=_transfer_encoding(html))
         return email
+
+    def content(self, message: Message) -> tuple[bytes, str]:
+        """The email's bytes as ``build(message).as_bytes()`` gives them, and its Message-ID.
+        A plain-text, 7-bit email is put together from its folded headers (each kept while it
+        repeats) and its CRLF lines; any other (HTML, quoted-printable) is built whole."""
+        headers, text, html = self.headers(message)
+        if html is not None or _transfer_encoding(text) != "7bit":
+            email = self.build(message)
+            return email.as_bytes(), str(email["Message-ID"])
+        lines = text.encode("ascii").splitlines()
+        head = b"".join(_folded(name, value) for name, value in headers)
+        body = CRLF.join(lines) + CRLF
+        return head + _plain_text_headers() + CRLF + body, dict(headers)["Message-ID"]
 
     def _context(self) -> ssl.SSLContext:
         context = ssl.create_default_context()
@@ -242,10 +307,9 @@ class SMTPChannel:
                 raise
         return smtp
 
-    def _deliver(self, email: EmailMessage, to: str) -> None:
-        """One transaction on the kept session; a session found dropped at MAIL is opened again
-        (nothing of the message was sent yet)."""
-        content = email.as_bytes()
+    def _deliver(self, content: bytes, to: str) -> None:
+        """One transaction on the kept session; a session found dropped before the content was
+        sent (at MAIL, or anywhere in a pipelined MAIL, RCPT, DATA) is opened again, once."""
         reused = self._smtp is not None
         smtp = self._session()
         options: list[str] = []
@@ -256,32 +320,75 @@ class SMTPChannel:
                 )
             options = ["SMTPUTF8"]
         try:
-            code, text = smtp.mail(self.envelope_from, options)
+            answers = self._envelope(smtp, to, options)
         except (smtplib.SMTPServerDisconnected, OSError):
             if not reused:
                 self._drop()
                 raise
-            code, text = 421, b"the session was dropped"
-        if code == 421 and reused:  # closed while idle: a fresh session, once
+            answers = [(421, b"the session was dropped")]
+        if answers[0][0] == 421 and reused:  # closed while idle: a fresh session, once
             self._drop()
             smtp = self._session()
-            code, text = self._guarded(smtp.mail, self.envelope_from, options)
+            answers = self._guarded(self._envelope, smtp, to, options)
+        (code, text), *rest = answers
         if code != 250:
-            self._refused(smtp, code)
+            self._abandon(smtp, answers, code)
             raise smtplib.SMTPSenderRefused(code, text, self.envelope_from)
-        code, text = self._guarded(smtp.rcpt, to)
+        (code, text), *rest = rest
         if code not in (250, 251):
-            self._refused(smtp, code)
+            self._abandon(smtp, answers, code)
             raise smtplib.SMTPRecipientsRefused({to: (code, text)})
-        try:
-            # The message is accepted once DATA is answered 250.
-            code, text = self._guarded(smtp.data, content)
-        except smtplib.SMTPDataError as error:  # DATA itself refused (not 354)
-            self._refused(smtp, error.smtp_code)
-            raise
+        ((code, text),) = rest
+        if code != 354:  # DATA itself refused
+            self._refused(smtp, code)
+            raise smtplib.SMTPDataError(code, text)
+        # The message is accepted once its content is answered 250.
+        code, text = self._guarded(self._content, smtp, content)
         if code != 250:
             self._refused(smtp, code)
             raise smtplib.SMTPDataError(code, text)
+
+    def _envelope(self, smtp: smtplib.SMTP, to: str, options: list[str]) -> list[tuple[int, bytes]]:
+        """MAIL, RCPT and DATA, and the answers up to the first refusal (all three pipelined,
+        in one write, when the server offers PIPELINING and the addresses are ASCII; up to a
+        421 there, after which the server says no more)."""
+        if options or not smtp.has_extn("pipelining"):
+            answers = [smtp.mail(self.envelope_from, options)]
+            if answers[-1][0] == 250:
+                answers.append(smtp.rcpt(to))
+                if answers[-1][0] in (250, 251):
+                    smtp.putcmd("data")
+                    answers.append(smtp.getreply())
+            return answers
+        sender, recipient = smtplib.quoteaddr(self.envelope_from), smtplib.quoteaddr(to)
+        smtp.send(f"mail FROM:{sender}\r\nrcpt TO:{recipient}\r\ndata\r\n")
+        answers = []
+        for _ in range(3):
+            answers.append(smtp.getreply())
+            if answers[-1][0] == 421:
+                break
+        return answers
+
+    def _content(self, smtp: smtplib.SMTP, content: bytes) -> tuple[int, bytes]:
+        """The message after DATA's 354, dot-stuffed and ended, as ``smtplib.SMTP.data`` sends
+        it; the server's answer."""
+        data = _LEADING_DOT.sub(b"..", content)
+        if not data.endswith(CRLF):
+            data += CRLF
+        smtp.send(data + b"." + CRLF)
+        return smtp.getreply()
+
+    def _abandon(self, smtp: smtplib.SMTP, answers: list[tuple[int, bytes]], code: int) -> None:
+        """The envelope refused: a server that took the pipelined DATA all the same (354) gets
+        a lone dot (RFC 2920, 3.1), then the transaction is reset (``_refused``)."""
+        if code != 421 and answers[-1][0] == 354:
+            try:
+                smtp.send(b"." + CRLF)
+                smtp.getreply()
+            except (smtplib.SMTPException, OSError):
+                self._drop()
+                return
+        self._refused(smtp, code)
 
     def _session(self) -> smtplib.SMTP:
         if self._smtp is None:
