@@ -96,7 +96,8 @@ def _from_files(project: Project, registry: Registry) -> CustomerBase:
         events = empty_events()
     else:
         events = read_events_file(project.events, format=file_format(project.events, "jsonl"))
-    return CustomerBase(customers, events)
+    # Read in pieces (streaming), kept whole: the engine filters and joins them many times.
+    return CustomerBase(customers.rechunk(), events.rechunk())
 
 
 def file_format(path: Path, default: str) -> str:
