@@ -158,7 +158,7 @@ def _serve_smtp(port: int, ready: Any, stop: Any, counted: Any) -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     from bench_delivery import _serve_smtp as serve
 
-    serve(port, ready, stop, counted)
+    serve(port, ready, stop, counted, False)  # aiosmtpd as it is: no PIPELINING
 
 
 def main() -> None:
@@ -178,6 +178,7 @@ def main() -> None:
         "playbooks": args.playbooks,
         "load_before": os.getloadavg()[0],
     }
+    missed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="courtship-bench-run-") as scratch:
         folder = Path(scratch)
         files = base_files(args.data or folder / "data", args.customers, args.playbooks, args.seed)
@@ -224,11 +225,17 @@ def main() -> None:
                 peer.join(60)
             figures["to SMTP"]["at the peer"] = counted.value
             print(name, "to SMTP", figures["to SMTP"], flush=True)
+            emails = figures["to SMTP"].get("delivered", {}).get("email", 0)
+            if not emails or emails != counted.value:
+                missed.append(f"{name}: {emails} emails delivered, {counted.value} at the peer")
     results["load_after"] = os.getloadavg()[0]
+    results["missed"] = missed
     print(json.dumps(results, indent=2))
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / f"run-{args.customers}.json").write_text(json.dumps(results, indent=2) + "\n")
+    if missed:
+        sys.exit("the SMTP peer did not receive every email: " + "; ".join(missed))
 
 
 if __name__ == "__main__":
