@@ -250,22 +250,40 @@ def with_index(base: CustomerBase, place: tuple[Path, bool], mark: str) -> None:
     built = (event_rows(base), referral_rows(base))
     # What the run's aggregates were counted from (``courtship.engine.carry``).
     base.__dict__["_index_mark"] = (base.customers, base.events, mark)
-    if not writable:
-        return
+    if writable:
+        _keep(folder, _MARK_FILE, mark, dict(zip(_INDEX_PARTS, built, strict=True)))
+
+
+def _keep(folder: Path, mark_file: str, mark: str, frames: dict[str, pl.DataFrame]) -> None:
+    """Write ``frames`` (``<name>.parquet``) into ``folder``, then ``mark`` into ``mark_file``,
+    last: what a crash cuts short is never read (``_kept``). A cache: a full disk or a folder
+    we may not write leaves it out, and it is made again next time."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / _MARK_FILE).unlink(missing_ok=True)  # the old index is no longer whole
-        for part, rows in zip(_INDEX_PARTS, built, strict=True):
-            partial = folder / f"{part}.tmp"
-            rows.write_parquet(partial)
-            partial.replace(folder / f"{part}.parquet")
-        partial = folder / f"{_MARK_FILE}.tmp"
+        (folder / mark_file).unlink(missing_ok=True)  # the old one is no longer whole
+        for name, frame in frames.items():
+            partial = folder / f"{name}.tmp"
+            frame.write_parquet(partial, compression="lz4")
+            partial.replace(folder / f"{name}.parquet")
+        partial = folder / f"{mark_file}.tmp"
         partial.write_text(mark, encoding="utf-8")
-        os.replace(partial, folder / _MARK_FILE)  # written last: the index is whole
+        os.replace(partial, folder / mark_file)
     except (OSError, pl.exceptions.PolarsError):
-        # A full disk, a folder we may not write: the index is built again next time.
         for leftover in folder.glob("*.tmp"):
             leftover.unlink(missing_ok=True)
+
+
+def _kept(
+    folder: Path, mark_file: str, mark: str, names: tuple[str, ...]
+) -> tuple[pl.DataFrame, ...] | None:
+    """The frames ``_keep`` wrote under the same ``mark``, or None (none, another mark, a
+    damaged file)."""
+    try:
+        if (folder / mark_file).read_text(encoding="utf-8") != mark:
+            return None
+        return tuple(pl.read_parquet(folder / f"{name}.parquet") for name in names)
+    except (OSError, ValueError, pl.exceptions.PolarsError):
+        return None
 
 
 #: The base as read from text files, kept beside the index, and what it was read from.
@@ -284,36 +302,16 @@ def _readers_mark() -> str:
 
 def _read_parsed(folder: Path, mark: str) -> CustomerBase | None:
     """The base as read from the same files with the same declared facts, or None."""
-    try:
-        if (folder / _PARSED_MARK).read_text(encoding="utf-8") != mark:
-            return None
-        customers, events = (pl.read_parquet(folder / f"{part}.parquet") for part in _PARSED)
-    except (OSError, ValueError, pl.exceptions.PolarsError):
-        return None
-    return CustomerBase(customers, events)
+    kept = _kept(folder, _PARSED_MARK, mark, _PARSED)
+    return None if kept is None else CustomerBase(*kept)
 
 
 def _save_parsed(folder: Path, mark: str, base: CustomerBase) -> None:
     """Keep the base as read (a cache: one that cannot be written is read again next time)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / _PARSED_MARK).unlink(missing_ok=True)
-        for part, frame in zip(_PARSED, (base.customers, base.events), strict=True):
-            partial = folder / f"{part}.tmp"
-            frame.write_parquet(partial, compression="lz4")
-            partial.replace(folder / f"{part}.parquet")
-        partial = folder / f"{_PARSED_MARK}.tmp"
-        partial.write_text(mark, encoding="utf-8")
-        os.replace(partial, folder / _PARSED_MARK)  # written last: the copy is whole
-    except (OSError, pl.exceptions.PolarsError):
-        for leftover in folder.glob("*.tmp"):
-            leftover.unlink(missing_ok=True)
+    _keep(
+        folder, _PARSED_MARK, mark, dict(zip(_PARSED, (base.customers, base.events), strict=True))
+    )
 
 
 def _read_index(folder: Path, mark: str) -> tuple[pl.DataFrame, ...] | None:
-    try:
-        if (folder / _MARK_FILE).read_text(encoding="utf-8") != mark:
-            return None
-        return tuple(pl.read_parquet(folder / f"{part}.parquet") for part in _INDEX_PARTS)
-    except (OSError, ValueError, pl.exceptions.PolarsError):
-        return None
+    return _kept(folder, _MARK_FILE, mark, _INDEX_PARTS)

@@ -323,15 +323,23 @@ def _customers_csv_at_speed(
 ) -> pl.DataFrame | None:
     """The customer file read as :func:`_customers_at_speed` reads a table; None when the
     careful way is to read it. A problem with the header or ``mapping`` raises here."""
+    frame = _scan_csv_mapped(path, mapping)
+    if frame is None:
+        return None
+    return _customers_at_speed(frame, _csv_place(path, mapping), facts, CSV_ENGINE)
+
+
+def _scan_csv_mapped(path: Path, mapping: Mapping[str, str]) -> pl.LazyFrame | None:
+    """The CSV file as text, its columns renamed by ``mapping``; None when polars cannot
+    take the mapping (the careful way then says why). A problem with the header raises."""
     names = _csv_header(path)
     frame = pl.scan_csv(
         path, infer_schema=False, with_column_names=lambda _: names, raise_if_empty=False
     )
     try:
-        frame = apply_column_mapping(frame, mapping, where=path, line=1)
+        return apply_column_mapping(frame, mapping, where=path, line=1)
     except pl.exceptions.PolarsError:
         return None
-    return _customers_at_speed(frame, _csv_place(path, mapping), facts, CSV_ENGINE)
 
 
 def _customers_parquet_at_speed(
@@ -1439,13 +1447,8 @@ def _events_csv_at_speed(
 ) -> pl.DataFrame | None:
     """The events of a CSV file as :func:`_events_frame_at_speed` reads a table; None when the
     careful way is to read it. A problem with the header or ``mapping`` raises here."""
-    names = _csv_header(path)
-    frame = pl.scan_csv(
-        path, infer_schema=False, with_column_names=lambda _: names, raise_if_empty=False
-    )
-    try:
-        frame = apply_column_mapping(frame, mapping or {}, where=path, line=1)
-    except pl.exceptions.PolarsError:
+    frame = _scan_csv_mapped(path, mapping or {})
+    if frame is None:
         return None
     return _events_frame_at_speed(frame, since, CSV_ENGINE)
 
