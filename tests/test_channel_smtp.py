@@ -445,20 +445,6 @@ def test_login_and_starttls_once_for_many_messages(starttls_server, tls, monkeyp
     assert all(m["tls"] and m["authenticated"] for m in recorder.messages)
 
 
-def test_a_refused_recipient_leaves_the_session_usable_for_the_next(plain):
-    controller, recorder = plain
-    channel = SMTPChannel(settings(controller.port))
-    assert channel.send(sample_message(key="k1", to="ada@example.org")).status == "delivered"
-    recorder.rcpt_answer = "550 5.1.1 no such user"
-    refused = channel.send(sample_message(key="k2", to="nobody@example.org"))
-    assert (refused.status, refused.reason) == ("failed", "SMTP 550 5.1.1 no such user")
-    recorder.rcpt_answer = None
-    assert channel.send(sample_message(key="k3", to="ada@example.org")).status == "delivered"
-    channel.close()
-    assert [m["email"]["X-Courtship-Key"] for m in recorder.messages] == ["k1", "k3"]
-    assert len({m["session"] for m in recorder.messages}) == 1
-
-
 def test_a_session_the_server_dropped_is_opened_again_before_the_next_message():
     """The server goes away between two messages (a restart, an idle timeout): the next message
     finds the session dead at MAIL, before anything of it was sent, and goes out on a new one,
@@ -616,12 +602,14 @@ def test_a_server_without_pipelining_gets_one_command_at_a_time():
     assert len(recorder.messages) == 2
 
 
-@pytest.mark.parametrize("despite", [False, True])
-def test_a_refused_recipient_in_a_pipeline_fails_and_the_session_goes_on(pipelining, despite):
-    """RCPT refused: DATA is refused too (503), or taken (354) by a server that does so anyway,
-    and then ended with a lone dot; nothing is delivered, the next message goes out on the same
-    session."""
-    controller, recorder = pipelining
+@pytest.mark.parametrize(
+    ("peer", "despite"), [("plain", False), ("pipelining", False), ("pipelining", True)]
+)
+def test_a_refused_recipient_fails_and_the_session_goes_on(request, peer, despite):
+    """RCPT refused, one command at a time or in a pipeline (where DATA is refused too, 503, or
+    taken, 354, by a server that does so anyway, and then ended with a lone dot): nothing is
+    delivered, and the next message goes out on the same session."""
+    controller, recorder = request.getfixturevalue(peer)
     recorder.data_despite_refusal = despite
     channel = SMTPChannel(settings(controller.port))
     assert channel.send(sample_message(key="k1", to="ada@example.org")).status == "delivered"
