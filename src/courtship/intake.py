@@ -263,7 +263,8 @@ def _keep(folder: Path, mark_file: str, mark: str, frames: dict[str, pl.DataFram
         (folder / mark_file).unlink(missing_ok=True)  # the old one is no longer whole
         for name, frame in frames.items():
             partial = folder / f"{name}.tmp"
-            frame.write_parquet(partial, compression="lz4")
+            # one row group: read back as whole columns, with nothing to put together
+            frame.write_parquet(partial, compression="lz4", row_group_size=max(1, frame.height))
             partial.replace(folder / f"{name}.parquet")
         partial = folder / f"{mark_file}.tmp"
         partial.write_text(mark, encoding="utf-8")
@@ -281,7 +282,8 @@ def _kept(
     try:
         if (folder / mark_file).read_text(encoding="utf-8") != mark:
             return None
-        return tuple(pl.read_parquet(folder / f"{name}.parquet") for name in names)
+        # whole columns (not one chunk a row group): the engine filters and joins them often
+        return tuple(pl.read_parquet(folder / f"{name}.parquet").rechunk() for name in names)
     except (OSError, ValueError, pl.exceptions.PolarsError):
         return None
 
