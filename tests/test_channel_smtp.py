@@ -445,11 +445,12 @@ def test_login_and_starttls_once_for_many_messages(starttls_server, tls, monkeyp
     assert all(m["tls"] and m["authenticated"] for m in recorder.messages)
 
 
-def test_a_session_the_server_dropped_is_opened_again_before_the_next_message():
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_a_session_the_server_dropped_is_opened_again_before_the_next_message(pipelined):
     """The server goes away between two messages (a restart, an idle timeout): the next message
     finds the session dead at MAIL, before anything of it was sent, and goes out on a new one,
-    once."""
-    recorder = Recorder()
+    once; with PIPELINING too (MAIL, RCPT and DATA sent together on both sessions)."""
+    recorder = PipeliningRecorder() if pipelined else Recorder()
     port = free_port()
     first = Controller(recorder, hostname="127.0.0.1", port=port)
     first.start()
@@ -459,12 +460,14 @@ def test_a_session_the_server_dropped_is_opened_again_before_the_next_message():
     second = Controller(recorder, hostname="127.0.0.1", port=port)
     second.start()
     try:
-        assert channel.send(sample_message(key="k2", to="ada@example.org")).status == ("delivered")
+        assert channel.send(sample_message(key="k2", to="ada@example.org")).status == "delivered"
     finally:
         channel.close()
         second.stop()
     assert [m["email"]["X-Courtship-Key"] for m in recorder.messages] == ["k1", "k2"]
     assert len({m["session"] for m in recorder.messages}) == 2
+    if pipelined:
+        assert recorder.ahead == [True, True]
 
 
 def test_a_server_that_is_gone_for_good_is_a_retry_not_a_hang():
@@ -642,22 +645,3 @@ def test_a_pipelined_refusal_is_the_servers_answer(pipelining, where, answer, st
     assert channel.send(sample_message(key="k2", to="ada@example.org")).status == "delivered"
     channel.close()
     assert [m["email"]["X-Courtship-Key"] for m in recorder.messages] == ["k2"]
-
-
-def test_a_pipelining_session_the_server_dropped_is_opened_again_once():
-    recorder = PipeliningRecorder()
-    port = free_port()
-    first = Controller(recorder, hostname="127.0.0.1", port=port)
-    first.start()
-    channel = SMTPChannel(settings(port))
-    assert channel.send(sample_message(key="k1", to="ada@example.org")).status == "delivered"
-    first.stop()
-    second = Controller(recorder, hostname="127.0.0.1", port=port)
-    second.start()
-    try:
-        assert channel.send(sample_message(key="k2", to="ada@example.org")).status == "delivered"
-    finally:
-        channel.close()
-        second.stop()
-    assert [m["email"]["X-Courtship-Key"] for m in recorder.messages] == ["k1", "k2"]
-    assert recorder.ahead == [True, True]

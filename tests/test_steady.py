@@ -290,3 +290,26 @@ def test_the_timings_say_how_many_customers_were_aggregated(tmp_path):
     steady = aggregated(FIRST + dt.timedelta(hours=1))
     assert steady["of"] == first["of"]
     assert 1 <= steady["customers"] < first["of"] // 10
+
+
+def test_streaks_found_then_unreadable_stop_the_run_with_what_to_do(tmp_path):
+    """A streak file whose schema reads but whose data does not (damaged between the two reads)
+    stops the moment with a clear error saying to run again (``load_streaks`` has put such a
+    file aside, so the next run reads the data)."""
+    from courtship.engine.moment import SavedStreaks
+    from courtship.state import StateError
+
+    folder = make_project(tmp_path / "p")
+    run(folder, FIRST)
+    state = StateStore(folder / ".courtship" / "state.sqlite")
+    try:
+        last = state.last_run()
+        saved = sorted(p.name.split("@")[0] for p in state.streaks_folder.glob("*.parquet"))
+        assert saved, "the bundled project has becomes playbooks"
+        streaks = SavedStreaks(state, saved, last)
+        assert streaks.saved == set(saved)
+        state.load_streaks = lambda playbook, moment: None  # what a damaged data page gives
+        with pytest.raises(StateError, match=r"put aside.*run again"):
+            streaks.pop(saved[0])
+    finally:
+        state.close()
