@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from courtship.engine import Engine
+from courtship.intake import compact
 from courtship.project import Project
 from courtship.sources import CustomerBase, empty_events, read_customers_csv, read_events_jsonl
 from courtship.state import open_store
@@ -115,7 +116,8 @@ class World:
         (self.root / "customers.csv").write_text("\n".join([HEADER, *self.customers]) + "\n")
         (self.root / "events.jsonl").write_text("\n".join(self.events) + "\n")
         events = read_events_jsonl(self.root / "events.jsonl") if self.events else empty_events()
-        base = CustomerBase(read_customers_csv(self.root / "customers.csv"), events)
+        # held as a run holds it (``courtship.intake.compact``)
+        base = compact(CustomerBase(read_customers_csv(self.root / "customers.csv"), events))
         settings = {"root": self.root, "playbooks": self.root / "playbooks"} | project
         return Engine(report.playbooks, Project(**settings)), base
 

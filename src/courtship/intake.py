@@ -50,7 +50,7 @@ def read_base(project: Project, registry: Registry, *, dry_run: bool) -> Custome
     read from beside the state when the base has not changed (built and saved when it has).
     Raises ``SourceError``."""
     if project.sources:
-        base = _from_sources(project, registry, dry_run=dry_run)
+        base = compact(_from_sources(project, registry, dry_run=dry_run))
         with_index(base, _index_folder(project, dry_run), _content_mark(base))
         return base
     try:
@@ -58,7 +58,7 @@ def read_base(project: Project, registry: Registry, *, dry_run: bool) -> Custome
     except (OSError, SourceError):
         mark = None  # a missing file: reading it names it
     if mark is None:
-        return _from_files(project, registry)
+        return compact(_from_files(project, registry))
     place = _index_folder(project, dry_run)
     # Text files (CSV, JSON Lines) are parsed once per change: the base as read is kept too.
     facts = registry.facts() | project.attributes
@@ -70,11 +70,28 @@ def read_base(project: Project, registry: Registry, *, dry_run: bool) -> Custome
     )
     base = _read_parsed(place[0], read_as) if text else None
     if base is None:
-        base = _from_files(project, registry)
+        base = compact(_from_files(project, registry))
         if text and place[1]:
             _save_parsed(place[0], read_as, base)
+    base = compact(base)  # a copy kept before events were held as categories
     with_index(base, place, mark)
     return base
+
+
+#: The events' columns of few distinct texts (or mostly empty), held as categories.
+_FEW_TEXTS = ("type", "channel", "friend_id", "playbook", "category")
+
+
+def compact(base: CustomerBase) -> CustomerBase:
+    """The base with the events' columns of few distinct texts held as categories: a text
+    cell costs 16 bytes even when empty, a category 4 (at 10 million events, 360 MB less held
+    through the whole run). The values, and what filters and joins find, are the same."""
+    schema = base.events.schema
+    few = [name for name in _FEW_TEXTS if schema.get(name) == pl.String()]
+    if not few:
+        return base
+    events = base.events.with_columns(pl.col(few).cast(pl.Categorical()))
+    return CustomerBase(base.customers, events)
 
 
 def _from_files(project: Project, registry: Registry) -> CustomerBase:
@@ -197,6 +214,8 @@ def _cache_path(project: Project) -> Path:
 INDEX_FOLDER = "index"
 _INDEX_PARTS = ("event_rows", "referral_rows")
 _MARK_FILE = "fingerprint.json"
+#: The index's columns and their types: an index kept in another layout is built again.
+_INDEX_LAYOUT = 2  # 2: the channel held as a category
 
 
 def _files_mark(project: Project) -> str:
@@ -210,7 +229,7 @@ def _files_mark(project: Project) -> str:
     for file in files:
         status = file.stat()
         stats.append([str(file.resolve()), status.st_size, status.st_mtime_ns])
-    return json.dumps(["files", courtship.__version__, pl.__version__, stats])
+    return json.dumps(["files", courtship.__version__, pl.__version__, _INDEX_LAYOUT, stats])
 
 
 def _content_mark(base: CustomerBase) -> str:
@@ -225,6 +244,7 @@ def _content_mark(base: CustomerBase) -> str:
             "content",
             courtship.__version__,
             pl.__version__,
+            _INDEX_LAYOUT,
             shape,
             int((ids * pl.int_range(1, ids.len() + 1, eager=True)).sum() or 0),
             int(events.sum() or 0),

@@ -49,6 +49,7 @@ from courtship.engine.oracle import (
     reference_facts,
     reference_selection,
 )
+from courtship.intake import compact
 from courtship.playbook import Playbook, parse_duration
 from courtship.project import Project
 from courtship.schema import load_schema
@@ -152,7 +153,8 @@ class RandomBase:
         customers = pl.DataFrame(self.customers, schema=CUSTOMER_SCHEMA, orient="row")
         schema = {**EVENT_SCHEMA, **EXTRA_EVENT_COLUMNS}
         rows = [{name: e.get(name) for name in schema} for e in self.events]
-        return CustomerBase(customers, pl.DataFrame(rows, schema=schema, orient="row"))
+        # held as a run holds it (``courtship.intake.compact``)
+        return compact(CustomerBase(customers, pl.DataFrame(rows, schema=schema, orient="row")))
 
     def events_of(self, cid: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["customer_id"] == cid]
