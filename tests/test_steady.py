@@ -308,8 +308,31 @@ def test_streaks_found_then_unreadable_stop_the_run_with_what_to_do(tmp_path):
         assert saved, "the bundled project has becomes playbooks"
         streaks = SavedStreaks(state, saved, last)
         assert streaks.saved == set(saved)
-        state.load_streaks = lambda playbook, moment: None  # what a damaged data page gives
+        state.load_streaks = lambda playbook, moment, **_: None  # a damaged data page's answer
         with pytest.raises(StateError, match=r"put aside.*run again"):
             streaks.pop(saved[0])
     finally:
         state.close()
+
+
+def test_streaks_of_the_same_customer_file_are_read_without_their_ids(tmp_path):
+    """Streaks numbered against this very customer file are read by row, without the ids (most
+    of what reading them costs); against another file, with the ids that match them."""
+    from courtship.engine.facts import customer_file_mark
+
+    folder = make_project(tmp_path / "p")
+    run(folder, FIRST)
+    mark = customer_file_mark(read_base(load_project(folder), installed(), dry_run=True))
+    state = StateStore(folder / ".courtship" / "state.sqlite")
+    try:
+        last = state.last_run()
+        playbook = sorted(p.name.split("@")[0] for p in state.streaks_folder.glob("*.parquet"))[0]
+        whole = state.load_streaks(playbook, last)
+        by_row = state.load_streaks(playbook, last, file_mark=mark)
+        other = state.load_streaks(playbook, last, file_mark=mark + 1)
+    finally:
+        state.close()
+    assert whole is not None and by_row is not None and other is not None
+    assert "customer_id" in whole.columns and "customer_id" not in by_row.columns
+    assert by_row.equals(whole.drop("customer_id"))
+    assert other.equals(whole)

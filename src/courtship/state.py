@@ -157,6 +157,22 @@ ASSIGN = "INSERT OR IGNORE INTO assignments VALUES (?, ?, ?, ?, ?)"
 
 #: The columns a streaks file holds (the engine's mark and row columns besides).
 STREAK_COLUMNS = frozenset({"customer_id", "true_since", "fired"})
+#: The engine's columns of a streaks file: the mark of the customer file its rows number.
+STREAK_MARK, STREAK_ROW = "_file", "_row"
+
+
+def _streak_columns(file: Path, file_mark: int | None) -> list[str] | None:
+    """The columns of a streaks file to read: all of them, or all but the ids when its
+    streaks are numbered against the customer file of ``file_mark`` (its mark column)."""
+    if file_mark is None:
+        return None
+    names = pl.read_parquet_schema(file)
+    if STREAK_MARK not in names or STREAK_ROW not in names:
+        return None
+    mark = pl.read_parquet(file, columns=[STREAK_MARK], n_rows=1).get_column(STREAK_MARK)
+    if mark.len() == 0 or mark[0] != file_mark:
+        return None
+    return [name for name in names if name != "customer_id"]
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -462,9 +478,13 @@ class StateStore:
         return frame.with_columns(pl.col("last").str.to_datetime(time_zone="UTC"))
 
     # ── streaks of ``becomes`` conditions ──────────────────────────────────
-    def load_streaks(self, playbook: str, moment: dt.datetime) -> pl.DataFrame | None:
+    def load_streaks(
+        self, playbook: str, moment: dt.datetime, *, file_mark: int | None = None
+    ) -> pl.DataFrame | None:
         """The streaks saved by the run at ``moment``; None when there are none for that very
-        moment (a crash between recording and saving them: the engine reads the data instead)."""
+        moment (a crash between recording and saving them: the engine reads the data instead).
+        Streaks numbered against the customer file of ``file_mark`` may come without their
+        ``customer_id``: their rows say whose they are (reading the ids is most of the cost)."""
         if self.streaks_folder is None:
             saved = self._streaks.get(playbook)
             return saved[1] if saved and saved[0] == moment else None
@@ -475,10 +495,12 @@ class StateStore:
         # them, as after a crash): a damaged file is put aside (<name>.damaged, removed by the
         # next save) and rebuilt, never an error.
         try:
-            frame = pl.read_parquet(file)
+            columns = _streak_columns(file, file_mark)
+            frame = pl.read_parquet(file, columns=columns)
         except (pl.exceptions.PolarsError, OSError, ValueError):
             frame = None
-        if frame is None or not set(frame.columns) >= STREAK_COLUMNS:
+        wanted = STREAK_COLUMNS if columns is None else STREAK_COLUMNS - {"customer_id"}
+        if frame is None or not set(frame.columns) >= wanted:
             file.replace(file.with_suffix(".damaged"))
             return None
         return frame

@@ -517,7 +517,9 @@ class PostgresStore(StateStore):
                 )
 
     # ── streaks: in the database, for every worker ─────────────────────────
-    def load_streaks(self, playbook: str, moment: dt.datetime) -> pl.DataFrame | None:
+    def load_streaks(
+        self, playbook: str, moment: dt.datetime, *, file_mark: int | None = None
+    ) -> pl.DataFrame | None:
         row = self.db.execute(
             "SELECT frame FROM streaks WHERE playbook = ? AND at = ?", (playbook, _iso(moment))
         ).fetchone()

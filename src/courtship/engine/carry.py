@@ -276,7 +276,21 @@ def carry_on(history: FactHistory, now: datetime) -> pl.DataFrame | None:
     chosen = history.customers.select(ROW, "timezone").filter(pl.lit(flags))
     redone = history._aggregated(events, chosen, now)
     history.__dict__["aggregated"] = redone.height
-    return patched(kept.frame, redone).collect().with_columns(pl.col(ROW).set_sorted())
+    return put_in_place(kept.frame, redone)
+
+
+def put_in_place(frame: pl.DataFrame, redone: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` (a row per customer row, in row order) with the rows of ``redone`` (sorted by
+    row; its columns a subset of ``frame``'s) written in place of its own: each column copied
+    once, with no join."""
+    from courtship.engine.facts import ROW
+
+    rows = redone.get_column(ROW)
+    return frame.with_columns(
+        frame.get_column(name).scatter(rows, redone.get_column(name).cast(frame.schema[name]))
+        for name in redone.columns
+        if name != ROW
+    )
 
 
 def kept_aggregates(history: FactHistory, now: datetime, derived: pl.DataFrame) -> Aggregates:

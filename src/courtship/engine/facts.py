@@ -1214,7 +1214,9 @@ def friends_of(
     """Referral facts per row of ``count`` customers: :func:`_friends`, with the rows of the
     customers at risk given (what a whole-base pass over parts of the base gathers)."""
     one, other = pl.min_horizontal("referrer", "friend"), pl.max_horizontal("referrer", "friend")
-    edges = links.select(one.alias("node"), other.alias("friend")).unique()
+    # One query, collected once: the parts are small, and each collect costs as much as them.
+    referrals = links.lazy()
+    edges = referrals.select(one.alias("node"), other.alias("friend")).unique()
 
     def among(rows: pl.Series) -> pl.Expr:
         """Whether the person at node ``friend`` is a customer at one of these rows."""
@@ -1230,7 +1232,7 @@ def friends_of(
         .agg(pl.len().cast(pl.Int64()).alias("friends_at_risk"))
     )
     referred = (
-        links.with_columns(among(ordered).fill_null(False).alias("friend"))
+        referrals.with_columns(among(ordered).fill_null(False).alias("friend"))
         .group_by(pl.col("referrer").alias("node"))
         .agg(
             pl.len().cast(pl.Int64()).alias("referrals_count"),
@@ -1239,11 +1241,11 @@ def friends_of(
         )
     )
     referred_by = (
-        links.sort("first_at", "referrer_id")
+        referrals.sort("first_at", "referrer_id")
         .group_by(pl.col("friend").alias("node"), maintain_order=True)
         .agg(pl.col("referrer_id").first().alias("referred_by"))
     )
-    merged = friends
+    merged = friends.lazy()
     for part in (at_risk, referred, referred_by):
         merged = merged.join(part, on="node", how="left")
     return (
@@ -1251,6 +1253,7 @@ def friends_of(
         .with_columns(pl.col("node").cast(pl.UInt32()).alias(ROW))
         .drop("node")
         .sort(ROW)
+        .collect()
     )
 
 

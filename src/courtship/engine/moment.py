@@ -66,16 +66,20 @@ class SavedStreaks:
     when its playbook fires (``pop``) and let go once carried on, one at a time."""
 
     def __init__(
-        self, state: StateStore | None, playbooks: list[str], last: dt.datetime | None
+        self,
+        state: StateStore | None,
+        playbooks: list[str],
+        last: dt.datetime | None,
+        file_mark: int | None = None,
     ) -> None:
-        self.state, self.last = state, last
+        self.state, self.last, self.file_mark = state, last, file_mark
         self.saved = {p for p in playbooks if state and last and state.has_streaks(p, last)}
 
     def pop(self, playbook: str, default: None = None) -> pl.DataFrame | None:
         if playbook not in self.saved or self.state is None or self.last is None:
             return default
         self.saved.discard(playbook)
-        frame = self.state.load_streaks(playbook, self.last)
+        frame = self.state.load_streaks(playbook, self.last, file_mark=self.file_mark)
         if frame is None:  # damaged since it was found: put aside, the next run reads the data
             raise StateError(
                 f"the saved streaks of {playbook} could not be read (they are put aside); run "
@@ -215,7 +219,8 @@ class Engine:
             .join(facts.select("customer_id", ROW), on="customer_id")
         )
         becomes = [pb_id for pb_id in self.order if "becomes" in self.playbooks[pb_id].trigger]
-        streaks = SavedStreaks(state, becomes, last)
+        mark = customer_file_mark(base)
+        streaks = SavedStreaks(state, becomes, last, mark)
         past = triggers.past_truths(
             [self.playbooks[pb_id] for pb_id in becomes if pb_id not in streaks.saved],
             history,
@@ -236,7 +241,7 @@ class Engine:
             active=state.active_enrollments(),
             streaks=streaks,
             past=past,
-            mark=customer_file_mark(base),
+            mark=mark,
             trace=trace,
         )
 

@@ -176,7 +176,9 @@ class StateView:
     def active_enrollments(self) -> set[tuple[str, str]]:
         return self._active
 
-    def load_streaks(self, playbook: str, moment: dt.datetime) -> pl.DataFrame | None:
+    def load_streaks(
+        self, playbook: str, moment: dt.datetime, *, file_mark: int | None = None
+    ) -> pl.DataFrame | None:
         return self._streaks.get(playbook)
 
     def has_streaks(self, playbook: str, moment: dt.datetime) -> bool:

@@ -20,9 +20,10 @@ from courtship.engine.conditions import to_expression
 from courtship.engine.facts import ROW, FactHistory
 from courtship.engine.plan import Plan
 from courtship.playbook import Playbook, facts_in, parse_duration
+from courtship.state import STREAK_MARK
 
 #: The column of a saved streak that marks the customer file it was numbered against.
-MARK = "_file"
+MARK = STREAK_MARK
 
 
 def triggered(
