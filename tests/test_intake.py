@@ -91,3 +91,25 @@ def test_a_missing_column_is_named_with_its_table(tmp_path):
     assert result.exit_code == 1
     assert "events" in result.stderr and "knd" in result.stderr
     shutil.rmtree(tmp_path / "playbooks")
+
+
+def test_the_events_of_a_run_hold_their_few_texts_as_categories_with_the_same_values(tmp_path):
+    """The events a run reads (from files, and from a kept copy of them) hold type, channel and
+    friend_id as categories, a quarter of the memory of text, with every value as written."""
+    import polars as pl
+
+    from courtship.intake import read_base
+    from courtship.plugins import installed
+    from courtship.project import load_project
+    from courtship.sources import read_events_jsonl
+
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    shutil.copytree(ROOT / "playbooks", tmp_path / "playbooks")
+    shutil.copy(ROOT / "courtship.yaml", tmp_path / "courtship.yaml")
+    as_written = read_events_jsonl(tmp_path / "examples" / "events.jsonl")
+    for _ in ("parsed now", "read from the kept copy"):
+        events = read_base(load_project(tmp_path), installed(), dry_run=False).events
+        for name in ("type", "channel", "friend_id"):
+            assert events.schema[name] == pl.Categorical(), name
+        assert events.cast(as_written.schema).equals(as_written)
+    assert (tmp_path / ".courtship" / "index" / "read_events.parquet").exists()
