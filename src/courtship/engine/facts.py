@@ -309,13 +309,13 @@ class FactHistory:
             derived = self._aggregated(self.both(), customers.select(ROW, "timezone"), now)
         if self.keep:
             self.kept = kept_aggregates(self, now, derived)
-        ordered = derived.filter(pl.col("orders_count").is_not_null()).get_column(ROW)
+        ordered = derived.get_column("orders_count").is_not_null().arg_true().cast(pl.UInt32())
         if self.shared is not None:
             friends = self.shared.friends(now, referral_rows(self.base), customers, ordered)
         else:
             links = _referral_links(referral_rows(self.base), now)
             friends = _friends(links, _friend_counts(self.base, now), customers, ordered)
-        derived = derived.join(friends, on=ROW, how="left", maintain_order="left")
+        derived = _beside(derived, friends)
         self._derived[now] = derived
         facts = self._with_churn(self._facts(derived, zones, calendar, now, None), now, now)
         return self._with_preferences(facts, now)
@@ -499,7 +499,8 @@ class FactHistory:
         frame = pl.concat(
             [self.customers, derived.drop(ROW, "timezone"), zones, units], how="horizontal"
         )
-        facts = frame.lazy().select(expressions).collect()
+        # in one piece, as the rhythm's columns beside them: no step puts pieces together
+        facts = frame.lazy().select(expressions).collect(engine="in-memory")
         if only is None or only & set(RHYTHM_FACTS):
             medians = None if self.shared is None else partial(self.shared.medians, now)
             facts = facts.with_columns(_rhythm(facts, self.personas, medians))
@@ -519,6 +520,21 @@ class FactHistory:
             )
             return facts
         return facts.drop(ROW)
+
+
+def _beside(frame: pl.DataFrame, part: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` (a row per customer row, in row order) with the columns of ``part`` beside
+    (null where ``part`` has no row), each written at its rows, with no join."""
+    rows = part.get_column(ROW)
+    if rows.len() > 1 and not bool((rows.diff().drop_nulls() > 0).all()):
+        return frame.join(part, on=ROW, how="left", maintain_order="left")
+    return frame.with_columns(
+        pl.repeat(None, frame.height, dtype=part.schema[name], eager=True)
+        .scatter(rows, part.get_column(name))
+        .alias(name)
+        for name in part.columns
+        if name != ROW
+    )
 
 
 def _in_place(facts: pl.DataFrame, column: pl.Series) -> pl.DataFrame:
@@ -1240,10 +1256,8 @@ def friends_of(
             pl.col("last_at").max().alias("last_referral_at"),
         )
     )
-    referred_by = (
-        referrals.sort("first_at", "referrer_id")
-        .group_by(pl.col("friend").alias("node"), maintain_order=True)
-        .agg(pl.col("referrer_id").first().alias("referred_by"))
+    referred_by = referrals.group_by(pl.col("friend").alias("node")).agg(
+        pl.col("referrer_id").sort_by("first_at", "referrer_id").first().alias("referred_by")
     )
     merged = friends.lazy()
     for part in (at_risk, referred, referred_by):
