@@ -449,8 +449,7 @@ def _customers_at_speed(
     )
     if any(outside.select(pl.all().any()).row(0)):  # a date no calendar holds, or days < 0
         return None
-    ids = typed.get_column("customer_id").rechunk()  # counted several times faster so
-    if ids.n_unique() != ids.len():
+    if not _ids_unique(typed.get_column("customer_id")):
         return None
     zones = typed.get_column("timezone").drop_nulls().unique().to_list()
     if not all(is_time_zone(zone) for zone in zones):
@@ -458,6 +457,18 @@ def _customers_at_speed(
     careful = typed.get_column(_CAREFUL_TAGS)
     typed = typed.with_columns(_sorted_tags(typed, careful, split=not typed_tags))
     return typed.select(*CUSTOMER_SCHEMA, *extras)
+
+
+def _ids_unique(ids: pl.Series) -> bool:
+    """No id repeated among ``ids`` (none null): ids in increasing order, as an export sorted
+    by id has them, are told so by comparing each with the next, several times faster than
+    counting the distinct ones (a hash of every id), which the others take."""
+    if ids.len() < 2:
+        return True
+    if (ids.slice(1) > ids.slice(0, ids.len() - 1)).all():
+        return True
+    ids = ids.rechunk()  # counted several times faster so
+    return ids.n_unique() == ids.len()
 
 
 def _fast_customer_column(name: str) -> pl.Expr:
@@ -599,19 +610,21 @@ def _tag_list(tags: pl.Expr) -> pl.Expr:
     return tags.list.eval(pl.element().str.strip_chars().filter(pl.element() != "").unique().sort())
 
 
-#: How many tags a cell may have for :func:`_tags_in_order` to compare them one by one (a
+#: How many tags a cell may have for :func:`_tags_out_of_order` to compare them one by one (a
 #: cell with more is sorted).
 _TAGS_COMPARED = 8
 
 
-def _tags_in_order(tags: pl.Series) -> pl.Series:
-    """Whether each list of tags is already sorted, once each (a short list's neighbours
-    compared in bulk, rather than each list sorted)."""
+def _tags_out_of_order(tags: pl.Series) -> pl.Series:
+    """The rows (indexes) whose list of tags is not already sorted, once each: only the lists
+    of two tags or more are looked at (most customers have fewer), each tag compared in bulk
+    with the next, rather than each list sorted."""
     lengths = tags.list.len().fill_null(0)
-    longest = int(lengths.max() or 0)
-    if longest <= 1:
-        return pl.Series(tags.name, [True] * tags.len(), dtype=pl.Boolean())
-    frame = tags.to_frame("tags").with_columns(lengths.alias("length"))
+    several = (lengths > 1).arg_true()
+    if not several.len():
+        return several
+    frame = pl.DataFrame({"tags": tags.gather(several), "length": lengths.gather(several)})
+    longest = int(frame.get_column("length").max() or 0)
     tag = pl.col("tags").list
     neighbours = [
         (tag.get(i, null_on_oob=True) < tag.get(i + 1, null_on_oob=True))
@@ -619,7 +632,7 @@ def _tags_in_order(tags: pl.Series) -> pl.Series:
         for i in range(min(longest, _TAGS_COMPARED) - 1)
     ]
     in_order = pl.all_horizontal(neighbours) & (pl.col("length") <= _TAGS_COMPARED)
-    return frame.select(in_order.alias(tags.name)).to_series()
+    return several.filter(~frame.select(in_order.fill_null(False)).to_series())
 
 
 def _sorted_tags(typed: pl.DataFrame, careful: pl.Series, *, split: bool) -> pl.Series:
@@ -627,7 +640,8 @@ def _sorted_tags(typed: pl.DataFrame, careful: pl.Series, *, split: bool) -> pl.
     ``_TEXT_OF``) as :func:`_customer_column` reads it: the lists ``careful`` marks or that
     are not in order read again the careful way, the others kept as they are."""
     tags = typed.get_column("tags")
-    again = (careful.fill_null(False) | ~_tags_in_order(tags)).arg_true()
+    again = pl.concat([careful.fill_null(False).arg_true(), _tags_out_of_order(tags)])
+    again = again.unique() if again.len() else again
     if not again.len():
         return tags
     given = typed.get_column(_TEXT_OF + "tags").gather(again).to_frame("tags")
@@ -1400,21 +1414,21 @@ _MAYBE_UNTRIMMED = "_row_maybe_untrimmed"
 _CAREFUL_TAGS = "_row_careful_tags"
 
 
-#: The spaces but the plain one, rare in text: a search for them is quick.
-_RARE_SPACES: list[str] = [space for space in _SPACES if space != " "]
-
-
 def _may_need_trimming(names: Iterable[str]) -> pl.Expr:
     """A row with a cell that may need trimming among the text columns ``names``: empty, or
-    beginning with a control character or a plain space (one comparison), ending with a plain
-    space, or holding any other space anywhere (a quick search, for they are rare). A cheap
-    test, that the exact one (:data:`_UNTRIMMED`, a pattern) settles on those rows only."""
-    return pl.any_horizontal(
-        (pl.col(name) < "!")
-        | pl.col(name).str.ends_with(" ")
-        | pl.col(name).str.contains_any(_RARE_SPACES)
-        for name in names
-    )
+    whose first or last byte is not a visible ASCII character (a space, a control character,
+    or a byte of a character beyond ASCII, as every Unicode space is). Two comparisons a cell,
+    each of one byte; the exact test (:data:`_UNTRIMMED`, a pattern) settles the rows it marks
+    (a name ending in ``é``, say) and those only."""
+    return pl.any_horizontal(_may_have_space_at_an_end(pl.col(name)) for name in names)
+
+
+def _may_have_space_at_an_end(text: pl.Expr) -> pl.Expr:
+    """A text cell empty, or that begins or ends with a byte that is no visible ASCII
+    character: the only cells ``_blank_to_null`` may change (and a few more)."""
+    first = ~text.is_between(pl.lit("!"), pl.lit("\x80"), closed="left")  # "" sorts first
+    last = text.cast(pl.Binary()).bin.get(-1, null_on_oob=True)  # the last byte
+    return first | ~last.is_between(ord("!"), 0x7F)
 
 
 def _needs_trimming(frame: pl.DataFrame, names: Iterable[str]) -> bool:
