@@ -489,9 +489,9 @@ _IDS_IN_ORDER = "_row_ids_in_order"
 
 
 def _ids_unique(ids: pl.Series) -> bool:
-    """No id repeated among ``ids`` (none null), the distinct ones counted (a hash of every
-    id). Ids in increasing order, as an export sorted by id has them, are told unique before,
-    by comparing each with the next: several times faster."""
+    """No id repeated among ``ids`` (none null): the distinct ones counted, a hash of every id.
+    (The reader first compares each id with the next: ids in increasing order, as an export
+    sorted by id has them, are unique, and told so several times faster.)"""
     ids = ids.rechunk()  # counted several times faster so
     return ids.n_unique() == ids.len()
 
