@@ -39,7 +39,7 @@ EVENTS_JSONL = """\
 
 def careful(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every frame goes the field-by-field way."""
-    monkeypatch.setattr(sources, "_events_at_speed", lambda raw, blank_rows=False: None)
+    monkeypatch.setattr(sources, "_events_at_speed", lambda raw, **_: None)
     monkeypatch.setattr(sources, "_events_csv_at_speed", lambda *_: None)
     monkeypatch.setattr(sources, "_customers_csv_at_speed", lambda *_: None)
     monkeypatch.setattr(sources, "_customers_parquet_at_speed", lambda *_: None)
@@ -220,7 +220,21 @@ def test_tags_the_one_pass_does_not_read_plainly_are_read_the_careful_way(
 
 @pytest.mark.parametrize(
     "cell",
-    ["Ann\u00a0", "\tAnn", "Ann ", " Ann", "Ann\u3000", '""', "An\u2003n"],
+    [
+        "Ann\u00a0",
+        "\tAnn",
+        "Ann ",
+        " Ann",
+        "Ann\u3000",
+        '""',
+        "An\u2003n",
+        "\u2028Ann",
+        "Ann\x85",
+        "\u1680Ann\u202f",
+        "Ann\x0b",
+        "Zoé",  # a last byte beyond ASCII that is no space: looked at closely, kept
+        "Émile",
+    ],
 )
 def test_a_name_with_space_at_an_end_is_trimmed_as_the_careful_way_trims_it(
     tmp_path, monkeypatch, cell
@@ -260,6 +274,18 @@ def test_a_customer_cell_the_one_pass_refuses_is_named_at_its_line(
     error = caught.value
     assert (error.path, error.line, error.field) == (path, 2002, column)
     assert message in error.message and error.hint
+
+
+@pytest.mark.parametrize(
+    ("ids", "line"), [(["c-1", "c-2", "c-2", "c-3"], 4), (["c-3", "c-1", "c-2", "c-1"], 5)]
+)
+def test_a_repeated_id_is_refused_whether_the_ids_are_in_order_or_not(tmp_path, ids, line):
+    path = tmp_path / "customers.csv"
+    path.write_text("customer_id\n" + "\n".join(ids) + "\n")
+    with pytest.raises(SourceError) as caught:
+        read_customers_csv(path)
+    assert (caught.value.line, caught.value.field) == (line, "customer_id")
+    assert "appears twice" in caught.value.message
 
 
 def test_a_repeated_id_far_down_is_named_at_its_line_and_the_first(tmp_path):
@@ -354,7 +380,7 @@ def test_clean_parquet_events_are_read_in_one_pass_as_the_careful_way_reads_them
 @pytest.mark.parametrize(
     ("column", "value", "message"),
     [
-        ("type", " ", "the event has no value"),
+        ("type", "", "the event has no value"),  # empty: no value (text is taken as written)
         ("customer_id", None, "the event has no value"),
     ],
 )

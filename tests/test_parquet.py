@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from courtship import sources
 from courtship.engine.facts import event_rows, referral_rows
 from courtship.intake import INDEX_FOLDER, read_base
 from courtship.plugins import installed
@@ -80,6 +81,114 @@ def test_a_typed_column_out_of_bounds_in_parquet_is_named(tmp_path):
         read_customers_file(tmp_path / "customers.parquet", format="parquet")
     assert caught.value.field == "cadence_days"
     assert "'-1' is not a whole number of days (row 2, customer_id 'c-2')" in str(caught.value)
+
+
+def test_parquet_of_text_cells_reads_as_the_same_csv_and_json_lines_do(tmp_path, monkeypatch):
+    """The same clean cells, written as text in Parquet, give the same customers and events
+    (one pass or the careful way)."""
+    text = pl.read_csv(ROOT / "examples" / "customers.csv", infer_schema=False)
+    text.write_parquet(tmp_path / "customers.parquet")
+    events = pl.read_ndjson(ROOT / "examples" / "events.jsonl", infer_schema_length=None)
+    events.write_parquet(tmp_path / "events.parquet")
+    customers = read_customers_csv(ROOT / "examples" / "customers.csv")
+    expected = read_events_jsonl(ROOT / "examples" / "events.jsonl")
+    for careful in (False, True):
+        if careful:
+            monkeypatch.setattr(sources, "_customers_parquet_at_speed", lambda *_: None)
+            monkeypatch.setattr(sources, "_events_parquet_at_speed", lambda *_: None)
+        read = read_customers_file(tmp_path / "customers.parquet", format="parquet")
+        assert_frame_equal(read, customers)
+        read = read_events_file(tmp_path / "events.parquet", format="parquet")
+        assert_frame_equal(read, expected)
+
+
+def test_parquet_text_is_taken_as_written_and_an_empty_cell_is_null(tmp_path, monkeypatch):
+    frame = pl.DataFrame(
+        {
+            "customer_id": ["c-1", "c-2"],
+            "first_name": ["Ann ", "\tBo"],
+            "email": ["", "bo@example.org"],
+            "city": ["São Paulo", "Zürich"],
+        }
+    )
+    frame.write_parquet(tmp_path / "customers.parquet")
+    events = pl.DataFrame(
+        {
+            "customer_id": ["c-1", "c-2"],
+            "type": ["order", "visit"],
+            "at": ["2026-11-20T10:15:00Z", "2026-11-20T10:16:00Z"],
+            "channel": ["", " web"],
+        }
+    )
+    events.write_parquet(tmp_path / "events.parquet")
+    fast = read_customers_file(tmp_path / "customers.parquet", format="parquet")
+    assert fast["first_name"].to_list() == ["Ann ", "\tBo"]
+    assert fast["email"].to_list() == [None, "bo@example.org"]
+    fast_events = read_events_file(tmp_path / "events.parquet", format="parquet")
+    assert fast_events["channel"].to_list() == [None, " web"]
+    monkeypatch.setattr(sources, "_customers_parquet_at_speed", lambda *_: None)
+    monkeypatch.setattr(sources, "_events_parquet_at_speed", lambda *_: None)
+    assert_frame_equal(read_customers_file(tmp_path / "customers.parquet", format="parquet"), fast)
+    assert_frame_equal(read_events_file(tmp_path / "events.parquet", format="parquet"), fast_events)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("timezone", " UTC", "' UTC' is not a known IANA time zone"),
+        ("stage", "active ", "'active ' is not one of"),
+        ("customer_id", "c-2 ", "'c-2 ' has space at an end"),
+        ("customer_id", "\u00a0c-2", "has space at an end"),
+        ("cadence_days", " 7", "' 7' is not a whole number of days"),
+        ("birthday", "2001-02-03 ", "'2001-02-03 ' is not a date"),
+    ],
+)
+def test_a_parquet_customer_cell_with_space_is_an_error_where_its_value_must_be_exact(
+    tmp_path, column, value, message
+):
+    frame = pl.DataFrame({"customer_id": ["c-1", "c-2"], "row": [1, 2]})
+    frame = frame.with_columns(
+        pl.when(pl.col("row") == 2).then(pl.lit(value)).alias(column)
+        if column != "customer_id"
+        else pl.when(pl.col("row") == 2).then(pl.lit(value)).otherwise("customer_id").alias(column)
+    ).drop("row")
+    frame.write_parquet(tmp_path / "customers.parquet")
+    with pytest.raises(SourceError) as caught:
+        read_customers_file(tmp_path / "customers.parquet", format="parquet")
+    error = caught.value
+    assert (error.path, error.field) == (tmp_path / "customers.parquet", column)
+    assert message in error.message and "row 2" in error.message and error.hint
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("amount", " 12.5", "' 12.5' is not a number"),
+        ("customer_id", "", "the event has no value"),
+    ],
+)
+def test_a_parquet_event_cell_with_space_is_an_error_where_its_value_must_be_exact(
+    tmp_path, column, value, message
+):
+    frame = pl.DataFrame(
+        {
+            "customer_id": ["c-1", "c-2"],
+            "type": ["order", "order"],
+            "at": ["2026-11-20T10:15:00Z", "2026-11-20T10:16:00Z"],
+            "amount": ["3", "4"],
+        }
+    ).with_columns(
+        pl.when(pl.col("type").cum_count() == 2)
+        .then(pl.lit(value))
+        .otherwise(pl.col(column))
+        .alias(column)
+    )
+    frame.write_parquet(tmp_path / "events.parquet")
+    with pytest.raises(SourceError) as caught:
+        read_events_file(tmp_path / "events.parquet", format="parquet")
+    error = caught.value
+    assert (error.path, error.field) == (tmp_path / "events.parquet", column)
+    assert message in error.message and "row 2" in error.message and error.hint
 
 
 def test_a_glob_matching_nothing_and_a_file_that_is_not_parquet_are_named(tmp_path):

@@ -250,14 +250,22 @@ def read_customers_csv(path: Path, *, facts: Mapping[str, FactSpec] | None = Non
 
 
 def _customers_from_text(
-    place: _Place, raw: pl.DataFrame, facts: Mapping[str, FactSpec] | None = None
+    place: _Place,
+    raw: pl.DataFrame,
+    facts: Mapping[str, FactSpec] | None = None,
+    *,
+    trim: bool = True,
 ) -> pl.DataFrame:
-    """Check and type a frame of text columns (one row per customer; ``_row`` numbers them)."""
+    """Check and type a frame of text columns (one row per customer; ``_row`` numbers them).
+    ``trim`` false: text is taken as written (Parquet's), only an empty cell made null, and a
+    customer id with space at an end refused."""
     if "_row" not in raw.columns:
         raw = raw.with_row_index("_row")
     # Trimmed, a blank cell null: only the columns with a cell to change are rewritten.
     text = [name for name, dtype in raw.schema.items() if name != "_row" and dtype == pl.String()]
-    raw = raw.with_columns(_blank_to_null(pl.col(name)) for name in untrimmed(raw, text))
+    raw = raw.with_columns(
+        _blank_to_null(pl.col(name), trim=trim) for name in untrimmed(raw, text, trim=trim)
+    )
     # A blank line reads as a row of nulls: it is not a customer (it has no id, so a file
     # whose every row has one has no blank line to leave out).
     if "customer_id" not in raw.columns or raw.get_column("customer_id").null_count():
@@ -278,7 +286,7 @@ def _customers_from_text(
     )
     # Typed and checked in one pass: only when a row has a problem is it looked for, to name
     # the earliest (``_check_customers``).
-    problems = _customer_problems(raw, declared)
+    problems = _customer_problems(raw, declared, trim=trim)
     typed = (
         raw.lazy()
         .select(
@@ -352,11 +360,17 @@ def _customers_parquet_at_speed(
         return None
     where = _parquet_place(path, files)
     frame = apply_column_mapping(pl.scan_parquet(files), mapping, where=where)
-    return _customers_at_speed(frame, _Place(where, names=dict(mapping)), facts, PARQUET_ENGINE)
+    place = _Place(where, names=dict(mapping))
+    return _customers_at_speed(frame, place, facts, PARQUET_ENGINE, trim=False)
 
 
 def _customers_at_speed(
-    frame: pl.LazyFrame, place: _Place, facts: Mapping[str, FactSpec] | None, engine: Engine
+    frame: pl.LazyFrame,
+    place: _Place,
+    facts: Mapping[str, FactSpec] | None,
+    engine: Engine,
+    *,
+    trim: bool = True,
 ) -> pl.DataFrame | None:
     """The customers of ``frame`` (a file still to be read: text, or a customer column already
     in its contract type) read, typed and checked as :func:`_customers_from_text` does it, in
@@ -365,7 +379,8 @@ def _customers_at_speed(
     compared), a date out of the calendar is found by the first and the last. None when a
     customer has a problem, a cell needs trimming, a line is blank, an id is repeated, a column
     is of another type, or polars cannot read the file: the caller then reads it the careful
-    way, which names the line. A column named like a computed fact raises here as there."""
+    way, which names the line. A column named like a computed fact raises here as there.
+    ``trim`` false (Parquet): text is taken as written, only an empty cell is to change."""
     try:
         given = frame.collect_schema()
         columns = given.names()
@@ -399,10 +414,9 @@ def _customers_at_speed(
             fact_from_text(pl.col(name), spec.type).alias(PARSED + name)
             for name, spec in declared.items()
         )
-        problems = [pl.col("customer_id").is_null()]  # a blank line has no id
-        for name in ENUM_COLUMNS:
-            values = list(builtin_catalogue().facts[name].values)
-            problems.append(pl.col(name).is_not_null() & ~pl.col(name).is_in(values))
+        # A blank line has no id. The listed values are checked on the result (the distinct
+        # ones: several times quicker than looking each up).
+        problems = [pl.col("customer_id").is_null()]
         for name in BOOLEAN_COLUMNS:
             cell = pl.col(name)
             if name not in typed_as_is:
@@ -428,36 +442,58 @@ def _customers_at_speed(
             *(pl.col(PARSED + name if name in declared else name).alias(name) for name in extras),
             *(pl.col(name).alias(_TEXT_OF + name) for name in (*parsed, "tags")),
             pl.any_horizontal(problems).alias(ROW),  # the customer's problem
-            _may_need_trimming(text).alias(_MAYBE_UNTRIMMED),
-            (_careful_tag_lists(tags) if typed_tags else _careful_tags(tags)).alias(_CAREFUL_TAGS),
+            _may_need_trimming(text, trim=trim, exactly=_MATCHED_EXACTLY).alias(_MAYBE_UNTRIMMED),
+            (_careful_tag_lists(tags) if typed_tags else _may_have_space_at_an_end(tags)).alias(
+                _CAREFUL_TAGS
+            ),
         ).collect(engine=engine)
     except pl.exceptions.PolarsError:
         return None
     if typed.height == 0:
         return typed.select(*CUSTOMER_SCHEMA, *extras)
-    if typed.get_column(ROW).any() or _needs_trimming(typed, text):
+    if typed.get_column(ROW).any() or _needs_trimming(
+        typed, text, trim=trim, exactly=_MATCHED_EXACTLY
+    ):
         return None
     for name in parsed:  # a cell that does not parse is null typed, not as text
         if typed.get_column(name).null_count() != typed.get_column(_TEXT_OF + name).null_count():
             return None
-    outside = typed.select(
-        *(
-            ~pl.col(name).is_between(CALENDAR_START.date(), CALENDAR_END.date())
-            for name in DATE_COLUMNS
-        ),
-        pl.col("cadence_days") < 0,
-    )
-    if any(outside.select(pl.all().any()).row(0)):  # a date no calendar holds, or days < 0
+    id_ = pl.col("customer_id")
+    whole = typed.select(  # the checks of whole columns, side by side
+        *(pl.col(name).drop_nulls().unique().implode() for name in (*ENUM_COLUMNS, "timezone")),
+        pl.any_horizontal(  # a date no calendar holds, or days < 0
+            *(
+                (~pl.col(name).is_between(CALENDAR_START.date(), CALENDAR_END.date())).any()
+                for name in DATE_COLUMNS
+            ),
+            (pl.col("cadence_days") < 0).any(),
+        ).alias(ROW),
+        (id_ > id_.shift(1)).all().alias(_IDS_IN_ORDER),
+    ).row(0, named=True)
+    if whole[ROW]:
         return None
-    ids = typed.get_column("customer_id").rechunk()  # counted several times faster so
-    if ids.n_unique() != ids.len():
+    for name in ENUM_COLUMNS:
+        if not set(whole[name]) <= set(builtin_catalogue().facts[name].values):
+            return None
+    if not all(is_time_zone(zone) for zone in whole["timezone"]):
         return None
-    zones = typed.get_column("timezone").drop_nulls().unique().to_list()
-    if not all(is_time_zone(zone) for zone in zones):
+    if not whole[_IDS_IN_ORDER] and not _ids_unique(typed.get_column("customer_id")):
         return None
     careful = typed.get_column(_CAREFUL_TAGS)
     typed = typed.with_columns(_sorted_tags(typed, careful, split=not typed_tags))
     return typed.select(*CUSTOMER_SCHEMA, *extras)
+
+
+#: Where the customer reader notes that the ids are in increasing order (so none repeated).
+_IDS_IN_ORDER = "_row_ids_in_order"
+
+
+def _ids_unique(ids: pl.Series) -> bool:
+    """No id repeated among ``ids`` (none null): the distinct ones counted, a hash of every id.
+    (The reader first compares each id with the next: ids in increasing order, as an export
+    sorted by id has them, are unique, and told so several times faster.)"""
+    ids = ids.rechunk()  # counted several times faster so
+    return ids.n_unique() == ids.len()
 
 
 def _fast_customer_column(name: str) -> pl.Expr:
@@ -599,19 +635,25 @@ def _tag_list(tags: pl.Expr) -> pl.Expr:
     return tags.list.eval(pl.element().str.strip_chars().filter(pl.element() != "").unique().sort())
 
 
-#: How many tags a cell may have for :func:`_tags_in_order` to compare them one by one (a
+#: How many tags a cell may have for :func:`_tags_out_of_order` to compare them one by one (a
 #: cell with more is sorted).
 _TAGS_COMPARED = 8
 
 
-def _tags_in_order(tags: pl.Series) -> pl.Series:
-    """Whether each list of tags is already sorted, once each (a short list's neighbours
-    compared in bulk, rather than each list sorted)."""
+def _tags_out_of_order(tags: pl.Series, text: pl.Series | None = None) -> pl.Series:
+    """The rows (indexes) whose list of tags is not already sorted, once each: only the lists
+    of two tags or more are looked at (most customers have fewer), each tag compared in bulk
+    with the next, rather than each list sorted. ``text``: the cells the lists were split
+    from; those of two tags or more with a space or an empty tag (:func:`_careful_tags`) are
+    marked too (a cell of one tag is marked in the one pass, ``_may_have_space_at_an_end``)."""
     lengths = tags.list.len().fill_null(0)
-    longest = int(lengths.max() or 0)
-    if longest <= 1:
-        return pl.Series(tags.name, [True] * tags.len(), dtype=pl.Boolean())
-    frame = tags.to_frame("tags").with_columns(lengths.alias("length"))
+    mask = lengths > 1
+    several = mask.arg_true()
+    if not several.len():
+        return several
+    # (a filter of a list column measured several times faster than a gather of its rows)
+    frame = pl.DataFrame({"tags": tags.filter(mask), "length": lengths.filter(mask)})
+    longest = int(frame.get_column("length").max() or 0)
     tag = pl.col("tags").list
     neighbours = [
         (tag.get(i, null_on_oob=True) < tag.get(i + 1, null_on_oob=True))
@@ -619,7 +661,10 @@ def _tags_in_order(tags: pl.Series) -> pl.Series:
         for i in range(min(longest, _TAGS_COMPARED) - 1)
     ]
     in_order = pl.all_horizontal(neighbours) & (pl.col("length") <= _TAGS_COMPARED)
-    return frame.select(in_order.alias(tags.name)).to_series()
+    if text is not None:
+        frame = frame.with_columns(text.filter(mask).alias("text"))
+        in_order = in_order & ~_careful_tags(pl.col("text"))
+    return several.filter(~frame.select(in_order.fill_null(False)).to_series())
 
 
 def _sorted_tags(typed: pl.DataFrame, careful: pl.Series, *, split: bool) -> pl.Series:
@@ -627,7 +672,9 @@ def _sorted_tags(typed: pl.DataFrame, careful: pl.Series, *, split: bool) -> pl.
     ``_TEXT_OF``) as :func:`_customer_column` reads it: the lists ``careful`` marks or that
     are not in order read again the careful way, the others kept as they are."""
     tags = typed.get_column("tags")
-    again = (careful.fill_null(False) | ~_tags_in_order(tags)).arg_true()
+    text = typed.get_column(_TEXT_OF + "tags") if split else None
+    again = pl.concat([careful.fill_null(False).arg_true(), _tags_out_of_order(tags, text)])
+    again = again.unique() if again.len() else again
     if not again.len():
         return tags
     given = typed.get_column(_TEXT_OF + "tags").gather(again).to_frame("tags")
@@ -760,14 +807,17 @@ def _check_customers(
 
 
 def _customer_problems(
-    raw: pl.DataFrame, declared: Mapping[str, FactSpec] | None = None
+    raw: pl.DataFrame, declared: Mapping[str, FactSpec] | None = None, *, trim: bool = True
 ) -> list[tuple[str, pl.Expr, str, str]]:
     """Every kind of problem a customer row may have: the column, the rows that have it, what
-    is wrong (``{value}``, and ``{first}`` for a repeated id) and the hint."""
+    is wrong (``{value}``, and ``{first}`` for a repeated id) and the hint. ``trim`` false
+    (text taken as written): an id with space at an end is one."""
     id_ = pl.col("customer_id")
     zones = raw.get_column("timezone").drop_nulls().unique().to_list()
+    spaced = [] if trim else [_SPACED_ID]
     return [
         ("customer_id", id_.is_null(), "the cell is empty", "every customer needs an id"),
+        *spaced,
         (
             "customer_id",
             id_.is_not_null() & ~id_.is_first_distinct(),
@@ -777,6 +827,16 @@ def _customer_problems(
         *_cell_problems(raw.schema, [zone for zone in zones if not is_time_zone(zone)]),
         *_declared_problems(declared),
     ]
+
+
+#: A customer id with space at an end, where text is taken as written (Parquet): an event's id
+#: would never match it.
+_SPACED_ID: tuple[str, pl.Expr, str, str] = (
+    "customer_id",
+    pl.col("customer_id").str.contains(r"^\s|\s$"),
+    "'{value}' has space at an end (a Parquet file's text is taken as written)",
+    "write the id without the space: ids are matched exactly",
+)
 
 
 def _cell_problems(
@@ -877,17 +937,22 @@ def parse_boolean(column: pl.Expr) -> pl.Expr:
     )
 
 
-def _blank_to_null(column: pl.Expr) -> pl.Expr:
-    text = column.str.strip_chars()
+def _blank_to_null(column: pl.Expr, *, trim: bool = True) -> pl.Expr:
+    """A text cell trimmed (unless ``trim`` is false: Parquet's, taken as written), null when
+    it is then empty."""
+    text = column.str.strip_chars() if trim else column
     return pl.when(text != "").then(text)
 
 
-def untrimmed(frame: pl.DataFrame, names: Iterable[str]) -> set[str]:
+def untrimmed(frame: pl.DataFrame, names: Iterable[str], *, trim: bool = True) -> set[str]:
     """The text columns among ``names`` with a cell ``_blank_to_null`` would change (space at
-    either end, or empty), found in one vectorised pass over them all."""
+    either end, or empty; only empty when ``trim`` is false), found in one vectorised pass."""
     names = list(names)
     if not names or frame.height == 0:
         return set()
+    if not trim:
+        empty = frame.select((pl.col(n) == "").any().alias(n) for n in names).row(0)
+        return {name for name, hit in zip(names, empty, strict=True) if hit}
     # A cheap test first (:func:`_may_need_trimming`); the exact one only where it finds one.
     maybe = frame.select(_may_need_trimming([n]).any().alias(n) for n in names).row(0)
     names = [name for name, hit in zip(names, maybe, strict=True) if hit]
@@ -1184,21 +1249,24 @@ def _normalise_events(path: Path, raw: pl.DataFrame, line_of: Callable[[int], in
 
 
 def _normalise_event_frame(
-    place: _Place, raw: pl.DataFrame, *, blank_rows: bool = False
+    place: _Place, raw: pl.DataFrame, *, blank_rows: bool = False, trim: bool = True
 ) -> pl.DataFrame:
     """Type the standard fields, check them, and keep every other field as its own column.
     ``blank_rows``: a row whose cells are all blank is no event (a blank CSV line), left out.
+    ``trim`` false (a Parquet file's): text is taken as written, only an empty cell null.
 
     The events are typed and checked in one pass (:func:`_events_at_speed`); only when that
     finds something wrong (or an unusual shape) are they checked again field by field, to
     report the first problem at its line."""
-    fast = _events_at_speed(raw, blank_rows=blank_rows)
+    fast = _events_at_speed(raw, blank_rows=blank_rows, trim=trim)
     if fast is not None:
         return fast
     if "_row" not in raw.columns:
         raw = raw.with_row_index("_row")
     raw = raw.with_columns(
-        _blank_to_null(pl.col(name)) for name, dtype in raw.schema.items() if dtype == pl.String()
+        _blank_to_null(pl.col(name), trim=trim)
+        for name, dtype in raw.schema.items()
+        if dtype == pl.String()
     )
     if blank_rows:
         raw = raw.filter(pl.any_horizontal(pl.exclude("_row").is_not_null()))
@@ -1242,7 +1310,7 @@ def _normalise_event_frame(
             )
         elif dtype != pl.String():
             raw = raw.with_columns(pl.col(name).cast(pl.String()))
-    raw = raw.with_columns(_blank_to_null(pl.col(name)) for name in TEXT_EVENT_FIELDS)
+    raw = raw.with_columns(_blank_to_null(pl.col(name), trim=trim) for name in TEXT_EVENT_FIELDS)
 
     amount = schema["amount"]
     if amount == pl.String():
@@ -1318,7 +1386,9 @@ def _normalise_event_frame(
 _COMMON_AT_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%#z"
 
 
-def _events_at_speed(raw: pl.DataFrame, *, blank_rows: bool = False) -> pl.DataFrame | None:
+def _events_at_speed(
+    raw: pl.DataFrame, *, blank_rows: bool = False, trim: bool = True
+) -> pl.DataFrame | None:
     """The events typed as :func:`_normalise_event_frame` types them, in one vectorised pass;
     None when any event has a problem or a field an unusual type (the caller then checks field
     by field, to name the line). Every ``at`` must be a datetime with a zone or ISO 8601 text
@@ -1344,9 +1414,12 @@ def _events_at_speed(raw: pl.DataFrame, *, blank_rows: bool = False) -> pl.DataF
     frame = raw.lazy().drop(ROW, strict=False)
     # Text as the slow path leaves it: trimmed, a blank cell null. Only the columns with a cell
     # to trim or blank are rewritten (a clean column is kept as it is, not copied).
-    dirty = untrimmed(raw, [n for n, dtype in schema.items() if n != ROW and dtype == pl.String()])
+    text = [n for n, dtype in schema.items() if n != ROW and dtype == pl.String()]
+    dirty = untrimmed(raw, text, trim=trim)
     frame = frame.with_columns(
-        _blank_to_null(pl.col(name)) if dtype == pl.String() else pl.col(name).cast(pl.String())
+        _blank_to_null(pl.col(name), trim=trim)
+        if dtype == pl.String()
+        else pl.col(name).cast(pl.String())
         for name, dtype in schema.items()
         if name in dirty or (name in TEXT_EVENT_FIELDS and dtype != pl.String())
     )
@@ -1400,30 +1473,56 @@ _MAYBE_UNTRIMMED = "_row_maybe_untrimmed"
 _CAREFUL_TAGS = "_row_careful_tags"
 
 
-#: The spaces but the plain one, rare in text: a search for them is quick.
-_RARE_SPACES: list[str] = [space for space in _SPACES if space != " "]
-
-
-def _may_need_trimming(names: Iterable[str]) -> pl.Expr:
+def _may_need_trimming(
+    names: Iterable[str], *, trim: bool = True, exactly: Iterable[str] = ()
+) -> pl.Expr:
     """A row with a cell that may need trimming among the text columns ``names``: empty, or
-    beginning with a control character or a plain space (one comparison), ending with a plain
-    space, or holding any other space anywhere (a quick search, for they are rare). A cheap
-    test, that the exact one (:data:`_UNTRIMMED`, a pattern) settles on those rows only."""
-    return pl.any_horizontal(
-        (pl.col(name) < "!")
-        | pl.col(name).str.ends_with(" ")
-        | pl.col(name).str.contains_any(_RARE_SPACES)
-        for name in names
-    )
+    whose first or last byte is not a visible ASCII character (a space, a control character,
+    or a byte of a character beyond ASCII, as every Unicode space is). Two comparisons a cell,
+    each of one byte; the exact test (:func:`_needs_trimming`) settles the rows it marks (a
+    name ending in ``é``, say) and those only. When ``trim`` is false (Parquet: text taken as
+    written), a cell that may be empty (one comparison), or one of ``exactly`` (a customer id)
+    that may have space at an end."""
+    if not trim:
+        exactly = set(exactly)
+        return pl.any_horizontal(
+            _may_have_space_at_an_end(pl.col(name))
+            if name in exactly
+            # an empty cell (or one beginning with a space or a control character) sorts first
+            else pl.col(name) < "!"
+            for name in names
+        )
+    return pl.any_horizontal(_may_have_space_at_an_end(pl.col(name)) for name in names)
 
 
-def _needs_trimming(frame: pl.DataFrame, names: Iterable[str]) -> bool:
-    """Some row marked by :func:`_may_need_trimming` has a cell to trim among ``names``."""
-    names = list(names)
+#: The customer columns matched exactly (an event's customer to the customer): in a Parquet
+#: file, whose text is taken as written, a customer id with space at an end is refused.
+_MATCHED_EXACTLY: tuple[str, ...] = ("customer_id",)
+
+
+def _may_have_space_at_an_end(text: pl.Expr) -> pl.Expr:
+    """A text cell empty, or that begins or ends with a byte that is no visible ASCII
+    character: the only cells ``_blank_to_null`` may change (and a few more)."""
+    first = ~text.is_between(pl.lit("!"), pl.lit("\x80"), closed="left")  # "" sorts first
+    last = text.cast(pl.Binary()).bin.get(-1, null_on_oob=True)  # the last byte
+    return first | ~last.is_between(ord("!"), 0x7F)
+
+
+def _needs_trimming(
+    frame: pl.DataFrame, names: Iterable[str], *, trim: bool = True, exactly: Iterable[str] = ()
+) -> bool:
+    """Some row marked by :func:`_may_need_trimming` has a cell to trim among ``names`` (when
+    ``trim`` is false: an empty cell, or one of ``exactly`` with space at an end)."""
+    names, exactly = list(names), set(exactly)
     if not names or not frame.get_column(_MAYBE_UNTRIMMED).any():
         return False
     maybe = frame.select(*names, _MAYBE_UNTRIMMED).filter(pl.col(_MAYBE_UNTRIMMED))
-    exact = maybe.select(pl.any_horizontal(pl.col(n).str.contains(_UNTRIMMED) for n in names))
+    exact = maybe.select(
+        pl.any_horizontal(
+            pl.col(n).str.contains(_UNTRIMMED) if trim or n in exactly else pl.col(n) == ""
+            for n in names
+        )
+    )
     return bool(exact.to_series().any())
 
 
@@ -1462,18 +1561,19 @@ def _events_parquet_at_speed(
     if any(schema != schemas[0] for schema in schemas) or not schemas[0]:
         return None
     frame = apply_column_mapping(pl.scan_parquet(files), mapping or {}, where=files[0])
-    return _events_frame_at_speed(frame, since, PARQUET_ENGINE)
+    return _events_frame_at_speed(frame, since, PARQUET_ENGINE, trim=False)
 
 
 def _events_frame_at_speed(
-    frame: pl.LazyFrame, since: datetime | None, engine: Engine
+    frame: pl.LazyFrame, since: datetime | None, engine: Engine, *, trim: bool = True
 ) -> pl.DataFrame | None:
     """The events of ``frame`` (a file still to be read), typed as
     :func:`_normalise_event_frame` types them, in one query (run by ``engine``: polars reads,
     parses ``at`` and checks every event on every core), only those after ``since``; None
     when an event has a problem, a cell needs trimming, a line is blank, a field is of an
     unusual type or polars cannot read the file: the caller then reads it the careful way,
-    which names the line."""
+    which names the line. ``trim`` false (Parquet): text is taken as written, only an empty
+    cell is to change."""
     try:
         schema = frame.collect_schema()
         if any(name not in schema for name in REQUIRED_EVENT_FIELDS) or any(
@@ -1521,7 +1621,7 @@ def _events_frame_at_speed(
             (amount if amount is not None else pl.lit(None, pl.Float64())).alias("amount"),
             *(pl.col(name) for name in extras),
             problem.alias(ROW),  # the name no column may take: the event's problem
-            _may_need_trimming(text).alias(_MAYBE_UNTRIMMED),
+            _may_need_trimming(text, trim=trim).alias(_MAYBE_UNTRIMMED),
         )
         typed = typed.select(*EVENT_SCHEMA, *extras, ROW, _MAYBE_UNTRIMMED)
         if since is not None:
@@ -1531,7 +1631,7 @@ def _events_frame_at_speed(
         events = typed.collect(engine=engine)
     except pl.exceptions.PolarsError:
         return None
-    if events.height and (events.get_column(ROW).any() or _needs_trimming(events, text)):
+    if events.height and (events.get_column(ROW).any() or _needs_trimming(events, text, trim=trim)):
         return None
     events = events.drop(ROW, _MAYBE_UNTRIMMED)
     if since is not None:  # the rows kept only to be checked
@@ -1780,6 +1880,7 @@ def normalise_customers(
     line_of: Callable[[int], int] | None = None,
     columns: Mapping[str, str] | None = None,
     facts: Mapping[str, FactSpec] | None = None,
+    trim: bool = True,
 ) -> pl.DataFrame:
     """A customer frame of any column types (a query's result, JSON) → the contract's shape.
 
@@ -1788,7 +1889,8 @@ def normalise_customers(
     or ``;``-separated text, ``cadence_days`` a whole number. Other columns are kept as text,
     except those named like one of ``facts`` (declared by plugins), read as its type (a
     datetime as an instant, UTC when it has no zone). Problems name ``where`` and the line
-    (``line_of(row)``, for a file) or the row of the result.
+    (``line_of(row)``, for a file) or the row of the result. ``trim`` false (a Parquet
+    file's): text is taken as written, an empty cell null, an id with space at an end refused.
     """
     place = _Place(where, line_of, None, dict(columns or {}))
     frame = apply_column_mapping(frame, columns or {}, where=where)
@@ -1796,7 +1898,7 @@ def normalise_customers(
         frame = frame.with_row_index("_row")
     if frame.width == 1:  # nothing but _row: no customer at all
         return pl.DataFrame(schema=CUSTOMER_SCHEMA)
-    return _customers_from_text(place, _as_text(place, frame), facts)
+    return _customers_from_text(place, _as_text(place, frame), facts, trim=trim)
 
 
 def normalise_events(
@@ -1807,12 +1909,14 @@ def normalise_events(
     columns: Mapping[str, str] | None = None,
     since: datetime | None = None,
     naive_as_utc: bool = False,
+    trim: bool = True,
 ) -> pl.DataFrame:
     """An event frame of any column types → the contract's shape, only ``at > since``.
 
     ``columns`` is applied first. ``at`` may be ISO 8601 text with a zone or a datetime with a
     zone; with ``naive_as_utc`` (databases whose timestamps carry no zone) a datetime or text
-    without a zone is read as UTC. Problems name ``where`` and the line or row.
+    without a zone is read as UTC. Problems name ``where`` and the line or row. ``trim``
+    false (a Parquet file's): text is taken as written, an empty cell null.
     """
     place = _Place(where, line_of, None, dict(columns or {}))
     frame = apply_column_mapping(frame, columns or {}, where=where)
@@ -1828,7 +1932,7 @@ def normalise_events(
             )
     if naive_as_utc:
         frame = _naive_at_as_utc(place, frame)
-    return filter_since(_normalise_event_frame(place, frame), since)
+    return filter_since(_normalise_event_frame(place, frame, trim=trim), since)
 
 
 def _naive_at_as_utc(place: _Place, frame: pl.DataFrame) -> pl.DataFrame:
@@ -1946,7 +2050,7 @@ def read_customers_file(
         if raw.width == 0:
             return pl.DataFrame(schema=CUSTOMER_SCHEMA)
         return normalise_customers(
-            raw, where=_parquet_place(path, files), columns=mapping, facts=facts
+            raw, where=_parquet_place(path, files), columns=mapping, facts=facts, trim=False
         )
     raise ValueError(f"unknown customer file format {format!r}; use csv, jsonl or parquet")
 
@@ -2087,7 +2191,7 @@ def read_events_parquet(
         frame = pl.read_parquet(_readable_parquet(file))
         if frame.width == 0:
             continue
-        frames.append(normalise_events(frame, where=file, columns=columns, since=since))
+        frames.append(normalise_events(frame, where=file, columns=columns, since=since, trim=False))
     if not frames:
         return empty_events()
     return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
