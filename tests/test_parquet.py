@@ -263,7 +263,7 @@ def test_the_parquet_source_type_reads_a_glob(tmp_path):
         "  events: {type: parquet, path: 'event*.parquet'}\n",
     )
     base = read_base(load_project(tmp_path), installed(), dry_run=True)
-    assert_frame_equal(base.events, events)
+    assert_frame_equal(base.events.cast(events.schema), events)  # held as categories
     assert base.__dict__["_event_rows"][2] is event_rows(base)
 
 

@@ -955,12 +955,14 @@ class ParquetReader:
     paired: bool = False
 
     def __call__(self, part: Part) -> CustomerBase:
-        from courtship.sources import empty_events, normalise_customers, normalise_events
+        from courtship.sources import compact, empty_events, normalise_customers, normalise_events
 
         frames = []
         for file in part.customer_files:
             frames.append(
-                normalise_customers(pl.read_parquet(file), where=Path(file), facts=self.facts)
+                normalise_customers(
+                    pl.read_parquet(file), where=Path(file), facts=self.facts, trim=False
+                )
             )
         customers = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
         ids = customers.get_column("customer_id").cast(pl.String())
@@ -974,11 +976,11 @@ class ParquetReader:
                 ours = pl.col("customer_id").cast(pl.String()).is_in(ids.implode())
                 mine = mine.filter(ours).collect()
             if mine.height:
-                events.append(normalise_events(mine, where=Path(file)))
+                events.append(normalise_events(mine, where=Path(file), trim=False))
         if not events:
             return CustomerBase(customers, empty_events())
         together = events[0] if len(events) == 1 else pl.concat(events, how="diagonal_relaxed")
-        return CustomerBase(customers, together)
+        return compact(CustomerBase(customers, together))  # held as a whole-base run holds it
 
 
 def _only_theirs(events: pl.DataFrame, ids: pl.Series, file: Path, customers: Path) -> None:
