@@ -487,3 +487,25 @@ def test_a_worker_that_dies_has_its_part_done_again_and_nothing_recorded_twice(c
         assert sorted(dask_state.db.execute(query)) == sorted(whole_state.db.execute(query))
     whole_state.close()
     dask_state.close()
+
+
+def _cancelled_once(marker: str, number: int) -> int:
+    """A task that, the first time, has the scheduler cancel it (what a worker's death that
+    takes a pass's shared inputs with it does); after that, its number."""
+    import distributed
+
+    if not Path(marker).exists():
+        Path(marker).write_text("cancelled here")
+        worker = distributed.get_worker()
+        key = worker.get_current_task()
+        worker.client.cancel(distributed.Future(key, client=worker.client), force=True)
+        import time
+
+        time.sleep(1)  # the scheduler cancels it meanwhile: its result is never taken
+    return number
+
+
+def test_a_pass_whose_tasks_dask_cancels_is_run_again_once(cluster, tmp_path):
+    marker = str(tmp_path / "cancelled")
+    assert cluster.map(_cancelled_once, [(marker, n) for n in range(3)], ()) == [0, 1, 2]
+    assert Path(marker).exists(), "a task was cancelled"

@@ -59,7 +59,7 @@ def read_base(project: Project, registry: Registry, *, dry_run: bool) -> Custome
     except (OSError, SourceError):
         mark = None  # a missing file: reading it names it
     if mark is None:
-        return compact(_from_files(project, registry))
+        return _from_files(project, registry)
     place = _index_folder(project, dry_run)
     # Text files (CSV, JSON Lines) are parsed once per change: the base as read is kept too.
     facts = registry.facts() | project.attributes
@@ -71,7 +71,7 @@ def read_base(project: Project, registry: Registry, *, dry_run: bool) -> Custome
     )
     base = _read_parsed(place[0], read_as) if text else None
     if base is None:
-        base = compact(_from_files(project, registry))
+        base = _from_files(project, registry)
         if text and place[1]:
             _save_parsed(place[0], read_as, base)
     base = compact(base)  # a copy kept before events were held as categories
@@ -99,7 +99,7 @@ def _from_files(project: Project, registry: Registry) -> CustomerBase:
     else:
         events = read_events_file(project.events, format=file_format(project.events, "jsonl"))
     # Read in pieces (streaming), kept whole: the engine filters and joins them many times.
-    return CustomerBase(customers.rechunk(), events.rechunk())
+    return compact(CustomerBase(customers.rechunk(), events))
 
 
 def file_format(path: Path, default: str) -> str:

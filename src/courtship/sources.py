@@ -229,15 +229,15 @@ _FEW_TEXTS = ("type", "channel", "friend_id", "playbook", "category")
 
 
 def compact(base: CustomerBase) -> CustomerBase:
-    """The base with the events' columns of few distinct texts held as categories: a text
-    cell costs 16 bytes even when empty, a category 4 (at 10 million events, 360 MB less held
-    through the whole run). The values, and what filters and joins find, are the same."""
+    """The base with its events in one piece, their columns of few distinct texts held as
+    categories: a text cell costs 16 bytes even when empty, a category 4 (at 10 million events,
+    360 MB less held through the whole run). The values, and what filters and joins find, are
+    the same."""
     schema = base.events.schema
     few = [name for name in _FEW_TEXTS if schema.get(name) == pl.String()]
-    if not few:
-        return base
-    events = base.events.with_columns(pl.col(few).cast(pl.Categorical()))
-    return CustomerBase(base.customers, events)
+    events = base.events.with_columns(pl.col(few).cast(pl.Categorical())) if few else base.events
+    # In one piece, put together after the cast: fewer bytes to copy (half the time).
+    return CustomerBase(base.customers, events.rechunk())
 
 
 def empty_events() -> pl.DataFrame:

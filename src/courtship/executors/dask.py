@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +78,17 @@ class DaskExecutor:
         return {address: w.get("memory_limit") or None for address, w in info.items()}
 
     def map(
+        self, fn: Callable[..., Any], each: Sequence[tuple[Any, ...]], common: tuple[Any, ...]
+    ) -> list[Any]:
+        # A worker that dies can take with it what the pass was given: Dask then cancels the
+        # pass's tasks instead of running them again. The pass is run again, once; it writes
+        # nothing (the state store is the driver's), so nothing is doubled.
+        try:
+            return self._map(fn, each, common)
+        except CancelledError:
+            return self._map(fn, each, common)
+
+    def _map(
         self, fn: Callable[..., Any], each: Sequence[tuple[Any, ...]], common: tuple[Any, ...]
     ) -> list[Any]:
         shared = [self.client.scatter([value], broadcast=True, hash=False)[0] for value in common]
