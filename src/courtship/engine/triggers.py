@@ -100,15 +100,17 @@ def _streaks_from_state(
     )
     rows = previous.get_column(ROW).cast(pl.UInt32()) if same_file else None
     if rows is not None and _increasing_within(rows, current.height):
-        # Row numbers of the same file, each once and in order (as saved): each true
-        # customer's streak is found by its row, not joined on it.
-        frame = current.filter(pl.col("_true"))
-        place = pl.repeat(None, current.height, dtype=pl.UInt32(), eager=True)
-        place.scatter(rows, pl.int_range(previous.height, dtype=pl.UInt32(), eager=True))
-        found = place.gather(frame.get_column(ROW))
-        frame = frame.with_columns(
-            previous.get_column(name).gather(found).alias(name) for name in ("true_since", "fired")
-        )
+        # Row numbers of the same file, each once and in order (as saved): the streaks are
+        # written at their rows, beside the condition now, not joined on them.
+        height, since = current.height, previous.get_column("true_since")
+        frame = current.with_columns(
+            pl.repeat(None, height, dtype=since.dtype, eager=True)
+            .scatter(rows, since)
+            .alias("true_since"),
+            pl.zeros(height, pl.Boolean(), eager=True)
+            .scatter(rows, previous.get_column("fired"))
+            .alias("fired"),
+        ).filter(pl.col("_true"))
     else:
         key = ROW if same_file else "customer_id"
         previous = previous.select(key, "true_since", "fired")
