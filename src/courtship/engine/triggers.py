@@ -92,11 +92,13 @@ def _streaks_from_state(
     now; it fires once it has held for ``for`` (at once without), once per streak.
     Streaks saved from the same customer file (same ids in the same order: its mark) are
     matched by row number; otherwise by customer id."""
-    same_file = (
-        MARK in previous.columns
-        and ROW in previous.columns
-        and previous.height > 0
-        and previous.get_column(MARK)[0] == base_mark
+    same_file = ROW in previous.columns and (
+        "customer_id" not in previous.columns  # read by row: numbered against this very file
+        or (
+            MARK in previous.columns
+            and previous.height > 0
+            and previous.get_column(MARK)[0] == base_mark
+        )
     )
     rows = previous.get_column(ROW).cast(pl.UInt32()) if same_file else None
     if rows is not None and _increasing_within(rows, current.height):
