@@ -74,7 +74,6 @@ def read_base(project: Project, registry: Registry, *, dry_run: bool) -> Custome
         base = _from_files(project, registry)
         if text and place[1]:
             _save_parsed(place[0], read_as, base)
-    base = compact(base)  # a copy kept before events were held as categories
     with_index(base, place, mark)
     return base
 
@@ -310,7 +309,8 @@ def _readers_mark() -> str:
 def _read_parsed(folder: Path, mark: str) -> CustomerBase | None:
     """The base as read from the same files with the same declared facts, or None."""
     kept = _kept(folder, _PARSED_MARK, mark, _PARSED)
-    return None if kept is None else CustomerBase(*kept)
+    # held as categories even in a copy kept before they were
+    return None if kept is None else compact(CustomerBase(*kept))
 
 
 def _save_parsed(folder: Path, mark: str, base: CustomerBase) -> None:

@@ -257,7 +257,7 @@ def carry_on(history: FactHistory, now: datetime) -> pl.DataFrame | None:
     """The aggregates at ``now``: the kept ones, with the customers whose aggregates can differ
     aggregated anew (None when the kept ones cannot be carried: a later moment, another
     customer file)."""
-    from courtship.engine.facts import ROW, WINDOWS, _epoch_us
+    from courtship.engine.facts import ROW, WINDOWS, _epoch_us, at_rows
 
     kept = history.carried
     height = history.customers.height
@@ -276,21 +276,7 @@ def carry_on(history: FactHistory, now: datetime) -> pl.DataFrame | None:
     chosen = history.customers.select(ROW, "timezone").filter(pl.lit(flags))
     redone = history._aggregated(events, chosen, now)
     history.__dict__["aggregated"] = redone.height
-    return put_in_place(kept.frame, redone)
-
-
-def put_in_place(frame: pl.DataFrame, redone: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` (a row per customer row, in row order) with the rows of ``redone`` (sorted by
-    row; its columns a subset of ``frame``'s) written in place of its own: each column copied
-    once, with no join."""
-    from courtship.engine.facts import ROW
-
-    rows = redone.get_column(ROW)
-    return frame.with_columns(
-        frame.get_column(name).scatter(rows, redone.get_column(name).cast(frame.schema[name]))
-        for name in redone.columns
-        if name != ROW
-    )
+    return at_rows(kept.frame, redone)  # the changed customers' rows, in place
 
 
 def kept_aggregates(history: FactHistory, now: datetime, derived: pl.DataFrame) -> Aggregates:

@@ -80,7 +80,6 @@ EVENT_KINDS: tuple[str, ...] = (
     "signup",
 )
 KIND = pl.Enum(EVENT_KINDS)
-#: The event columns the engine reads.
 #: The events' columns the engine reads, as it holds them: the channel as a category (4 bytes
 #: an event, not 16: the index lives through the whole run).
 EVENT_COLUMNS: dict[str, pl.DataType] = {
@@ -315,7 +314,7 @@ class FactHistory:
         else:
             links = _referral_links(referral_rows(self.base), now)
             friends = _friends(links, _friend_counts(self.base, now), customers, ordered)
-        derived = _beside(derived, friends)
+        derived = at_rows(derived, friends)
         self._derived[now] = derived
         facts = self._with_churn(self._facts(derived, zones, calendar, now, None), now, now)
         return self._with_preferences(facts, now)
@@ -522,15 +521,18 @@ class FactHistory:
         return facts.drop(ROW)
 
 
-def _beside(frame: pl.DataFrame, part: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` (a row per customer row, in row order) with the columns of ``part`` beside
-    (null where ``part`` has no row), each written at its rows, with no join."""
+def at_rows(frame: pl.DataFrame, part: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` (a row per customer row, in row order) with the columns of ``part`` (``ROW``
+    and others, a row at most once) written at its rows: over ``frame``'s own column of that
+    name, or as a new column, null elsewhere. No join: each column is copied once."""
     rows = part.get_column(ROW)
-    if rows.len() > 1 and not bool((rows.diff().drop_nulls() > 0).all()):
-        return frame.join(part, on=ROW, how="left", maintain_order="left")
     return frame.with_columns(
-        pl.repeat(None, frame.height, dtype=part.schema[name], eager=True)
-        .scatter(rows, part.get_column(name))
+        (
+            frame.get_column(name)
+            if name in frame.columns
+            else pl.repeat(None, frame.height, dtype=part.schema[name], eager=True)
+        )
+        .scatter(rows, part.get_column(name).cast(frame.schema.get(name, part.schema[name])))
         .alias(name)
         for name in part.columns
         if name != ROW
