@@ -86,3 +86,30 @@ def test_a_held_step_of_a_resumed_sequence_waits_there_and_ends_if_they_came_bac
     [sent] = world.run(dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)).decisions
     assert (sent.step_id, sent.status, sent.key) == ("send:hello#2", "send", held.key)
     assert world.state.count("sends") == 2
+
+
+def test_a_set_step_changes_its_customers_only_and_the_last_value_wins():
+    """What ``set`` and ``tag`` steps write reaches only their customers' rows; a customer
+    named twice keeps the last value; the facts frame the earlier playbooks read is left as
+    it was (a step writes a new one)."""
+    import polars as pl
+
+    from courtship.engine.sequences import _patched
+
+    facts = pl.DataFrame(
+        {
+            "visits": pl.Series([1.0, 2.0, 3.0, 4.0]),
+            "tags": pl.Series([["a"], [], None, ["b"]], dtype=pl.List(pl.String())),
+        }
+    )
+    rows = pl.Series([2, 0, 2], dtype=pl.UInt32())
+    changed = _patched(facts, rows, "visits", pl.Series([7.0, 8.0, 9.0]), None)
+    assert changed.get_column("visits").to_list() == [8.0, 2.0, 9.0, 4.0]
+    assert facts.get_column("visits").to_list() == [1.0, 2.0, 3.0, 4.0]
+    added = _patched(facts, pl.Series([1], dtype=pl.UInt32()), "vip_since", pl.Series(["x"]), None)
+    assert added.get_column("vip_since").to_list() == [None, "x", None, None]
+    tagged = _patched(facts, rows, "tags", pl.Series([["c"], ["d"], ["e"]]), None)
+    assert tagged.get_column("tags").to_list() == [["d"], [], ["e"], ["b"]]
+    # a value of another type than the fact's column is written as the column's supertype
+    mixed = _patched(facts, pl.Series([3], dtype=pl.UInt32()), "visits", pl.Series([5]), None)
+    assert mixed.get_column("visits").to_list() == [1.0, 2.0, 3.0, 5.0]

@@ -213,11 +213,14 @@ class Engine:
         if trace is not None:
             rows = facts.filter(pl.col("customer_id") == trace).to_dicts()
             plan.customer_facts = rows[0] if rows else None
-        events = (
-            base.events.filter((pl.col("at") > since) & (pl.col("at") <= now))
-            .with_columns(pl.col("customer_id").cast(pl.String()))
-            .join(facts.select("customer_id", ROW), on="customer_id")
+        events = base.events.filter((pl.col("at") > since) & (pl.col("at") <= now)).with_columns(
+            pl.col("customer_id").cast(pl.String())
         )
+        # their customers' rows: the facts searched for them first (no hash of every id)
+        rows = facts.select("customer_id", ROW).filter(
+            pl.col("customer_id").is_in(events.get_column("customer_id").unique().implode())
+        )
+        events = events.join(rows, on="customer_id")
         becomes = [pb_id for pb_id in self.order if "becomes" in self.playbooks[pb_id].trigger]
         mark = customer_file_mark(base)
         streaks = SavedStreaks(state, becomes, last, mark)

@@ -357,7 +357,8 @@ def resume(
             batches.append((pb, start, contexts))
     if not batches:
         return
-    # Everyone's row in the facts, found at once for all the batches.
+    # Everyone's row in the facts, found at once for all the batches (the facts searched for
+    # these customers first: a join would hash every customer's id).
     who = pl.DataFrame(
         [
             {k: c.get(k) for k in keep} | {"_batch": n}
@@ -365,7 +366,11 @@ def resume(
             for c in cs
         ],
         schema={k: pl.String() for k in keep} | {"_batch": pl.UInt32()},
-    ).join(facts.select("customer_id", ROW), on="customer_id", how="left", maintain_order="left")
+    )
+    found = facts.select("customer_id", ROW).filter(
+        pl.col("customer_id").is_in(who.get_column("customer_id").unique().implode())
+    )
+    who = who.join(found, on="customer_id", how="left", maintain_order="left")
     for number, (pb, start, _) in enumerate(batches):
         mine = who.filter(pl.col("_batch") == number).drop("_batch")
         run_steps(pb, start, mine, now, facts, candidates, plan, catalogue, stored=True)
@@ -492,9 +497,23 @@ def _patched(
     elsewhere), without rewriting the other rows: a step changes a few customers of many."""
     if dtype is not None:
         values = values.cast(dtype)
-    # Where each row's new value is among ``values`` (null: unchanged); the last one wins.
+    rows = rows.cast(pl.UInt32())
+    same_type = name not in facts.columns or facts.schema[name] == values.dtype
+    if same_type and not values.dtype.is_nested() and not rows.has_nulls():
+        # written at the rows, on a copy of the one column
+        if not rows.is_unique().all():  # a customer twice: the last one wins
+            last = pl.DataFrame({ROW: rows, "_value": values}).unique(ROW, keep="last")
+            rows, values = last.get_column(ROW), last.get_column("_value")
+        column = (
+            facts.get_column(name)
+            if name in facts.columns
+            else pl.repeat(None, facts.height, dtype=values.dtype, eager=True)
+        )
+        return facts.with_columns(column.scatter(rows, values).alias(name))
+    # Lists (tags) are not scattered: where each row's new value is among ``values`` (null:
+    # unchanged); the last one wins.
     place = pl.repeat(None, facts.height, dtype=pl.UInt32(), eager=True)
-    place.scatter(rows.cast(pl.UInt32()), pl.int_range(len(rows), dtype=pl.UInt32(), eager=True))
+    place.scatter(rows, pl.int_range(len(rows), dtype=pl.UInt32(), eager=True))
     old = pl.col(name) if name in facts.columns else pl.lit(None, values.dtype)
     return facts.with_columns(
         pl.when(place.is_not_null()).then(values.gather(place)).otherwise(old).alias(name)
