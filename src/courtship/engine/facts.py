@@ -811,8 +811,16 @@ def _apply(frame: pl.DataFrame, latest: pl.DataFrame) -> pl.DataFrame:
         if bad.height:
             _, customer, value, _ = bad.row(0)
             raise ValueError(f"set fact {fact} of customer {customer}: {value!r} is not a {kind}")
+        same_type = fact not in frame.columns or frame.schema[fact] == dtype
+        if same_type and not dtype.is_nested():
+            # a customer's value once (the latest): written at their rows, on a copy of the
+            # one column, not joined
+            frame = at_rows(
+                frame, values.select(pl.col(ROW).cast(pl.UInt32()), pl.col("typed").alias(fact))
+            )
+            continue
         values = values.select(ROW, pl.col("typed").alias("_set"), pl.lit(True).alias("_present"))
-        old = pl.col(fact) if fact in frame.columns else pl.lit(None, dtype)
+        old = pl.col(fact)
         # The new values are joined onto the row numbers alone and put in as one column: a
         # join of the whole frame would copy every fact of every customer, once per set fact.
         given = frame.select(ROW).join(values, on=ROW, how="left", maintain_order="left")
