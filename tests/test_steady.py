@@ -118,6 +118,53 @@ def test_the_next_run_decides_what_a_whole_aggregation_decides(tmp_path):
         assert decided(one) == decided(other), f"at {moment}"
 
 
+def test_messages_heard_through_serve_are_carried_on_as_events_are(tmp_path):
+    """SMS and Instagram messages recorded by ``courtship serve`` between runs count as the
+    customers' events: the runs that carry on the aggregates (and the index, which the
+    messages join without its being built again) decide what runs aggregating everyone do,
+    hour after hour, the messages staying on record."""
+    from courtship.engine.facts import event_rows
+
+    carried = make_project(tmp_path / "carried")
+    whole = make_project(tmp_path / "whole")
+    moment = FIRST
+    for folder in (carried, whole):
+        run(folder, moment, carry=folder == carried)
+    people = pl.read_csv(carried / "examples" / "customers.csv", infer_schema=False)
+    phones = people.drop_nulls("phone").get_column("phone").gather_every(23).to_list()
+    for step, gap in enumerate((1, 1, 1, 24)):
+        before, moment = moment, moment + dt.timedelta(hours=gap)
+        for folder in (carried, whole):
+            state = StateStore(folder / ".courtship" / "state.sqlite")
+            try:
+                if step < 3:  # no new message before the last run: the same ones on record
+                    state.record_callback(
+                        before + dt.timedelta(minutes=10 + step),
+                        "twilio",
+                        "inbound",
+                        channel="sms",
+                        address=phones[step % len(phones)],
+                        detail="are you open on sunday?",
+                    )
+            finally:
+                state.close()
+        one, other = run(carried, moment), run(whole, moment, carry=False)
+        assert decided(one) == decided(other), f"at {moment}"
+    # the heard messages are events of their customers, numbered as a whole base would be
+    engine, project = engine_of(carried)
+    base = read_base(project, installed(), dry_run=True)
+    state = StateStore(carried / ".courtship" / "state.sqlite")
+    try:
+        from courtship.engine.consent import with_inbound
+
+        heard = with_inbound(base, state.callbacks("inbound"))
+    finally:
+        state.close()
+    assert heard.events.height == base.events.height + 3
+    assert heard.__dict__["_event_rows"][1] is heard.events  # carried on with the messages
+    assert_frame_equal(event_rows(heard), event_rows(type(base)(heard.customers, heard.events)))
+
+
 def history(folder: Path, state: StateStore, carried: Aggregates | None) -> FactHistory:
     _, project = engine_of(folder)
     base = read_base(project, installed(), dry_run=True)

@@ -566,3 +566,46 @@ def test_the_events_numbered_by_customer_follow_a_replaced_event_table() -> None
     assert event_rows(base).height <= 10  # not the old numbering
     assert referral_rows(base).height <= 10
     assert compute_facts(base, NOW).get_column("orders_count").sum() <= 10
+
+
+@pytest.mark.parametrize("sliced", [True, False], ids=["few-heard", "many-heard"])
+def test_events_heard_later_are_numbered_as_a_whole_numbering_would(sliced, monkeypatch):
+    """Messages heard through ``courtship serve`` join a loaded base: its index (the events
+    numbered by customer, the referrals) is carried on, not built again, and is what building
+    it from the whole would give, ties in time and channel included; its mark changes with
+    what was heard, and only with that."""
+    from polars.testing import assert_frame_equal
+
+    from courtship.engine.carry import index_mark
+    from courtship.engine import facts as engine_facts
+    from courtship.engine.facts import event_rows, referral_rows, with_more_events
+
+    if not sliced:  # as many customers heard from as the slices are taken for
+        monkeypatch.setattr(engine_facts, "_HEARD_SLICED", 0)
+    base = CustomerBase(BASE.customers, BASE.events)
+    base.__dict__["_index_mark"] = (base.customers, base.events, "files")
+    built = event_rows(base), referral_rows(base)
+    heard = pl.DataFrame(
+        {
+            # c6, the last customer, had no events at all; c1 is the first
+            "customer_id": ["c3", "c1", "c1", "nobody", "c6"],
+            "type": ["inbound_message"] * 5,
+            # c1's second one at the very instant and on the channel of an event of hers
+            "at": [at("2026-11-23T10:00:00Z"), at("2026-11-22T15:00:00Z")] * 2
+            + [at("2026-11-23T11:00:00Z")],
+            "channel": ["sms", "instagram", "sms", "sms", "sms"],
+        }
+    )
+    grown = with_more_events(base, heard)
+    assert grown.events.height == base.events.height + 5
+    assert grown.events.schema == base.events.schema
+    whole = CustomerBase(grown.customers, grown.events)  # nothing kept: built from the whole
+    assert_frame_equal(event_rows(grown), event_rows(whole))
+    assert_frame_equal(referral_rows(grown), referral_rows(whole))
+    assert referral_rows(grown) is built[1]  # carried on, not built again
+    assert event_rows(base) is built[0]  # the base itself is left as it was
+    assert index_mark(grown) != index_mark(base)
+    assert index_mark(with_more_events(base, heard)) == index_mark(grown)
+    assert index_mark(with_more_events(base, heard.head(3))) != index_mark(grown)
+    facts = compute_facts(grown, NOW)
+    assert facts.equals(compute_facts(whole, NOW))

@@ -202,8 +202,7 @@ def with_inbound(base: CustomerBase, inbound: list[Mapping[str, Any]]) -> Custom
     ]
     if not rows:
         return base
-    schema = base.events.schema
-    heard = pl.DataFrame(rows).with_columns(
-        pl.col("at").cast(schema["at"]), pl.col("customer_id").cast(schema["customer_id"])
-    )
-    return CustomerBase(base.customers, pl.concat([base.events, heard], how="diagonal_relaxed"))
+    from courtship.engine.facts import with_more_events
+
+    # after the base's own events, with the index built of these carried on (not built again)
+    return with_more_events(base, pl.DataFrame(rows))

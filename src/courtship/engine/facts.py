@@ -576,6 +576,88 @@ def event_rows(base: CustomerBase) -> pl.DataFrame:
     return rows
 
 
+def with_more_events(base: CustomerBase, more: pl.DataFrame) -> CustomerBase:
+    """``base`` with the events ``more`` after its own (the messages customers sent through
+    ``courtship serve``, a few against millions), typed as its own, and with what was built
+    of its loading-time index carried on rather than built again: the events numbered by
+    customer (:func:`event_rows`) redone for the customers of ``more`` alone, the referrals
+    kept (``more`` holds none), and the index's mark extended by a fingerprint of ``more``
+    (the aggregates carried from the last run are compared with it: ``courtship.engine.carry``).
+    """
+    schema = base.events.schema
+    more = more.with_columns(pl.col(n).cast(schema[n]) for n in more.columns if n in schema)
+    events = pl.concat([base.events, more], how="diagonal_relaxed")
+    grown = CustomerBase(base.customers, events)
+    kept = base.__dict__
+    for name in ("_file_mark", "_ids_checked"):  # of the customers alone
+        if name in kept:
+            grown.__dict__[name] = kept[name]
+
+    def built(name: str) -> Any:
+        found = kept.get(name)
+        if found is not None and found[0] is base.customers and found[1] is base.events:
+            return found[2]
+        return None
+
+    rows = built("_event_rows")
+    if rows is not None:
+        grown.__dict__["_event_rows"] = (base.customers, events, _with_rows_of(rows, more, base))
+    if not more.get_column("type").cast(pl.String()).eq("referral").any():
+        for name in ("_referral_rows", "_referral_graph"):
+            if (found := built(name)) is not None:
+                grown.__dict__[name] = (base.customers, events, found)
+    mark = built("_index_mark")
+    if mark is not None:
+        heard = more.select(pl.all().cast(pl.String())).hash_rows(seed=13)
+        fingerprint = int((heard * pl.int_range(1, heard.len() + 1, eager=True)).sum() or 0)
+        grown.__dict__["_index_mark"] = (
+            base.customers,
+            events,
+            f"{mark} and {more.height} more events ({fingerprint})",
+        )
+    return grown
+
+
+def _with_rows_of(rows: pl.DataFrame, more: pl.DataFrame, base: CustomerBase) -> pl.DataFrame:
+    """The events numbered by customer (``rows``, in customer order) with ``more`` among
+    them: the events of ``more``'s customers put in order again with theirs, everyone else's
+    kept where they are, as :func:`event_rows` of the whole would number them."""
+    _check_events(more, "events")
+    customers = base.customers.select(pl.col("customer_id").cast(pl.String())).with_row_index(ROW)
+    numbered = _numbered(_events(more, None), customers)
+    if not numbered.height:
+        return rows
+    heard = numbered.get_column(ROW).unique().sort()
+    if heard.len() > _HEARD_SLICED:  # many customers: filtered out, then merged back in
+        flags = pl.zeros(base.customers.height, pl.Boolean(), eager=True)
+        flags.scatter(heard, True)
+        theirs = pl.lit(flags).gather(pl.col(ROW))
+        redone = _in_customer_order(pl.concat([rows.filter(theirs), numbered]))
+        merged = rows.filter(~theirs).merge_sorted(redone, key=ROW)
+        return merged.with_columns(pl.col(ROW).set_sorted())
+    # Few: each one's events found by where their row begins and ends, the others' taken as
+    # the slices between them, and the whole put together in one copy.
+    numbers = rows.get_column(ROW)
+    begins = numbers.search_sorted(heard, side="left").to_list()
+    ends = numbers.search_sorted(heard, side="right").to_list()
+    theirs = [rows.slice(b, e - b) for b, e in zip(begins, ends, strict=True)]
+    redone = _in_customer_order(pl.concat([*theirs, numbered]))
+    starts = redone.get_column(ROW).search_sorted(heard, side="left").to_list()
+    pieces, kept_to = [], 0
+    for begin, end, start, stop in zip(begins, ends, starts, [*starts[1:], None], strict=True):
+        pieces += [
+            rows.slice(kept_to, begin - kept_to),
+            redone.slice(start, (stop or redone.height) - start),
+        ]
+        kept_to = end
+    pieces.append(rows.slice(kept_to))
+    return pl.concat(pieces, rechunk=True).with_columns(pl.col(ROW).set_sorted())
+
+
+#: Up to this many customers heard from, their events are put in by slices (see above).
+_HEARD_SLICED = 2_000
+
+
 def customer_file_mark(base: CustomerBase) -> int:
     """A number that changes when the customer ids or their order change: state saved by row
     number (``becomes`` streaks) is read by row number only from the same file."""
@@ -1116,11 +1198,13 @@ def referral_rows(base: CustomerBase) -> pl.DataFrame:
             _as_utc(pl.col("at"), events.schema["at"]).cast(UTC_DATETIME).dt.epoch("us"),
         )
         .filter(pl.col("friend_id").is_not_null(), pl.col("friend_id") != pl.col("customer_id"))
-        .join(customers.lazy(), on="customer_id")
+        # in the events' order, so friends outside the file are numbered the same every time
+        .join(customers.lazy(), on="customer_id", maintain_order="left")
         .join(
             customers.lazy().rename({"customer_id": "friend_id", ROW: "_friend_row"}),
             on="friend_id",
             how="left",
+            maintain_order="left",
         )
         .collect()
     )
