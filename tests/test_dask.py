@@ -37,9 +37,26 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def cluster():
-    """Two worker processes: every part and what the parts share crosses a process boundary."""
+    """Two worker processes: every part and what the parts share crosses a process boundary.
+    The commands reach it with ``--scheduler`` (``on``): starting a cluster of worker
+    processes for each command is what a command without one does, and one test does that."""
     with DaskExecutor(n_workers=2, processes=True, memory_limit="1GiB") as executor:
         yield executor
+
+
+def on(cluster: DaskExecutor) -> list[str]:
+    """The options that decide a command's moments in parts on ``cluster``."""
+    return ["--executor", "dask", "--scheduler", cluster.client.scheduler.address]
+
+
+@pytest.fixture(scope="module")
+def one_process_plan(tmp_path_factory) -> str:
+    """The bundled plan's JSON at ``AT``, decided in one process."""
+    project = bundled(tmp_path_factory.mktemp("one"))
+    one = runner.invoke(app, ["plan", "--at", AT, "-p", str(project), "-f", "json"])
+    assert one.exit_code == 0, one.output
+    assert json.loads(one.stdout)["sends"], "the bundled plan sends something"
+    return one.stdout
 
 
 def bundled(folder: Path, **files: str) -> Path:
@@ -60,15 +77,14 @@ def bundled(folder: Path, **files: str) -> Path:
     return folder
 
 
-def test_the_bundled_plan_is_the_same_from_one_process_and_through_dask(tmp_path):
+def test_the_bundled_plan_is_the_same_from_one_process_and_through_dask(tmp_path, one_process_plan):
+    """Without --scheduler: a cluster of worker processes started for the command."""
     project = bundled(tmp_path / "p")
-    one = runner.invoke(app, ["plan", "--at", AT, "-p", str(project), "-f", "json"])
     dask = runner.invoke(
         app, ["plan", "--at", AT, "-p", str(project), "-f", "json", "--executor", "dask"]
     )
-    assert one.exit_code == 0 and dask.exit_code == 0, dask.output
-    assert json.loads(one.stdout)["sends"], "the bundled plan sends something"
-    assert dask.stdout == one.stdout
+    assert dask.exit_code == 0, dask.output
+    assert dask.stdout == one_process_plan
     assert "peak memory" in dask.stderr and "tcp://" in dask.stderr
 
 
@@ -102,14 +118,14 @@ def _outbox(project: Path) -> dict[str, str]:
     return {f.name: f.read_text() for f in sorted(folder.glob("*"))} if folder.exists() else {}
 
 
-def test_runs_through_dask_record_and_deliver_what_one_process_does(tmp_path):
+def test_runs_through_dask_record_and_deliver_what_one_process_does(tmp_path, cluster):
     """Three moments in a row (the second resumes sequences and reads the saved streaks):
     the same state store rows and the same outbox, message for message."""
     one, dask = bundled(tmp_path / "one"), bundled(tmp_path / "dask")
     for at in (AT, "2026-11-24T09:00:00Z", "2026-11-26T12:00:00Z"):
         first = runner.invoke(app, ["run", "--at", at, "-p", str(one), "-q", "-f", "json"])
         second = runner.invoke(
-            app, ["run", "--at", at, "-p", str(dask), "-q", "-f", "json", "--executor", "dask"]
+            app, ["run", "--at", at, "-p", str(dask), "-q", "-f", "json", *on(cluster)]
         )
         assert first.exit_code == 0, first.output
         assert second.exit_code == 0, second.output
@@ -171,7 +187,9 @@ def test_friends_and_persona_peers_in_other_parts_get_the_whole_base_facts(clust
     assert not alone.equals(whole), "alone, a part would not know its customers' friends"
 
 
-def test_the_parts_read_the_customers_and_events_from_parquet_themselves(tmp_path):
+def test_the_parts_read_the_customers_and_events_from_parquet_themselves(
+    tmp_path, cluster, one_process_plan
+):
     loaded = load(ROOT, quiet=True)
     customers, events = tmp_path / "customers", tmp_path / "events"
     customers.mkdir()
@@ -186,14 +204,9 @@ def test_the_parts_read_the_customers_and_events_from_parquet_themselves(tmp_pat
     parts = partitions.parquet_parts(customers, events / "*.parquet")
     assert [p.size for p in parts] == [250, 250, 100]
 
-    one = runner.invoke(
-        app, ["plan", "--at", AT, "-p", str(bundled(tmp_path / "csv")), "-f", "json"]
-    )
-    dask = runner.invoke(
-        app, ["plan", "--at", AT, "-p", str(project), "-f", "json", "--executor", "dask"]
-    )
+    dask = runner.invoke(app, ["plan", "--at", AT, "-p", str(project), "-f", "json", *on(cluster)])
     assert dask.exit_code == 0, dask.output
-    assert dask.stdout == one.stdout
+    assert dask.stdout == one_process_plan
     assert "3 part(s), 600 customers" in dask.stderr
 
 
@@ -215,14 +228,13 @@ def test_an_unknown_executor_or_a_scheduler_without_dask_is_a_usage_error(tmp_pa
     assert alone.exit_code == 2 and "--scheduler needs --executor dask" in alone.stderr
 
 
-def test_a_scheduler_address_connects_a_client_to_that_cluster(tmp_path, cluster):
+def test_a_scheduler_address_connects_a_client_to_that_cluster(tmp_path, cluster, one_process_plan):
     address = cluster.client.scheduler.address
     project = bundled(tmp_path / "p")
-    one = runner.invoke(app, ["plan", "--at", AT, "-p", str(project), "-f", "json"])
     args = ["plan", "--at", AT, "-p", str(project), "-f", "json", "--executor", "dask"]
     dask = runner.invoke(app, [*args, "--scheduler", address])
     assert dask.exit_code == 0, dask.output
-    assert dask.stdout == one.stdout
+    assert dask.stdout == one_process_plan
     assert all(worker in dask.stderr for worker in cluster.workers)
 
 
@@ -285,14 +297,12 @@ def learning(tmp_path_factory):
 
 
 def test_playbooks_reading_churn_risk_and_learned_preferences_plan_the_same_through_dask(
-    learning,
+    learning, cluster
 ):
     loaded = load(learning, quiet=True)
     assert loaded.engine.churns and loaded.engine.prefers
     one = runner.invoke(app, ["plan", "--at", AT, "-p", str(learning), "-f", "json"])
-    dask = runner.invoke(
-        app, ["plan", "--at", AT, "-p", str(learning), "-f", "json", "--executor", "dask"]
-    )
+    dask = runner.invoke(app, ["plan", "--at", AT, "-p", str(learning), "-f", "json", *on(cluster)])
     assert one.exit_code == 0 and dask.exit_code == 0, dask.output
     assert dask.stdout == one.stdout
     plan = json.loads(one.stdout)
@@ -387,30 +397,29 @@ def _paired(tmp_path: Path) -> tuple[Path, Path]:
     return customers, events
 
 
-def test_event_files_named_as_the_customer_files_are_read_by_their_part_only(tmp_path):
+def test_event_files_named_as_the_customer_files_are_read_by_their_part_only(
+    tmp_path, cluster, one_process_plan
+):
     customers, events = _paired(tmp_path)
     parts = partitions.parquet_parts(customers, events)
     assert [p.event_files for p in parts] == [
         (str(events / f"part-{n}.parquet"),) for n in range(3)
     ]
     project = bundled(tmp_path / "p", customers=str(customers), events=str(events))
-    one = runner.invoke(
-        app, ["plan", "--at", AT, "-p", str(bundled(tmp_path / "csv")), "-f", "json"]
-    )
-    dask = runner.invoke(
-        app, ["plan", "--at", AT, "-p", str(project), "-f", "json", "--executor", "dask"]
-    )
+    dask = runner.invoke(app, ["plan", "--at", AT, "-p", str(project), "-f", "json", *on(cluster)])
     assert dask.exit_code == 0, dask.output
-    assert dask.stdout == one.stdout
+    assert dask.stdout == one_process_plan
 
 
-def test_an_event_of_another_parts_customer_in_a_paired_file_is_an_error_naming_it(tmp_path):
+def test_an_event_of_another_parts_customer_in_a_paired_file_is_an_error_naming_it(
+    tmp_path, cluster
+):
     customers, events = _paired(tmp_path)
     first = pl.read_parquet(events / "part-0.parquet")
     stray = pl.read_parquet(events / "part-1.parquet").head(1)
     pl.concat([first, stray]).write_parquet(events / "part-0.parquet")
     project = bundled(tmp_path / "p", customers=str(customers), events=str(events))
-    result = runner.invoke(app, ["plan", "--at", AT, "-p", str(project), "--executor", "dask"])
+    result = runner.invoke(app, ["plan", "--at", AT, "-p", str(project), *on(cluster)])
     assert result.exit_code == 1, result.output
     who = stray.get_column("customer_id")[0]
     assert "part-0.parquet" in result.stderr and who in result.stderr
@@ -418,7 +427,7 @@ def test_an_event_of_another_parts_customer_in_a_paired_file_is_an_error_naming_
     assert "Traceback" not in result.output
 
 
-def test_a_customer_in_two_customer_files_is_an_error_naming_both(tmp_path):
+def test_a_customer_in_two_customer_files_is_an_error_naming_both(tmp_path, cluster):
     customers, _ = _paired(tmp_path)
     first = pl.read_parquet(customers / "part-0.parquet")
     again = pl.read_parquet(customers / "part-2.parquet").head(1)
@@ -431,7 +440,7 @@ def test_a_customer_in_two_customer_files_is_an_error_naming_both(tmp_path):
             if not line.startswith("events:")
         )
     )
-    result = runner.invoke(app, ["plan", "--at", AT, "-p", str(project), "--executor", "dask"])
+    result = runner.invoke(app, ["plan", "--at", AT, "-p", str(project), *on(cluster)])
     assert result.exit_code == 2, result.output
     who = again.get_column("customer_id")[0]
     assert f"customer {who} is in" in result.stderr
@@ -439,14 +448,12 @@ def test_a_customer_in_two_customer_files_is_an_error_naming_both(tmp_path):
     assert "customer ids must be unique" in result.stderr
 
 
-def test_simulate_through_dask_gives_the_same_summary(tmp_path):
+def test_simulate_through_dask_gives_the_same_summary(tmp_path, cluster):
     project = bundled(tmp_path / "p")
     args = ["simulate", "--from", AT, "--to", "2026-11-25T15:00:00Z", "-p", str(project)]
     args += ["-q", "-f", "json"]
     one = runner.invoke(app, [*args, "--report", str(tmp_path / "one.html")])
-    dask = runner.invoke(
-        app, [*args, "--report", str(tmp_path / "dask.html"), "--executor", "dask"]
-    )
+    dask = runner.invoke(app, [*args, "--report", str(tmp_path / "dask.html"), *on(cluster)])
     assert one.exit_code == 0 and dask.exit_code == 0, dask.output
     assert json.loads(one.stdout), "a summary of the simulated moments"
     assert dask.stdout == one.stdout
