@@ -308,23 +308,17 @@ def test_every_table_reads_back_as_from_sqlite(tmp_path, postgres_url):
     assert seen[0]["held"] == 1
 
 
-@pytest.fixture(scope="module")
-def bundled(tmp_path_factory):
-    """The bundled project twice: on a SQLite file, and on a schema of the PostgreSQL server."""
-    url, handle = postgres_schema()
-    roots = {}
-    for kind, state in (("sqlite", "state: state.sqlite"), ("postgres", f"state: '{url}'")):
-        folder = tmp_path_factory.mktemp(kind)
-        (folder / "courtship.yaml").write_text(
-            (ROOT / "courtship.yaml")
-            .read_text()
-            .replace("playbooks: playbooks", f"playbooks: {ROOT / 'playbooks'}")
-            .replace("examples/", f"{ROOT / 'examples'}/")
-            .replace("state: .courtship/state.sqlite", state)
-        )
-        roots[kind] = folder
-    yield roots
-    drop_schema(handle)
+def _bundled_project(folder: Path, state: str) -> Path:
+    """The bundled project in ``folder``, its state store at ``state`` (a project file line)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "courtship.yaml").write_text(
+        (ROOT / "courtship.yaml")
+        .read_text()
+        .replace("playbooks: playbooks", f"playbooks: {ROOT / 'playbooks'}")
+        .replace("examples/", f"{ROOT / 'examples'}/")
+        .replace("state: .courtship/state.sqlite", state)
+    )
+    return folder
 
 
 def _plan_and_record(root: Path, on_postgres: bool, *how: str) -> tuple[dict, list[dict]]:
@@ -344,45 +338,48 @@ def _plan_and_record(root: Path, on_postgres: bool, *how: str) -> tuple[dict, li
     return json.loads(plan.stdout), recorded
 
 
-def test_the_bundled_plan_is_the_same_from_sqlite_and_from_postgres(bundled):
+@pytest.fixture(scope="module")
+def on_sqlite(tmp_path_factory) -> tuple[dict, list[dict]]:
+    """``_plan_and_record`` of the bundled project on a SQLite file, in one process."""
+    root = _bundled_project(tmp_path_factory.mktemp("sqlite"), "state: state.sqlite")
+    plan, recorded = _plan_and_record(root, False)
+    assert plan["sends"], "the bundled plan sends something at the README's moment"
+    assert len(recorded) > len(plan["sends"])
+    return plan, recorded
+
+
+def test_the_bundled_plan_is_the_same_from_sqlite_and_from_postgres(tmp_path, on_sqlite):
     """A run the day before on each store, then the plan at the README's moment, and the
     decisions a run of it records: identical, to the order."""
-    plans, recorded = {}, {}
-    for kind, root in bundled.items():
-        plans[kind], recorded[kind] = _plan_and_record(root, kind == "postgres")
-    assert plans["sqlite"]["sends"], "the bundled plan sends something at the README's moment"
-    assert plans["sqlite"] == plans["postgres"]
-    assert len(recorded["sqlite"]) > len(plans["sqlite"]["sends"])
-    assert recorded["sqlite"] == recorded["postgres"]
+    url, handle = postgres_schema()
+    try:
+        root = _bundled_project(tmp_path / "postgres", f"state: '{url}'")
+        on_postgres = _plan_and_record(root, True)
+    finally:
+        drop_schema(handle)
+    assert on_postgres[0] == on_sqlite[0]
+    assert on_postgres[1] == on_sqlite[1]
 
 
 def test_the_bundled_plan_is_the_same_from_sqlite_in_one_process_and_postgres_through_dask(
-    tmp_path,
+    tmp_path, on_sqlite
 ):
     """The issue's end: SQLite in one process, PostgreSQL with the moment decided in parts on a
-    Dask cluster (a LocalCluster): the same plan and the same recorded decisions."""
+    Dask cluster (a LocalCluster of worker processes, which the commands reach with
+    --scheduler): the same plan and the same recorded decisions."""
     pytest.importorskip("distributed", reason="Dask is the `dask` extra")
+    from courtship.executors.dask import DaskExecutor
+
     url, handle = postgres_schema()
     try:
-        roots = {}
-        for kind, state in (("sqlite", "state: state.sqlite"), ("postgres", f"state: '{url}'")):
-            folder = tmp_path / kind
-            folder.mkdir()
-            (folder / "courtship.yaml").write_text(
-                (ROOT / "courtship.yaml")
-                .read_text()
-                .replace("playbooks: playbooks", f"playbooks: {ROOT / 'playbooks'}")
-                .replace("examples/", f"{ROOT / 'examples'}/")
-                .replace("state: .courtship/state.sqlite", state)
-            )
-            roots[kind] = folder
-        alone = _plan_and_record(roots["sqlite"], False)
-        on_dask = _plan_and_record(roots["postgres"], True, "--executor", "dask")
+        root = _bundled_project(tmp_path / "postgres", f"state: '{url}'")
+        with DaskExecutor(n_workers=2, processes=True, memory_limit="1GiB") as cluster:
+            address = cluster.client.scheduler.address
+            on_dask = _plan_and_record(root, True, "--executor", "dask", "--scheduler", address)
     finally:
         drop_schema(handle)
-    assert alone[0]["sends"]
-    assert alone[0] == on_dask[0]
-    assert alone[1] == on_dask[1]
+    assert on_dask[0] == on_sqlite[0]
+    assert on_dask[1] == on_sqlite[1]
 
 
 def _url_of(root: Path) -> str:
