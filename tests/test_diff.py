@@ -138,7 +138,9 @@ def test_usage_errors(bundled, args, message):
 def test_a_period_simulates_both_sides_and_shows_what_else_the_change_moves(bundled):
     daily_digest(bundled)
     args = [str(bundled / "old"), str(bundled / "playbooks")]
-    period = ["--from", AT, "--to", "2026-12-07T15:00:00Z"]
+    # a week and a day: a Thursday of the weekly digest, and a digest every day using up the
+    # cadence of keep-in-touch's customers
+    period = ["--from", AT, "--to", "2026-11-30T15:00:00Z"]
     change = json.loads(diff(bundled, *args, *period, "-f", "json").stdout)
     assert change["period"] is True and change["at"].endswith("every 1d")
     kinds = {e["playbook"]: e for e in change["playbooks"]}
