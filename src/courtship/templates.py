@@ -21,7 +21,7 @@ from courtship.findings import Finding, Severity
 from courtship.yamlload import load_text
 
 if TYPE_CHECKING:  # Jinja is imported by the first template read or rendered, not before
-    from jinja2 import Template, nodes
+    from jinja2 import Template, TemplateAssertionError, nodes
 
     from courtship.sandbox import LimitedEnvironment
 
@@ -106,6 +106,29 @@ def _finding(
     severity: Severity = Severity.ERROR,
 ) -> None:
     tpl.findings.append(Finding(tpl.display, line, 1, severity, rule, message, hint))
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed(
+    env: LimitedEnvironment, source: str
+) -> tuple[nodes.Template, dict[str, int] | TemplateAssertionError]:
+    """``source`` parsed in ``env``: its tree, and the names it reads (``_used_names``) or why
+    they cannot be told (an unknown filter or test). A command validates each template it
+    uses, then compiles it to render it: the text is parsed once a process (what is kept is
+    never to be changed). A text that cannot be parsed raises, and nothing is kept."""
+    from jinja2 import TemplateAssertionError
+
+    tree = env.parse(source)
+    try:
+        return tree, _used_names(tree)
+    except TemplateAssertionError as error:
+        return tree, error
+
+
+@functools.lru_cache(maxsize=512)
+def _template(env: LimitedEnvironment, source: str) -> Template:
+    """``source`` compiled in ``env`` from its parsed tree, once a process."""
+    return env.from_string(_parsed(env, source)[0])
 
 
 def _used_names(ast: nodes.Template) -> dict[str, int]:
@@ -210,7 +233,7 @@ def template_from_bytes(path: Path, display: str, raw: bytes) -> TemplateFile:
     for name, source, first_line in sources:
         tpl.lines[name] = first_line
         try:
-            ast = environment().parse(source)
+            ast, used = _parsed(environment(), source)
         except TemplateSyntaxError as error:
             line = first_line + (error.lineno or 1) - 1
             _finding(
@@ -231,14 +254,12 @@ def template_from_bytes(path: Path, display: str, raw: bytes) -> TemplateFile:
             )
             continue
         tpl.trees[name] = ast
-        try:
-            used = _used_names(ast)
-        except TemplateAssertionError as error:  # an unknown filter or test
+        if isinstance(used, TemplateAssertionError):  # an unknown filter or test
             _finding(
                 tpl,
-                first_line + (error.lineno or 1) - 1,
+                first_line + (used.lineno or 1) - 1,
                 "template-syntax",
-                f"{name}: {(error.message or '').rstrip('.')}",
+                f"{name}: {(used.message or '').rstrip('.')}",
                 "use a Jinja filter, or one a plugin adds (see `courtship plugins`)",
             )
             continue
@@ -438,8 +459,8 @@ def compile_file(tpl: TemplateFile) -> Compiled | TemplateFailure:
     try:
         return Compiled(
             tpl,
-            env.from_string(tpl.trees.get("body") or tpl.body),
-            env.from_string(tpl.trees.get("subject") or str(subject)) if subject else None,
+            _template(env, tpl.body),
+            _template(env, str(subject)) if subject else None,
         )
     except Exception as error:  # nested beyond what compiling can follow, say
         return _failure(tpl.display, tpl.body_line, error)
