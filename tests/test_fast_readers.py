@@ -62,6 +62,11 @@ def test_the_one_pass_events_are_the_careful_ones(tmp_path, monkeypatch, name, t
     assert_frame_equal(fast, reader(path))
 
 
+def test_the_spaces_the_readers_look_for_are_every_character_python_says_is_one():
+    spaces = tuple(chr(code) for code in range(0x110000) if chr(code).isspace())
+    assert spaces == sources._SPACES
+
+
 def test_the_example_files_read_the_same_both_ways(monkeypatch):
     events = read_events_jsonl(ROOT / "examples" / "events.jsonl")
     customers = read_customers_csv(ROOT / "examples" / "customers.csv")

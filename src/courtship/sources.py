@@ -1481,8 +1481,14 @@ _FIXED_AT_FORMATS: tuple[str, ...] = (
 _AT_SAMPLE = 1000
 #: A text cell ``_blank_to_null`` would change: empty, or with space at either end.
 _UNTRIMMED = r"^$|^\s|\s$"
-#: Every character that is space (Python's idea of it holds Unicode's, which polars trims).
-_SPACES: tuple[str, ...] = tuple(chr(code) for code in range(0x110000) if chr(code).isspace())
+#: Every character that is space (Python's idea of it holds Unicode's, which polars trims):
+#: those ``str.isspace`` says are (tests/test_fast_readers.py checks), written out, for going
+#: over every code point took 50 ms of each command's start.
+_SPACES: tuple[str, ...] = (
+    *"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680",
+    *"\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a",
+    *"\u2028\u2029\u202f\u205f\u3000",
+)
 #: Where the readers mark, in one pass, the rows with a cell that may need trimming.
 _MAYBE_UNTRIMMED = "_row_maybe_untrimmed"
 #: Where the customer reader marks the rows whose ``tags`` ``_sorted_tags`` reads carefully.
