@@ -88,16 +88,26 @@ def test_the_bundled_plan_is_the_same_from_one_process_and_through_dask(tmp_path
     assert "peak memory" in dask.stderr and "tcp://" in dask.stderr
 
 
-@pytest.mark.parametrize("parts", [2, 3, 7])
-def test_any_number_of_parts_gives_the_same_plan(cluster, parts):
-    loaded = load(ROOT, quiet=True)
+def whole_plan(project: Path) -> tuple[str, list[object]]:
+    """The plan of ``project`` at ``NOW`` decided in one process: its JSON, its notifications."""
+    loaded = load(project, quiet=True)
     whole = loaded.engine.plan(loaded.base, NOW, StateStore(None))
+    return render_json(whole), whole.notifications
+
+
+@pytest.fixture(scope="module")
+def bundled_whole() -> tuple[str, list[object]]:
+    return whole_plan(ROOT)
+
+
+@pytest.mark.parametrize("parts", [2, 3, 7])
+def test_any_number_of_parts_gives_the_same_plan(cluster, bundled_whole, parts):
+    loaded = load(ROOT, quiet=True)
     plan = partitions.decide(
         loaded.engine, partitions.split(loaded.base, parts), NOW, StateStore(None), cluster
     )
     loaded.engine.render(plan)
-    assert render_json(plan) == render_json(whole)
-    assert plan.notifications == whole.notifications
+    assert (render_json(plan), plan.notifications) == bundled_whole
 
 
 def _state_rows(project: Path) -> dict[str, list[tuple[object, ...]]]:
@@ -325,16 +335,21 @@ def test_playbooks_reading_churn_risk_and_learned_preferences_plan_the_same_thro
     assert any(m["status"] == "deferred" for m in messages), "a message waits for best_hour"
 
 
+@pytest.fixture(scope="module")
+def learning_whole(learning) -> tuple[str, list[object]]:
+    return whole_plan(learning)
+
+
 @pytest.mark.parametrize("parts", [2, 3])
-def test_the_learned_facts_plan_is_the_same_in_any_number_of_parts(cluster, learning, parts):
+def test_the_learned_facts_plan_is_the_same_in_any_number_of_parts(
+    cluster, learning, learning_whole, parts
+):
     loaded = load(learning, quiet=True)
-    whole = loaded.engine.plan(loaded.base, NOW, StateStore(None))
     plan = partitions.decide(
         loaded.engine, partitions.split(loaded.base, parts), NOW, StateStore(None), cluster
     )
     loaded.engine.render(plan)
-    assert render_json(plan) == render_json(whole)
-    assert plan.notifications == whole.notifications
+    assert (render_json(plan), plan.notifications) == learning_whole
 
 
 @pytest.mark.parametrize("parts", [2, 3])
