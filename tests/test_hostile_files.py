@@ -26,12 +26,17 @@ AT = "2026-11-23T15:00:00Z"
 runner = CliRunner()
 
 
+def bundled(folder: Path) -> Path:
+    """The bundled project copied into ``folder``."""
+    shutil.copytree(ROOT / "playbooks", folder / "playbooks")
+    shutil.copytree(ROOT / "examples", folder / "examples")
+    shutil.copy(ROOT / "courtship.yaml", folder / "courtship.yaml")
+    return folder
+
+
 @pytest.fixture
 def project(tmp_path):
-    shutil.copytree(ROOT / "playbooks", tmp_path / "playbooks")
-    shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    shutil.copy(ROOT / "courtship.yaml", tmp_path / "courtship.yaml")
-    return tmp_path
+    return bundled(tmp_path)
 
 
 def invoke(project: Path, *args: str):
@@ -217,15 +222,24 @@ def decided(project: Path) -> set[tuple[str, str, str]]:
         return set(db.execute("SELECT key, customer_id, playbook FROM sends"))
 
 
+#: The moment after ``AT`` the streak files are read at.
+LATER = "2026-11-25T15:00:00Z"
+
+
+@pytest.fixture(scope="module")
+def intact(tmp_path_factory) -> tuple[set[tuple[str, str, str]], list[str]]:
+    """Runs at ``AT`` and ``LATER`` with the streak files intact: the sends they decide, and
+    the streak files kept."""
+    root = bundled(tmp_path_factory.mktemp("intact"))
+    for at in (AT, LATER):
+        assert invoke(root, "run", "--at", at, "-q").exit_code == 0
+    return decided(root), sorted(p.name for p in (root / ".courtship" / "streaks").iterdir())
+
+
 @pytest.mark.parametrize("damage", ["random", "truncated", "other-parquet"])
-def test_a_damaged_streak_file_is_rebuilt_from_the_data_without_a_double(
-    project, tmp_path_factory, damage
-):
+def test_a_damaged_streak_file_is_rebuilt_from_the_data_without_a_double(project, intact, damage):
     """The streaks of becomes playbooks are a cache: the same decisions come without them."""
-    intact = tmp_path_factory.mktemp("intact")
-    shutil.copytree(project, intact, dirs_exist_ok=True)
-    for root in (project, intact):
-        assert invoke(root, "run", "--at", AT, "-q").exit_code == 0
+    assert invoke(project, "run", "--at", AT, "-q").exit_code == 0
     streaks = sorted((project / ".courtship" / "streaks").glob("*.parquet"))
     assert len(streaks) >= 5
     for file in streaks:
@@ -235,12 +249,9 @@ def test_a_damaged_streak_file_is_rebuilt_from_the_data_without_a_double(
             file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
         else:
             pl.DataFrame({"something": [1, 2]}).write_parquet(file)
-    later = "2026-11-25T15:00:00Z"
-    for root in (project, intact):
-        assert invoke(root, "run", "--at", later, "-q").exit_code == 0
-    assert decided(project) == decided(intact)
+    assert invoke(project, "run", "--at", LATER, "-q").exit_code == 0
     kept = sorted(p.name for p in (project / ".courtship" / "streaks").iterdir())
-    assert kept == sorted(p.name for p in (intact / ".courtship" / "streaks").iterdir())
+    assert (decided(project), kept) == intact
 
 
 # ── a full disk while delivering ────────────────────────────────────────
@@ -335,20 +346,24 @@ def outbox_keys(folder: Path) -> list[str]:
     return sorted(json.loads(p.read_text())["key"] for p in folder.glob("*.json"))
 
 
+@pytest.fixture(scope="module")
+def roomy(tmp_path_factory) -> list[str]:
+    """The keys of the messages a run at ``AT`` delivers on a roomy disk."""
+    root = bundled(tmp_path_factory.mktemp("roomy"))
+    assert invoke(root, "run", "--at", AT, "-q").exit_code == 0
+    return outbox_keys(root / ".courtship" / "outbox")
+
+
 @pytest.mark.parametrize(
     ("leave", "state_on_it"),
     [(8_192, True), (100_000, True), (200_000, True), (260_000, True), (12_000, False)],
 )
 def test_a_full_disk_while_delivering_is_a_clear_error_and_the_next_run_resumes(
-    project, small_disk, tmp_path_factory, leave, state_on_it
+    project, small_disk, roomy, leave, state_on_it
 ):
     """The state store and the outbox on a small real disk, filled to ``leave`` bytes: the run
     stops with a clear error, and once space is freed the next run delivers the rest, each
     message once, as a run on a roomy disk does."""
-    roomy = tmp_path_factory.mktemp("roomy")
-    shutil.copytree(project, roomy, dirs_exist_ok=True)
-    assert invoke(roomy, "run", "--at", AT, "-q").exit_code == 0
-    expected = outbox_keys(roomy / ".courtship" / "outbox")
     store = small_disk / "state.sqlite" if state_on_it else project / "state.sqlite"
     edit(
         project / "courtship.yaml",
@@ -363,7 +378,7 @@ def test_a_full_disk_while_delivering_is_a_clear_error_and_the_next_run_resumes(
     assert "; free space and run again" in result.output
     filler.unlink()
     assert invoke(project, "run", "--at", AT, "-q").exit_code == 0
-    assert outbox_keys(small_disk / "outbox") == expected
+    assert outbox_keys(small_disk / "outbox") == roomy
     with sqlite3.connect(store) as db:
         assert set(db.execute("SELECT status FROM sends")) == {("delivered",)}
 
