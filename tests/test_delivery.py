@@ -334,10 +334,12 @@ def test_secrets_in_the_project_file_are_refused(tmp_path, smtp, twilio):
 
 @pytest.mark.parametrize("later", [AT, "2026-11-23T15:05:00Z"], ids=["same", "overlapping"])
 def test_runs_started_together_deliver_each_message_once(tmp_path, smtp, twilio, later):
-    """Ten trials of two `courtship run` processes started at the same instant on one state
+    """Five trials of two `courtship run` processes started at the same instant on one state
     store (a cron job overlapping a manual run): the second waits for the first, then finds
-    its moment recorded and everything delivered. Zero doubles at the peer."""
-    for trial in range(10):
+    its moment recorded and everything delivered. Zero doubles at the peer. (Both run the same
+    code from the same instant up to the claim of the store: a claim that let both decide
+    would double in most trials, not in a rare one.)"""
+    for trial in range(5):
         root = project(tmp_path / f"trial-{trial}", smtp[1], twilio[1], people(6))
         before = len(smtp[0].keys)
         first, second = spawn(root, AT), spawn(root, later)
