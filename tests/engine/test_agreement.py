@@ -24,6 +24,7 @@ Budget: COURTSHIP_PROPERTY_SCALE=50 pytest tests/engine/test_agreement.py for a 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import math
 import os
@@ -198,23 +199,50 @@ def _on(day: dt.date, year: int) -> dt.date:
     return day.replace(year=year, day=28) if (day.month, day.day) == (2, 29) else day.replace(year)
 
 
+# A base draws hundreds of values: each strategy is made once for what it depends on (the
+# moment, the ids), not again for every value, for a new strategy is checked again when it is
+# first drawn from, which took longer than the drawing.
+
+
+@functools.cache
+def sampled(values: tuple[Any, ...]) -> st.SearchStrategy[Any]:
+    """``st.sampled_from(values)``, made once for each ``values``."""
+    return st.sampled_from(values)
+
+
 @st.composite
 def dates_near(draw: st.DrawFn, now: dt.datetime, days: int) -> dt.date:
     return now.date() + dt.timedelta(days=draw(st.integers(-days, days)))
 
 
+BIRTH_YEARS = st.sampled_from((1900, 1988, 1992, 2000, 2010, 2028))
+
+
+@functools.lru_cache(maxsize=64)
+def _birthdays(now: dt.datetime, year: int) -> st.SearchStrategy[dt.date | None]:
+    return st.one_of(
+        st.none(),
+        st.dates(dt.date(1900, 1, 1), dt.date(2030, 12, 31)),
+        st.sampled_from((dt.date(1992, 2, 29), dt.date(2000, 2, 29), dt.date(2028, 2, 29))),
+        dates_near(now, 3).map(lambda day: _on(day, year)),
+        dates_near(now, 3),  # born this week
+    )
+
+
 @st.composite
 def birthdays(draw: st.DrawFn, now: dt.datetime) -> dt.date | None:
-    year = draw(st.sampled_from((1900, 1988, 1992, 2000, 2010, 2028)))
-    return draw(
-        st.one_of(
-            st.none(),
-            st.dates(dt.date(1900, 1, 1), dt.date(2030, 12, 31)),
-            st.sampled_from((dt.date(1992, 2, 29), dt.date(2000, 2, 29), dt.date(2028, 2, 29))),
-            dates_near(now, 3).map(lambda day: _on(day, year)),
-            dates_near(now, 3),  # born this week
-        )
-    )
+    return draw(_birthdays(now, draw(BIRTH_YEARS)))
+
+
+TAG_SETS = st.none() | st.sets(st.sampled_from(TAGS), min_size=1).map(sorted)
+CADENCES = st.none() | st.integers(0, 30)
+
+
+@functools.lru_cache(maxsize=16)
+def _of_the_moment(now: dt.datetime) -> tuple[st.SearchStrategy[Any], ...]:
+    """What a customer's time zone, birthday and signup are drawn from at ``now``."""
+    zones = likely(changing_zones(now), st.sampled_from(ZONES))
+    return zones, birthdays(now), st.none() | dates_near(now, 800) | dates_near(now, 3)
 
 
 def changing_zones(now: dt.datetime) -> list[str]:
@@ -229,10 +257,11 @@ def changing_zones(now: dt.datetime) -> list[str]:
 
 @st.composite
 def customer_records(draw: st.DrawFn, cid: str, now: dt.datetime) -> dict[str, Any]:
-    def maybe(values: Any) -> Any:
-        return draw(st.sampled_from((None, *values)))
+    def maybe(values: tuple[Any, ...]) -> Any:
+        return draw(sampled((None, *values)))
 
-    tags = draw(st.none() | st.sets(st.sampled_from(TAGS), min_size=1).map(sorted))
+    zones, birthday, signup = _of_the_moment(now)
+    tags = draw(TAG_SETS)
     return {
         "customer_id": cid,
         "first_name": maybe(("Maya", "Ben")),
@@ -240,16 +269,16 @@ def customer_records(draw: st.DrawFn, cid: str, now: dt.datetime) -> dict[str, A
         "email": maybe((f"{cid}@example.org",)),
         "phone": None,
         "instagram_id": None,
-        "timezone": draw(likely(changing_zones(now), st.sampled_from(ZONES))),
+        "timezone": draw(zones),
         "language": None,
         "city": maybe(("Leeds",)),
         "persona": maybe(("yogi", "runner")),
-        "birthday": draw(birthdays(now)),
-        "signup_date": draw(st.none() | dates_near(now, 800) | dates_near(now, 3)),
+        "birthday": draw(birthday),
+        "signup_date": draw(signup),
         "stage": maybe(STAGES),
         "tags": tags,
         "preferred_channel": maybe(("email", "sms", "instagram")),
-        "cadence_days": draw(st.none() | st.integers(0, 30)),
+        "cadence_days": draw(CADENCES),
         "tone": maybe(("buddy", "salesy", "direct")),
         "consent_email": maybe((True, False)),
         "consent_sms": maybe((True, False)),
@@ -257,30 +286,39 @@ def customer_records(draw: st.DrawFn, cid: str, now: dt.datetime) -> dict[str, A
     }
 
 
+EVENT_KINDS = st.sampled_from((*EVENT_TYPES, "order", "inbound_message", "referral"))
+# Half-hour steps back from now: ties, exact window edges; mostly in the last three days,
+# some up to two years back, some after now.
+WHEN = st.sampled_from(("hours", "days", "days", "years", "future", "edges", "edges"))
+STEPS_BACK = {
+    "hours": st.integers(0, 8),
+    "days": st.integers(0, 150),
+    "years": st.integers(150, 35_040),
+    "future": st.integers(-96, -1),
+    # Exactly now, 30 and 90 days back (the windows of messages_sent_30d and orders_last_90d).
+    "edges": st.sampled_from((0, 30 * 48, 90 * 48)),
+}
+JITTERS = st.sampled_from(JITTER)
+AMOUNTS = st.none() | st.sampled_from((10.0, 12.5, 40.0)) | st.floats(0, 500, allow_nan=False)
+ITEMS = st.none() | st.integers(1, 4)
+
+
 @st.composite
 def event_records(draw: st.DrawFn, ids: list[str], now: dt.datetime) -> dict[str, Any]:
-    kind = draw(st.sampled_from((*EVENT_TYPES, "order", "inbound_message", "referral")))
-    # Half-hour steps back from now: ties, exact window edges; mostly in the last three days,
-    # some up to two years back, some after now.
-    when = draw(st.sampled_from(("hours", "days", "days", "years", "future", "edges", "edges")))
-    span = {"hours": (0, 8), "days": (0, 150), "years": (150, 35_040), "future": (-96, -1)}
-    # Exactly now, 30 and 90 days back (the windows of messages_sent_30d and orders_last_90d).
-    edges = st.sampled_from((0, 30 * 48, 90 * 48))
-    steps = draw(edges if when == "edges" else st.integers(*span[when]))
+    kind = draw(EVENT_KINDS)
+    steps = draw(STEPS_BACK[draw(WHEN)])
     event: dict[str, Any] = {
-        "customer_id": draw(st.sampled_from((*ids, "zz"))),
+        "customer_id": draw(sampled((*ids, "zz"))),
         "type": kind,
-        "at": now - steps * HALF_HOUR + draw(st.sampled_from(JITTER)),
-        "channel": draw(st.sampled_from((None, *CHANNELS_OF.get(kind, CHANNELS)))),
+        "at": now - steps * HALF_HOUR + draw(JITTERS),
+        "channel": draw(sampled((None, *CHANNELS_OF.get(kind, CHANNELS)))),
     }
     if kind == "order":
-        event["amount"] = draw(
-            st.none() | st.sampled_from((10.0, 12.5, 40.0)) | st.floats(0, 500, allow_nan=False)
-        )
-        event["coupon"] = draw(st.sampled_from((None, *COUPONS)))
-        event["items"] = draw(st.none() | st.integers(1, 4))
+        event["amount"] = draw(AMOUNTS)
+        event["coupon"] = draw(sampled((None, *COUPONS)))
+        event["items"] = draw(ITEMS)
     if kind == "referral":
-        event["friend_id"] = draw(st.sampled_from((None, *ids, "x-99", "x-98")))
+        event["friend_id"] = draw(sampled((None, *ids, "x-99", "x-98")))
     return event
 
 
