@@ -69,8 +69,6 @@ class TemplateFile:
     variables: dict[str, int] = field(default_factory=dict)  # name → first line it is used on
     lines: dict[str, int] = field(default_factory=dict)  # body / front-matter key → first line
     findings: list[Finding] = field(default_factory=list)
-    #: each source's tree as reading it parsed it, so compiling does not parse it again
-    trees: dict[str, nodes.Template] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -233,7 +231,7 @@ def template_from_bytes(path: Path, display: str, raw: bytes) -> TemplateFile:
     for name, source, first_line in sources:
         tpl.lines[name] = first_line
         try:
-            ast, used = _parsed(environment(), source)
+            used = _parsed(environment(), source)[1]
         except TemplateSyntaxError as error:
             line = first_line + (error.lineno or 1) - 1
             _finding(
@@ -253,7 +251,6 @@ def template_from_bytes(path: Path, display: str, raw: bytes) -> TemplateFile:
                 "simplify the expression: brackets nested hundreds deep are a mistake",
             )
             continue
-        tpl.trees[name] = ast
         if isinstance(used, TemplateAssertionError):  # an unknown filter or test
             _finding(
                 tpl,
