@@ -151,7 +151,7 @@ def test_messages_heard_through_serve_are_carried_on_as_events_are(tmp_path):
         one, other = run(carried, moment), run(whole, moment, carry=False)
         assert decided(one) == decided(other), f"at {moment}"
     # the heard messages are events of their customers, numbered as a whole base would be
-    engine, project = engine_of(carried)
+    _, project = engine_of(carried)
     base = read_base(project, installed(), dry_run=True)
     state = StateStore(carried / ".courtship" / "state.sqlite")
     try:

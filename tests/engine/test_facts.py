@@ -576,8 +576,8 @@ def test_events_heard_later_are_numbered_as_a_whole_numbering_would(sliced, monk
     what was heard, and only with that."""
     from polars.testing import assert_frame_equal
 
-    from courtship.engine.carry import index_mark
     from courtship.engine import facts as engine_facts
+    from courtship.engine.carry import index_mark
     from courtship.engine.facts import event_rows, referral_rows, with_more_events
 
     if not sliced:  # as many customers heard from as the slices are taken for
