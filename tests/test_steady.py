@@ -44,15 +44,16 @@ def engine_of(folder: Path) -> tuple[Engine, object]:
     return Engine(report.valid_playbooks, project, catalogue), project
 
 
-def run(folder: Path, moment: dt.datetime, *, carry: bool = True):
-    """One run at ``moment`` on the project's state store: the plan, recorded."""
+def run(folder: Path, moment: dt.datetime, *, carry: bool = True, trace: str | None = None):
+    """One run at ``moment`` on the project's state store: the plan, recorded (with the facts
+    of customer ``trace``)."""
     engine, project = engine_of(folder)
     base = read_base(project, installed(), dry_run=False)
     state = StateStore(folder / ".courtship" / "state.sqlite")
     try:
         if not carry:
             shutil.rmtree(folder / ".courtship" / "aggregates", ignore_errors=True)
-        plan = engine.plan(base, moment, state)
+        plan = engine.plan(base, moment, state, trace=trace)
         engine.record(plan, state)
         return plan
     finally:
@@ -131,7 +132,8 @@ def test_messages_heard_through_serve_are_carried_on_as_events_are(tmp_path):
     for folder in (carried, whole):
         run(folder, moment, carry=folder == carried)
     people = pl.read_csv(carried / "examples" / "customers.csv", infer_schema=False)
-    phones = people.drop_nulls("phone").get_column("phone").gather_every(23).to_list()
+    heard_from = people.drop_nulls("phone").gather_every(23)
+    phones = heard_from.get_column("phone").to_list()
     for step, gap in enumerate((1, 1, 1, 24)):
         before, moment = moment, moment + dt.timedelta(hours=gap)
         for folder in (carried, whole):
@@ -139,7 +141,8 @@ def test_messages_heard_through_serve_are_carried_on_as_events_are(tmp_path):
             try:
                 if step < 3:  # no new message before the last run: the same ones on record
                     state.record_callback(
-                        before + dt.timedelta(minutes=10 + step),
+                        # the second one recorded late: from before the last run
+                        before + dt.timedelta(minutes=10 + step - 120 * (step == 1)),
                         "twilio",
                         "inbound",
                         channel="sms",
@@ -148,8 +151,14 @@ def test_messages_heard_through_serve_are_carried_on_as_events_are(tmp_path):
                     )
             finally:
                 state.close()
-        one, other = run(carried, moment), run(whole, moment, carry=False)
+        someone = heard_from.get_column("customer_id")[min(step, 2)]
+        one = run(carried, moment, trace=someone)
+        other = run(whole, moment, carry=False, trace=someone)
         assert decided(one) == decided(other), f"at {moment}"
+        # the customer who wrote is aggregated anew with the message, as by a whole run
+        assert one.customer_facts == other.customer_facts
+        assert one.customer_facts["last_inbound_channel"] == "sms"
+        assert one.aggregated[0] < one.aggregated[1] // 4  # and not everyone
     # the heard messages are events of their customers, numbered as a whole base would be
     _, project = engine_of(carried)
     base = read_base(project, installed(), dry_run=True)

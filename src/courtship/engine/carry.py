@@ -233,16 +233,25 @@ def index_mark(base: CustomerBase) -> str | None:
 def current_marks(history: FactHistory) -> Marks:
     """This run's fingerprints per customer of their events and of their sends. The events'
     are those kept when the events are the very ones the kept aggregates counted (the same
-    index): only the sends are fingerprinted again."""
-    from courtship.engine.facts import event_rows
+    index): only the sends are fingerprinted again. Messages heard through ``courtship
+    serve`` (events given to a loaded base, :func:`courtship.engine.facts.heard_rows`) are
+    fingerprinted with the sends, at every run: the index's own fingerprints stay whole."""
+    from courtship.engine.facts import event_rows, heard_rows
 
     found = history.__dict__.get("_marks")
     if found is not None:
         return found
     kept, index = history.carried, index_mark(history.base)
     same = kept is not None and index is not None and kept.index == index
-    events = kept.marks.events() if same and kept else event_rows(history.base)
-    found = Marks(events, history.sent, history.customers.height)
+    heard = heard_rows(history.base)
+    own = event_rows(history.base) if heard is None else heard[0]
+    sent = (
+        history.sent
+        if heard is None
+        else pl.concat([history.sent, heard[1]], how="vertical_relaxed")
+    )
+    events = kept.marks.events() if same and kept else own
+    found = Marks(events, sent, history.customers.height)
     history.__dict__["_marks"] = found
     return found
 

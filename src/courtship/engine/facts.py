@@ -581,9 +581,9 @@ def with_more_events(base: CustomerBase, more: pl.DataFrame) -> CustomerBase:
     ``courtship serve``, a few against millions), typed as its own, and with what was built
     of its loading-time index carried on rather than built again: the events numbered by
     customer (:func:`event_rows`) redone for the customers of ``more`` alone, the referrals
-    kept (``more`` holds none), and the index's mark extended by a fingerprint of ``more``
-    (the aggregates carried from the last run are compared with it: ``courtship.engine.carry``).
-    """
+    kept (``more`` holds none), and the index's mark kept. The aggregates carried from the
+    last run tell who ``more`` changed by their fingerprint, which counts ``more`` with the
+    sends (:func:`heard_rows`, ``courtship.engine.carry``)."""
     schema = base.events.schema
     more = more.with_columns(pl.col(n).cast(schema[n]) for n in more.columns if n in schema)
     events = pl.concat([base.events, more], how="diagonal_relaxed")
@@ -599,32 +599,35 @@ def with_more_events(base: CustomerBase, more: pl.DataFrame) -> CustomerBase:
             return found[2]
         return None
 
-    rows = built("_event_rows")
-    if rows is not None:
-        grown.__dict__["_event_rows"] = (base.customers, events, _with_rows_of(rows, more, base))
+    _check_events(more, "events")
+    own = event_rows(base)  # kept with the base when read, else built now (and kept)
+    customers = base.customers.select(pl.col("customer_id").cast(pl.String())).with_row_index(ROW)
+    heard = _in_customer_order(_numbered(_events(more, None), customers))
+    grown.__dict__["_event_rows"] = (base.customers, events, _with_rows_of(own, heard, base))
+    grown.__dict__["_heard_rows"] = (base.customers, events, (own, heard))
     if not more.get_column("type").cast(pl.String()).eq("referral").any():
         for name in ("_referral_rows", "_referral_graph"):
             if (found := built(name)) is not None:
                 grown.__dict__[name] = (base.customers, events, found)
-    mark = built("_index_mark")
-    if mark is not None:
-        heard = more.select(pl.all().cast(pl.String())).hash_rows(seed=13)
-        fingerprint = int((heard * pl.int_range(1, heard.len() + 1, eager=True)).sum() or 0)
-        grown.__dict__["_index_mark"] = (
-            base.customers,
-            events,
-            f"{mark} and {more.height} more events ({fingerprint})",
-        )
+    if (mark := built("_index_mark")) is not None:
+        grown.__dict__["_index_mark"] = (base.customers, events, mark)
     return grown
 
 
-def _with_rows_of(rows: pl.DataFrame, more: pl.DataFrame, base: CustomerBase) -> pl.DataFrame:
-    """The events numbered by customer (``rows``, in customer order) with ``more`` among
-    them: the events of ``more``'s customers put in order again with theirs, everyone else's
-    kept where they are, as :func:`event_rows` of the whole would number them."""
-    _check_events(more, "events")
-    customers = base.customers.select(pl.col("customer_id").cast(pl.String())).with_row_index(ROW)
-    numbered = _numbered(_events(more, None), customers)
+def heard_rows(base: CustomerBase) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """For a base that :func:`with_more_events` made: its own events numbered by customer
+    (those of its index) and the events it was given, numbered the same way; else None."""
+    kept = base.__dict__.get("_heard_rows")
+    if kept is not None and kept[0] is base.customers and kept[1] is base.events:
+        return kept[2]
+    return None
+
+
+def _with_rows_of(rows: pl.DataFrame, numbered: pl.DataFrame, base: CustomerBase) -> pl.DataFrame:
+    """The events numbered by customer (``rows``, in customer order) with ``numbered`` (more
+    events, numbered the same way) among them: the events of their customers put in order
+    again with theirs, everyone else's kept where they are, as :func:`event_rows` of the whole
+    would number them."""
     if not numbered.height:
         return rows
     heard = numbered.get_column(ROW).unique().sort()
