@@ -110,6 +110,38 @@ def test_any_number_of_parts_gives_the_same_plan(cluster, bundled_whole, parts):
     assert (render_json(plan), plan.notifications) == bundled_whole
 
 
+def test_messages_heard_through_serve_are_the_same_events_in_parts(cluster, tmp_path):
+    """Inbound SMS on record (``courtship serve``) join each part's own customers' events:
+    the parts decide what one process decides with the same messages."""
+    import datetime as dt
+
+    import polars as pl
+
+    people = pl.read_csv(ROOT / "examples" / "customers.csv", infer_schema=False)
+    phones = people.drop_nulls("phone").get_column("phone").gather_every(11).to_list()
+
+    def heard() -> StateStore:
+        state = StateStore(None)
+        for number, phone in enumerate(phones):
+            state.record_callback(
+                NOW - dt.timedelta(minutes=20 + number),
+                "twilio",
+                "inbound",
+                channel="sms",
+                address=phone,
+                detail="are you open on sunday?",
+            )
+        return state
+
+    loaded = load(ROOT, quiet=True)
+    whole = loaded.engine.plan(loaded.base, NOW, heard())
+    answered = {d.customer_id for d in whole.decisions if d.playbook == "answer-their-calls"}
+    assert answered, "the messages reach the playbook that answers them"
+    plan = partitions.decide(loaded.engine, partitions.split(loaded.base, 3), NOW, heard(), cluster)
+    loaded.engine.render(plan)
+    assert (render_json(plan), plan.notifications) == (render_json(whole), whole.notifications)
+
+
 def _state_rows(project: Path) -> dict[str, list[tuple[object, ...]]]:
     """Every row of the state store (the outbox's file names made relative to the project)."""
 
