@@ -19,7 +19,7 @@ import polars as pl
 
 from courtship import experiments
 from courtship.catalogue import PREFERRED, TONES
-from courtship.engine.facts import ROW
+from courtship.engine.facts import rows_of_customers
 from courtship.engine.plan import Decision, iso, reason
 from courtship.engine.sequences import (
     BEST_FROM,
@@ -439,9 +439,7 @@ def _guarded(
         for f in batch.who.get_column("friend_id").drop_nulls().to_list()
     }
     rows_of_friends = dict(
-        facts.select("customer_id", ROW)
-        .filter(pl.col("customer_id").is_in(pl.Series(list(friends), dtype=pl.String()).implode()))
-        .iter_rows()
+        rows_of_customers(facts, pl.Series(list(friends), dtype=pl.String())).iter_rows()
     )
     wanted: list[list[str]] = []
     parts = []

@@ -24,6 +24,7 @@ from courtship.engine.facts import (
     customer_file_mark,
     no_cycle_collection,
     plugin_fact_columns,
+    rows_of_customers,
 )
 from courtship.engine.outbox import outbox_rows
 from courtship.engine.plan import Decision, Plan, iso
@@ -216,10 +217,7 @@ class Engine:
         events = base.events.filter((pl.col("at") > since) & (pl.col("at") <= now)).with_columns(
             pl.col("customer_id").cast(pl.String())
         )
-        # their customers' rows: the facts searched for them first (no hash of every id)
-        rows = facts.select("customer_id", ROW).filter(
-            pl.col("customer_id").is_in(events.get_column("customer_id").unique().implode())
-        )
+        rows = rows_of_customers(facts, events.get_column("customer_id"))
         events = events.join(rows, on="customer_id")
         becomes = [pb_id for pb_id in self.order if "becomes" in self.playbooks[pb_id].trigger]
         mark = customer_file_mark(base)

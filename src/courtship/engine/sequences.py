@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from courtship.catalogue import Catalogue
-from courtship.engine.facts import ROW
+from courtship.engine.facts import ROW, at_rows, rows_of_customers
 from courtship.engine.plan import Decision, Plan, iso
 from courtship.engine.triggers import event_filter
 from courtship.experiments import variant_of
@@ -367,9 +367,7 @@ def resume(
         ],
         schema={k: pl.String() for k in keep} | {"_batch": pl.UInt32()},
     )
-    found = facts.select("customer_id", ROW).filter(
-        pl.col("customer_id").is_in(who.get_column("customer_id").unique().implode())
-    )
+    found = rows_of_customers(facts, who.get_column("customer_id"))
     who = who.join(found, on="customer_id", how="left", maintain_order="left")
     for number, (pb, start, _) in enumerate(batches):
         mine = who.filter(pl.col("_batch") == number).drop("_batch")
@@ -482,7 +480,7 @@ def rows_of(facts: pl.DataFrame, who: pl.DataFrame) -> pl.Series:
     if ROW in who.columns and not who.get_column(ROW).has_nulls():
         return who.get_column(ROW).cast(pl.UInt32())
     ids = who.get_column("customer_id").cast(pl.String())
-    found = facts.select("customer_id", ROW).filter(pl.col("customer_id").is_in(ids.implode()))
+    found = rows_of_customers(facts, ids)
     return ids.to_frame().join(found, on="customer_id", maintain_order="left").get_column(ROW)
 
 
@@ -500,16 +498,9 @@ def _patched(
     rows = rows.cast(pl.UInt32())
     same_type = name not in facts.columns or facts.schema[name] == values.dtype
     if same_type and not values.dtype.is_nested() and not rows.has_nulls():
-        # written at the rows, on a copy of the one column
-        if not rows.is_unique().all():  # a customer twice: the last one wins
-            last = pl.DataFrame({ROW: rows, "_value": values}).unique(ROW, keep="last")
-            rows, values = last.get_column(ROW), last.get_column("_value")
-        column = (
-            facts.get_column(name)
-            if name in facts.columns
-            else pl.repeat(None, facts.height, dtype=values.dtype, eager=True)
-        )
-        return facts.with_columns(column.scatter(rows, values).alias(name))
+        # written at the rows, on a copy of the one column (a customer twice: the last wins)
+        part = pl.DataFrame({ROW: rows, name: values}).unique(ROW, keep="last")
+        return at_rows(facts, part)
     # Lists (tags) are not scattered: where each row's new value is among ``values`` (null:
     # unchanged); the last one wins.
     place = pl.repeat(None, facts.height, dtype=pl.UInt32(), eager=True)
